@@ -1,0 +1,78 @@
+//! QEMU `virt` machine (QEMU 10), started with
+//! `-M virt,virtualization=on,gic-version=3 -smp 4 -m 1G`.
+//!
+//! Entry protocol: QEMU loads Bulkhead as an arm64 `Image` at
+//! `0x4020_0000` and enters it at EL2 on core 0; the other cores are held off
+//! by QEMU's built-in PSCI (SMC conduit) until `CPU_ON`.
+
+use bulkhead_core::board::{Board, Conduit, Device, DeviceUse, Gic, Range};
+
+const MIB: u64 = 1 << 20;
+
+/// Where QEMU places the partitioner image (RAM base + 2 MiB, see
+/// `load_aarch64_image` in QEMU: a zero text offset is moved past its boot stub).
+pub const LOAD_ADDRESS: u64 = 0x4020_0000;
+
+const fn virtio(n: u64, name: &'static str, spi: &'static [u32]) -> Device {
+    Device {
+        name,
+        compatible: "virtio,mmio",
+        reg: Range::new(0x0a00_0000 + n * 0x200, 0x200),
+        spis: spi,
+        usage: DeviceUse::Assignable,
+    }
+}
+
+pub static BOARD: Board = Board {
+    name: "qemu-virt",
+    ram: &[Range::new(0x4000_0000, 1024 * MIB)],
+    cpus: &[0x0, 0x1, 0x2, 0x3],
+    devices: &[
+        Device {
+            name: "uart0",
+            compatible: "arm,pl011",
+            reg: Range::new(0x0900_0000, 0x1000),
+            spis: &[1],
+            usage: DeviceUse::Reserved("partitioner console"),
+        },
+        Device {
+            name: "uart1",
+            compatible: "arm,pl011",
+            reg: Range::new(0x0904_0000, 0x1000),
+            spis: &[8],
+            usage: DeviceUse::Assignable,
+        },
+        Device {
+            name: "rtc",
+            compatible: "arm,pl031",
+            reg: Range::new(0x0901_0000, 0x1000),
+            spis: &[2],
+            usage: DeviceUse::Assignable,
+        },
+        Device {
+            name: "fw-cfg",
+            compatible: "qemu,fw-cfg-mmio",
+            reg: Range::new(0x0902_0000, 0x18),
+            spis: &[],
+            usage: DeviceUse::Reserved("QEMU firmware configuration"),
+        },
+        Device {
+            name: "gpio",
+            compatible: "arm,pl061",
+            reg: Range::new(0x0903_0000, 0x1000),
+            spis: &[7],
+            usage: DeviceUse::Assignable,
+        },
+        virtio(0, "virtio0", &[16]),
+        virtio(1, "virtio1", &[17]),
+        virtio(2, "virtio2", &[18]),
+        virtio(3, "virtio3", &[19]),
+    ],
+    gic: Gic::V3 {
+        distributor: Range::new(0x0800_0000, 0x1_0000),
+        redistributors: Range::new(0x080a_0000, 0xf6_0000),
+    },
+    console: Range::new(0x0900_0000, 0x1000),
+    psci: Conduit::Smc,
+    spi_count: 256,
+};

@@ -1,0 +1,121 @@
+//! What a board looks like to Bulkhead: its RAM, its cores, the devices that can
+//! be passed through to domains, and the resources the partitioner keeps for
+//! itself. Concrete boards live in the `board-support` crate.
+
+/// An address range `[base, base + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Range {
+    pub const fn new(base: u64, size: u64) -> Self {
+        Self { base, size }
+    }
+    /// One past the last byte, or `None` when the range wraps the address space.
+    pub const fn end(&self) -> Option<u64> {
+        self.base.checked_add(self.size)
+    }
+    pub fn overlaps(&self, other: &Range) -> bool {
+        let (Some(a_end), Some(b_end)) = (self.end(), other.end()) else {
+            return true;
+        };
+        self.size != 0 && other.size != 0 && self.base < b_end && other.base < a_end
+    }
+    pub fn contains(&self, other: &Range) -> bool {
+        match (self.end(), other.end()) {
+            (Some(a_end), Some(b_end)) => other.base >= self.base && b_end <= a_end,
+            _ => false,
+        }
+    }
+    pub fn contains_addr(&self, addr: u64) -> bool {
+        addr >= self.base && self.end().is_none_or(|e| addr < e)
+    }
+}
+
+/// Interrupt controller generation and the addresses of its parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gic {
+    V2 { distributor: Range, cpu_interface: Range },
+    V3 { distributor: Range, redistributors: Range },
+}
+
+/// How the partitioner talks to the platform firmware (PSCI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    Smc,
+    Hvc,
+}
+
+/// Who may use a board device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceUse {
+    /// Free to be passed through to exactly one domain.
+    Assignable,
+    /// Kept by the partitioner; the string says what for ("partitioner console").
+    Reserved(&'static str),
+}
+
+/// A memory-mapped device of the board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The name configs use to refer to it (`board-device = "uart1"`).
+    pub name: &'static str,
+    /// Device-tree `compatible` string, used when generating guest trees.
+    pub compatible: &'static str,
+    pub reg: Range,
+    /// SPI numbers (GIC INTID - 32) of the device's interrupts.
+    pub spis: &'static [u32],
+    pub usage: DeviceUse,
+}
+
+/// Everything Bulkhead needs to know about a board.
+#[derive(Clone, Copy, Debug)]
+pub struct Board {
+    /// Name used in configs (`board = "qemu-virt"`).
+    pub name: &'static str,
+    /// RAM banks.
+    pub ram: &'static [Range],
+    /// MPIDR affinity value of each core; a config's core numbers index this list.
+    pub cpus: &'static [u64],
+    /// Devices, assignable and reserved.
+    pub devices: &'static [Device],
+    pub gic: Gic,
+    /// Base address of the partitioner's own PL011 console.
+    pub console: Range,
+    /// PSCI conduit used to reach the platform firmware.
+    pub psci: Conduit,
+    /// Number of SPIs the interrupt controller implements.
+    pub spi_count: u32,
+}
+
+impl Board {
+    pub fn device(&self, name: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+    /// Index of the core with this MPIDR (affinity bits only), if on the board.
+    pub fn cpu_index(&self, mpidr: u64) -> Option<usize> {
+        let aff = mpidr & 0xff_00ff_ffff;
+        self.cpus.iter().position(|&m| m == aff)
+    }
+    /// MMIO ranges the partitioner keeps: its console and the interrupt controller.
+    pub fn reserved_mmio(&self) -> impl Iterator<Item = (Range, &'static str)> + '_ {
+        let gic: [(Range, &'static str); 2] = match self.gic {
+            Gic::V2 { distributor, cpu_interface } => [
+                (distributor, "GIC distributor"),
+                (cpu_interface, "GIC CPU interface"),
+            ],
+            Gic::V3 { distributor, redistributors } => [
+                (distributor, "GIC distributor"),
+                (redistributors, "GIC redistributors"),
+            ],
+        };
+        core::iter::once((self.console, "partitioner console"))
+            .chain(gic)
+            .chain(self.devices.iter().filter_map(|d| match d.usage {
+                DeviceUse::Reserved(why) => Some((d.reg, why)),
+                DeviceUse::Assignable => None,
+            }))
+    }
+}

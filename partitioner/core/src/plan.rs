@@ -1,0 +1,116 @@
+//! The boot plan: a validated configuration with every physical address
+//! resolved. Validation (`crate::validate`) produces it; the firmware only
+//! executes it, so everything the firmware does is decided (and unit-tested)
+//! on the host first.
+
+use crate::board::Range;
+use heapless::Vec;
+
+/// Most domains one configuration may hold.
+pub const MAX_DOMAINS: usize = 8;
+/// Most cores (board-wide and per domain).
+pub const MAX_CPUS: usize = 8;
+/// Most memory regions per domain.
+pub const MAX_REGIONS: usize = 8;
+/// Most passthrough devices per domain.
+pub const MAX_DEVICES: usize = 8;
+/// Most interrupts per passthrough device.
+pub const MAX_IRQS: usize = 4;
+/// Longest domain name, in bytes.
+pub const MAX_NAME: usize = 31;
+
+/// What a domain's fault policy does when the domain touches an address it
+/// does not own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPolicy {
+    /// Inject a synchronous external abort: the domain's own handler runs,
+    /// exactly as for a bus error on real hardware. (Default.)
+    InjectAbort,
+    /// Stop every core of the domain.
+    Stop,
+}
+
+/// The kind of memory a stage-2 mapping gives the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemKind {
+    /// Normal write-back cacheable RAM, read/write/execute.
+    Ram,
+    /// Device-nGnRE MMIO, read/write, never executable.
+    Device,
+}
+
+/// One guest-physical to physical mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// Intermediate physical (guest) address.
+    pub ipa: u64,
+    pub pa: u64,
+    pub size: u64,
+    pub kind: MemKind,
+}
+
+impl Mapping {
+    pub fn ipa_range(&self) -> Range {
+        Range::new(self.ipa, self.size)
+    }
+    pub fn pa_range(&self) -> Range {
+        Range::new(self.pa, self.size)
+    }
+}
+
+/// A passthrough device, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevicePlan {
+    /// Node name in the config (and in the guest's device tree).
+    pub name: heapless::String<MAX_NAME>,
+    /// Board device it refers to, if any (`board-device`).
+    pub board_device: Option<&'static str>,
+    pub compatible: heapless::String<64>,
+    pub mapping: Mapping,
+    pub spis: Vec<u32, MAX_IRQS>,
+}
+
+/// One domain, ready to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainPlan {
+    pub name: heapless::String<MAX_NAME>,
+    /// Stage-2 VMID, unique, never 0 (0 is left unused).
+    pub vmid: u16,
+    /// Board core indices, in the order of the domain's virtual CPUs.
+    pub cpus: Vec<usize, MAX_CPUS>,
+    /// RAM mappings, in config order. The image is loaded into the one that
+    /// contains `entry`.
+    pub ram: Vec<Mapping, MAX_REGIONS>,
+    pub devices: Vec<DevicePlan, MAX_DEVICES>,
+    /// Guest address of the first instruction.
+    pub entry: u64,
+    /// Size of the domain's image in the package.
+    pub image_size: u64,
+    /// Extra kernel command line / arguments handed to the domain in `/chosen`.
+    pub bootargs: heapless::String<128>,
+    pub fault_policy: FaultPolicy,
+    /// Guest address of the mediated (virtual) console, if the domain has one.
+    pub virtual_console: Option<u64>,
+}
+
+impl DomainPlan {
+    /// The RAM mapping holding `ipa`, if any.
+    pub fn ram_at(&self, ipa: u64) -> Option<&Mapping> {
+        self.ram.iter().find(|m| m.ipa_range().contains_addr(ipa))
+    }
+    /// Every stage-2 mapping of the domain: RAM, then devices.
+    pub fn mappings(&self) -> impl Iterator<Item = &Mapping> + '_ {
+        self.ram.iter().chain(self.devices.iter().map(|d| &d.mapping))
+    }
+}
+
+/// The whole machine, ready to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub board: &'static str,
+    pub domains: Vec<DomainPlan, MAX_DOMAINS>,
+}
+
+/// Guest address of the virtual console of a domain without its own UART:
+/// the place the first PL011 sits on QEMU's `virt`, so unmodified guests find it.
+pub const VIRTUAL_CONSOLE_IPA: u64 = 0x0900_0000;
