@@ -1,1 +1,304 @@
-fn main() {}
+//! `cargo xtask <command>`: see `usage()` and the README.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use xtask::image::{self, Tamper};
+use xtask::qemu::Machine;
+use xtask::{cargo, report_errors, root, run_shown, target_dir, tools, Result};
+
+fn usage() -> &'static str {
+    "usage: cargo xtask <command>
+
+  run [CONFIG] [--gic 2|3] [--cpu MODEL] [--timeout SECS]
+                  build CONFIG (default configs/qemu-virt/default.dts) and boot it
+                  under QEMU virt; both UARTs share the terminal (Ctrl-a x quits)
+  build [CONFIG] [-o OUT]
+                  build the bootable image (target/bulkhead/<config>.img)
+  check CONFIG...
+                  validate configs as the firmware will, printing every error
+  test            run every test: host unit tests, config checks, QEMU integration
+  bench           measure firmware size, EL2 code size and boot time
+  lint            cargo fmt --check and clippy (warnings are errors) on every crate
+  setup           install what is missing (QEMU 10, dtc)
+
+test-only build flags: --unchecked, --truncate-config, --corrupt-config"
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprintln!("{}", usage());
+        return ExitCode::FAILURE;
+    };
+    let rest = &args[1..];
+    let r = match cmd.as_str() {
+        "run" => run(rest),
+        "build" => build(rest),
+        "check" => check(rest),
+        "test" => test(rest),
+        "bench" => bench(rest),
+        "lint" => lint(),
+        "setup" => tools::ensure(),
+        "help" | "--help" | "-h" => {
+            println!("{}", usage());
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n{}", usage()).into()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parsed common options.
+struct Opts {
+    config: PathBuf,
+    out: Option<PathBuf>,
+    tamper: Tamper,
+    machine: Machine,
+    timeout: Option<u64>,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts { config: image::default_config(), out: None, tamper: Tamper::None, machine: Machine::default(), timeout: None };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "-o" => o.out = Some(PathBuf::from(value("-o")?)),
+            "--gic" => {
+                o.machine.gic = match value("--gic")?.as_str() {
+                    "2" => 2,
+                    "3" => 3,
+                    g => return Err(format!("--gic {g}: QEMU virt offers GIC versions 2 and 3").into()),
+                }
+            }
+            "--cpu" => o.machine.cpu = value("--cpu")?,
+            "--timeout" => o.timeout = Some(value("--timeout")?.parse().map_err(|_| "--timeout takes seconds")?),
+            "--unchecked" => o.tamper = Tamper::Unchecked,
+            "--truncate-config" => o.tamper = Tamper::TruncateConfig,
+            "--corrupt-config" => o.tamper = Tamper::CorruptConfig,
+            s if s.starts_with('-') => return Err(format!("unknown option {s}\n{}", usage()).into()),
+            path => o.config = PathBuf::from(path),
+        }
+    }
+    if !o.config.exists() {
+        return Err(format!("config {} does not exist", o.config.display()).into());
+    }
+    Ok(o)
+}
+
+fn build_config(o: &Opts) -> Result<PathBuf> {
+    image::build_binaries()?;
+    let out = o.out.clone().unwrap_or_else(|| image::image_path(&o.config));
+    let plan = image::build_image(&o.config, &out, o.tamper)?;
+    let size = std::fs::metadata(&out)?.len();
+    match plan {
+        Some(p) => eprintln!(
+            "xtask: {} ({} bytes, {} domain(s): {})",
+            out.display(),
+            size,
+            p.domains.len(),
+            p.domains.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        None => eprintln!("xtask: {} ({} bytes, NOT checked: {:?})", out.display(), size, o.tamper),
+    }
+    Ok(out)
+}
+
+fn build(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    build_config(&o).map(|_| ())
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    tools::ensure()?;
+    let img = build_config(&o)?;
+    // Interactive runs are unlimited unless asked; scripted runs get a limit.
+    let timeout = o.timeout.or(if std::io::stdin().is_terminal() { None } else { Some(60) });
+    eprintln!("xtask: booting under QEMU; both UARTs print here; Ctrl-a x quits");
+    let mut cmd = match timeout {
+        Some(t) => {
+            let mut c = Command::new("timeout");
+            c.args(["--foreground", "--kill-after=5", &t.to_string(), tools::QEMU]);
+            c
+        }
+        None => Command::new(tools::QEMU),
+    };
+    cmd.args(o.machine.args(&img)).args([
+        "-chardev",
+        "stdio,mux=on,id=console,signal=off",
+        "-serial",
+        "chardev:console",
+        "-serial",
+        "chardev:console",
+        "-mon",
+        "chardev=console,mode=readline",
+    ]);
+    let st = cmd.status()?;
+    // `timeout` exits 124 when it ended the run: that is the requested limit.
+    if !st.success() && st.code() != Some(124) {
+        return Err(format!("QEMU failed ({st})").into());
+    }
+    Ok(())
+}
+
+fn check(args: &[String]) -> Result<()> {
+    if args.is_empty() {
+        return Err("usage: cargo xtask check CONFIG...".into());
+    }
+    image::build_binaries()?;
+    let fw = image::firmware_image()?;
+    let mut failed = 0;
+    for a in args {
+        let path = Path::new(a);
+        let blob = match image::compile_dts(path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+                continue;
+            }
+        };
+        match image::check_blob(path, blob, fw.len() as u64) {
+            Ok(c) => {
+                println!("{}: ok, {} domain(s)", path.display(), c.plan.domains.len());
+                for d in &c.plan.domains {
+                    println!("  {} (VMID {}): cores {:?}, entry {:#x}", d.name, d.vmid, d.cpus.as_slice(), d.entry);
+                    for m in d.mappings() {
+                        println!("    {:?} IPA {:#x}+{:#x} -> PA {:#x}", m.kind, m.ipa, m.size, m.pa);
+                    }
+                }
+            }
+            Err((errors, _)) => {
+                eprintln!("{}", report_errors(path, &errors));
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} config(s) rejected").into());
+    }
+    Ok(())
+}
+
+/// Images the QEMU tests boot, built once and shared by every test.
+pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
+    ("default", "configs/qemu-virt/default.dts", Tamper::None),
+    ("stop-policy", "tests/configs/stop-policy.dts", Tamper::None),
+    ("invalid-unchecked", "tests/configs/invalid/cpu-shared.dts", Tamper::Unchecked),
+    ("truncated-config", "configs/qemu-virt/default.dts", Tamper::TruncateConfig),
+    ("corrupt-config", "configs/qemu-virt/default.dts", Tamper::CorruptConfig),
+];
+
+fn test(args: &[String]) -> Result<()> {
+    tools::ensure()?;
+    eprintln!("xtask: host unit tests");
+    run_shown(cargo().args(["test", "-p", "bulkhead-core", "-p", "board-support", "-p", "xtask"]), "host unit tests")?;
+    eprintln!("xtask: building firmware, domains and test images (once, shared by every QEMU test)");
+    image::build_binaries()?;
+    let dir = target_dir().join("bulkhead").join("test-images");
+    for (name, config, tamper) in TEST_IMAGES {
+        image::build_image(&root().join(config), &dir.join(format!("{name}.img")), *tamper)?;
+    }
+    eprintln!("xtask: config checks and QEMU integration tests");
+    let mut c = cargo();
+    c.args(["test", "-p", "bulkhead-tests", "--"]).args(args).env("BULKHEAD_TEST_IMAGES", &dir);
+    run_shown(&mut c, "integration tests")
+}
+
+fn lint() -> Result<()> {
+    run_shown(cargo().args(["fmt", "--all", "--", "--check"]), "cargo fmt --check")?;
+    run_shown(
+        cargo().args(["clippy", "--all-targets", "-p", "bulkhead-core", "-p", "board-support", "-p", "xtask", "-p", "bulkhead-tests", "--", "-D", "warnings"]),
+        "clippy (host crates)",
+    )?;
+    run_shown(
+        cargo().args(["clippy", "--release", "-p", "bulkhead", "--target", image::FIRMWARE_TARGET, "--", "-D", "warnings"]),
+        "clippy (firmware)",
+    )?;
+    let mut c = cargo();
+    c.args(["clippy", "--release", "--target", image::DOMAIN_TARGET, "-p", "bulkhead-rt"]);
+    for d in image::DOMAIN_CRATES {
+        c.args(["-p", d]);
+    }
+    run_shown(c.args(["--", "-D", "warnings"]), "clippy (domains)")
+}
+
+fn bench(_args: &[String]) -> Result<()> {
+    tools::ensure()?;
+    image::build_binaries()?;
+    let config = image::default_config();
+    let img = image::image_path(&config);
+    image::build_image(&config, &img, Tamper::None)?;
+    bench_report(&img)
+}
+
+fn bench_report(img: &Path) -> Result<()> {
+    // Size of the firmware itself.
+    let elf = std::fs::read(image::firmware_elf())?;
+    let (_, mem) = xtask::elf::flatten(&elf)?;
+    let fw = image::firmware_image()?;
+    println!("firmware memory image: {} bytes ({} KiB, .bss included)", mem.len(), mem.len() / 1024);
+    println!("bootable image with the default package: {} bytes", std::fs::metadata(img)?.len());
+    println!("firmware file part before the package: {} bytes", fw.len());
+    let loc = count_lines(&root().join("partitioner/firmware/src"));
+    let core = count_lines(&root().join("partitioner/core/src"));
+    println!("lines of code: EL2 firmware layer {loc}, core (host-tested, tests included) {core}");
+    // Boot: reset to each domain's first instruction, from the partitioner's
+    // own CNTPCT stamps (the counter starts at reset), median of 5 runs.
+    let mut per_domain: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut wall = Vec::new();
+    for i in 0..5 {
+        let m = Machine { timeout: Duration::from_secs(60), ..Machine::default() };
+        let mut r = xtask::qemu::Run::start(&m, img, &target_dir().join("bulkhead").join(format!("bench-{i}")))?;
+        r.wait_line(xtask::qemu::UART1, "heartbeat 1", Duration::from_secs(30))?;
+        wall.push(r.elapsed().as_secs_f64() * 1000.0);
+        for l in r.output(xtask::qemu::UART0).lines() {
+            // bulkhead: domain "hello": vCPU 0 starts on core 0 at 0x40000000, 12.345 ms after reset
+            if let (Some(n), Some(t)) = (l.split('"').nth(1), l.split(", ").last().and_then(|s| s.strip_suffix(" ms after reset"))) {
+                if l.contains("starts on core") {
+                    per_domain.entry(n.to_string()).or_default().push(t.parse().unwrap_or(f64::NAN));
+                }
+            }
+        }
+    }
+    for (d, mut v) in per_domain {
+        v.sort_by(|a, b| a.total_cmp(b));
+        println!("reset -> domain \"{d}\" first instruction: median {:.3} ms (guest clock, {} runs)", v[v.len() / 2], v.len());
+    }
+    wall.sort_by(|a, b| a.total_cmp(b));
+    println!("wall time QEMU start -> hello's first heartbeat: median {:.0} ms", wall[wall.len() / 2]);
+    Ok(())
+}
+
+/// Non-blank, non-comment lines of Rust under `dir`.
+fn count_lines(dir: &Path) -> usize {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                n += count_lines(&p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                n += std::fs::read_to_string(&p)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| {
+                        let t = l.trim();
+                        !t.is_empty() && !t.starts_with("//")
+                    })
+                    .count();
+            }
+        }
+    }
+    n
+}

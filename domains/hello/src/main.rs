@@ -1,2 +1,62 @@
+//! `hello`: the victim / heartbeat domain.
+//!
+//! It says who it is, takes a checksum of its own code and read-only data,
+//! then prints a heartbeat every ~50 ms saying whether that checksum still
+//! holds, so a test can see both that it keeps running and that nothing
+//! changed its image. The name comes from the device tree, so one binary
+//! serves as any number of domains.
+//!
+//! Output (each line ends in `\n`; `<name>` is `/chosen/bulkhead,domain-name`,
+//! or `native` when started without a device tree):
+//!
+//! ```text
+//! <name>: hello cpus=<n> memory=<base:#x>+<size:#x>[,<base:#x>+<size:#x>...]
+//! <name>: integrity baseline fnv1a=<hash:#018x> over <len> bytes
+//! <name>: heartbeat <k> integrity=ok
+//! ```
+//!
+//! `memory=none` when the device tree lists no memory. Heartbeats count from
+//! 1. `integrity=ok` becomes `integrity=CORRUPTED` as soon as the checksum
+//! of code + read-only data differs from the baseline, and stays so (a
+//! change that is later undone was still a breach).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
+
+use bulkhead_rt::{delay_ms, image, println};
+
+bulkhead_rt::entry!(main);
+
+/// Time between heartbeats.
+const HEARTBEAT_MS: u64 = 50;
+
+fn main(_dtb: usize) -> ! {
+    let info = bulkhead_rt::info();
+    let name = info.name();
+
+    bulkhead_rt::print!("{name}: hello cpus={} memory=", info.cpus());
+    if info.memory().is_empty() {
+        bulkhead_rt::print!("none");
+    }
+    for (i, region) in info.memory().iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        bulkhead_rt::print!("{sep}{:#x}+{:#x}", region.base, region.size);
+    }
+    println!();
+
+    let baseline = image::checksum();
+    let (start, end) = image::code_rodata();
+    println!(
+        "{name}: integrity baseline fnv1a={baseline:#018x} over {} bytes",
+        end - start
+    );
+
+    let mut intact = true;
+    for beat in 1u64.. {
+        delay_ms(HEARTBEAT_MS);
+        intact = intact && image::checksum() == baseline;
+        let state = if intact { "ok" } else { "CORRUPTED" };
+        println!("{name}: heartbeat {beat} integrity={state}");
+    }
+    unreachable!("the heartbeat counter does not run out")
+}

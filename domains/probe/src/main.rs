@@ -1,2 +1,124 @@
+//! `probe`: the attacker domain.
+//!
+//! It reads its targets from the device tree's bootargs,
+//! `attack=<label>:<address>[,<label>:<address>...]` (addresses in hex with
+//! `0x`, or decimal; other space-separated words are ignored), and tries one
+//! 8-byte read and then one 8-byte write of [`PATTERN`] at each. Under
+//! Bulkhead every access outside the domain must end in an abort, delivered
+//! to the domain like a bus error; the domain survives and reports it. Then
+//! it prints heartbeats so a test can see it is still alive.
+//!
+//! Output (each line ends in `\n`; `<name>` as for `hello`):
+//!
+//! ```text
+//! <name>: probe ready: <t> targets
+//! <name>: attack read <label> @<addr:#x>: aborted esr=<esr:#x> far=<far:#x>
+//! <name>: attack read <label> @<addr:#x>: NOT STOPPED value=<value read:#x>
+//! <name>: attack write <label> @<addr:#x>: aborted esr=<esr:#x> far=<far:#x>
+//! <name>: attack write <label> @<addr:#x>: NOT STOPPED value=<value written:#x>
+//! <name>: attacks done: <n> attempted, <m> aborted
+//! <name>: heartbeat <k>
+//! ```
+//!
+//! Exactly one `attack` line per access, a read then a write per target, in
+//! bootargs order; `<n>` counts accesses (two per target). Extra lines only
+//! in unusual cases: `<name>: note: ...` after an `aborted` line whose abort
+//! is not a synchronous external abort (FSC 0x10), `<name>: bad attack
+//! target "<text>"` for an unparsable entry (skipped), and
+//! `<name>: attack write <label> @<addr:#x>: skipped (own image or device
+//! tree)` instead of a write that would hit the domain's own memory.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
+
+use bulkhead_rt::{delay_ms, println, try_read, try_write, Abort};
+
+bulkhead_rt::entry!(main);
+
+/// Value the write attacks store.
+const PATTERN: u64 = 0xbad0_c0de_dead_beef;
+/// Time between heartbeats.
+const HEARTBEAT_MS: u64 = 50;
+
+/// Tally of the accesses made.
+#[derive(Default)]
+struct Tally {
+    attempted: u64,
+    aborted: u64,
+}
+
+impl Tally {
+    /// Prints the line for one access and counts it.
+    fn report(&mut self, name: &str, what: &str, label: &str, addr: u64, result: Result<u64, Abort>) {
+        self.attempted += 1;
+        match result {
+            Ok(value) => {
+                println!("{name}: attack {what} {label} @{addr:#x}: NOT STOPPED value={value:#x}")
+            }
+            Err(abort) => {
+                self.aborted += 1;
+                println!(
+                    "{name}: attack {what} {label} @{addr:#x}: aborted esr={:#x} far={:#x}",
+                    abort.esr, abort.far
+                );
+                if !abort.is_external() {
+                    println!(
+                        "{name}: note: that abort is not a synchronous external abort: FSC={:#x} ({})",
+                        abort.fsc(),
+                        abort.fsc_description()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The `label:address` entries of the `attack=` word of `bootargs`.
+fn targets(bootargs: &str) -> impl Iterator<Item = &str> {
+    bootargs
+        .split_ascii_whitespace()
+        .filter_map(|word| word.strip_prefix("attack="))
+        .flat_map(|list| list.split(','))
+        .filter(|entry| !entry.is_empty())
+}
+
+/// `label:address`, the address in hex with `0x` or in decimal.
+fn parse_target(entry: &str) -> Option<(&str, u64)> {
+    let (label, addr) = entry.split_once(':')?;
+    let addr = match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => addr.parse().ok()?,
+    };
+    (!label.is_empty()).then_some((label, addr))
+}
+
+fn main(_dtb: usize) -> ! {
+    let info = bulkhead_rt::info();
+    let name = info.name();
+    let bootargs = info.bootargs();
+
+    println!("{name}: probe ready: {} targets", targets(bootargs).count());
+    let mut tally = Tally::default();
+    for entry in targets(bootargs) {
+        let Some((label, addr)) = parse_target(entry) else {
+            println!("{name}: bad attack target \"{entry}\"");
+            continue;
+        };
+        tally.report(name, "read", label, addr, try_read(addr));
+        if bulkhead_rt::is_own_memory(addr, 8) {
+            println!("{name}: attack write {label} @{addr:#x}: skipped (own image or device tree)");
+            continue;
+        }
+        tally.report(name, "write", label, addr, try_write(addr, PATTERN).map(|()| PATTERN));
+    }
+    println!(
+        "{name}: attacks done: {} attempted, {} aborted",
+        tally.attempted, tally.aborted
+    );
+
+    for beat in 1u64.. {
+        delay_ms(HEARTBEAT_MS);
+        println!("{name}: heartbeat {beat}");
+    }
+    unreachable!("the heartbeat counter does not run out")
+}

@@ -1,1 +1,102 @@
+//! `bulkhead-rt`: the minimal runtime of Bulkhead's bare-metal test and demo
+//! domains.
+//!
+//! Boot contract (set by the partitioner): the domain is entered at guest
+//! address `0x4000_0000` at EL1h, MMU off, interrupts masked, with `x0` = the
+//! guest address of its device tree. The runtime
+//!
+//! * sets up a stack, zeroes `.bss`, enables FP/SIMD and installs its
+//!   exception vectors (`_start`),
+//! * checks the device tree (magic, size, readable, outside the image) and
+//!   falls back to defaults without one (name `native`, console `0x0900_0000`),
+//!   which lets a domain run directly under QEMU without the partitioner,
+//! * finds its console (a PL011) through `/chosen/stdout-path`,
+//! * then calls the domain's `main(dtb: usize) -> !`, registered with
+//!   [`entry!`], with the raw `x0` it was entered with.
+//!
+//! It offers [`print!`]/[`println!`], [`info`] (what the device tree says
+//! about the domain), [`try_read`]/[`try_write`] (accesses that report an
+//! abort instead of dying of it), [`delay_ms`] and [`image::checksum`].
+//! Any exception other than an abort of a `try_*` access prints
+//! `<name>: UNEXPECTED EXCEPTION ...` and halts the core; a panic prints
+//! `<name>: PANIC: ...` and halts.
 #![no_std]
+
+mod boot;
+pub mod console;
+mod dtb;
+mod exception;
+pub mod image;
+mod info;
+mod probe;
+mod sysreg;
+pub mod time;
+
+pub use info::{info, name, DomainInfo, MemRegion, MAX_MEM_REGIONS};
+pub use probe::{try_read, try_write, Abort};
+pub use time::delay_ms;
+
+/// Console used when the device tree names none (QEMU `virt`'s first PL011).
+pub const DEFAULT_CONSOLE: usize = 0x0900_0000;
+/// Domain name used when the device tree gives none.
+pub const DEFAULT_NAME: &str = "native";
+
+/// Registers the domain's entry function, `fn main(dtb: usize) -> !`.
+///
+/// ```ignore
+/// bulkhead_rt::entry!(main);
+/// fn main(_dtb: usize) -> ! { bulkhead_rt::println!("hi"); bulkhead_rt::halt() }
+/// ```
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        /// The domain's entry point, called by `bulkhead-rt` once set up.
+        #[doc(hidden)]
+        #[no_mangle]
+        pub extern "Rust" fn __bulkhead_domain_main(dtb: usize) -> ! {
+            let main: fn(usize) -> ! = $main;
+            main(dtb)
+        }
+    };
+}
+
+/// Whether `[addr, addr + len)` overlaps the domain's own image (code, data,
+/// stack) or its device tree, which [`try_write`] refuses to write.
+pub fn is_own_memory(addr: u64, len: u64) -> bool {
+    let start = addr as usize;
+    let end = addr.saturating_add(len) as usize;
+    let in_dtb = dtb::range().is_some_and(|(s, e)| start < e && s < end);
+    image::overlaps(start, end) || in_dtb
+}
+
+/// Stops this core for good.
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: `wfi` only waits for an interrupt or event; it touches no
+        // memory or registers Rust relies on.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+/// Rust entry, called by `_start` (see `boot.rs`) with the `x0` the domain
+/// was entered with, once the stack, `.bss`, FP/SIMD and the vectors are set.
+#[no_mangle]
+extern "C" fn __bulkhead_rt_start(x0: usize) -> ! {
+    dtb::init(x0);
+    console::init(info::console_from_dtb());
+    info::init_name();
+
+    extern "Rust" {
+        fn __bulkhead_domain_main(dtb: usize) -> !;
+    }
+    // SAFETY: the symbol is defined by `entry!` in the domain binary with
+    // exactly this signature (a safe Rust function); a domain without
+    // `entry!` fails to link rather than reaching this call.
+    unsafe { __bulkhead_domain_main(x0) }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!("{}: PANIC: {}", name(), info);
+    halt()
+}

@@ -119,3 +119,15 @@ impl Board {
             }))
     }
 }
+
+/// Granularity of the partitioner's footprint in RAM.
+pub const FOOTPRINT_ALIGN: u64 = 2 << 20;
+
+/// RAM the partitioner occupies when an image of `image_len` bytes (firmware
+/// with its package) is loaded at `load`: everything up to the next 2 MiB
+/// boundary, so domains keep 2 MiB block mappings. The host check and the
+/// firmware use this same function, so they always agree.
+pub fn partitioner_footprint(load: u64, image_len: u64) -> Range {
+    let end = load.saturating_add(image_len).next_multiple_of(FOOTPRINT_ALIGN);
+    Range::new(load, end - load)
+}

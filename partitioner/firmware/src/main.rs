@@ -1,2 +1,139 @@
+//! Bulkhead's EL2 firmware: the thin layer that touches hardware. Every
+//! decision (what the config means, what gets mapped, which register values,
+//! how a fault is reflected) is made by `bulkhead-core` and tested on the host;
+//! this crate carries the decisions out.
+//!
+//! Boot: `boot` (entry, stacks) → [`primary_main`]: console, vectors, EL2 MMU,
+//! package and config checks, then `domain::setup` and `domain::start_all`.
 #![no_std]
 #![no_main]
+
+mod boot;
+mod console;
+mod domain;
+mod exceptions;
+mod mmu;
+mod psci;
+
+use aarch64_cpu::registers::{Writeable, VBAR_EL2};
+use bulkhead_core::board::{partitioner_footprint, Board, Range};
+use bulkhead_core::package::Package;
+use bulkhead_core::validate::{self, Layout};
+use log::{error, info};
+
+/// The board this firmware was built for.
+pub fn board() -> &'static Board {
+    &board_support::qemu_virt::BOARD
+}
+
+/// Offsets in the arm64 Image header that `cargo xtask build` fills in.
+const HEADER_IMAGE_SIZE: u64 = 16;
+const HEADER_PACKAGE_OFFSET: u64 = 32;
+
+fn header_field(offset: u64) -> u64 {
+    let at = boot::symbol_addr!(__image_start) + offset;
+    // SAFETY: the header is the first 64 bytes of the loaded image, 8-byte
+    // aligned fields inside it, readable for the firmware's whole life.
+    unsafe { core::ptr::read_volatile(at as *const u64) }
+}
+
+/// Rust entry of the boot core, called by `boot` with the boot loader's DTB.
+pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
+    let board = board();
+    console::init(board.console.base);
+    info!("Bulkhead {} on {}, at EL2", env!("CARGO_PKG_VERSION"), board.name);
+    VBAR_EL2.set(exceptions::vectors());
+    let core = domain::identify_core();
+    if core != 0 {
+        fatal(format_args!("booted on core {core}; the boot core must be core 0"));
+    }
+
+    let start = boot::symbol_addr!(__image_start);
+    let image_size = header_field(HEADER_IMAGE_SIZE);
+    let pkg_offset = header_field(HEADER_PACKAGE_OFFSET);
+    let code_end = boot::symbol_addr!(__image_end);
+    if pkg_offset == 0 || image_size <= pkg_offset || start + pkg_offset < code_end {
+        fatal(format_args!(
+            "no package in this image (header: size {image_size:#x}, package at {pkg_offset:#x}): build it with `cargo xtask build`"
+        ));
+    }
+    let package = Range::new(start + pkg_offset, image_size - pkg_offset);
+    if let Err(e) = mmu::build_el2_map(board, package) {
+        fatal(format_args!("cannot build the partitioner's own page tables: {e:?}"));
+    }
+    mmu::enable();
+
+    // SAFETY: the boot loader loaded `image_size` bytes from `start` (the
+    // Image header says so); the package part is mapped read-only and never
+    // written, so a shared slice of it is sound for the firmware's life.
+    let bytes = unsafe { core::slice::from_raw_parts(package.base as *const u8, package.size as usize) };
+    let pkg = match Package::parse(bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("{e}");
+            refuse()
+        }
+    };
+    let layout = Layout { partitioner: partitioner_footprint(start, image_size) };
+    info!(
+        "partitioner occupies {:#x}..{:#x}; config {} bytes, {} image(s)",
+        layout.partitioner.base,
+        layout.partitioner.base + layout.partitioner.size,
+        pkg.config.len(),
+        pkg.images().count()
+    );
+    let plan = validate::check(pkg.config, &board_support::by_name, &layout, &|name, _| {
+        pkg.image(name).map(|i| i.len() as u64)
+    });
+    let plan = match plan {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors.iter() {
+                error!("config: {e}");
+            }
+            error!("config: {} error(s)", errors.len());
+            refuse()
+        }
+    };
+    if plan.board != board.name {
+        error!("config: written for board \"{}\", this firmware runs on \"{}\"", plan.board, board.name);
+        refuse()
+    }
+    domain::setup(plan, &pkg);
+    domain::start_all(core)
+}
+
+/// Rust entry of a secondary core (PSCI CPU_ON), with its board index.
+pub extern "C" fn secondary_main(core: u64) -> ! {
+    mmu::enable();
+    VBAR_EL2.set(exceptions::vectors());
+    let me = domain::identify_core();
+    if me != core as usize {
+        fatal(format_args!("core {me} was started as core {core}"));
+    }
+    domain::launch(me)
+}
+
+/// The configuration cannot run: say so and start nothing.
+fn refuse() -> ! {
+    error!("refusing to start any domain; fix the configuration and rebuild (`cargo xtask check <config>` shows every problem)");
+    halt()
+}
+
+/// Report a condition the partitioner cannot recover from and stop this core.
+pub fn fatal(args: core::fmt::Arguments) -> ! {
+    console::emergency_line("bulkhead: FATAL: ", args);
+    halt()
+}
+
+/// Stop this core for good, with interrupts masked.
+pub fn halt() -> ! {
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    fatal(format_args!("panic: {info}"))
+}

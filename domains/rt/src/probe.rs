@@ -1,0 +1,167 @@
+//! Accesses that may abort: [`try_read`] and [`try_write`].
+//!
+//! Each performs exactly one 8-byte load or store, from a fixed instruction
+//! in a small assembly routine. While such an access is in progress (armed),
+//! a data abort taken *at that instruction* is recorded by the exception
+//! handler (ESR and FAR), the access is skipped (`ELR_EL1 += 4`; a load
+//! yields 0) and the routine returns normally; the caller then gets
+//! `Err(Abort)`. At most one abort is recorded per access: the handler
+//! disarms on the first, so a second abort would be unexpected and halt the
+//! core. Any other exception is never mistaken for a probe abort.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// An abort received instead of completing an access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Abort {
+    /// `ESR_EL1` of the exception.
+    pub esr: u64,
+    /// `FAR_EL1`: the faulting address.
+    pub far: u64,
+}
+
+/// ESR_EL1.EC of a data abort taken without a change of exception level.
+pub(crate) const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
+/// DFSC/IFSC of a synchronous external abort (not on a table walk).
+pub const FSC_SYNC_EXTERNAL_ABORT: u64 = 0x10;
+
+impl Abort {
+    /// Exception class (ESR bits [31:26]).
+    pub fn ec(&self) -> u64 {
+        self.esr >> 26
+    }
+    /// Fault status code (ESR bits [5:0]).
+    pub fn fsc(&self) -> u64 {
+        self.esr & 0x3f
+    }
+    /// Whether this is a synchronous external abort, the way Bulkhead (and
+    /// a bus error on real hardware) reports an access to an address the
+    /// domain does not own.
+    pub fn is_external(&self) -> bool {
+        self.fsc() == FSC_SYNC_EXTERNAL_ABORT
+    }
+    /// Whether the access was a write (ESR.ISS.WnR).
+    pub fn is_write(&self) -> bool {
+        self.esr & (1 << 6) != 0
+    }
+    /// What the fault status code means.
+    pub fn fsc_description(&self) -> &'static str {
+        crate::exception::fsc_name(self.fsc())
+    }
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.bulkhead_probe, "ax"
+    .balign 4
+    .global __bulkhead_probe_read
+    .type __bulkhead_probe_read, %function
+__bulkhead_probe_read:
+    .global __bulkhead_probe_read_insn
+__bulkhead_probe_read_insn:
+    ldr     x0, [x0]
+    ret
+    .size __bulkhead_probe_read, . - __bulkhead_probe_read
+
+    .global __bulkhead_probe_write
+    .type __bulkhead_probe_write, %function
+__bulkhead_probe_write:
+    .global __bulkhead_probe_write_insn
+__bulkhead_probe_write_insn:
+    str     x1, [x0]
+    ret
+    .size __bulkhead_probe_write, . - __bulkhead_probe_write
+"#
+);
+
+extern "C" {
+    /// Loads the 8 bytes at `addr` (x0) into x0.
+    fn __bulkhead_probe_read(addr: u64) -> u64;
+    /// Stores `value` (x1) to the 8 bytes at `addr` (x0).
+    fn __bulkhead_probe_write(addr: u64, value: u64);
+    static __bulkhead_probe_read_insn: u8;
+    static __bulkhead_probe_write_insn: u8;
+}
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static TAKEN: AtomicBool = AtomicBool::new(false);
+static ESR: AtomicU64 = AtomicU64::new(0);
+static FAR: AtomicU64 = AtomicU64::new(0);
+
+fn arm() {
+    TAKEN.store(false, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+}
+
+fn disarm() -> Result<(), Abort> {
+    ARMED.store(false, Ordering::SeqCst);
+    if TAKEN.load(Ordering::SeqCst) {
+        TAKEN.store(false, Ordering::SeqCst);
+        Err(Abort {
+            esr: ESR.load(Ordering::SeqCst),
+            far: FAR.load(Ordering::SeqCst),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads the 8 bytes at `addr` with one volatile load, reporting an abort
+/// instead of dying of it.
+pub fn try_read(addr: u64) -> Result<u64, Abort> {
+    arm();
+    // SAFETY: the routine performs one 8-byte load from `addr` into a
+    // register and returns; it follows the C calling convention. The load
+    // creates no Rust reference and cannot break any invariant of memory
+    // Rust owns (it only copies bytes out; the domain has a single thread of
+    // execution, so nothing races with it). If `addr` is not readable the
+    // abort is taken at the routine's load instruction, which the exception
+    // handler recognises while armed and skips, so the routine still returns.
+    let value = unsafe { __bulkhead_probe_read(addr) };
+    disarm().map(|()| value)
+}
+
+/// Writes `value` to the 8 bytes at `addr` with one volatile store,
+/// reporting an abort instead of dying of it.
+///
+/// # Panics
+///
+/// If `[addr, addr + 8)` overlaps the domain's own image (code, data, stack)
+/// or its device tree: writing there could break the running program.
+pub fn try_write(addr: u64, value: u64) -> Result<(), Abort> {
+    assert!(
+        !crate::is_own_memory(addr, 8),
+        "try_write({addr:#x}) refused: the domain's own image or device tree"
+    );
+    arm();
+    // SAFETY: the routine performs one 8-byte store to `addr` and returns; it
+    // follows the C calling convention. `addr` is outside the image (code,
+    // statics, stack) and the device tree, checked just above, and Rust
+    // owns no other memory in this heap-less domain, so the store cannot
+    // change anything the program relies on. If `addr` is not writable the
+    // abort is taken at the routine's store instruction, which the exception
+    // handler recognises while armed and skips.
+    unsafe { __bulkhead_probe_write(addr, value) };
+    disarm()
+}
+
+/// Called by the exception handler for a synchronous exception from the
+/// current EL: if it is a data abort at an armed probe's access instruction,
+/// records it, skips the instruction (a load yields 0) and returns `true`.
+pub(crate) fn handle_abort(esr: u64, far: u64, frame: &mut crate::exception::TrapFrame) -> bool {
+    let read_insn = core::ptr::addr_of!(__bulkhead_probe_read_insn) as u64;
+    let write_insn = core::ptr::addr_of!(__bulkhead_probe_write_insn) as u64;
+    let at_probe = frame.elr == read_insn || frame.elr == write_insn;
+    if !ARMED.load(Ordering::SeqCst) || !at_probe || esr >> 26 != EC_DATA_ABORT_SAME_EL {
+        return false;
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    ESR.store(esr, Ordering::SeqCst);
+    FAR.store(far, Ordering::SeqCst);
+    TAKEN.store(true, Ordering::SeqCst);
+    if frame.elr == read_insn {
+        frame.x[0] = 0;
+    }
+    frame.elr += 4;
+    true
+}

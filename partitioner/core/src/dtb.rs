@@ -1,0 +1,1201 @@
+//! Guest device trees.
+//!
+//! Two parts:
+//!
+//! * [`FdtWriter`], a small flattened-device-tree (DTB) writer of our own. It
+//!   needs no allocator: it writes into a caller-provided buffer and reports
+//!   [`DtbError::BufferTooSmall`] when the tree does not fit.
+//! * [`domain_tree`], which describes one domain (its vCPUs, RAM, passthrough
+//!   devices and console) to the software running in it, and [`dtb_ipa`],
+//!   which says where in the domain's RAM the tree is placed.
+//!
+//! The blob layout is the conventional one: header, memory-reservation block
+//! (empty: just the terminating entry), structure block, strings block.
+
+use crate::plan::DomainPlan;
+use core::fmt::Write as _;
+
+/// Largest device tree [`domain_tree`] produces, in bytes.
+pub const DTB_MAX: usize = 16 * 1024;
+
+/// Bytes reserved for the device tree at the top of the RAM mapping holding
+/// the domain's entry point (see [`dtb_ipa`]).
+pub const DTB_RESERVED: u64 = 64 * 1024;
+
+/// `0xd00dfeed`, the first word of every device tree blob (big-endian).
+pub const FDT_MAGIC: u32 = 0xd00d_feed;
+/// Version of the blob format written.
+pub const FDT_VERSION: u32 = 17;
+/// Oldest format version the written blobs are compatible with.
+pub const FDT_LAST_COMP_VERSION: u32 = 16;
+
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+
+/// Size of the blob header (version 17).
+const HEADER_SIZE: usize = 40;
+/// The memory-reservation block follows the header (8-byte aligned).
+const RSVMAP_OFFSET: usize = HEADER_SIZE;
+/// One terminating all-zero `{address, size}` entry.
+const RSVMAP_SIZE: usize = 16;
+/// The structure block follows the memory-reservation block.
+const STRUCT_OFFSET: usize = RSVMAP_OFFSET + RSVMAP_SIZE;
+
+/// Why a device tree could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtbError {
+    /// The output buffer is too small for the tree.
+    BufferTooSmall,
+    /// Calls out of order: a property outside any node or after a child
+    /// node, `end_node` without a matching `begin_node`, a second root node,
+    /// or `finish` with nodes still open or no root node at all.
+    BadStructure,
+    /// A node name, property name or string value contains a NUL byte, or a
+    /// generated name is too long.
+    InvalidString,
+}
+
+impl core::fmt::Display for DtbError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DtbError::BufferTooSmall => "device tree does not fit in its buffer",
+            DtbError::BadStructure => "device tree nodes and properties out of order",
+            DtbError::InvalidString => "device tree name or string is not encodable",
+        })
+    }
+}
+
+/// Writes a flattened device tree into a caller-provided buffer.
+///
+/// The structure block grows up from the front of the buffer while the
+/// property-name strings collect at its back; [`FdtWriter::finish`] moves the
+/// strings down behind the structure block and fills in the header. Property
+/// names are de-duplicated (a name that is the tail of one already stored,
+/// like `cells` in `#size-cells`, shares its bytes).
+///
+/// ```
+/// # use bulkhead_core::dtb::FdtWriter;
+/// let mut buf = [0u8; 256];
+/// let mut w = FdtWriter::new(&mut buf).unwrap();
+/// w.begin_node("").unwrap();
+/// w.prop_u32("#address-cells", 2).unwrap();
+/// w.end_node().unwrap();
+/// let len = w.finish().unwrap();
+/// assert_eq!(&buf[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
+/// assert_eq!(u32::from_be_bytes(buf[4..8].try_into().unwrap()) as usize, len);
+/// ```
+pub struct FdtWriter<'a> {
+    buf: &'a mut [u8],
+    /// End of the structure block written so far.
+    pos: usize,
+    /// Start of the strings stored so far; they occupy `strings..buf.len()`.
+    /// Until [`FdtWriter::finish`], a property's name offset holds the
+    /// distance from the end of the buffer to its name.
+    strings: usize,
+    /// Nodes currently open.
+    depth: usize,
+    /// The root node has been closed; nothing more may be added.
+    root_done: bool,
+    /// The current node already has a child, so no more properties.
+    props_closed: bool,
+}
+
+impl<'a> FdtWriter<'a> {
+    /// Starts a tree in `buf`. Fails if `buf` cannot even hold the header,
+    /// the memory-reservation block and the end token.
+    pub fn new(buf: &'a mut [u8]) -> Result<Self, DtbError> {
+        if buf.len() < STRUCT_OFFSET + 4 {
+            return Err(DtbError::BufferTooSmall);
+        }
+        // Header (filled in by `finish`) and the terminating reservation entry.
+        buf[..STRUCT_OFFSET].fill(0);
+        let strings = buf.len();
+        Ok(Self {
+            buf,
+            pos: STRUCT_OFFSET,
+            strings,
+            depth: 0,
+            root_done: false,
+            props_closed: false,
+        })
+    }
+
+    /// Opens a node. The root node's name is `""`; others are
+    /// `name` or `name@unit-address`.
+    pub fn begin_node(&mut self, name: &str) -> Result<(), DtbError> {
+        if self.root_done {
+            return Err(DtbError::BadStructure);
+        }
+        check_string(name)?;
+        let padded = align4(name.len() + 1);
+        self.reserve(4 + padded)?;
+        self.put_u32(FDT_BEGIN_NODE);
+        self.put_padded(name.as_bytes(), padded);
+        self.depth += 1;
+        self.props_closed = false;
+        Ok(())
+    }
+
+    /// Closes the innermost open node.
+    pub fn end_node(&mut self) -> Result<(), DtbError> {
+        if self.depth == 0 {
+            return Err(DtbError::BadStructure);
+        }
+        self.reserve(4)?;
+        self.put_u32(FDT_END_NODE);
+        self.depth -= 1;
+        // The parent (if any) now has a child: its properties are closed.
+        self.props_closed = true;
+        if self.depth == 0 {
+            self.root_done = true;
+        }
+        Ok(())
+    }
+
+    /// Adds a property with a raw value to the current node.
+    pub fn property(&mut self, name: &str, value: &[u8]) -> Result<(), DtbError> {
+        self.property_with(name, value.len(), |dst| dst.copy_from_slice(value))
+    }
+
+    /// Adds a property without a value (a boolean flag).
+    pub fn prop_empty(&mut self, name: &str) -> Result<(), DtbError> {
+        self.property(name, &[])
+    }
+
+    /// Adds a one-cell property.
+    pub fn prop_u32(&mut self, name: &str, value: u32) -> Result<(), DtbError> {
+        self.property(name, &value.to_be_bytes())
+    }
+
+    /// Adds a property of 32-bit cells.
+    pub fn prop_cells(&mut self, name: &str, cells: &[u32]) -> Result<(), DtbError> {
+        self.property_with(name, cells.len() * 4, |dst| {
+            for (chunk, cell) in dst.chunks_exact_mut(4).zip(cells) {
+                chunk.copy_from_slice(&cell.to_be_bytes());
+            }
+        })
+    }
+
+    /// Adds a property of 64-bit values, each written as two cells (high
+    /// word first). With `#address-cells = <2>` and `#size-cells = <2>`,
+    /// `prop_u64s("reg", &[base, size])` is a one-entry `reg`.
+    pub fn prop_u64s(&mut self, name: &str, values: &[u64]) -> Result<(), DtbError> {
+        self.property_with(name, values.len() * 8, |dst| {
+            for (chunk, value) in dst.chunks_exact_mut(8).zip(values) {
+                chunk.copy_from_slice(&value.to_be_bytes());
+            }
+        })
+    }
+
+    /// Adds a string property (NUL-terminated in the blob).
+    pub fn prop_str(&mut self, name: &str, value: &str) -> Result<(), DtbError> {
+        self.prop_strs(name, &[value])
+    }
+
+    /// Adds a string-list property (each string NUL-terminated in the blob).
+    pub fn prop_strs(&mut self, name: &str, values: &[&str]) -> Result<(), DtbError> {
+        for value in values {
+            check_string(value)?;
+        }
+        let len = values.iter().map(|v| v.len() + 1).sum();
+        self.property_with(name, len, |dst| {
+            let mut at = 0;
+            for value in values {
+                dst[at..at + value.len()].copy_from_slice(value.as_bytes());
+                dst[at + value.len()] = 0;
+                at += value.len() + 1;
+            }
+        })
+    }
+
+    /// Ends the tree: writes the end token, moves the strings behind the
+    /// structure block and fills in the header. Returns the blob's length;
+    /// the blob is `buf[..len]`.
+    pub fn finish(mut self) -> Result<usize, DtbError> {
+        if self.depth != 0 || !self.root_done {
+            return Err(DtbError::BadStructure);
+        }
+        // `reserve` always kept these 4 bytes free.
+        debug_assert!(self.strings - self.pos >= 4);
+        self.put_u32(FDT_END);
+        let struct_end = self.pos;
+        let strings_size = self.buf.len() - self.strings;
+        self.fix_name_offsets(struct_end, strings_size);
+        let strings_start = self.strings;
+        let end = self.buf.len();
+        self.buf.copy_within(strings_start..end, struct_end);
+        let total = struct_end + strings_size;
+
+        let header: [u32; 10] = [
+            FDT_MAGIC,
+            to_u32(total)?,
+            to_u32(STRUCT_OFFSET)?,
+            to_u32(struct_end)?,
+            to_u32(RSVMAP_OFFSET)?,
+            FDT_VERSION,
+            FDT_LAST_COMP_VERSION,
+            0, // boot_cpuid_phys
+            to_u32(strings_size)?,
+            to_u32(struct_end - STRUCT_OFFSET)?,
+        ];
+        for (chunk, word) in self.buf[..HEADER_SIZE].chunks_exact_mut(4).zip(header) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        Ok(total)
+    }
+
+    /// Adds a property whose `len`-byte value `fill` writes in place.
+    fn property_with(
+        &mut self,
+        name: &str,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DtbError> {
+        if self.depth == 0 || self.props_closed {
+            return Err(DtbError::BadStructure);
+        }
+        check_string(name)?;
+        let name_ref = self.intern(name)?;
+        let padded = align4(len);
+        self.reserve(12 + padded)?;
+        self.put_u32(FDT_PROP);
+        self.put_u32(to_u32(len)?);
+        self.put_u32(name_ref);
+        let start = self.pos;
+        fill(&mut self.buf[start..start + len]);
+        self.buf[start + len..start + padded].fill(0);
+        self.pos += padded;
+        Ok(())
+    }
+
+    /// Stores a property name (or finds it already stored) and returns its
+    /// provisional reference: the distance from the end of the buffer.
+    fn intern(&mut self, name: &str) -> Result<u32, DtbError> {
+        let end = self.buf.len();
+        let wanted = name.as_bytes();
+        let mut at = self.strings;
+        while at < end {
+            let len = self.buf[at..end]
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(end - at);
+            let stored = &self.buf[at..at + len];
+            if stored.ends_with(wanted) {
+                return to_u32(end - (at + len - wanted.len()));
+            }
+            at += len + 1;
+        }
+        let needed = wanted.len() + 1;
+        if self.strings - self.pos < needed {
+            return Err(DtbError::BufferTooSmall);
+        }
+        self.strings -= needed;
+        let at = self.strings;
+        self.buf[at..at + wanted.len()].copy_from_slice(wanted);
+        self.buf[at + wanted.len()] = 0;
+        to_u32(end - at)
+    }
+
+    /// Rewrites every property's provisional name reference into an offset
+    /// from the start of the final strings block.
+    fn fix_name_offsets(&mut self, struct_end: usize, strings_size: usize) {
+        let mut at = STRUCT_OFFSET;
+        while at < struct_end {
+            let token = self.get_u32(at);
+            at += 4;
+            match token {
+                FDT_BEGIN_NODE => {
+                    let len = self.buf[at..].iter().position(|&b| b == 0).unwrap_or(0);
+                    at += align4(len + 1);
+                }
+                FDT_PROP => {
+                    let len = self.get_u32(at) as usize;
+                    let from_end = self.get_u32(at + 4) as usize;
+                    let offset = (strings_size - from_end) as u32;
+                    self.buf[at + 4..at + 8].copy_from_slice(&offset.to_be_bytes());
+                    at += 8 + align4(len);
+                }
+                // FDT_END_NODE, FDT_NOP and FDT_END carry no data.
+                _ => debug_assert!(matches!(token, FDT_END_NODE | FDT_NOP | FDT_END)),
+            }
+        }
+    }
+
+    /// Fails unless `n` more structure bytes fit below the strings.
+    fn reserve(&self, n: usize) -> Result<(), DtbError> {
+        // Keep room for the final end token as well.
+        if self.strings - self.pos < n + 4 {
+            Err(DtbError::BufferTooSmall)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn put_u32(&mut self, value: u32) {
+        self.buf[self.pos..self.pos + 4].copy_from_slice(&value.to_be_bytes());
+        self.pos += 4;
+    }
+
+    /// Writes a NUL-terminated `bytes` zero-padded to `padded` bytes.
+    fn put_padded(&mut self, bytes: &[u8], padded: usize) {
+        let start = self.pos;
+        self.buf[start..start + bytes.len()].copy_from_slice(bytes);
+        self.buf[start + bytes.len()..start + padded].fill(0);
+        self.pos += padded;
+    }
+
+    fn get_u32(&self, at: usize) -> u32 {
+        let mut word = [0; 4];
+        word.copy_from_slice(&self.buf[at..at + 4]);
+        u32::from_be_bytes(word)
+    }
+}
+
+const fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn to_u32(n: usize) -> Result<u32, DtbError> {
+    u32::try_from(n).map_err(|_| DtbError::BufferTooSmall)
+}
+
+fn check_string(s: &str) -> Result<(), DtbError> {
+    if s.as_bytes().contains(&0) {
+        Err(DtbError::InvalidString)
+    } else {
+        Ok(())
+    }
+}
+
+/// A short formatted string (node names, paths) built without allocating.
+type Name = heapless::String<80>;
+
+fn name(args: core::fmt::Arguments<'_>) -> Result<Name, DtbError> {
+    let mut s = Name::new();
+    s.write_fmt(args).map_err(|_| DtbError::InvalidString)?;
+    Ok(s)
+}
+
+/// `interrupts` specifier type for an SPI (GIC binding).
+const GIC_SPI: u32 = 0;
+/// `interrupts` specifier flags: level-sensitive, active high.
+const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+
+/// Writes the device tree describing `plan` to the software running in the
+/// domain into `out` (at most [`DTB_MAX`] bytes of it) and returns its length.
+///
+/// Contents, all addresses being guest (intermediate physical) addresses:
+///
+/// * `/`: `#address-cells = <2>`, `#size-cells = <2>`,
+///   `compatible = "bulkhead,domain"`, `model = "Bulkhead domain <name>"`.
+/// * `/chosen`: `bootargs`, `bulkhead,domain-name` and, when the domain has a
+///   console, `stdout-path` naming its node: the virtual console if the
+///   domain has one, otherwise its first passthrough `arm,pl011`.
+/// * `/cpus`: `cpu@N` for each virtual CPU `N`, started through PSCI.
+/// * `memory@<ipa>` for each RAM mapping.
+/// * `/psci`: PSCI 1.0 over HVC (the partitioner implements it).
+/// * `<name>@<ipa>` for each passthrough device, with its `compatible`,
+///   `reg` and, for each SPI, `interrupts = <0 spi 4>` (level, active high).
+/// * `uart@<ipa>` for the virtual console: a PL011.
+pub fn domain_tree(plan: &DomainPlan, out: &mut [u8]) -> Result<usize, DtbError> {
+    let cap = out.len().min(DTB_MAX);
+    let mut w = FdtWriter::new(&mut out[..cap])?;
+    let domain = plan.name.as_str();
+
+    w.begin_node("")?;
+    w.prop_u32("#address-cells", 2)?;
+    w.prop_u32("#size-cells", 2)?;
+    w.prop_str("compatible", "bulkhead,domain")?;
+    w.prop_str("model", &name(format_args!("Bulkhead domain {domain}"))?)?;
+    // Interrupt controller, part 1 of 2: `interrupt-parent = <&gic>` goes here
+    // (root properties must precede the child nodes).
+
+    w.begin_node("chosen")?;
+    w.prop_str("bootargs", &plan.bootargs)?;
+    w.prop_str("bulkhead,domain-name", domain)?;
+    if let Some(path) = console_path(plan)? {
+        w.prop_str("stdout-path", &path)?;
+    }
+    w.end_node()?;
+
+    w.begin_node("cpus")?;
+    w.prop_u32("#address-cells", 1)?;
+    w.prop_u32("#size-cells", 0)?;
+    for n in 0..plan.cpus.len() {
+        let n = to_u32(n)?;
+        w.begin_node(&name(format_args!("cpu@{n}"))?)?;
+        w.prop_str("device_type", "cpu")?;
+        w.prop_str("compatible", "arm,armv8")?;
+        w.prop_u32("reg", n)?;
+        w.prop_str("enable-method", "psci")?;
+        w.end_node()?;
+    }
+    w.end_node()?;
+
+    for ram in &plan.ram {
+        w.begin_node(&name(format_args!("memory@{:x}", ram.ipa))?)?;
+        w.prop_str("device_type", "memory")?;
+        w.prop_u64s("reg", &[ram.ipa, ram.size])?;
+        w.end_node()?;
+    }
+
+    w.begin_node("psci")?;
+    w.prop_strs("compatible", &["arm,psci-1.0", "arm,psci-0.2"])?;
+    w.prop_str("method", "hvc")?;
+    w.end_node()?;
+
+    // Interrupt controller, part 2 of 2, and timer: the `intc@<ipa>` node
+    // (with its phandle) and the `timer` node go here.
+
+    for dev in &plan.devices {
+        let ipa = dev.mapping.ipa;
+        w.begin_node(&name(format_args!("{}@{ipa:x}", dev.name))?)?;
+        w.prop_str("compatible", &dev.compatible)?;
+        w.prop_u64s("reg", &[ipa, dev.mapping.size])?;
+        if !dev.spis.is_empty() {
+            let mut cells = [0u32; 3 * crate::plan::MAX_IRQS];
+            for (spec, &spi) in cells.chunks_exact_mut(3).zip(&dev.spis) {
+                spec.copy_from_slice(&[GIC_SPI, spi, IRQ_TYPE_LEVEL_HIGH]);
+            }
+            w.prop_cells("interrupts", &cells[..3 * dev.spis.len()])?;
+        }
+        w.end_node()?;
+    }
+
+    if let Some(ipa) = plan.virtual_console {
+        w.begin_node(&name(format_args!("uart@{ipa:x}"))?)?;
+        w.prop_strs("compatible", &["arm,pl011", "arm,primecell"])?;
+        w.prop_u64s("reg", &[ipa, 0x1000])?;
+        w.end_node()?;
+    }
+
+    w.end_node()?;
+    w.finish()
+}
+
+/// Path of the node the domain's console is: its virtual console if it has
+/// one, otherwise its first passthrough PL011, otherwise none.
+fn console_path(plan: &DomainPlan) -> Result<Option<Name>, DtbError> {
+    if let Some(ipa) = plan.virtual_console {
+        return name(format_args!("/uart@{ipa:x}")).map(Some);
+    }
+    plan.devices
+        .iter()
+        .find(|d| d.compatible == "arm,pl011")
+        .map(|d| name(format_args!("/{}@{:x}", d.name, d.mapping.ipa)))
+        .transpose()
+}
+
+/// Guest address the domain's device tree is placed at: [`DTB_RESERVED`]
+/// bytes below the end of the RAM mapping holding the entry point. `None`
+/// when there is no such mapping or the image (from the entry point on)
+/// would reach into the reserved window, i.e. when a mapping starting at the
+/// entry point is smaller than `image_size + DTB_RESERVED`.
+pub fn dtb_ipa(plan: &DomainPlan) -> Option<u64> {
+    let ram = plan.ram_at(plan.entry)?;
+    let at = ram.ipa.checked_add(ram.size)?.checked_sub(DTB_RESERVED)?;
+    let image_end = plan.entry.checked_add(plan.image_size)?;
+    (image_end <= at).then_some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{
+        DevicePlan, FaultPolicy, Mapping, MemKind, MAX_CPUS, MAX_DEVICES, MAX_IRQS, MAX_REGIONS,
+        VIRTUAL_CONSOLE_IPA,
+    };
+    use fdt::node::FdtNode;
+    use fdt::Fdt;
+
+    const MIB: u64 = 1 << 20;
+
+    fn ram(ipa: u64, pa: u64, size: u64) -> Mapping {
+        Mapping {
+            ipa,
+            pa,
+            size,
+            kind: MemKind::Ram,
+        }
+    }
+
+    fn device(name: &str, compatible: &str, ipa: u64, size: u64, spis: &[u32]) -> DevicePlan {
+        DevicePlan {
+            name: name.try_into().unwrap(),
+            board_device: None,
+            compatible: compatible.try_into().unwrap(),
+            mapping: Mapping {
+                ipa,
+                pa: ipa,
+                size,
+                kind: MemKind::Device,
+            },
+            spis: spis.iter().copied().collect(),
+        }
+    }
+
+    fn plan(name: &str, ncpus: usize, rams: &[Mapping], devices: &[DevicePlan]) -> DomainPlan {
+        DomainPlan {
+            name: name.try_into().unwrap(),
+            vmid: 1,
+            cpus: (0..ncpus).collect(),
+            ram: rams.iter().copied().collect(),
+            devices: devices.iter().cloned().collect(),
+            entry: 0x4000_0000,
+            image_size: 0x1_0000,
+            bootargs: "".try_into().unwrap(),
+            fault_policy: FaultPolicy::InjectAbort,
+            virtual_console: None,
+        }
+    }
+
+    /// A domain with a virtual console and one passthrough device.
+    fn victim() -> DomainPlan {
+        let mut p = plan(
+            "victim",
+            2,
+            &[ram(0x4000_0000, 0x4800_0000, 2 * MIB)],
+            &[device("rtc", "arm,pl031", 0x0901_0000, 0x1000, &[2])],
+        );
+        p.virtual_console = Some(VIRTUAL_CONSOLE_IPA);
+        p.bootargs = "quiet heartbeat=50".try_into().unwrap();
+        p
+    }
+
+    /// A domain with its own UART (after a non-UART device), two RAM
+    /// regions and a device with several interrupts.
+    fn attacker() -> DomainPlan {
+        let mut p = plan(
+            "attacker",
+            1,
+            &[
+                ram(0x4000_0000, 0x4a00_0000, 4 * MIB),
+                ram(0x8000_0000, 0x4c00_0000, MIB),
+            ],
+            &[
+                device("gpio", "arm,pl061", 0x0903_0000, 0x1000, &[7, 9, 11]),
+                device("uart1", "arm,pl011", 0x0904_0000, 0x1000, &[8]),
+                device("uart2", "arm,pl011", 0x0905_0000, 0x1000, &[]),
+            ],
+        );
+        p.bootargs = "attack=victim-ram:0x48000000,partitioner:0x40200000"
+            .try_into()
+            .unwrap();
+        p
+    }
+
+    /// Everything at its maximum: the largest tree a valid plan can produce.
+    fn biggest() -> DomainPlan {
+        let name = "n".repeat(crate::plan::MAX_NAME);
+        let rams: std::vec::Vec<_> = (0..MAX_REGIONS as u64)
+            .map(|i| ram(0xffff_0000_0000 + i * 0x1_0000_0000, 0, 0x1_0000_0000))
+            .collect();
+        let devices: std::vec::Vec<_> = (0..MAX_DEVICES as u64)
+            .map(|i| {
+                let dev_name = format!("{}{i}", "d".repeat(crate::plan::MAX_NAME - 1));
+                let compatible = "c".repeat(64);
+                let spis: std::vec::Vec<u32> = (0..MAX_IRQS as u32).map(|s| 900 + s).collect();
+                device(
+                    &dev_name,
+                    &compatible,
+                    0xffff_ffff_0000 + i * 0x1000,
+                    0x1000,
+                    &spis,
+                )
+            })
+            .collect();
+        let mut p = plan(&name, MAX_CPUS, &rams, &devices);
+        p.bootargs = "b".repeat(128).as_str().try_into().unwrap();
+        p.virtual_console = Some(0xffff_ffff_f000);
+        p
+    }
+
+    fn generate(plan: &DomainPlan) -> std::vec::Vec<u8> {
+        let mut buf = vec![0u8; DTB_MAX];
+        let len = domain_tree(plan, &mut buf).expect("tree fits");
+        buf.truncate(len);
+        buf
+    }
+
+    fn be32(bytes: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
+    }
+
+    fn cells(value: &[u8]) -> std::vec::Vec<u32> {
+        assert_eq!(value.len() % 4, 0, "cell property length");
+        value
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    fn strs(value: &[u8]) -> std::vec::Vec<&str> {
+        assert_eq!(value.last(), Some(&0), "string property is NUL-terminated");
+        value[..value.len() - 1]
+            .split(|&b| b == 0)
+            .map(|s| std::str::from_utf8(s).unwrap())
+            .collect()
+    }
+
+    fn prop<'a>(node: FdtNode<'_, 'a>, name: &str) -> &'a [u8] {
+        node.property(name)
+            .unwrap_or_else(|| panic!("{} has no {name}", node.name))
+            .value
+    }
+
+    /// Names and raw values of a node's properties, in order.
+    fn props<'a>(node: FdtNode<'_, 'a>) -> std::vec::Vec<(&'a str, &'a [u8])> {
+        node.properties().map(|p| (p.name, p.value)).collect()
+    }
+
+    fn str_prop(s: &str) -> std::vec::Vec<u8> {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        v
+    }
+
+    fn strs_prop(list: &[&str]) -> std::vec::Vec<u8> {
+        list.iter().flat_map(|s| str_prop(s)).collect()
+    }
+
+    fn cells_prop(list: &[u32]) -> std::vec::Vec<u8> {
+        list.iter().flat_map(|c| c.to_be_bytes()).collect()
+    }
+
+    fn reg_prop(base: u64, size: u64) -> std::vec::Vec<u8> {
+        cells_prop(&[
+            (base >> 32) as u32,
+            base as u32,
+            (size >> 32) as u32,
+            size as u32,
+        ])
+    }
+
+    fn children<'b, 'a>(node: FdtNode<'b, 'a>) -> std::vec::Vec<&'a str> {
+        node.children().map(|c| c.name).collect()
+    }
+
+    /// Checks every node and property of `blob` against `plan`.
+    fn check_tree(plan: &DomainPlan, blob: &[u8]) {
+        let fdt = Fdt::new(blob).expect("valid blob");
+        assert_eq!(fdt.total_size(), blob.len());
+        check_header(blob);
+        let name = plan.name.as_str();
+
+        // Root.
+        let root = fdt.find_node("/").unwrap();
+        assert_eq!(
+            props(root),
+            [
+                ("#address-cells", &cells_prop(&[2])[..]),
+                ("#size-cells", &cells_prop(&[2])[..]),
+                ("compatible", &str_prop("bulkhead,domain")[..]),
+                ("model", &str_prop(&format!("Bulkhead domain {name}"))[..]),
+            ]
+        );
+        assert_eq!(fdt.root().model(), format!("Bulkhead domain {name}"));
+        let mut expected_children = vec!["chosen".to_string(), "cpus".to_string()];
+        expected_children.extend(plan.ram.iter().map(|m| format!("memory@{:x}", m.ipa)));
+        expected_children.push("psci".into());
+        expected_children.extend(
+            plan.devices
+                .iter()
+                .map(|d| format!("{}@{:x}", d.name, d.mapping.ipa)),
+        );
+        if let Some(ipa) = plan.virtual_console {
+            expected_children.push(format!("uart@{ipa:x}"));
+        }
+        assert_eq!(children(root), expected_children);
+
+        // /chosen.
+        let chosen = fdt.find_node("/chosen").unwrap();
+        assert_eq!(fdt.chosen().bootargs(), Some(plan.bootargs.as_str()));
+        let console = plan
+            .virtual_console
+            .map(|ipa| format!("/uart@{ipa:x}"))
+            .or_else(|| {
+                plan.devices
+                    .iter()
+                    .find(|d| d.compatible == "arm,pl011")
+                    .map(|d| format!("/{}@{:x}", d.name, d.mapping.ipa))
+            });
+        let mut expected = vec![
+            ("bootargs", str_prop(&plan.bootargs)),
+            ("bulkhead,domain-name", str_prop(name)),
+        ];
+        if let Some(path) = &console {
+            expected.push(("stdout-path", str_prop(path)));
+        }
+        let got: std::vec::Vec<_> = props(chosen)
+            .into_iter()
+            .map(|(n, v)| (n, v.to_vec()))
+            .collect();
+        assert_eq!(got, expected);
+        assert!(children(chosen).is_empty());
+        match &console {
+            Some(path) => {
+                let stdout = fdt.chosen().stdout().expect("stdout-path resolves");
+                assert_eq!(format!("/{}", stdout.name), *path);
+                assert!(stdout.compatible().unwrap().all().any(|c| c == "arm,pl011"));
+                let reg: std::vec::Vec<_> = stdout.reg().unwrap().collect();
+                assert_eq!(reg.len(), 1);
+            }
+            None => assert!(fdt.chosen().stdout().is_none()),
+        }
+
+        // /cpus.
+        let cpus = fdt.find_node("/cpus").unwrap();
+        assert_eq!(
+            props(cpus),
+            [
+                ("#address-cells", &cells_prop(&[1])[..]),
+                ("#size-cells", &cells_prop(&[0])[..]),
+            ]
+        );
+        let cpu_names: std::vec::Vec<_> =
+            (0..plan.cpus.len()).map(|n| format!("cpu@{n}")).collect();
+        assert_eq!(children(cpus), cpu_names);
+        for (n, cpu) in cpus.children().enumerate() {
+            assert_eq!(
+                props(cpu),
+                [
+                    ("device_type", &str_prop("cpu")[..]),
+                    ("compatible", &str_prop("arm,armv8")[..]),
+                    ("reg", &cells_prop(&[n as u32])[..]),
+                    ("enable-method", &str_prop("psci")[..]),
+                ]
+            );
+            assert!(children(cpu).is_empty());
+        }
+        assert_eq!(fdt.cpus().count(), plan.cpus.len());
+        for (n, cpu) in fdt.cpus().enumerate() {
+            assert_eq!(cpu.ids().first(), n);
+        }
+
+        // Memory.
+        let memory: std::vec::Vec<_> = fdt.find_all_nodes("/memory").collect();
+        assert_eq!(memory.len(), plan.ram.len());
+        for (node, m) in memory.iter().zip(&plan.ram) {
+            assert_eq!(node.name, format!("memory@{:x}", m.ipa));
+            assert_eq!(
+                props(*node),
+                [
+                    ("device_type", &str_prop("memory")[..]),
+                    ("reg", &reg_prop(m.ipa, m.size)[..]),
+                ]
+            );
+            let regions: std::vec::Vec<_> = node.reg().unwrap().collect();
+            assert_eq!(regions.len(), 1);
+            assert_eq!(regions[0].starting_address as u64, m.ipa);
+            assert_eq!(regions[0].size, Some(m.size as usize));
+        }
+
+        // /psci.
+        let psci = fdt.find_node("/psci").unwrap();
+        assert_eq!(
+            strs(prop(psci, "compatible")),
+            ["arm,psci-1.0", "arm,psci-0.2"]
+        );
+        assert_eq!(strs(prop(psci, "method")), ["hvc"]);
+        assert_eq!(props(psci).len(), 2);
+
+        // Passthrough devices.
+        for d in &plan.devices {
+            let path = format!("/{}@{:x}", d.name, d.mapping.ipa);
+            let node = fdt.find_node(&path).unwrap_or_else(|| panic!("{path}"));
+            let mut expected = vec![
+                ("compatible", str_prop(&d.compatible)),
+                ("reg", reg_prop(d.mapping.ipa, d.mapping.size)),
+            ];
+            if !d.spis.is_empty() {
+                let specs: std::vec::Vec<u32> = d.spis.iter().flat_map(|&s| [0, s, 4]).collect();
+                expected.push(("interrupts", cells_prop(&specs)));
+            }
+            let got: std::vec::Vec<_> = props(node)
+                .into_iter()
+                .map(|(n, v)| (n, v.to_vec()))
+                .collect();
+            assert_eq!(got, expected, "{path}");
+            assert_eq!(node.compatible().unwrap().first(), d.compatible.as_str());
+            let reg: std::vec::Vec<_> = node.reg().unwrap().collect();
+            assert_eq!(reg[0].starting_address as u64, d.mapping.ipa);
+            assert_eq!(reg[0].size, Some(d.mapping.size as usize));
+        }
+
+        // Virtual console.
+        if let Some(ipa) = plan.virtual_console {
+            let node = fdt.find_node(&format!("/uart@{ipa:x}")).unwrap();
+            assert_eq!(
+                props(node),
+                [
+                    (
+                        "compatible",
+                        &strs_prop(&["arm,pl011", "arm,primecell"])[..]
+                    ),
+                    ("reg", &reg_prop(ipa, 0x1000)[..]),
+                ]
+            );
+        }
+
+        // Nothing else: every node is accounted for.
+        let expected_nodes = 1
+            + 2
+            + plan.cpus.len()
+            + plan.ram.len()
+            + 1
+            + plan.devices.len()
+            + usize::from(plan.virtual_console.is_some());
+        assert_eq!(fdt.all_nodes().count(), expected_nodes);
+    }
+
+    /// Header fields and the block layout.
+    fn check_header(blob: &[u8]) {
+        assert_eq!(be32(blob, 0), FDT_MAGIC);
+        assert_eq!(be32(blob, 4) as usize, blob.len(), "totalsize");
+        let off_struct = be32(blob, 8) as usize;
+        let off_strings = be32(blob, 12) as usize;
+        let off_rsvmap = be32(blob, 16) as usize;
+        assert_eq!(be32(blob, 20), 17, "version");
+        assert_eq!(be32(blob, 24), 16, "last_comp_version");
+        assert_eq!(be32(blob, 28), 0, "boot_cpuid_phys");
+        let size_strings = be32(blob, 32) as usize;
+        let size_struct = be32(blob, 36) as usize;
+        assert_eq!(off_rsvmap, 40);
+        assert_eq!(off_rsvmap % 8, 0);
+        assert_eq!(&blob[off_rsvmap..off_rsvmap + 16], &[0; 16], "empty rsvmap");
+        assert_eq!(off_struct, off_rsvmap + 16);
+        assert_eq!(off_struct % 4, 0);
+        assert_eq!(size_struct % 4, 0);
+        assert_eq!(off_strings, off_struct + size_struct);
+        assert_eq!(off_strings + size_strings, blob.len());
+        assert_eq!(be32(blob, off_strings - 4), FDT_END);
+        // Every property name is stored once.
+        let names: std::vec::Vec<_> = blob[off_strings..]
+            .split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "duplicate strings");
+    }
+
+    #[test]
+    fn victim_tree() {
+        let p = victim();
+        check_tree(&p, &generate(&p));
+    }
+
+    #[test]
+    fn attacker_tree_uses_first_passthrough_pl011() {
+        let p = attacker();
+        let blob = generate(&p);
+        check_tree(&p, &blob);
+        let fdt = Fdt::new(&blob).unwrap();
+        let stdout = fdt.chosen().stdout().unwrap();
+        assert_eq!(stdout.name, "uart1@9040000");
+        assert_eq!(
+            stdout.reg().unwrap().next().unwrap().starting_address as u64,
+            0x0904_0000
+        );
+        let gpio = fdt.find_node("/gpio@9030000").unwrap();
+        assert_eq!(
+            cells(prop(gpio, "interrupts")),
+            [0, 7, 4, 0, 9, 4, 0, 11, 4]
+        );
+        let uart2 = fdt.find_node("/uart2@9050000").unwrap();
+        assert!(uart2.property("interrupts").is_none());
+    }
+
+    #[test]
+    fn virtual_console_wins_over_passthrough_uart() {
+        let mut p = attacker();
+        p.virtual_console = Some(0x0a00_0000);
+        let blob = generate(&p);
+        check_tree(&p, &blob);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(fdt.chosen().stdout().unwrap().name, "uart@a000000");
+    }
+
+    #[test]
+    fn no_console_no_stdout_path() {
+        let p = plan(
+            "quiet",
+            1,
+            &[ram(0x4000_0000, 0x5000_0000, MIB)],
+            &[device("virtio0", "virtio,mmio", 0x0a00_0000, 0x200, &[16])],
+        );
+        let blob = generate(&p);
+        check_tree(&p, &blob);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert!(fdt
+            .find_node("/chosen")
+            .unwrap()
+            .property("stdout-path")
+            .is_none());
+    }
+
+    #[test]
+    fn biggest_plan_fits() {
+        let p = biggest();
+        let blob = generate(&p);
+        check_tree(&p, &blob);
+        assert!(blob.len() <= DTB_MAX);
+        // A larger buffer does not let the tree grow past DTB_MAX.
+        let mut big = vec![0u8; 4 * DTB_MAX];
+        let len = domain_tree(&p, &mut big).unwrap();
+        assert_eq!(&big[..len], &blob[..]);
+    }
+
+    #[test]
+    fn every_short_buffer_is_rejected() {
+        for p in [victim(), attacker()] {
+            let blob = generate(&p);
+            for size in 0..blob.len() {
+                let mut buf = vec![0u8; size];
+                assert_eq!(
+                    domain_tree(&p, &mut buf),
+                    Err(DtbError::BufferTooSmall),
+                    "size {size}"
+                );
+            }
+            let mut exact = vec![0u8; blob.len()];
+            assert_eq!(domain_tree(&p, &mut exact), Ok(blob.len()));
+            assert_eq!(exact, blob);
+        }
+    }
+
+    #[test]
+    fn output_is_deterministic_and_ignores_stale_buffer_contents() {
+        let p = attacker();
+        let mut a = vec![0u8; DTB_MAX];
+        let mut b = vec![0xa5u8; DTB_MAX];
+        let la = domain_tree(&p, &mut a).unwrap();
+        let lb = domain_tree(&p, &mut b).unwrap();
+        assert_eq!(a[..la], b[..lb]);
+    }
+
+    #[test]
+    fn writer_shares_strings() {
+        let mut buf = [0u8; 512];
+        let mut w = FdtWriter::new(&mut buf).unwrap();
+        w.begin_node("").unwrap();
+        w.prop_u32("#size-cells", 2).unwrap();
+        w.prop_u32("#address-cells", 2).unwrap();
+        w.begin_node("a@1").unwrap();
+        w.prop_cells("reg", &[1, 2]).unwrap();
+        w.prop_u32("cells", 3).unwrap(); // tail of "#size-cells"
+        w.prop_empty("flag").unwrap();
+        w.end_node().unwrap();
+        w.begin_node("b").unwrap();
+        w.prop_str("reg", "x").unwrap();
+        w.prop_u64s("big", &[0x1122_3344_5566_7788]).unwrap();
+        w.property("raw", &[1, 2, 3]).unwrap();
+        w.end_node().unwrap();
+        w.end_node().unwrap();
+        let len = w.finish().unwrap();
+        let blob = &buf[..len];
+        check_header(blob);
+        let off_strings = be32(blob, 12) as usize;
+        let size_strings = be32(blob, 32) as usize;
+        // "#size-cells", "#address-cells", "reg", "flag", "big", "raw";
+        // "cells" shares "#size-cells"' tail.
+        assert_eq!(
+            size_strings,
+            "#size-cells #address-cells reg flag big raw ".len()
+        );
+        assert!(!blob[off_strings..].windows(6).any(|w| w == b"\0cells"));
+
+        let fdt = Fdt::new(blob).unwrap();
+        let a = fdt.find_node("/a@1").unwrap();
+        assert_eq!(cells(prop(a, "reg")), [1, 2]);
+        assert_eq!(cells(prop(a, "cells")), [3]);
+        assert_eq!(prop(a, "flag"), b"");
+        let b = fdt.find_node("/b").unwrap();
+        assert_eq!(strs(prop(b, "reg")), ["x"]);
+        assert_eq!(prop(b, "big"), &0x1122_3344_5566_7788u64.to_be_bytes());
+        assert_eq!(prop(b, "raw"), &[1, 2, 3]);
+        let root = fdt.find_node("/").unwrap();
+        assert_eq!(cells(prop(root, "#size-cells")), [2]);
+        assert_eq!(cells(prop(root, "#address-cells")), [2]);
+        assert_eq!(children(root), ["a@1", "b"]);
+    }
+
+    #[test]
+    fn writer_rejects_bad_structure() {
+        let mut buf = [0u8; 256];
+
+        let w = FdtWriter::new(&mut buf).unwrap();
+        assert_eq!(w.finish(), Err(DtbError::BadStructure), "no root");
+
+        let mut w = FdtWriter::new(&mut buf).unwrap();
+        assert_eq!(
+            w.prop_u32("x", 1),
+            Err(DtbError::BadStructure),
+            "outside root"
+        );
+        assert_eq!(w.end_node(), Err(DtbError::BadStructure), "nothing open");
+
+        let mut w = FdtWriter::new(&mut buf).unwrap();
+        w.begin_node("").unwrap();
+        w.begin_node("child").unwrap();
+        w.end_node().unwrap();
+        assert_eq!(
+            w.prop_u32("late", 1),
+            Err(DtbError::BadStructure),
+            "property after a child"
+        );
+        assert_eq!(w.finish(), Err(DtbError::BadStructure), "root still open");
+
+        let mut w = FdtWriter::new(&mut buf).unwrap();
+        w.begin_node("").unwrap();
+        w.end_node().unwrap();
+        assert_eq!(w.begin_node(""), Err(DtbError::BadStructure), "second root");
+        assert_eq!(w.end_node(), Err(DtbError::BadStructure));
+
+        let mut w = FdtWriter::new(&mut buf).unwrap();
+        w.begin_node("").unwrap();
+        assert_eq!(w.begin_node("a\0b"), Err(DtbError::InvalidString));
+        assert_eq!(w.prop_u32("a\0b", 1), Err(DtbError::InvalidString));
+        assert_eq!(w.prop_str("s", "a\0b"), Err(DtbError::InvalidString));
+        assert_eq!(
+            w.prop_strs("s", &["ok", "a\0"]),
+            Err(DtbError::InvalidString)
+        );
+
+        let mut tiny = [0u8; STRUCT_OFFSET + 3];
+        assert!(matches!(
+            FdtWriter::new(&mut tiny),
+            Err(DtbError::BufferTooSmall)
+        ));
+    }
+
+    #[test]
+    fn bad_bootargs_are_rejected() {
+        let mut p = victim();
+        p.bootargs = "a\0b".try_into().unwrap();
+        let mut buf = vec![0u8; DTB_MAX];
+        assert_eq!(domain_tree(&p, &mut buf), Err(DtbError::InvalidString));
+    }
+
+    #[test]
+    fn dtb_placement() {
+        let mut p = victim(); // 2 MiB at 0x4000_0000, 64 KiB image
+        assert_eq!(dtb_ipa(&p), Some(0x4000_0000 + 2 * MIB - DTB_RESERVED));
+
+        // The image may grow right up to the reserved window...
+        p.image_size = 2 * MIB - DTB_RESERVED;
+        assert_eq!(dtb_ipa(&p), Some(0x4000_0000 + 2 * MIB - DTB_RESERVED));
+        // ...but not into it.
+        p.image_size += 1;
+        assert_eq!(dtb_ipa(&p), None);
+
+        // A mapping smaller than the reserved window.
+        let mut small = plan("s", 1, &[ram(0x4000_0000, 0, 0x8000)], &[]);
+        small.image_size = 0;
+        assert_eq!(dtb_ipa(&small), None);
+
+        // The mapping holding the entry point is used, not the first one.
+        let mut two = attacker();
+        two.entry = 0x8000_0000;
+        two.image_size = 0x1000;
+        assert_eq!(dtb_ipa(&two), Some(0x8000_0000 + MIB - DTB_RESERVED));
+
+        // An entry point the image cannot fit behind.
+        two.entry = 0x8000_0000 + MIB - DTB_RESERVED;
+        assert_eq!(dtb_ipa(&two), None);
+
+        // No RAM holds the entry point.
+        two.entry = 0x1000;
+        assert_eq!(dtb_ipa(&two), None);
+
+        // A mapping reaching the top of the address space.
+        let mut top = plan("t", 1, &[ram(u64::MAX - MIB + 1, 0, MIB)], &[]);
+        top.entry = u64::MAX - MIB + 1;
+        assert_eq!(dtb_ipa(&top), None);
+    }
+
+    /// Decompiles `blob` with `dtc`; `None` when dtc cannot be run. Fails
+    /// the test if dtc rejects the blob or warns about anything but the
+    /// interrupt parent (there is no interrupt-controller node yet).
+    fn dtc_decompile(blob: &[u8], tag: &str) -> Option<String> {
+        use std::process::Command;
+        let path = std::env::temp_dir().join(format!(
+            "bulkhead-dtb-test-{}-{tag}.dtb",
+            std::process::id()
+        ));
+        std::fs::write(&path, blob).unwrap();
+        let run = Command::new("dtc")
+            .args(["-I", "dtb", "-O", "dts"])
+            .arg(&path)
+            .output();
+        let _ = std::fs::remove_file(&path);
+        let out = match run {
+            Ok(out) => out,
+            Err(e) => {
+                println!("note: dtc not runnable ({e}); skipping the dtc check");
+                return None;
+            }
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "dtc rejected the {tag} blob: {stderr}"
+        );
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                line.contains("(interrupts_property)") && line.contains("Missing interrupt-parent"),
+                "unexpected dtc diagnostic for the {tag} blob: {line}"
+            );
+        }
+        Some(String::from_utf8(out.stdout).unwrap())
+    }
+
+    /// `dtc` accepts the blobs and decompiles them to the expected source.
+    #[test]
+    fn dtc_decompiles_the_blobs() {
+        for (tag, p) in [("victim", victim()), ("biggest", biggest())] {
+            if dtc_decompile(&generate(&p), tag).is_none() {
+                return;
+            }
+        }
+        let Some(dts) = dtc_decompile(&generate(&attacker()), "attacker") else {
+            return;
+        };
+        for line in [
+            "#address-cells = <",
+            "compatible = \"bulkhead,domain\";",
+            "model = \"Bulkhead domain attacker\";",
+            "chosen {",
+            "bootargs = \"attack=victim-ram:0x48000000,partitioner:0x40200000\";",
+            "bulkhead,domain-name = \"attacker\";",
+            "stdout-path = \"/uart1@9040000\";",
+            "cpus {",
+            "cpu@0 {",
+            "device_type = \"cpu\";",
+            "compatible = \"arm,armv8\";",
+            "enable-method = \"psci\";",
+            "memory@40000000 {",
+            "memory@80000000 {",
+            "device_type = \"memory\";",
+            "psci {",
+            "method = \"hvc\";",
+            "gpio@9030000 {",
+            "compatible = \"arm,pl061\";",
+            "uart1@9040000 {",
+            "uart2@9050000 {",
+            "compatible = \"arm,pl011\";",
+        ] {
+            assert!(dts.contains(line), "dtc output lacks {line:?}:\n{dts}");
+        }
+        // dtc versions differ in how they print string lists.
+        assert!(
+            dts.contains("compatible = \"arm,psci-1.0\", \"arm,psci-0.2\";")
+                || dts.contains("compatible = \"arm,psci-1.0\\0arm,psci-0.2\";"),
+            "dtc output lacks the psci compatible list:\n{dts}"
+        );
+    }
+}

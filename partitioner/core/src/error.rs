@@ -1,0 +1,563 @@
+//! Configuration errors: what [`crate::validate::check`] reports.
+//!
+//! Every error names where it was found ([`Site`]: the domain, if any, and the
+//! node or property path in the config) and the values in conflict, and has a
+//! stable kebab-case [`Error::code`] that tests and tools match on.
+
+use crate::board::Range;
+use crate::fdt_check::FdtError;
+use crate::plan::MAX_NAME;
+use core::fmt::{self, Write as _};
+
+/// Longest path kept in an error; longer ones are cut short (ending in `...`).
+pub const PATH_LEN: usize = 96;
+/// Longest config-provided text (names, strings) kept in an error.
+pub const TEXT_LEN: usize = 48;
+/// Most errors kept; [`Errors::overflowed`] says whether more were found.
+pub const MAX_ERRORS: usize = 32;
+
+pub type Name = heapless::String<MAX_NAME>;
+pub type Path = heapless::String<PATH_LEN>;
+pub type Text = heapless::String<TEXT_LEN>;
+
+/// Copies `s` into a bounded string, cutting it short (with `...`) when it does
+/// not fit.
+pub fn bounded<const N: usize>(s: &str) -> heapless::String<N> {
+    let mut out = heapless::String::new();
+    if out.push_str(s).is_ok() {
+        return out;
+    }
+    let keep = N.saturating_sub(3);
+    for c in s.chars() {
+        if out.len() + c.len_utf8() > keep {
+            break;
+        }
+        let _ = out.push(c);
+    }
+    let _ = out.push_str(&"..."[..N.min(3)]);
+    out
+}
+
+/// Joins path components into `/a/b/c` (bounded).
+pub fn path(parts: &[&str]) -> Path {
+    let mut out = heapless::String::<256>::new();
+    for part in parts {
+        let _ = out.push('/');
+        for c in part.chars() {
+            if out.push(c).is_err() {
+                break;
+            }
+        }
+    }
+    if out.is_empty() {
+        let _ = out.push('/');
+    }
+    bounded(&out)
+}
+
+/// Where an error was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// The domain concerned, for errors inside `/domains/<name>`.
+    pub domain: Option<Name>,
+    /// Path of the node or property in the config (`/domains/hello/cpus`).
+    pub path: Path,
+}
+
+impl Site {
+    pub fn new(domain: Option<&str>, path: Path) -> Self {
+        Self { domain: domain.map(bounded), path }
+    }
+    /// A site outside any domain.
+    pub fn global(path: Path) -> Self {
+        Self { domain: None, path }
+    }
+}
+
+/// The per-list limits of [`crate::plan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Domains,
+    Cpus,
+    Regions,
+    Devices,
+    Irqs,
+}
+
+impl Limit {
+    fn noun(self) -> &'static str {
+        match self {
+            Limit::Domains => "domains",
+            Limit::Cpus => "cores",
+            Limit::Regions => "memory regions",
+            Limit::Devices => "devices",
+            Limit::Irqs => "interrupts",
+        }
+    }
+}
+
+/// A reference to a mapping of a domain, for overlap reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// Memory region (node name under `memory`).
+    Region(Text),
+    /// Passthrough device (node name under `devices`).
+    Device(Text),
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Region(n) => write!(f, "memory region \"{n}\""),
+            Item::Device(n) => write!(f, "device \"{n}\""),
+        }
+    }
+}
+
+/// A range printed as `0x40000000..0x40200000` (end exclusive).
+struct R(Range);
+
+impl fmt::Display for R {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.end() {
+            Some(end) => write!(f, "{:#x}..{:#x}", self.0.base, end),
+            None => write!(f, "{:#x}+{:#x}", self.0.base, self.0.size),
+        }
+    }
+}
+
+/// One problem with a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The blob is not a well-formed, complete flattened device tree.
+    Malformed { error: FdtError },
+    /// A `compatible` property does not name what it must.
+    BadCompatible { at: Site, found: Text, expected: &'static str },
+    /// No board-support board has this name.
+    UnknownBoard { at: Site, board: Text },
+    /// A required property is absent (`at` is the node).
+    MissingProperty { at: Site, property: &'static str },
+    /// A property has the wrong shape (cell count, not a string, too long...).
+    BadProperty { at: Site, problem: &'static str },
+    /// A property the binding does not define (`at` is the property).
+    UnknownProperty { at: Site, hint: &'static str },
+    /// A node the binding does not define.
+    UnknownNode { at: Site },
+    /// `/domains` is missing or empty.
+    NoDomains { at: Site },
+    /// Two domains have the same name.
+    DuplicateDomain { at: Site },
+    /// A domain or device name breaks the naming rules.
+    BadName { at: Site, problem: &'static str },
+    /// A list is longer than the partitioner supports.
+    TooMany { at: Site, what: Limit, count: usize, limit: usize },
+    /// A domain lists no cores.
+    NoCpus { at: Site },
+    /// A core index is not on the board.
+    CpuUnknown { at: Site, core: u32, count: usize },
+    /// A domain lists a core twice.
+    CpuDuplicate { at: Site, core: u32 },
+    /// A core is already owned by another domain.
+    CpuShared { at: Site, core: u32, owner: Name },
+    /// A region or device has size 0.
+    ZeroSize { at: Site },
+    /// An address or size is not aligned as required.
+    Misaligned { at: Site, what: &'static str, value: u64, align: u64 },
+    /// `base + size` does not fit in 64 bits.
+    AddressOverflow { at: Site, what: &'static str, base: u64, size: u64 },
+    /// A guest range ends beyond the guest address space stage 2 translates.
+    IpaRange { at: Site, range: Range, limit: u64 },
+    /// Two mappings of one domain overlap in guest address space.
+    IpaOverlap { at: Site, range: Range, other: Item, other_range: Range },
+    /// Two memory regions overlap in physical address space.
+    PaOverlap { at: Site, range: Range, owner: Name, other: Item, other_range: Range },
+    /// A memory region overlaps the partitioner's own memory.
+    PartitionerOverlap { at: Site, range: Range, partitioner: Range },
+    /// A memory region is not inside one RAM bank of the board.
+    OutsideRam { at: Site, range: Range },
+    /// A domain has no memory region.
+    NoRam { at: Site },
+    /// No free board RAM is left for a region without a fixed address.
+    NoRoom { at: Site, size: u64, align: u64 },
+    /// A device's MMIO pages are already passed through (`owner` may be the same domain).
+    MmioShared { at: Site, range: Range, owner: Name, other: Text, other_range: Range },
+    /// An explicit MMIO range lies outside every device of the board.
+    MmioUnknown { at: Site, range: Range },
+    /// An MMIO range touches something the partitioner keeps.
+    MmioReserved { at: Site, range: Range, reserved: Range, reason: &'static str },
+    /// `board-device` names no device of the board.
+    UnknownDevice { at: Site, device: Text },
+    /// An SPI is already passed through.
+    IrqShared { at: Site, spi: u32, owner: Name, other: Text },
+    /// An SPI is not implemented by the interrupt controller.
+    IrqRange { at: Site, spi: u32, count: u32 },
+    /// An SPI belongs to a device the partitioner keeps.
+    IrqReserved { at: Site, spi: u32, device: &'static str, reason: &'static str },
+    /// The domain's image does not exist.
+    MissingImage { at: Site, image: Text },
+    /// The image does not fit between the entry point and the end of its region.
+    ImageTooLarge { at: Site, size: u64, room: u64, entry: u64, region: Text },
+    /// The entry point is in none of the domain's memory regions.
+    EntryOutsideRam { at: Site, entry: u64 },
+    /// The entry point is not 4-byte aligned.
+    EntryMisaligned { at: Site, entry: u64 },
+    /// `fault-policy` is neither `inject-abort` nor `stop`.
+    UnknownFaultPolicy { at: Site, value: Text },
+    /// `console` is neither `virtual` nor `none`.
+    UnknownConsole { at: Site, value: Text },
+    /// The virtual console's guest address collides with one of the domain's mappings.
+    ConsoleOverlap { at: Site, console: Range, other: Item, other_range: Range },
+}
+
+impl Error {
+    /// Stable kebab-case identifier of the kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Malformed { .. } => "fdt-malformed",
+            Error::BadCompatible { .. } => "bad-compatible",
+            Error::UnknownBoard { .. } => "unknown-board",
+            Error::MissingProperty { .. } => "missing-property",
+            Error::BadProperty { .. } => "bad-property",
+            Error::UnknownProperty { .. } => "unknown-property",
+            Error::UnknownNode { .. } => "unknown-node",
+            Error::NoDomains { .. } => "no-domains",
+            Error::DuplicateDomain { .. } => "duplicate-domain",
+            Error::BadName { .. } => "bad-name",
+            Error::TooMany { what, .. } => match what {
+                Limit::Domains => "too-many-domains",
+                Limit::Cpus => "too-many-cpus",
+                Limit::Regions => "too-many-regions",
+                Limit::Devices => "too-many-devices",
+                Limit::Irqs => "too-many-irqs",
+            },
+            Error::NoCpus { .. } => "no-cpus",
+            Error::CpuUnknown { .. } => "cpu-unknown",
+            Error::CpuDuplicate { .. } => "cpu-duplicate",
+            Error::CpuShared { .. } => "cpu-shared",
+            Error::ZeroSize { .. } => "zero-size",
+            Error::Misaligned { .. } => "misaligned",
+            Error::AddressOverflow { .. } => "address-overflow",
+            Error::IpaRange { .. } => "ipa-range",
+            Error::IpaOverlap { .. } => "ipa-overlap",
+            Error::PaOverlap { .. } => "pa-overlap",
+            Error::PartitionerOverlap { .. } => "partitioner-overlap",
+            Error::OutsideRam { .. } => "outside-ram",
+            Error::NoRam { .. } => "no-ram",
+            Error::NoRoom { .. } => "no-room",
+            Error::MmioShared { .. } => "mmio-shared",
+            Error::MmioUnknown { .. } => "mmio-unknown",
+            Error::MmioReserved { .. } => "mmio-reserved",
+            Error::UnknownDevice { .. } => "unknown-device",
+            Error::IrqShared { .. } => "irq-shared",
+            Error::IrqRange { .. } => "irq-range",
+            Error::IrqReserved { .. } => "irq-reserved",
+            Error::MissingImage { .. } => "missing-image",
+            Error::ImageTooLarge { .. } => "image-too-large",
+            Error::EntryOutsideRam { .. } => "entry-outside-ram",
+            Error::EntryMisaligned { .. } => "entry-misaligned",
+            Error::UnknownFaultPolicy { .. } => "unknown-fault-policy",
+            Error::UnknownConsole { .. } => "unknown-console",
+            Error::ConsoleOverlap { .. } => "console-overlap",
+        }
+    }
+
+    /// Every code [`Error::code`] can return.
+    pub const CODES: &'static [&'static str] = &[
+        "fdt-malformed",
+        "bad-compatible",
+        "unknown-board",
+        "missing-property",
+        "bad-property",
+        "unknown-property",
+        "unknown-node",
+        "no-domains",
+        "duplicate-domain",
+        "bad-name",
+        "too-many-domains",
+        "too-many-cpus",
+        "too-many-regions",
+        "too-many-devices",
+        "too-many-irqs",
+        "no-cpus",
+        "cpu-unknown",
+        "cpu-duplicate",
+        "cpu-shared",
+        "zero-size",
+        "misaligned",
+        "address-overflow",
+        "ipa-range",
+        "ipa-overlap",
+        "pa-overlap",
+        "partitioner-overlap",
+        "outside-ram",
+        "no-ram",
+        "no-room",
+        "mmio-shared",
+        "mmio-unknown",
+        "mmio-reserved",
+        "unknown-device",
+        "irq-shared",
+        "irq-range",
+        "irq-reserved",
+        "missing-image",
+        "image-too-large",
+        "entry-outside-ram",
+        "entry-misaligned",
+        "unknown-fault-policy",
+        "unknown-console",
+        "console-overlap",
+    ];
+
+    /// Where the error was found (`None` for a malformed blob).
+    pub fn site(&self) -> Option<&Site> {
+        Some(match self {
+            Error::Malformed { .. } => return None,
+            Error::BadCompatible { at, .. }
+            | Error::UnknownBoard { at, .. }
+            | Error::MissingProperty { at, .. }
+            | Error::BadProperty { at, .. }
+            | Error::UnknownProperty { at, .. }
+            | Error::UnknownNode { at }
+            | Error::NoDomains { at }
+            | Error::DuplicateDomain { at }
+            | Error::BadName { at, .. }
+            | Error::TooMany { at, .. }
+            | Error::NoCpus { at }
+            | Error::CpuUnknown { at, .. }
+            | Error::CpuDuplicate { at, .. }
+            | Error::CpuShared { at, .. }
+            | Error::ZeroSize { at }
+            | Error::Misaligned { at, .. }
+            | Error::AddressOverflow { at, .. }
+            | Error::IpaRange { at, .. }
+            | Error::IpaOverlap { at, .. }
+            | Error::PaOverlap { at, .. }
+            | Error::PartitionerOverlap { at, .. }
+            | Error::OutsideRam { at, .. }
+            | Error::NoRam { at }
+            | Error::NoRoom { at, .. }
+            | Error::MmioShared { at, .. }
+            | Error::MmioUnknown { at, .. }
+            | Error::MmioReserved { at, .. }
+            | Error::UnknownDevice { at, .. }
+            | Error::IrqShared { at, .. }
+            | Error::IrqRange { at, .. }
+            | Error::IrqReserved { at, .. }
+            | Error::MissingImage { at, .. }
+            | Error::ImageTooLarge { at, .. }
+            | Error::EntryOutsideRam { at, .. }
+            | Error::EntryMisaligned { at, .. }
+            | Error::UnknownFaultPolicy { at, .. }
+            | Error::UnknownConsole { at, .. }
+            | Error::ConsoleOverlap { at, .. } => at,
+        })
+    }
+
+    /// The domain the error is about, if any.
+    pub fn domain(&self) -> Option<&str> {
+        self.site().and_then(|s| s.domain.as_deref())
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Malformed { error } => write!(f, "not a valid device tree blob: {error}"),
+            Error::BadCompatible { found, expected, .. } => {
+                write!(f, "compatible is \"{found}\", expected \"{expected}\"")
+            }
+            Error::UnknownBoard { board, .. } => write!(f, "unknown board \"{board}\""),
+            Error::MissingProperty { property, .. } => {
+                write!(f, "required property \"{property}\" is missing")
+            }
+            Error::BadProperty { problem, .. } => f.write_str(problem),
+            Error::UnknownProperty { hint, .. } => {
+                f.write_str("unknown property")?;
+                if !hint.is_empty() {
+                    write!(f, " ({hint})")?;
+                }
+                Ok(())
+            }
+            Error::UnknownNode { .. } => f.write_str("unknown node"),
+            Error::NoDomains { .. } => f.write_str("the config defines no domain"),
+            Error::DuplicateDomain { .. } => f.write_str("another domain has the same name"),
+            Error::BadName { problem, .. } => f.write_str(problem),
+            Error::TooMany { what, count, limit, .. } => write!(
+                f,
+                "{count} {} given, at most {limit} are supported",
+                what.noun()
+            ),
+            Error::NoCpus { .. } => f.write_str("the domain has no core"),
+            Error::CpuUnknown { core, count, .. } => write!(
+                f,
+                "core {core} is not on the board (it has cores 0..{count})"
+            ),
+            Error::CpuDuplicate { core, .. } => write!(f, "core {core} is listed twice"),
+            Error::CpuShared { core, owner, .. } => {
+                write!(f, "core {core} is already owned by domain \"{owner}\"")
+            }
+            Error::ZeroSize { .. } => f.write_str("size is zero"),
+            Error::Misaligned { what, value, align, .. } => {
+                write!(f, "{what} {value:#x} is not aligned to {align:#x}")
+            }
+            Error::AddressOverflow { what, base, size, .. } => write!(
+                f,
+                "{what} {base:#x} plus size {size:#x} overflows 64 bits"
+            ),
+            Error::IpaRange { range, limit, .. } => write!(
+                f,
+                "guest range {} ends beyond the guest address space (0..{limit:#x})",
+                R(*range)
+            ),
+            Error::IpaOverlap { range, other, other_range, .. } => write!(
+                f,
+                "guest range {} overlaps {other} at {}",
+                R(*range),
+                R(*other_range)
+            ),
+            Error::PaOverlap { range, owner, other, other_range, .. } => write!(
+                f,
+                "physical range {} overlaps {other} of domain \"{owner}\" at {}",
+                R(*range),
+                R(*other_range)
+            ),
+            Error::PartitionerOverlap { range, partitioner, .. } => write!(
+                f,
+                "physical range {} overlaps the partitioner's memory {}",
+                R(*range),
+                R(*partitioner)
+            ),
+            Error::OutsideRam { range, .. } => write!(
+                f,
+                "physical range {} is not inside one RAM bank of the board",
+                R(*range)
+            ),
+            Error::NoRam { .. } => f.write_str("the domain has no memory region"),
+            Error::NoRoom { size, align, .. } => write!(
+                f,
+                "no free board RAM left for {size:#x} bytes aligned to {align:#x}"
+            ),
+            Error::MmioShared { range, owner, other, other_range, .. } => write!(
+                f,
+                "MMIO pages {} overlap those of device \"{other}\" ({}) of domain \"{owner}\"",
+                R(*range),
+                R(*other_range)
+            ),
+            Error::MmioUnknown { range, .. } => write!(
+                f,
+                "MMIO range {} is not inside any device of the board",
+                R(*range)
+            ),
+            Error::MmioReserved { range, reserved, reason, .. } => write!(
+                f,
+                "MMIO pages {} overlap {} kept by the partitioner ({reason})",
+                R(*range),
+                R(*reserved)
+            ),
+            Error::UnknownDevice { device, .. } => {
+                write!(f, "the board has no device \"{device}\"")
+            }
+            Error::IrqShared { spi, owner, other, .. } => write!(
+                f,
+                "SPI {spi} is already passed through with device \"{other}\" of domain \"{owner}\""
+            ),
+            Error::IrqRange { spi, count, .. } => write!(
+                f,
+                "SPI {spi} is out of range (the interrupt controller has SPIs 0..{count})"
+            ),
+            Error::IrqReserved { spi, device, reason, .. } => write!(
+                f,
+                "SPI {spi} belongs to device \"{device}\" kept by the partitioner ({reason})"
+            ),
+            Error::MissingImage { image, .. } => write!(f, "image \"{image}\" not found"),
+            Error::ImageTooLarge { size, room, entry, region, .. } => write!(
+                f,
+                "image of {size:#x} bytes does not fit the {room:#x} bytes between entry {entry:#x} and the device-tree window at the end of memory region \"{region}\""
+            ),
+            Error::EntryOutsideRam { entry, .. } => write!(
+                f,
+                "entry point {entry:#x} is not inside any memory region of the domain"
+            ),
+            Error::EntryMisaligned { entry, .. } => {
+                write!(f, "entry point {entry:#x} is not 4-byte aligned")
+            }
+            Error::UnknownFaultPolicy { value, .. } => write!(
+                f,
+                "unknown fault policy \"{value}\" (expected \"inject-abort\" or \"stop\")"
+            ),
+            Error::UnknownConsole { value, .. } => write!(
+                f,
+                "unknown console \"{value}\" (expected \"virtual\" or \"none\")"
+            ),
+            Error::ConsoleOverlap { console, other, other_range, .. } => write!(
+                f,
+                "virtual console {} overlaps {other} at {}",
+                R(*console),
+                R(*other_range)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    /// One line: `domain "probe": /domains/probe/cpus: core 1 is already owned by domain "hello"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.site() {
+            Some(site) => {
+                if let Some(domain) = &site.domain {
+                    write!(f, "domain \"{domain}\": ")?;
+                }
+                write!(f, "{}: ", site.path)?;
+            }
+            None => f.write_str("config: ")?,
+        }
+        self.describe(f)
+    }
+}
+
+/// Every error found in a config (up to [`MAX_ERRORS`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Errors {
+    list: heapless::Vec<Error, MAX_ERRORS>,
+    overflowed: bool,
+}
+
+impl Errors {
+    pub const fn new() -> Self {
+        Self { list: heapless::Vec::new(), overflowed: false }
+    }
+    /// Records an error; past [`MAX_ERRORS`] only `overflowed` is set.
+    pub fn push(&mut self, error: Error) {
+        if self.list.push(error).is_err() {
+            self.overflowed = true;
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Error> {
+        self.list.iter()
+    }
+    /// Number of errors kept.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    /// Whether more errors were found than could be kept.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+}
+
+impl fmt::Display for Errors {
+    /// One error per line, then a note if some were dropped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.list.iter().enumerate() {
+            if i != 0 {
+                f.write_char('\n')?;
+            }
+            write!(f, "{e}")?;
+        }
+        if self.overflowed {
+            write!(f, "\n(more than {MAX_ERRORS} errors; the rest are not shown)")?;
+        }
+        Ok(())
+    }
+}

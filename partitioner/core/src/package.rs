@@ -1,0 +1,391 @@
+//! The package: the compiled config and every domain image, appended to the
+//! firmware by `cargo xtask build` into one bootable image. The firmware
+//! trusts none of it: every length, offset and checksum is checked here, and
+//! a damaged package is an error, never a panic.
+//!
+//! Layout (little-endian, all offsets from the package start):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `BHPKG001` |
+//! | 8 | 4 | number of images |
+//! | 12 | 4 | CRC-32 of the header and entry table, this field taken as 0 |
+//! | 16 | 8 | total package length |
+//! | 24 | 8 | config offset |
+//! | 32 | 8 | config length |
+//! | 40 | 4 | config CRC-32 |
+//! | 44 | 4 | reserved (0) |
+//! | 48 | 64 × n | entries: name (32 bytes, NUL-padded), offset (8), length (8), CRC-32 (4), reserved (12) |
+
+use core::fmt;
+
+pub const MAGIC: &[u8; 8] = b"BHPKG001";
+pub const HEADER_LEN: usize = 48;
+pub const ENTRY_LEN: usize = 64;
+pub const NAME_LEN: usize = 32;
+/// Most images one package holds.
+pub const MAX_IMAGES: usize = crate::plan::MAX_DOMAINS;
+
+/// Why a package cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackageError {
+    BadMagic,
+    Truncated {
+        needed: u64,
+        have: u64,
+    },
+    HeaderChecksum {
+        stored: u32,
+        computed: u32,
+    },
+    TooManyImages(u32),
+    OutOfBounds {
+        what: &'static str,
+    },
+    BadName,
+    Checksum {
+        what: Name,
+        stored: u32,
+        computed: u32,
+    },
+}
+
+/// A fixed-size image name, printable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Name(pub [u8; NAME_LEN]);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        core::str::from_utf8(&self.0[..len]).unwrap_or("?")
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for PackageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadMagic => write!(
+                f,
+                "no package after the firmware (bad magic): rebuild with `cargo xtask build`"
+            ),
+            Self::Truncated { needed, have } => {
+                write!(
+                    f,
+                    "package truncated: needs {needed} bytes, image holds {have}"
+                )
+            }
+            Self::HeaderChecksum { stored, computed } => write!(
+                f,
+                "package header corrupted: CRC-32 {computed:#010x}, expected {stored:#010x}"
+            ),
+            Self::TooManyImages(n) => write!(
+                f,
+                "package lists {n} images, at most {MAX_IMAGES} supported"
+            ),
+            Self::OutOfBounds { what } => write!(f, "package {what} lies outside the package"),
+            Self::BadName => write!(f, "package entry name is not valid UTF-8"),
+            Self::Checksum {
+                what,
+                stored,
+                computed,
+            } => write!(
+                f,
+                "{} corrupted: CRC-32 {computed:#010x}, expected {stored:#010x}",
+                what.as_str()
+            ),
+        }
+    }
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// Feed `data` into a running CRC-32 state (start with `!0`, finish with `!`).
+fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc = CRC_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
+pub fn crc32(data: &[u8]) -> u32 {
+    !crc32_update(!0, data)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(v)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(v)
+}
+
+fn slice<'a>(
+    bytes: &'a [u8],
+    off: u64,
+    len: u64,
+    what: &'static str,
+) -> Result<&'a [u8], PackageError> {
+    let end = off
+        .checked_add(len)
+        .ok_or(PackageError::OutOfBounds { what })?;
+    if end > bytes.len() as u64 {
+        return Err(PackageError::OutOfBounds { what });
+    }
+    Ok(&bytes[off as usize..end as usize])
+}
+
+/// A checked package.
+#[derive(Clone, Copy, Debug)]
+pub struct Package<'a> {
+    pub config: &'a [u8],
+    images: [(Name, &'a [u8]); MAX_IMAGES],
+    count: usize,
+    /// Total length in bytes.
+    pub len: u64,
+}
+
+impl<'a> Package<'a> {
+    /// Check a package. `bytes` may extend past its end.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, PackageError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(PackageError::Truncated {
+                needed: HEADER_LEN as u64,
+                have: bytes.len() as u64,
+            });
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(PackageError::BadMagic);
+        }
+        let count = u32_at(bytes, 8);
+        if count as usize > MAX_IMAGES {
+            return Err(PackageError::TooManyImages(count));
+        }
+        let table_end = HEADER_LEN + ENTRY_LEN * count as usize;
+        if bytes.len() < table_end {
+            return Err(PackageError::Truncated {
+                needed: table_end as u64,
+                have: bytes.len() as u64,
+            });
+        }
+        let stored = u32_at(bytes, 12);
+        let computed = header_crc(&bytes[..table_end]);
+        if stored != computed {
+            return Err(PackageError::HeaderChecksum { stored, computed });
+        }
+        let len = u64_at(bytes, 16);
+        if len > bytes.len() as u64 {
+            return Err(PackageError::Truncated {
+                needed: len,
+                have: bytes.len() as u64,
+            });
+        }
+        let bytes = &bytes[..len as usize];
+        let config = slice(bytes, u64_at(bytes, 24), u64_at(bytes, 32), "config")?;
+        let mut cfg_name = [0u8; NAME_LEN];
+        cfg_name[..6].copy_from_slice(b"config");
+        check_crc(Name(cfg_name), config, u32_at(bytes, 40))?;
+        let mut images = [(Name([0; NAME_LEN]), &bytes[..0]); MAX_IMAGES];
+        for (i, slot) in images.iter_mut().enumerate().take(count as usize) {
+            let e = HEADER_LEN + ENTRY_LEN * i;
+            let mut name = [0u8; NAME_LEN];
+            name.copy_from_slice(&bytes[e..e + NAME_LEN]);
+            let name = Name(name);
+            let nlen = name.0.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+            if core::str::from_utf8(&name.0[..nlen]).is_err() {
+                return Err(PackageError::BadName);
+            }
+            let data = slice(bytes, u64_at(bytes, e + 32), u64_at(bytes, e + 40), "image")?;
+            check_crc(name, data, u32_at(bytes, e + 48))?;
+            *slot = (name, data);
+        }
+        Ok(Self {
+            config,
+            images,
+            count: count as usize,
+            len,
+        })
+    }
+
+    /// The image of the domain with this name.
+    pub fn image(&self, name: &str) -> Option<&'a [u8]> {
+        self.images[..self.count]
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, d)| *d)
+    }
+
+    /// `(name, image)` pairs.
+    pub fn images(&self) -> impl Iterator<Item = (&str, &'a [u8])> + '_ {
+        self.images[..self.count]
+            .iter()
+            .map(|(n, d)| (n.as_str(), *d))
+    }
+}
+
+/// CRC-32 of the header and entry table, with the CRC field taken as zero.
+fn header_crc(table: &[u8]) -> u32 {
+    let crc = crc32_update(!0, &table[..12]);
+    let crc = crc32_update(crc, &[0; 4]);
+    !crc32_update(crc, &table[16..])
+}
+
+fn check_crc(what: Name, data: &[u8], stored: u32) -> Result<(), PackageError> {
+    let computed = crc32(data);
+    if computed != stored {
+        return Err(PackageError::Checksum {
+            what,
+            stored,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// Build a package (host side). Payloads are 4 KiB aligned.
+#[cfg(any(test, feature = "std"))]
+pub fn build(config: &[u8], images: &[(&str, &[u8])]) -> Result<std::vec::Vec<u8>, &'static str> {
+    use std::vec::Vec;
+    if images.len() > MAX_IMAGES {
+        return Err("too many images");
+    }
+    let align = |v: &mut Vec<u8>| v.resize(v.len().next_multiple_of(4096), 0);
+    let mut out = std::vec![0u8; HEADER_LEN + ENTRY_LEN * images.len()];
+    align(&mut out);
+    let cfg_off = out.len();
+    out.extend_from_slice(config);
+    out[0..8].copy_from_slice(MAGIC);
+    out[8..12].copy_from_slice(&(images.len() as u32).to_le_bytes());
+    out[24..32].copy_from_slice(&(cfg_off as u64).to_le_bytes());
+    out[32..40].copy_from_slice(&(config.len() as u64).to_le_bytes());
+    out[40..44].copy_from_slice(&crc32(config).to_le_bytes());
+    for (i, (name, data)) in images.iter().enumerate() {
+        if name.len() >= NAME_LEN {
+            return Err("image name too long");
+        }
+        align(&mut out);
+        let off = out.len();
+        out.extend_from_slice(data);
+        let e = HEADER_LEN + ENTRY_LEN * i;
+        out[e..e + name.len()].copy_from_slice(name.as_bytes());
+        out[e + 32..e + 40].copy_from_slice(&(off as u64).to_le_bytes());
+        out[e + 40..e + 48].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        out[e + 48..e + 52].copy_from_slice(&crc32(data).to_le_bytes());
+    }
+    let total = out.len() as u64;
+    out[16..24].copy_from_slice(&total.to_le_bytes());
+    let table_end = HEADER_LEN + ENTRY_LEN * images.len();
+    let crc = header_crc(&out[..table_end]);
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> std::vec::Vec<u8> {
+        build(
+            b"\xd0\x0d\xfe\xedconfig",
+            &[("hello", b"HELLO-IMAGE"), ("probe", &[7u8; 5000])],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn round_trips() {
+        let bytes = sample();
+        let p = Package::parse(&bytes).unwrap();
+        assert_eq!(p.config, b"\xd0\x0d\xfe\xedconfig");
+        assert_eq!(p.image("hello"), Some(&b"HELLO-IMAGE"[..]));
+        assert_eq!(p.image("probe").unwrap().len(), 5000);
+        assert_eq!(p.image("nope"), None);
+        assert_eq!(p.len as usize, bytes.len());
+        // Trailing bytes after the package are fine.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0xff; 100]);
+        assert!(Package::parse(&longer).is_ok());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = sample();
+        for len in 0..bytes.len() {
+            assert!(Package::parse(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_in_used_bytes_is_detected() {
+        let bytes = sample();
+        let p = Package::parse(&bytes).unwrap();
+        let used: std::vec::Vec<usize> = (0..HEADER_LEN + 2 * ENTRY_LEN)
+            .chain((0..p.config.len()).map(|i| 4096 + i))
+            .chain((0..11).map(|i| 8192 + i))
+            .collect();
+        for i in used {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(
+                    Package::parse(&b).is_err(),
+                    "flip of byte {i} bit {bit} went unnoticed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_the_damage() {
+        let mut b = sample();
+        b[8192] ^= 1;
+        let e = Package::parse(&b).unwrap_err();
+        assert_eq!(
+            std::format!("{e}").split(':').next().unwrap(),
+            "hello corrupted"
+        );
+        assert_eq!(
+            Package::parse(b"not a package at all, definitely not").unwrap_err(),
+            PackageError::Truncated {
+                needed: 48,
+                have: 36
+            }
+        );
+        let mut m = sample();
+        m[0] = b'X';
+        assert_eq!(Package::parse(&m).unwrap_err(), PackageError::BadMagic);
+    }
+}

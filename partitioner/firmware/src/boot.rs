@@ -1,0 +1,168 @@
+//! Entry points: the arm64 `Image` header the boot loader (QEMU, U-Boot
+//! `booti`) reads, the primary core's entry, the entry PSCI `CPU_ON` sends
+//! secondary cores to, per-core stacks, and the jump into a domain.
+
+use crate::exceptions::TrapFrame;
+use bulkhead_core::plan::MAX_CPUS;
+
+/// Bytes of stack per core.
+pub const STACK_SIZE: usize = 128 * 1024;
+/// Unmapped guard page below each stack: an overflow faults instead of
+/// silently overwriting the data below.
+pub const GUARD_SIZE: usize = 4096;
+/// Distance between two cores' stacks.
+pub const STACK_SLOT: usize = STACK_SIZE + GUARD_SIZE;
+
+core::arch::global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _start
+_start:
+    // arm64 Image header (Documentation/arch/arm64/booting.rst).
+    b       2f                      // code0: branch to the real entry
+    .long   0                       // code1
+    .quad   0                       // text_offset: load at a 2 MiB boundary
+    .quad   0                       // image_size: patched by `cargo xtask build`
+    .quad   0                       // flags: little-endian, page size unspecified
+    .quad   0                       // res2: package offset, patched by `cargo xtask build`
+    .quad   0                       // res3
+    .quad   0                       // res4
+    .ascii  "ARM\x64"               // magic
+    .long   0                       // res5
+2:
+    mov     x19, x0                 // boot loader's device tree (unused for now)
+    // Interrupts and aborts stay masked at EL2.
+    msr     daifset, #0xf
+    // Refuse to run anywhere but at EL2.
+    mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.ne    .Lwrong_el
+    // Refuse to run anywhere but the address we were linked for.
+    adr     x1, _start
+    ldr     x2, =_start
+    cmp     x1, x2
+    b.ne    .Lwrong_address
+    // Stack of core 0 (the boot core's index is fixed up in Rust).
+    ldr     x1, =__stacks_base
+    ldr     x2, ={stack_slot}
+    add     sp, x1, x2
+    // Zero .bss (includes the stacks; nothing is on them yet).
+    ldr     x1, =__bss_start
+    ldr     x2, =__bss_end
+3:  cmp     x1, x2
+    b.hs    4f
+    stp     xzr, xzr, [x1], #16
+    b       3b
+4:  mov     x0, x19
+    bl      {primary_main}
+    b       .Lhalt
+
+.Lwrong_el:
+    adr     x0, .Lmsg_el
+    b       .Lpanic_early
+.Lwrong_address:
+    adr     x0, .Lmsg_addr
+.Lpanic_early:
+    // Print a NUL-terminated message on the QEMU virt PL011 without any set-up.
+    ldr     x1, =0x09000000
+5:  ldrb    w2, [x0], #1
+    cbz     w2, .Lhalt
+    str     w2, [x1]
+    b       5b
+.Lhalt:
+    wfi
+    b       .Lhalt
+.Lmsg_el:
+    .asciz  "bulkhead: fatal: not entered at EL2 (start QEMU with virtualization=on)\n"
+.Lmsg_addr:
+    .asciz  "bulkhead: fatal: loaded at the wrong address (expected 0x40200000)\n"
+    .balign 4
+
+    // Secondary cores arrive here from PSCI CPU_ON, MMU off, x0 = core index.
+    .section .text
+    .global secondary_entry
+secondary_entry:
+    msr     daifset, #0xf
+    ldr     x1, =__stacks_base
+    ldr     x2, ={stack_slot}
+    madd    x1, x0, x2, x1
+    add     sp, x1, x2
+    bl      {secondary_main}
+    b       .Lhalt
+
+    // run_guest(frame: *const TrapFrame, stack_top: usize) -> !
+    // Resets this core's stack, copies the domain's initial registers onto it
+    // and leaves through the common exception return path.
+    .global run_guest
+run_guest:
+    mov     sp, x1
+    sub     sp, sp, #{frame_size}
+    mov     x2, sp
+    mov     x3, #({frame_size} / 16)
+6:  ldp     x4, x5, [x0], #16
+    stp     x4, x5, [x2], #16
+    subs    x3, x3, #1
+    b.ne    6b
+    b       exception_return
+
+    .section .bss.stacks, "aw", @nobits
+    .balign 4096
+    .global __stacks_base
+__stacks_base:
+    .space  {stack_slot} * {max_cpus}
+    "#,
+    stack_slot = const STACK_SLOT,
+    max_cpus = const MAX_CPUS,
+    frame_size = const core::mem::size_of::<TrapFrame>(),
+    primary_main = sym crate::primary_main,
+    secondary_main = sym crate::secondary_main,
+);
+
+unsafe extern "C" {
+    /// PSCI `CPU_ON` entry point of secondary cores.
+    pub fn secondary_entry();
+    fn run_guest(frame: *const TrapFrame, stack_top: usize) -> !;
+    static __stacks_base: u8;
+    pub static __image_start: u8;
+    pub static __text_end: u8;
+    pub static __rodata_end: u8;
+    pub static __image_end: u8;
+}
+
+/// Address of a linker symbol.
+macro_rules! symbol_addr {
+    ($sym:ident) => {
+        core::ptr::addr_of!($crate::boot::$sym) as u64
+    };
+}
+pub(crate) use symbol_addr;
+
+/// Top of the stack of core `index`.
+pub fn stack_top(index: usize) -> usize {
+    symbol_addr!(__stacks_base) as usize + (index + 1) * STACK_SLOT
+}
+
+/// The guard page below the stack of core `index`.
+pub fn stack_guard(index: usize) -> u64 {
+    (symbol_addr!(__stacks_base) as usize + index * STACK_SLOT) as u64
+}
+
+/// Where each core keeps the registers a domain starts with while its stack
+/// is reset (a static, so the copy in `run_guest` never overlaps its source).
+static START_FRAMES: [spin::Mutex<TrapFrame>; MAX_CPUS] =
+    [const { spin::Mutex::new(TrapFrame::ZERO) }; MAX_CPUS];
+
+/// Drop everything on this core's stack and enter the domain with `frame`.
+pub fn enter_guest(frame: &TrapFrame, core: usize) -> ! {
+    let ptr = {
+        let mut slot = START_FRAMES[core].lock();
+        *slot = *frame;
+        &*slot as *const TrapFrame
+    };
+    // SAFETY: `ptr` points into a static that only this core writes, so it
+    // stays valid and unchanged while `run_guest` copies it onto the top of
+    // this core's own stack (no overlap: the static is not on any stack). The
+    // caller has set up all EL2 state for the domain, so the `eret` at the end
+    // of `run_guest` enters the domain as intended.
+    unsafe { run_guest(ptr, stack_top(core)) }
+}

@@ -1,0 +1,162 @@
+//! EL2 exception vectors. Every one of the 16 vectors saves the full register
+//! state into a [`TrapFrame`] and calls [`el2_trap`]; nothing is ever taken
+//! silently. Traps from a domain go to `crate::domain::handle_*`; anything the
+//! partitioner itself takes is reported on the console and stops the core.
+
+use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2};
+use bulkhead_core::trap::Syndrome;
+
+/// General-purpose registers, ELR_EL2 and SPSR_EL2 of the interrupted context.
+/// For a domain this *is* its vCPU's register state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TrapFrame {
+    pub x: [u64; 31],
+    pub elr: u64,
+    pub spsr: u64,
+    _pad: u64,
+}
+
+impl TrapFrame {
+    pub const ZERO: TrapFrame = TrapFrame { x: [0; 31], elr: 0, spsr: 0, _pad: 0 };
+
+    /// Read general-purpose register `n` (31 reads as zero: xzr).
+    pub fn reg(&self, n: u8) -> u64 {
+        self.x.get(n as usize).copied().unwrap_or(0)
+    }
+
+    /// Write general-purpose register `n` (writes to 31, xzr, are dropped).
+    pub fn set_reg(&mut self, n: u8, v: u64) {
+        if let Some(r) = self.x.get_mut(n as usize) {
+            *r = v;
+        }
+    }
+}
+
+const FRAME: usize = core::mem::size_of::<TrapFrame>();
+const _: () = assert!(FRAME % 16 == 0);
+
+core::arch::global_asm!(
+    r#"
+.macro VECTOR kind
+    .balign 0x80
+    sub     sp, sp, #{frame}
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       save_and_dispatch
+.endm
+
+    .section .text
+    .balign 0x800
+    .global el2_vectors
+el2_vectors:
+    VECTOR 0
+    VECTOR 1
+    VECTOR 2
+    VECTOR 3
+    VECTOR 4
+    VECTOR 5
+    VECTOR 6
+    VECTOR 7
+    VECTOR 8
+    VECTOR 9
+    VECTOR 10
+    VECTOR 11
+    VECTOR 12
+    VECTOR 13
+    VECTOR 14
+    VECTOR 15
+
+save_and_dispatch:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mrs     x2, elr_el2
+    mrs     x3, spsr_el2
+    stp     x30, x2, [sp, #240]
+    str     x3, [sp, #256]
+    mov     x1, sp
+    bl      {handler}
+
+    .global exception_return
+exception_return:
+    ldp     x30, x2, [sp, #240]
+    ldr     x3, [sp, #256]
+    msr     elr_el2, x2
+    msr     spsr_el2, x3
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    add     sp, sp, #{frame}
+    eret
+    "#,
+    frame = const FRAME,
+    handler = sym el2_trap,
+);
+
+unsafe extern "C" {
+    static el2_vectors: u8;
+}
+
+/// Address of the vector table, for VBAR_EL2.
+pub fn vectors() -> u64 {
+    core::ptr::addr_of!(el2_vectors) as u64
+}
+
+const KINDS: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
+
+/// Called by the vectors with the vector index (0..16) and the saved state.
+extern "C" fn el2_trap(kind: u64, frame: &mut TrapFrame) {
+    match kind {
+        8 => crate::domain::handle_sync(frame),
+        9 | 10 => crate::domain::handle_interrupt(frame),
+        11 => crate::domain::handle_serror(frame),
+        _ => {
+            let origin = match kind / 4 {
+                0 => "EL2 with SP_EL0",
+                1 => "EL2",
+                2 => "a domain (AArch64)",
+                _ => "a domain (AArch32)",
+            };
+            let esr = ESR_EL2.get();
+            let far = FAR_EL2.get();
+            let core = crate::domain::this_core();
+            let overflow = if far & !0xfff == crate::boot::stack_guard(core) { " (stack overflow)" } else { "" };
+            crate::fatal(format_args!(
+                "unexpected {} exception from {} on core {}: ESR_EL2={:#x} ({}) ELR_EL2={:#x} FAR_EL2={:#x}{} SPSR_EL2={:#x}",
+                KINDS[(kind % 4) as usize],
+                origin,
+                core,
+                esr,
+                Syndrome(esr),
+                frame.elr,
+                far,
+                overflow,
+                frame.spsr
+            ));
+        }
+    }
+}

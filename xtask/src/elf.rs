@@ -1,0 +1,51 @@
+//! Just enough ELF64 reading to turn a linked program into the bytes a boot
+//! loader would place in memory.
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+const PT_LOAD: u32 = 1;
+
+/// `(lowest physical address, memory image)`: every PT_LOAD segment at its
+/// physical address, zero-filled where memsz exceeds filesz (.bss).
+pub fn flatten(elf: &[u8]) -> Result<(u64, Vec<u8>), String> {
+    let bad = || "not a valid little-endian ELF64 file".to_string();
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
+        return Err(bad());
+    }
+    let phoff = u64_at(elf, 0x20).ok_or_else(bad)? as usize;
+    let phentsize = u16_at(elf, 0x36).ok_or_else(bad)? as usize;
+    let phnum = u16_at(elf, 0x38).ok_or_else(bad)? as usize;
+    let mut segs = Vec::new();
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let p_type = u32::from_le_bytes(elf.get(ph..ph + 4).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        if p_type != PT_LOAD {
+            continue;
+        }
+        let off = u64_at(elf, ph + 8).ok_or_else(bad)? as usize;
+        let paddr = u64_at(elf, ph + 24).ok_or_else(bad)?;
+        let filesz = u64_at(elf, ph + 32).ok_or_else(bad)? as usize;
+        let memsz = u64_at(elf, ph + 40).ok_or_else(bad)?;
+        if memsz == 0 {
+            continue;
+        }
+        let data = elf.get(off..off + filesz).ok_or_else(|| "segment outside the file".to_string())?;
+        segs.push((paddr, memsz, data));
+    }
+    let base = segs.iter().map(|s| s.0).min().ok_or("no loadable segment")?;
+    let end = segs.iter().map(|s| s.0 + s.1).max().ok_or("no loadable segment")?;
+    if end - base > 1 << 30 {
+        return Err(format!("loadable segments span {:#x} bytes", end - base));
+    }
+    let mut img = vec![0u8; (end - base) as usize];
+    for (paddr, _, data) in segs {
+        let at = (paddr - base) as usize;
+        img[at..at + data.len()].copy_from_slice(data);
+    }
+    Ok((base, img))
+}

@@ -1,0 +1,226 @@
+//! Building a bootable image: compile the config with dtc, build the firmware
+//! and the domains, check the config exactly as the firmware will, and pack
+//! firmware + package (config and images) into one arm64 `Image`.
+
+use std::cell::RefCell;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bulkhead_core::board::{partitioner_footprint, Range};
+use bulkhead_core::package;
+use bulkhead_core::plan::Plan;
+use bulkhead_core::validate::{self, Errors, Layout};
+
+use crate::{cargo, root, run_quiet, target_dir, Result};
+
+/// Target the firmware is built for: soft-float, so EL2 code never touches
+/// the FP/SIMD registers that belong to the domain it interrupted.
+pub const FIRMWARE_TARGET: &str = "aarch64-unknown-none-softfloat";
+/// Target of the bare-metal domains.
+pub const DOMAIN_TARGET: &str = "aarch64-unknown-none";
+/// Domain crates built for `image = "domain:<bin>"`.
+pub const DOMAIN_CRATES: &[&str] = &["domain-hello", "domain-probe"];
+
+/// Image header fields filled in here (see `partitioner/firmware/src/boot.rs`).
+const HEADER_IMAGE_SIZE: usize = 16;
+const HEADER_PACKAGE_OFFSET: usize = 32;
+/// The package starts on this boundary after the firmware's memory image.
+const PACKAGE_ALIGN: usize = 64 * 1024;
+
+/// Build the firmware and the domain programs (once; cargo skips work already done).
+pub fn build_binaries() -> Result<()> {
+    run_quiet(
+        cargo().args(["build", "--release", "-p", "bulkhead", "--target", FIRMWARE_TARGET]),
+        "building the firmware",
+    )?;
+    let mut c = cargo();
+    c.args(["build", "--release", "--target", DOMAIN_TARGET]);
+    for d in DOMAIN_CRATES {
+        c.args(["-p", d]);
+    }
+    run_quiet(&mut c, "building the domains")
+}
+
+pub fn firmware_elf() -> PathBuf {
+    target_dir().join(FIRMWARE_TARGET).join("release").join("bulkhead")
+}
+
+/// Compile a `.dts` config into a blob with dtc.
+pub fn compile_dts(dts: &Path) -> Result<Vec<u8>> {
+    crate::tools::ensure_dtc()?;
+    let out = Command::new("dtc")
+        .args(["-I", "dts", "-O", "dtb", "-q"])
+        .arg(dts)
+        .output()
+        .map_err(|e| format!("cannot run dtc: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}: dtc could not compile it:\n{}",
+            dts.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )
+        .into());
+    }
+    Ok(out.stdout)
+}
+
+/// Where an `image` property points: `domain:<bin>` is a bare-metal domain
+/// built from `domains/`, anything else a file relative to the config.
+pub fn resolve_image(config: &Path, image: &str) -> PathBuf {
+    match image.strip_prefix("domain:") {
+        Some(bin) => target_dir().join(DOMAIN_TARGET).join("release").join(bin),
+        None => config.parent().unwrap_or(Path::new(".")).join(image),
+    }
+}
+
+/// The bytes to load for an image: ELF files are flattened to their memory
+/// image (from the lowest loaded address), anything else is loaded as is.
+pub fn load_image(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.starts_with(b"\x7fELF") {
+        crate::elf::flatten(&bytes).map(|(_, img)| img).map_err(|e| format!("{}: {e}", path.display()))
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Outcome of checking a config on the host.
+pub struct Checked {
+    pub plan: Plan,
+    pub blob: Vec<u8>,
+    /// Each domain's image, in config order.
+    pub images: Vec<(String, Vec<u8>)>,
+}
+
+/// Check a compiled config exactly as the firmware will at boot, given the
+/// firmware's size (which decides the partitioner's footprint).
+pub fn check_blob(
+    config: &Path,
+    blob: Vec<u8>,
+    firmware_len: u64,
+) -> std::result::Result<Checked, (Errors, Vec<(String, String)>)> {
+    let seen: RefCell<Vec<(String, String, Option<Vec<u8>>)>> = RefCell::new(Vec::new());
+    let image_size = |domain: &str, image: &str| -> Option<u64> {
+        let mut seen = seen.borrow_mut();
+        if let Some((_, _, img)) = seen.iter().find(|(d, i, _)| d == domain && i == image) {
+            return img.as_ref().map(|b| b.len() as u64);
+        }
+        let img = load_image(&resolve_image(config, image)).ok();
+        let len = img.as_ref().map(|b| b.len() as u64);
+        seen.push((domain.to_string(), image.to_string(), img));
+        len
+    };
+    // The footprint depends on the package size, which depends on the images:
+    // size the package from the images first, then check with that layout.
+    let first = validate::check(&blob, &board_support::by_name, &layout_for(firmware_len, 0), &image_size);
+    let images: Vec<(String, Vec<u8>)> = seen
+        .borrow()
+        .iter()
+        .filter_map(|(d, _, img)| img.clone().map(|b| (d.clone(), b)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = images.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let pkg_len = package::build(&blob, &refs).map(|p| p.len() as u64).unwrap_or(0);
+    drop(first);
+    let result = validate::check(&blob, &board_support::by_name, &layout_for(firmware_len, pkg_len), &image_size);
+    let names = seen.borrow().iter().map(|(d, i, _)| (d.clone(), i.clone())).collect();
+    match result {
+        Ok(plan) => Ok(Checked { plan, blob, images }),
+        Err(e) => Err((e, names)),
+    }
+}
+
+/// The partitioner's footprint for a firmware of `firmware_len` bytes plus a
+/// package of `package_len` bytes, loaded where the board loads it.
+pub fn layout_for(firmware_len: u64, package_len: u64) -> Layout {
+    let total = firmware_len.next_multiple_of(PACKAGE_ALIGN as u64) + package_len;
+    Layout { partitioner: partitioner_footprint(board_support::qemu_virt::LOAD_ADDRESS, total) }
+}
+
+/// The firmware's memory image (with .bss as zeros), padded to where the package goes.
+pub fn firmware_image() -> Result<Vec<u8>> {
+    let elf = fs::read(firmware_elf()).map_err(|e| format!("{}: {e} (build the firmware first)", firmware_elf().display()))?;
+    let (base, mut img) = crate::elf::flatten(&elf).map_err(|e| format!("firmware ELF: {e}"))?;
+    if base != board_support::qemu_virt::LOAD_ADDRESS {
+        return Err(format!("firmware linked at {base:#x}, the board loads it at {:#x}", board_support::qemu_virt::LOAD_ADDRESS).into());
+    }
+    if img.len() < 64 || &img[56..60] != b"ARM\x64" {
+        return Err("firmware has no arm64 Image header".into());
+    }
+    img.resize(img.len().next_multiple_of(PACKAGE_ALIGN), 0);
+    Ok(img)
+}
+
+/// Test-only ways to damage an image, to prove the firmware refuses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tamper {
+    None,
+    /// Skip the host check (the firmware must catch the problem itself).
+    Unchecked,
+    /// Cut the config blob short (with a matching checksum).
+    TruncateConfig,
+    /// Flip a byte of the config after checksumming.
+    CorruptConfig,
+}
+
+/// Build `config` into a bootable image at `out`. Returns the plan (None when
+/// the check was skipped).
+pub fn build_image(config: &Path, out: &Path, tamper: Tamper) -> Result<Option<Plan>> {
+    let blob = compile_dts(config)?;
+    let fw = firmware_image()?;
+    let (plan, blob, images) = if tamper == Tamper::None {
+        match check_blob(config, blob, fw.len() as u64) {
+            Ok(c) => (Some(c.plan), c.blob, c.images),
+            Err((errors, _)) => {
+                return Err(crate::report_errors(config, &errors).into());
+            }
+        }
+    } else {
+        // Pack whatever images the config names, without judging it.
+        let images = match check_blob(config, blob.clone(), fw.len() as u64) {
+            Ok(c) => c.images,
+            Err((_, names)) => names
+                .iter()
+                .filter_map(|(d, i)| load_image(&resolve_image(config, i)).ok().map(|b| (d.clone(), b)))
+                .collect(),
+        };
+        let blob = match tamper {
+            Tamper::TruncateConfig => blob[..blob.len() / 2].to_vec(),
+            _ => blob,
+        };
+        (None, blob, images)
+    };
+    let refs: Vec<(&str, &[u8])> = images.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let mut pkg = package::build(&blob, &refs)?;
+    if tamper == Tamper::CorruptConfig {
+        let cfg_off = u64::from_le_bytes(pkg[24..32].try_into().expect("8 bytes")) as usize;
+        pkg[cfg_off + 8] ^= 0x55;
+    }
+    let mut img = fw;
+    let pkg_off = img.len() as u64;
+    img.extend_from_slice(&pkg);
+    let total = img.len() as u64;
+    img[HEADER_IMAGE_SIZE..HEADER_IMAGE_SIZE + 8].copy_from_slice(&total.to_le_bytes());
+    img[HEADER_PACKAGE_OFFSET..HEADER_PACKAGE_OFFSET + 8].copy_from_slice(&pkg_off.to_le_bytes());
+    if let Some(dir) = out.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(out, &img)?;
+    Ok(plan)
+}
+
+/// Where `build` puts the image for a config.
+pub fn image_path(config: &Path) -> PathBuf {
+    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+    target_dir().join("bulkhead").join(format!("{stem}.img"))
+}
+
+/// The default configuration.
+pub fn default_config() -> PathBuf {
+    root().join("configs/qemu-virt/default.dts")
+}
+
+/// Physical RAM range a footprint computation uses (for reports).
+pub fn describe(r: Range) -> String {
+    format!("{:#x}..{:#x}", r.base, r.base + r.size)
+}

@@ -1,0 +1,156 @@
+//! Running an image under QEMU `virt`, for `run`, the integration tests and
+//! the benchmarks. Every run has a hard timeout: QEMU itself is started under
+//! `timeout`, so even a test process that dies cannot leave it running.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::tools::QEMU;
+
+/// How to start the machine.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub cpu: String,
+    pub gic: u32,
+    pub smp: u32,
+    pub mem_mib: u32,
+    /// `-icount shift=0,sleep=off`: deterministic timing for latency figures.
+    pub icount: bool,
+    /// Hard limit on the whole run.
+    pub timeout: Duration,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Self { cpu: "cortex-a72".into(), gic: 3, smp: 4, mem_mib: 1024, icount: false, timeout: Duration::from_secs(120) }
+    }
+}
+
+impl Machine {
+    /// QEMU arguments for `kernel` (everything but the serial ports).
+    pub fn args(&self, kernel: &Path) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-M".into(),
+            format!("virt,virtualization=on,gic-version={}", self.gic),
+            "-cpu".into(),
+            self.cpu.clone(),
+            "-smp".into(),
+            self.smp.to_string(),
+            "-m".into(),
+            format!("{}M", self.mem_mib),
+            "-display".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-kernel".into(),
+            kernel.display().to_string(),
+        ];
+        if self.icount {
+            a.extend(["-icount".into(), "shift=0,sleep=off".into()]);
+        }
+        a
+    }
+}
+
+/// A running QEMU whose two UARTs are captured to files.
+pub struct Run {
+    child: Child,
+    pub dir: PathBuf,
+    started: Instant,
+    deadline: Instant,
+}
+
+/// The partitioner's console (first PL011).
+pub const UART0: &str = "uart0.log";
+/// The second PL011 (a domain's passthrough UART in the default config).
+pub const UART1: &str = "uart1.log";
+
+impl Run {
+    /// Start `kernel` with its UARTs captured under `dir` (emptied first).
+    pub fn start(m: &Machine, kernel: &Path, dir: &Path) -> std::io::Result<Run> {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir)?;
+        let u0 = dir.join(UART0);
+        let u1 = dir.join(UART1);
+        let secs = m.timeout.as_secs().max(1);
+        let child = Command::new("timeout")
+            .args(["--kill-after=5", &secs.to_string(), QEMU])
+            .args(m.args(kernel))
+            .args(["-monitor", "none", "-serial"])
+            .arg(format!("file:{}", u0.display()))
+            .arg("-serial")
+            .arg(format!("file:{}", u1.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("qemu.stderr"))?)
+            .spawn()?;
+        let now = Instant::now();
+        Ok(Run { child, dir: dir.to_path_buf(), started: now, deadline: now + m.timeout })
+    }
+
+    /// Everything a UART has printed so far.
+    pub fn output(&self, uart: &str) -> String {
+        fs::read(self.dir.join(uart)).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default()
+    }
+
+    /// Wait until `uart` has printed a line satisfying `pred`, at most
+    /// `timeout`. Returns the matching line, or an error with both consoles.
+    pub fn wait_for(&mut self, uart: &str, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String, String> {
+        let limit = (Instant::now() + timeout).min(self.deadline);
+        loop {
+            let out = self.output(uart);
+            if let Some(l) = out.lines().find(|l| pred(l)) {
+                return Ok(l.to_string());
+            }
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() >= limit {
+                return Err(format!(
+                    "{} waiting for {what} on {uart} after {:.1}s\n{}",
+                    if exited { "QEMU exited" } else { "timed out" },
+                    self.started.elapsed().as_secs_f64(),
+                    self.transcript()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait for a line containing `needle`.
+    pub fn wait_line(&mut self, uart: &str, needle: &str, timeout: Duration) -> Result<String, String> {
+        self.wait_for(uart, &format!("{needle:?}"), timeout, |l| l.contains(needle))
+    }
+
+    /// Both consoles and QEMU's stderr, for failure messages.
+    pub fn transcript(&self) -> String {
+        let err = fs::read_to_string(self.dir.join("qemu.stderr")).unwrap_or_default();
+        format!(
+            "--- uart0 (partitioner console) ---\n{}\n--- uart1 ---\n{}\n--- qemu stderr ---\n{}",
+            tail(&self.output(UART0), 80),
+            tail(&self.output(UART1), 40),
+            err.trim_end()
+        )
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // `timeout` forwards nothing on SIGKILL: end QEMU too.
+        let _ = Command::new("pkill").args(["-f", &format!("file:{}", self.dir.join(UART0).display())]).status();
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

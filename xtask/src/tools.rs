@@ -1,0 +1,115 @@
+//! The external tools Bulkhead needs (QEMU 10, dtc, the Rust targets): found,
+//! or installed when this machine allows it (root with apt), or a clear
+//! message that says exactly what to install.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::{run_quiet, Result};
+
+pub const QEMU: &str = "qemu-system-aarch64";
+/// Oldest QEMU with two PL011 UARTs on `virt` and the board models we use.
+pub const QEMU_MIN_MAJOR: u32 = 10;
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(tool)).find(|p| p.is_file())
+    })
+}
+
+fn qemu_major() -> Option<u32> {
+    let out = Command::new(QEMU).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.split("version ").nth(1)?;
+    v.split('.').next()?.trim().parse().ok()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn debian_codename() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|s| s.trim_matches('"').to_string())
+}
+
+const BACKPORTS_SOURCES: &str = "/etc/apt/sources.list.d/bulkhead-backports.sources";
+
+fn apt_install(args: &[&str]) -> Result<()> {
+    let mut cmd = Command::new("apt-get");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive").arg("install").arg("-y").arg("-q").args(args);
+    run_quiet(&mut cmd, "apt-get install")
+}
+
+/// Make sure dtc and QEMU >= 10 are present, installing them on a Debian
+/// machine where we are root; otherwise fail naming the missing tool.
+pub fn ensure() -> Result<()> {
+    let need_dtc = which("dtc").is_none();
+    let qemu = qemu_major();
+    let need_qemu = qemu.is_none_or(|m| m < QEMU_MIN_MAJOR);
+    if !need_dtc && !need_qemu {
+        return Ok(());
+    }
+    let what = match (need_dtc, qemu) {
+        (true, _) if !need_qemu => "dtc (Debian package device-tree-compiler)".to_string(),
+        (_, None) => format!("{QEMU} {QEMU_MIN_MAJOR} or newer (Debian bookworm-backports: qemu-system-arm)"),
+        (_, Some(m)) => format!("{QEMU} {QEMU_MIN_MAJOR} or newer (found {m}; Debian bookworm-backports: qemu-system-arm)"),
+    };
+    let apt = which("apt-get").is_some();
+    if !apt || !is_root() {
+        return Err(format!(
+            "missing {what}. On Debian bookworm, as root: add the bookworm-backports suite to apt's sources, then \
+             `apt-get install -t bookworm-backports qemu-system-arm device-tree-compiler`"
+        )
+        .into());
+    }
+    eprintln!("xtask: installing {what}");
+    let codename = debian_codename().unwrap_or_else(|| "bookworm".into());
+    if need_qemu {
+        if !std::path::Path::new(BACKPORTS_SOURCES).exists() {
+            std::fs::write(
+                BACKPORTS_SOURCES,
+                format!(
+                    "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {codename}-backports\nComponents: main\n\
+                     Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+                ),
+            )
+            .map_err(|e| format!("cannot add {codename}-backports to apt's sources ({BACKPORTS_SOURCES}): {e}"))?;
+        }
+    }
+    run_quiet(Command::new("apt-get").args(["update", "-q"]), "apt-get update")?;
+    if need_dtc {
+        apt_install(&["device-tree-compiler"])?;
+    }
+    if need_qemu {
+        let suite = format!("{codename}-backports");
+        apt_install(&["-t", &suite, "qemu-system-arm"])?;
+    }
+    match qemu_major() {
+        Some(m) if m >= QEMU_MIN_MAJOR => {}
+        found => return Err(format!("installed QEMU is still too old ({found:?}); need {QEMU_MIN_MAJOR}+").into()),
+    }
+    if which("dtc").is_none() {
+        return Err("dtc is still missing after installing device-tree-compiler".into());
+    }
+    Ok(())
+}
+
+/// dtc alone (for `check`, which needs no QEMU).
+pub fn ensure_dtc() -> Result<()> {
+    if which("dtc").is_some() {
+        return Ok(());
+    }
+    ensure()
+}
+
+/// Check that a tool answers at all (used for error messages).
+pub fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
