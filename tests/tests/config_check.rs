@@ -1,0 +1,88 @@
+//! Configs are checked on the host exactly as the firmware checks them at
+//! boot. Every file in tests/configs/invalid/ triggers exactly the one error
+//! its first line names (`// expect: <code>`); every shipped config passes.
+
+use std::path::Path;
+
+use xtask::image::{check_blob, compile_dts, firmware_image};
+
+fn firmware_len() -> u64 {
+    firmware_image().expect("firmware built by `cargo xtask test`").len() as u64
+}
+
+fn dts_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dts"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn each_invalid_config_reports_exactly_its_error() {
+    let fw = firmware_len();
+    let files = dts_files(&xtask::root().join("tests/configs/invalid"));
+    assert!(files.len() >= 20, "expected a negative config per error kind, found {}", files.len());
+    let mut failures = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// expect: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `// expect: <code>`", f.display()))
+            .trim()
+            .to_string();
+        let blob = match compile_dts(f) {
+            Ok(b) => b,
+            Err(e) => {
+                failures.push(format!("{}: {e}", f.display()));
+                continue;
+            }
+        };
+        match check_blob(f, blob, fw) {
+            Ok(_) => failures.push(format!("{}: accepted, expected {expect}", f.display())),
+            Err((errors, _)) => {
+                let codes: Vec<_> = errors.iter().map(|e| e.code()).collect();
+                if codes != [expect.as_str()] {
+                    let msgs: Vec<_> = errors.iter().map(|e| format!("[{}] {e}", e.code())).collect();
+                    failures.push(format!("{}: expected exactly [{expect}], got {msgs:?}", f.display()));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn shipped_configs_pass() {
+    let fw = firmware_len();
+    let root = xtask::root();
+    for dir in ["configs/qemu-virt", "tests/configs"] {
+        for f in dts_files(&root.join(dir)) {
+            let blob = compile_dts(&f).unwrap_or_else(|e| panic!("{e}"));
+            if let Err((errors, _)) = check_blob(&f, blob, fw) {
+                panic!("{}", xtask::report_errors(&f, &errors));
+            }
+        }
+    }
+}
+
+#[test]
+fn host_check_refuses_overlap_with_the_partitioner_image() {
+    // The partitioner's footprint grows with its package: a domain placed at
+    // the first free 2 MiB after a small image must be refused once the image
+    // is large enough to reach it.
+    let root = xtask::root();
+    let f = root.join("configs/qemu-virt/default.dts");
+    let blob = compile_dts(&f).unwrap();
+    let big_firmware = 0x1000_0000; // 256 MiB: covers every fixed region
+    let errors = match check_blob(&f, blob, big_firmware) {
+        Ok(_) => panic!("a 256 MiB partitioner cannot leave room for the default domains"),
+        Err((e, _)) => e,
+    };
+    assert!(errors.iter().any(|e| e.code().contains("partitioner")), "{:?}", errors.iter().map(|e| e.code()).collect::<Vec<_>>());
+}
