@@ -49,7 +49,14 @@ struct Tally {
 
 impl Tally {
     /// Prints the line for one access and counts it.
-    fn report(&mut self, name: &str, what: &str, label: &str, addr: u64, result: Result<u64, Abort>) {
+    fn report(
+        &mut self,
+        name: &str,
+        what: &str,
+        label: &str,
+        addr: u64,
+        result: Result<u64, Abort>,
+    ) {
         self.attempted += 1;
         match result {
             Ok(value) => {
@@ -109,16 +116,23 @@ fn main(_dtb: usize) -> ! {
             println!("{name}: attack write {label} @{addr:#x}: skipped (own image or device tree)");
             continue;
         }
-        tally.report(name, "write", label, addr, try_write(addr, PATTERN).map(|()| PATTERN));
+        tally.report(
+            name,
+            "write",
+            label,
+            addr,
+            try_write(addr, PATTERN).map(|()| PATTERN),
+        );
     }
     println!(
         "{name}: attacks done: {} attempted, {} aborted",
         tally.attempted, tally.aborted
     );
 
-    for beat in 1u64.. {
+    let mut beat: u64 = 0;
+    loop {
         delay_ms(HEARTBEAT_MS);
+        beat += 1;
         println!("{name}: heartbeat {beat}");
     }
-    unreachable!("the heartbeat counter does not run out")
 }

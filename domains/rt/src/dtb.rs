@@ -27,7 +27,7 @@ pub(crate) fn init(x0: usize) {
 }
 
 fn check(addr: usize) -> Option<usize> {
-    if addr == 0 || addr % 8 != 0 {
+    if addr == 0 || !addr.is_multiple_of(8) {
         return None;
     }
     let head = crate::try_read(addr as u64).ok()?.to_le_bytes();

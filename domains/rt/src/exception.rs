@@ -130,8 +130,12 @@ fn unexpected(kind: u64, esr: u64, far: u64, frame: &TrapFrame) -> ! {
     }
     REPORTING.store(true, Ordering::SeqCst);
     let name = crate::name();
-    let source = ["current EL, SP0", "current EL, SPx", "lower EL, AArch64", "lower EL, AArch32"]
-        [(kind as usize / 4) & 3];
+    let source = [
+        "current EL, SP0",
+        "current EL, SPx",
+        "lower EL, AArch64",
+        "lower EL, AArch32",
+    ][(kind as usize / 4) & 3];
     let what = ["synchronous", "IRQ", "FIQ", "SError"][kind as usize & 3];
     let ec = esr >> 26;
     let iss = esr & 0x1ff_ffff;

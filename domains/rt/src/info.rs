@@ -117,9 +117,8 @@ pub(crate) fn console_from_dtb() -> Option<usize> {
     let base = node.reg()?.next()?.starting_address as usize;
     let end = base.checked_add(0x1000)?;
     let (dtb_start, dtb_end) = crate::dtb::range()?;
-    let clear = base != 0
-        && !crate::image::overlaps(base, end)
-        && (end <= dtb_start || base >= dtb_end);
+    let clear =
+        base != 0 && !crate::image::overlaps(base, end) && (end <= dtb_start || base >= dtb_end);
     clear.then_some(base)
 }
 

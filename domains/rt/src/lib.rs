@@ -32,6 +32,8 @@ mod probe;
 mod sysreg;
 pub mod time;
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 pub use info::{info, name, DomainInfo, MemRegion, MAX_MEM_REGIONS};
 pub use probe::{try_read, try_write, Abort};
 pub use time::delay_ms;
@@ -95,8 +97,24 @@ extern "C" fn __bulkhead_rt_start(x0: usize) -> ! {
     unsafe { __bulkhead_domain_main(x0) }
 }
 
+/// Prints `<name>: PANIC at <file>:<line>: <message>` and halts.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    println!("{}: PANIC: {}", name(), info);
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+    if PANICKING.load(Ordering::SeqCst) {
+        // Panicked while reporting a panic: just stop.
+        halt();
+    }
+    PANICKING.store(true, Ordering::SeqCst);
+    let name = name();
+    match info.location() {
+        Some(at) => println!(
+            "{name}: PANIC at {}:{}: {}",
+            at.file(),
+            at.line(),
+            info.message()
+        ),
+        None => println!("{name}: PANIC: {}", info.message()),
+    }
     halt()
 }

@@ -1524,16 +1524,60 @@ mod tests {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
     }
 
-    /// The documented example compiles and validates (skipped without `dtc`).
+    /// The documented example compiles and resolves as documented (skipped
+    /// without `dtc`).
     #[test]
-    fn example_config_validates() {
+    fn example_config_resolves() {
         let path = repo().join("configs/qemu-virt/example.dts");
         let Some(blob) = dtc(&path) else { return };
         let p = match run_blob(&blob) {
             Ok(p) => p,
             Err(e) => panic!("{}:\n{e}", path.display()),
         };
-        assert!(!p.domains.is_empty());
+        let ram = |ipa, pa, size| Mapping { ipa, pa, size, kind: MemKind::Ram };
+        let dev = |ipa, pa, size| Mapping { ipa, pa, size, kind: MemKind::Device };
+        let [hello, worker] = &p.domains[..] else { panic!("{p:?}") };
+        assert_eq!(
+            hello.ram.as_slice(),
+            [ram(0x4000_0000, 0x4800_0000, 2 * MIB), ram(0x5000_0000, 0x4000_0000, 0x1_0000)]
+        );
+        assert_eq!(hello.bootargs.as_str(), "greeting=example");
+        assert_eq!(hello.virtual_console, None);
+        assert_eq!(hello.devices[0].mapping, dev(0x0904_0000, 0x0904_0000, 0x1000));
+        assert_eq!(worker.vmid, 2);
+        assert_eq!(worker.cpus.as_slice(), [1, 2]);
+        assert_eq!(
+            worker.ram.as_slice(),
+            [ram(0x4000_0000, 0x4060_0000, 4 * MIB), ram(0x7f00_0000, 0x7f00_0000, MIB)]
+        );
+        let devs: Vec<_> = worker.devices.iter().map(|d| (d.compatible.as_str(), d.mapping, d.spis.to_vec())).collect();
+        assert_eq!(
+            devs,
+            [
+                ("arm,pl031", dev(0x1c00_0000, 0x0901_0000, 0x1000), vec![2]),
+                ("virtio,mmio", dev(0x0a00_0000, 0x0a00_0000, 0x1000), vec![16]),
+            ]
+        );
+        assert_eq!(worker.fault_policy, FaultPolicy::Stop);
+        assert_eq!(worker.virtual_console, Some(VIRTUAL_CONSOLE_IPA));
+    }
+
+    /// Every other config in the repository validates (skipped without `dtc`).
+    #[test]
+    fn repository_configs_validate() {
+        for dir in ["configs/qemu-virt", "tests/configs"] {
+            let Ok(entries) = std::fs::read_dir(repo().join(dir)) else { continue };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.extension().is_none_or(|e| e != "dts") {
+                    continue;
+                }
+                let Some(blob) = dtc(&path) else { return };
+                if let Err(e) = run_blob(&blob) {
+                    panic!("{}:\n{e}", path.display());
+                }
+            }
+        }
     }
 
     /// Each `tests/configs/invalid/<code>.dts` reports exactly `<code>` (skipped without `dtc`).
