@@ -16,13 +16,20 @@ pub fn image(name: &str) -> PathBuf {
     let dir = std::env::var_os("BULKHEAD_TEST_IMAGES")
         .expect("BULKHEAD_TEST_IMAGES is not set: run these tests with `cargo xtask test`, which builds the images first");
     let p = PathBuf::from(dir).join(format!("{name}.img"));
-    assert!(p.exists(), "{} is missing: run `cargo xtask test`", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo xtask test`",
+        p.display()
+    );
     p
 }
 
 /// Boot image `name` on `machine`, capturing its UARTs under a per-test directory.
 pub fn boot(name: &str, test: &str, machine: &Machine) -> Run {
-    let dir = xtask::target_dir().join("bulkhead").join("test-runs").join(test);
+    let dir = xtask::target_dir()
+        .join("bulkhead")
+        .join("test-runs")
+        .join(test);
     Run::start(machine, &image(name), &dir).expect("QEMU starts")
 }
 
@@ -51,5 +58,7 @@ pub fn wait_heartbeat_after(run: &mut Run, uart: &str, name: &str, n: u64) -> u6
                 .is_some_and(|h| h > n)
         })
         .unwrap_or_else(|e| panic!("{e}"));
-    line.split_once(&marker).and_then(|(_, r)| r.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    line.split_once(&marker)
+        .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

@@ -5,24 +5,44 @@
 use bulkhead_tests::{boot, lines_with, wait_heartbeat_after, Machine, UART0, UART1, WAIT};
 
 fn default_boot_reports_resources(cpu: &str) {
-    let m = Machine { cpu: cpu.into(), ..Machine::default() };
+    let m = Machine {
+        cpu: cpu.into(),
+        ..Machine::default()
+    };
     let mut run = boot("default", &format!("default-{cpu}"), &m);
     // hello owns the second UART outright; its first line describes what it got.
-    let hello = run.wait_line(UART1, "hello: hello cpus=", WAIT).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(hello.trim(), "hello: hello cpus=1 memory=0x40000000+0x200000");
+    let hello = run
+        .wait_line(UART1, "hello: hello cpus=", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        hello.trim(),
+        "hello: hello cpus=1 memory=0x40000000+0x200000"
+    );
     // ticker and probe share the partitioner console through their virtual UARTs.
-    let ticker = run.wait_line(UART0, "[ticker] ticker: hello cpus=", WAIT).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(ticker.trim(), "[ticker] ticker: hello cpus=2 memory=0x40000000+0x400000");
+    let ticker = run
+        .wait_line(UART0, "[ticker] ticker: hello cpus=", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ticker.trim(),
+        "[ticker] ticker: hello cpus=2 memory=0x40000000+0x400000"
+    );
     wait_heartbeat_after(&mut run, UART1, "hello", 2);
     wait_heartbeat_after(&mut run, UART0, "ticker", 2);
     let log = run.output(UART0);
     for d in ["hello", "probe", "ticker"] {
-        assert_eq!(lines_with(&log, &format!("domain \"{d}\": vCPU 0 starts on core")).len(), 1, "{d} started once\n{log}");
+        assert_eq!(
+            lines_with(&log, &format!("domain \"{d}\": vCPU 0 starts on core")).len(),
+            1,
+            "{d} started once\n{log}"
+        );
     }
     // Core 3 belongs to ticker but stays off until ticker asks for it.
     assert!(lines_with(&log, "vCPU 1 starts").is_empty(), "{log}");
     // Nothing the partitioner calls an error, and no domain writes on another's UART.
-    assert!(lines_with(&log, "error").is_empty() && lines_with(&log, "FATAL").is_empty(), "{log}");
+    assert!(
+        lines_with(&log, "error").is_empty() && lines_with(&log, "FATAL").is_empty(),
+        "{log}"
+    );
     assert!(!run.output(UART1).contains("ticker") && !run.output(UART1).contains("probe"));
 }
 
@@ -38,7 +58,8 @@ fn default_config_boots_on_max() {
 
 fn refused(image: &str, expect: &[&str]) {
     let mut run = boot(image, image, &Machine::default());
-    run.wait_line(UART0, "refusing to start any domain", WAIT).unwrap_or_else(|e| panic!("{e}"));
+    run.wait_line(UART0, "refusing to start any domain", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
     let log = run.output(UART0);
     for e in expect {
         assert!(log.contains(e), "expected {e:?} on the console:\n{log}");
@@ -46,8 +67,15 @@ fn refused(image: &str, expect: &[&str]) {
     // Give a wrongly started domain time to show itself, then prove none did.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let log = run.output(UART0);
-    assert!(lines_with(&log, "starts on core").is_empty(), "a domain started:\n{log}");
-    assert!(run.output(UART1).is_empty(), "a domain printed:\n{}", run.output(UART1));
+    assert!(
+        lines_with(&log, "starts on core").is_empty(),
+        "a domain started:\n{log}"
+    );
+    assert!(
+        run.output(UART1).is_empty(),
+        "a domain printed:\n{}",
+        run.output(UART1)
+    );
     assert!(!log.contains("FATAL") && !log.contains("panic"), "{log}");
 }
 
@@ -55,7 +83,10 @@ fn refused(image: &str, expect: &[&str]) {
 fn invalid_config_is_refused_at_boot() {
     // Built with the host check skipped: the firmware's own check must catch
     // the core given to two domains.
-    refused("invalid-unchecked", &["bulkhead: error: config: ", "core 1", "1 error(s)"]);
+    refused(
+        "invalid-unchecked",
+        &["bulkhead: error: config: domain \"probe\": /domains/probe/cpus: core 0 is already owned by domain \"hello\"", "config: 1 error(s)"],
+    );
 }
 
 #[test]
@@ -65,5 +96,8 @@ fn truncated_config_is_refused_at_boot() {
 
 #[test]
 fn corrupted_package_is_refused_at_boot() {
-    refused("corrupt-config", &["bulkhead: error: config corrupted: CRC-32"]);
+    refused(
+        "corrupt-config",
+        &["bulkhead: error: config corrupted: CRC-32"],
+    );
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use xtask::image::{check_blob, compile_dts, firmware_image};
 
 fn firmware_len() -> u64 {
-    firmware_image().expect("firmware built by `cargo xtask test`").len() as u64
+    firmware_image()
+        .expect("firmware built by `cargo xtask test`")
+        .len() as u64
 }
 
 fn dts_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -25,7 +27,11 @@ fn dts_files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn each_invalid_config_reports_exactly_its_error() {
     let fw = firmware_len();
     let files = dts_files(&xtask::root().join("tests/configs/invalid"));
-    assert!(files.len() >= 20, "expected a negative config per error kind, found {}", files.len());
+    assert!(
+        files.len() >= 20,
+        "expected a negative config per error kind, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
@@ -45,11 +51,18 @@ fn each_invalid_config_reports_exactly_its_error() {
         };
         match check_blob(f, blob, fw) {
             Ok(_) => failures.push(format!("{}: accepted, expected {expect}", f.display())),
-            Err((errors, _)) => {
+            Err(r) => {
+                let errors = r.errors;
                 let codes: Vec<_> = errors.iter().map(|e| e.code()).collect();
                 if codes != [expect.as_str()] {
-                    let msgs: Vec<_> = errors.iter().map(|e| format!("[{}] {e}", e.code())).collect();
-                    failures.push(format!("{}: expected exactly [{expect}], got {msgs:?}", f.display()));
+                    let msgs: Vec<_> = errors
+                        .iter()
+                        .map(|e| format!("[{}] {e}", e.code()))
+                        .collect();
+                    failures.push(format!(
+                        "{}: expected exactly [{expect}], got {msgs:?}",
+                        f.display()
+                    ));
                 }
             }
         }
@@ -64,8 +77,8 @@ fn shipped_configs_pass() {
     for dir in ["configs/qemu-virt", "tests/configs"] {
         for f in dts_files(&root.join(dir)) {
             let blob = compile_dts(&f).unwrap_or_else(|e| panic!("{e}"));
-            if let Err((errors, _)) = check_blob(&f, blob, fw) {
-                panic!("{}", xtask::report_errors(&f, &errors));
+            if let Err(r) = check_blob(&f, blob, fw) {
+                panic!("{}", xtask::report_errors(&f, &r.errors));
             }
         }
     }
@@ -82,7 +95,11 @@ fn host_check_refuses_overlap_with_the_partitioner_image() {
     let big_firmware = 0x1000_0000; // 256 MiB: covers every fixed region
     let errors = match check_blob(&f, blob, big_firmware) {
         Ok(_) => panic!("a 256 MiB partitioner cannot leave room for the default domains"),
-        Err((e, _)) => e,
+        Err(r) => r.errors,
     };
-    assert!(errors.iter().any(|e| e.code().contains("partitioner")), "{:?}", errors.iter().map(|e| e.code()).collect::<Vec<_>>());
+    assert!(
+        errors.iter().any(|e| e.code().contains("partitioner")),
+        "{:?}",
+        errors.iter().map(|e| e.code()).collect::<Vec<_>>()
+    );
 }

@@ -4,7 +4,9 @@
 //! the partitioner and by the probe's own abort handler), and the victims must
 //! keep running with their memory intact.
 
-use bulkhead_tests::{boot, last_heartbeat, lines_with, wait_heartbeat_after, Machine, UART0, UART1, WAIT};
+use bulkhead_tests::{
+    boot, last_heartbeat, lines_with, wait_heartbeat_after, Machine, UART0, UART1, WAIT,
+};
 
 const TARGETS: &[(&str, &str)] = &[
     ("victim-ram", "0x48000000"),
@@ -16,7 +18,8 @@ const TARGETS: &[(&str, &str)] = &[
 #[test]
 fn every_attack_aborts_once_and_the_victims_keep_running() {
     let mut run = boot("default", "isolation-inject", &Machine::default());
-    run.wait_line(UART0, "probe: attacks done", WAIT).unwrap_or_else(|e| panic!("{e}"));
+    run.wait_line(UART0, "probe: attacks done", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
     let hello_at_attack_end = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
     let log = run.output(UART0);
 
@@ -25,11 +28,19 @@ fn every_attack_aborts_once_and_the_victims_keep_running() {
             let attempt = format!("probe: attack {kind} {label} @{addr}:");
             let lines = lines_with(&log, &attempt);
             assert_eq!(lines.len(), 1, "one report of {attempt}\n{log}");
-            assert!(lines[0].contains(": aborted esr="), "the probe saw an abort: {}", lines[0]);
+            assert!(
+                lines[0].contains(": aborted esr="),
+                "the probe saw an abort: {}",
+                lines[0]
+            );
             // The abort is the architectural one a bus error gives: data abort
             // at the current EL (EC 0x25), synchronous external abort (0x10),
             // with the faulting address.
-            let esr = lines[0].split("esr=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap();
+            let esr = lines[0]
+                .split("esr=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap();
             let esr = u64::from_str_radix(esr.trim_start_matches("0x"), 16).unwrap();
             assert_eq!(esr >> 26, 0x25, "{}", lines[0]);
             assert_eq!(esr & 0x3f, 0x10, "{}", lines[0]);
@@ -37,17 +48,35 @@ fn every_attack_aborts_once_and_the_victims_keep_running() {
             assert!(lines[0].ends_with(&format!("far={addr}")), "{}", lines[0]);
             // The partitioner reported it too, once, naming domain, address and access.
             let ipa = format!("IPA {addr} ");
-            let reports: Vec<_> = lines_with(&log, "domain \"probe\" vCPU 0 core 1: access outside the domain")
-                .into_iter()
-                .filter(|l| l.contains(&ipa) && l.contains(&format!("data abort, {kind}")))
-                .collect();
-            assert_eq!(reports.len(), 1, "one partitioner report of {kind} {addr}\n{log}");
-            assert!(reports[0].ends_with("-> injected synchronous external abort"), "{}", reports[0]);
+            let reports: Vec<_> = lines_with(
+                &log,
+                "domain \"probe\" vCPU 0 core 1: access outside the domain",
+            )
+            .into_iter()
+            .filter(|l| l.contains(&ipa) && l.contains(&format!("data abort, {kind}")))
+            .collect();
+            assert_eq!(
+                reports.len(),
+                1,
+                "one partitioner report of {kind} {addr}\n{log}"
+            );
+            assert!(
+                reports[0].ends_with("-> injected synchronous external abort"),
+                "{}",
+                reports[0]
+            );
         }
     }
     let n = TARGETS.len() * 2;
-    assert!(log.contains(&format!("probe: attacks done: {n} attempted, {n} aborted")), "{log}");
-    assert_eq!(lines_with(&log, "access outside the domain").len(), n, "no extra faults\n{log}");
+    assert!(
+        log.contains(&format!("probe: attacks done: {n} attempted, {n} aborted")),
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(&log, "access outside the domain").len(),
+        n,
+        "no extra faults\n{log}"
+    );
     assert!(lines_with(&log, "NOT STOPPED").is_empty(), "{log}");
 
     // The attacker survived its own aborts, and the victims never noticed.
@@ -55,14 +84,19 @@ fn every_attack_aborts_once_and_the_victims_keep_running() {
     wait_heartbeat_after(&mut run, UART1, "hello", hello_at_attack_end + 3);
     wait_heartbeat_after(&mut run, UART0, "ticker", 3);
     let hello = run.output(UART1);
-    assert!(!hello.contains("CORRUPTED") && !run.output(UART0).contains("CORRUPTED"), "victim memory changed");
+    assert!(
+        !hello.contains("CORRUPTED") && !run.output(UART0).contains("CORRUPTED"),
+        "victim memory changed"
+    );
     assert!(lines_with(&hello, "integrity=ok").len() > 3, "{hello}");
 }
 
 #[test]
 fn stop_policy_stops_only_the_attacker() {
     let mut run = boot("stop-policy", "isolation-stop", &Machine::default());
-    let stopped = run.wait_line(UART0, "domain \"probe\" stopped", WAIT).unwrap_or_else(|e| panic!("{e}"));
+    let stopped = run
+        .wait_line(UART0, "domain \"probe\" stopped", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(stopped.contains("fault policy is \"stop\""), "{stopped}");
     let hello_at_stop = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
     let ticker_at_stop = last_heartbeat(&run.output(UART0), "ticker").unwrap_or(0);
@@ -72,7 +106,14 @@ fn stop_policy_stops_only_the_attacker() {
     // Exactly one fault, reported with the stop, and the probe never ran on.
     let faults = lines_with(&log, "access outside the domain");
     assert_eq!(faults.len(), 1, "{log}");
-    assert!(faults[0].contains("IPA 0x48000000") && faults[0].ends_with("-> stopping the domain"), "{}", faults[0]);
-    assert!(lines_with(&log, "probe: attack").is_empty(), "the probe ran after its first fault:\n{log}");
+    assert!(
+        faults[0].contains("IPA 0x48000000") && faults[0].ends_with("-> stopping the domain"),
+        "{}",
+        faults[0]
+    );
+    assert!(
+        lines_with(&log, "probe: attack").is_empty(),
+        "the probe ran after its first fault:\n{log}"
+    );
     assert!(lines_with(&log, "probe: heartbeat").is_empty(), "{log}");
 }

@@ -23,7 +23,12 @@ pub fn flatten(elf: &[u8]) -> Result<(u64, Vec<u8>), String> {
     let mut segs = Vec::new();
     for i in 0..phnum {
         let ph = phoff + i * phentsize;
-        let p_type = u32::from_le_bytes(elf.get(ph..ph + 4).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        let p_type = u32::from_le_bytes(
+            elf.get(ph..ph + 4)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        );
         if p_type != PT_LOAD {
             continue;
         }
@@ -34,11 +39,21 @@ pub fn flatten(elf: &[u8]) -> Result<(u64, Vec<u8>), String> {
         if memsz == 0 {
             continue;
         }
-        let data = elf.get(off..off + filesz).ok_or_else(|| "segment outside the file".to_string())?;
+        let data = elf
+            .get(off..off + filesz)
+            .ok_or_else(|| "segment outside the file".to_string())?;
         segs.push((paddr, memsz, data));
     }
-    let base = segs.iter().map(|s| s.0).min().ok_or("no loadable segment")?;
-    let end = segs.iter().map(|s| s.0 + s.1).max().ok_or("no loadable segment")?;
+    let base = segs
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .ok_or("no loadable segment")?;
+    let end = segs
+        .iter()
+        .map(|s| s.0 + s.1)
+        .max()
+        .ok_or("no loadable segment")?;
     if end - base > 1 << 30 {
         return Err(format!("loadable segments span {:#x} bytes", end - base));
     }
@@ -48,4 +63,33 @@ pub fn flatten(elf: &[u8]) -> Result<(u64, Vec<u8>), String> {
         img[at..at + data.len()].copy_from_slice(data);
     }
     Ok((base, img))
+}
+
+/// Sizes of the allocated sections, by name, in file order.
+pub fn section_sizes(elf: &[u8]) -> Result<Vec<(String, u64)>, String> {
+    let bad = || "not a valid little-endian ELF64 file".to_string();
+    let shoff = u64_at(elf, 0x28).ok_or_else(bad)? as usize;
+    let shentsize = u16_at(elf, 0x3a).ok_or_else(bad)? as usize;
+    let shnum = u16_at(elf, 0x3c).ok_or_else(bad)? as usize;
+    let shstrndx = u16_at(elf, 0x3e).ok_or_else(bad)? as usize;
+    let sh = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(elf, sh(shstrndx) + 0x18).ok_or_else(bad)? as usize;
+    let mut out = Vec::new();
+    for i in 0..shnum {
+        let flags = u64_at(elf, sh(i) + 0x08).ok_or_else(bad)?;
+        if flags & 0x2 == 0 {
+            continue; // not SHF_ALLOC
+        }
+        let name_off = u32::from_le_bytes(
+            elf.get(sh(i)..sh(i) + 4)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ) as usize;
+        let name = elf.get(strtab + name_off..).ok_or_else(bad)?;
+        let name = String::from_utf8_lossy(&name[..name.iter().position(|&b| b == 0).unwrap_or(0)])
+            .into_owned();
+        out.push((name, u64_at(elf, sh(i) + 0x20).ok_or_else(bad)?));
+    }
+    Ok(out)
 }

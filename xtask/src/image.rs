@@ -31,7 +31,14 @@ const PACKAGE_ALIGN: usize = 64 * 1024;
 /// Build the firmware and the domain programs (once; cargo skips work already done).
 pub fn build_binaries() -> Result<()> {
     run_quiet(
-        cargo().args(["build", "--release", "-p", "bulkhead", "--target", FIRMWARE_TARGET]),
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "bulkhead",
+            "--target",
+            FIRMWARE_TARGET,
+        ]),
         "building the firmware",
     )?;
     let mut c = cargo();
@@ -43,7 +50,10 @@ pub fn build_binaries() -> Result<()> {
 }
 
 pub fn firmware_elf() -> PathBuf {
-    target_dir().join(FIRMWARE_TARGET).join("release").join("bulkhead")
+    target_dir()
+        .join(FIRMWARE_TARGET)
+        .join("release")
+        .join("bulkhead")
 }
 
 /// Compile a `.dts` config into a blob with dtc.
@@ -79,7 +89,9 @@ pub fn resolve_image(config: &Path, image: &str) -> PathBuf {
 pub fn load_image(path: &Path) -> std::result::Result<Vec<u8>, String> {
     let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.starts_with(b"\x7fELF") {
-        crate::elf::flatten(&bytes).map(|(_, img)| img).map_err(|e| format!("{}: {e}", path.display()))
+        crate::elf::flatten(&bytes)
+            .map(|(_, img)| img)
+            .map_err(|e| format!("{}: {e}", path.display()))
     } else {
         Ok(bytes)
     }
@@ -93,14 +105,24 @@ pub struct Checked {
     pub images: Vec<(String, Vec<u8>)>,
 }
 
+/// A config the check refused.
+pub struct Rejected {
+    pub errors: Box<Errors>,
+    /// `(domain, image)` pairs the config names, for packing it anyway (tests).
+    pub images: Vec<(String, String)>,
+}
+
+/// An image looked up during a check: domain, image string, contents if found.
+type Seen = (String, String, Option<Vec<u8>>);
+
 /// Check a compiled config exactly as the firmware will at boot, given the
 /// firmware's size (which decides the partitioner's footprint).
 pub fn check_blob(
     config: &Path,
     blob: Vec<u8>,
     firmware_len: u64,
-) -> std::result::Result<Checked, (Errors, Vec<(String, String)>)> {
-    let seen: RefCell<Vec<(String, String, Option<Vec<u8>>)>> = RefCell::new(Vec::new());
+) -> std::result::Result<Checked, Rejected> {
+    let seen: RefCell<Vec<Seen>> = RefCell::new(Vec::new());
     let image_size = |domain: &str, image: &str| -> Option<u64> {
         let mut seen = seen.borrow_mut();
         if let Some((_, _, img)) = seen.iter().find(|(d, i, _)| d == domain && i == image) {
@@ -113,20 +135,42 @@ pub fn check_blob(
     };
     // The footprint depends on the package size, which depends on the images:
     // size the package from the images first, then check with that layout.
-    let first = validate::check(&blob, &board_support::by_name, &layout_for(firmware_len, 0), &image_size);
+    let first = validate::check(
+        &blob,
+        &board_support::by_name,
+        &layout_for(firmware_len, 0),
+        &image_size,
+    );
     let images: Vec<(String, Vec<u8>)> = seen
         .borrow()
         .iter()
         .filter_map(|(d, _, img)| img.clone().map(|b| (d.clone(), b)))
         .collect();
-    let refs: Vec<(&str, &[u8])> = images.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-    let pkg_len = package::build(&blob, &refs).map(|p| p.len() as u64).unwrap_or(0);
+    let refs: Vec<(&str, &[u8])> = images
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let pkg_len = package::build(&blob, &refs)
+        .map(|p| p.len() as u64)
+        .unwrap_or(0);
     drop(first);
-    let result = validate::check(&blob, &board_support::by_name, &layout_for(firmware_len, pkg_len), &image_size);
-    let names = seen.borrow().iter().map(|(d, i, _)| (d.clone(), i.clone())).collect();
+    let result = validate::check(
+        &blob,
+        &board_support::by_name,
+        &layout_for(firmware_len, pkg_len),
+        &image_size,
+    );
+    let names = seen
+        .borrow()
+        .iter()
+        .map(|(d, i, _)| (d.clone(), i.clone()))
+        .collect();
     match result {
         Ok(plan) => Ok(Checked { plan, blob, images }),
-        Err(e) => Err((e, names)),
+        Err(e) => Err(Rejected {
+            errors: Box::new(e),
+            images: names,
+        }),
     }
 }
 
@@ -134,15 +178,26 @@ pub fn check_blob(
 /// package of `package_len` bytes, loaded where the board loads it.
 pub fn layout_for(firmware_len: u64, package_len: u64) -> Layout {
     let total = firmware_len.next_multiple_of(PACKAGE_ALIGN as u64) + package_len;
-    Layout { partitioner: partitioner_footprint(board_support::qemu_virt::LOAD_ADDRESS, total) }
+    Layout {
+        partitioner: partitioner_footprint(board_support::qemu_virt::LOAD_ADDRESS, total),
+    }
 }
 
 /// The firmware's memory image (with .bss as zeros), padded to where the package goes.
 pub fn firmware_image() -> Result<Vec<u8>> {
-    let elf = fs::read(firmware_elf()).map_err(|e| format!("{}: {e} (build the firmware first)", firmware_elf().display()))?;
+    let elf = fs::read(firmware_elf()).map_err(|e| {
+        format!(
+            "{}: {e} (build the firmware first)",
+            firmware_elf().display()
+        )
+    })?;
     let (base, mut img) = crate::elf::flatten(&elf).map_err(|e| format!("firmware ELF: {e}"))?;
     if base != board_support::qemu_virt::LOAD_ADDRESS {
-        return Err(format!("firmware linked at {base:#x}, the board loads it at {:#x}", board_support::qemu_virt::LOAD_ADDRESS).into());
+        return Err(format!(
+            "firmware linked at {base:#x}, the board loads it at {:#x}",
+            board_support::qemu_virt::LOAD_ADDRESS
+        )
+        .into());
     }
     if img.len() < 64 || &img[56..60] != b"ARM\x64" {
         return Err("firmware has no arm64 Image header".into());
@@ -171,17 +226,22 @@ pub fn build_image(config: &Path, out: &Path, tamper: Tamper) -> Result<Option<P
     let (plan, blob, images) = if tamper == Tamper::None {
         match check_blob(config, blob, fw.len() as u64) {
             Ok(c) => (Some(c.plan), c.blob, c.images),
-            Err((errors, _)) => {
-                return Err(crate::report_errors(config, &errors).into());
+            Err(r) => {
+                return Err(crate::report_errors(config, &r.errors).into());
             }
         }
     } else {
         // Pack whatever images the config names, without judging it.
         let images = match check_blob(config, blob.clone(), fw.len() as u64) {
             Ok(c) => c.images,
-            Err((_, names)) => names
+            Err(r) => r
+                .images
                 .iter()
-                .filter_map(|(d, i)| load_image(&resolve_image(config, i)).ok().map(|b| (d.clone(), b)))
+                .filter_map(|(d, i)| {
+                    load_image(&resolve_image(config, i))
+                        .ok()
+                        .map(|b| (d.clone(), b))
+                })
                 .collect(),
         };
         let blob = match tamper {
@@ -190,7 +250,10 @@ pub fn build_image(config: &Path, out: &Path, tamper: Tamper) -> Result<Option<P
         };
         (None, blob, images)
     };
-    let refs: Vec<(&str, &[u8])> = images.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let refs: Vec<(&str, &[u8])> = images
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
     let mut pkg = package::build(&blob, &refs)?;
     if tamper == Tamper::CorruptConfig {
         let cfg_off = u64::from_le_bytes(pkg[24..32].try_into().expect("8 bytes")) as usize;
@@ -211,7 +274,10 @@ pub fn build_image(config: &Path, out: &Path, tamper: Tamper) -> Result<Option<P
 
 /// Where `build` puts the image for a config.
 pub fn image_path(config: &Path) -> PathBuf {
-    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+    let stem = config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("image");
     target_dir().join("bulkhead").join(format!("{stem}.img"))
 }
 

@@ -16,12 +16,17 @@ pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Cargo's target directory.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// A `cargo` command run from the workspace root.
@@ -33,7 +38,9 @@ pub fn cargo() -> Command {
 
 /// Run a command; on failure, the error names `what` and shows its output.
 pub fn run_quiet(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
     if !out.status.success() {
         return Err(format!(
             "{what} failed ({}):\n{}{}",
@@ -48,7 +55,9 @@ pub fn run_quiet(cmd: &mut Command, what: &str) -> Result<()> {
 
 /// Run a command with its output shown; fail if it fails.
 pub fn run_shown(cmd: &mut Command, what: &str) -> Result<()> {
-    let st = cmd.status().map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
+    let st = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
     if !st.success() {
         return Err(format!("{what} failed ({st})").into());
     }
@@ -59,11 +68,23 @@ pub fn run_shown(cmd: &mut Command, what: &str) -> Result<()> {
 pub fn report_errors(config: &Path, errors: &Errors) -> String {
     let mut s = String::new();
     for e in errors.iter() {
-        s.push_str(&format!("{}: error[{}]: {}\n", config.display(), e.code(), e));
+        s.push_str(&format!(
+            "{}: error[{}]: {}\n",
+            config.display(),
+            e.code(),
+            e
+        ));
     }
     if errors.overflowed() {
-        s.push_str(&format!("{}: more errors were found than can be listed\n", config.display()));
+        s.push_str(&format!(
+            "{}: more errors were found than can be listed\n",
+            config.display()
+        ));
     }
-    s.push_str(&format!("{}: {} error(s); the configuration is rejected", config.display(), errors.len()));
+    s.push_str(&format!(
+        "{}: {} error(s); the configuration is rejected",
+        config.display(),
+        errors.len()
+    ));
     s
 }

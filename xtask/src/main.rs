@@ -67,25 +67,47 @@ struct Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts { config: image::default_config(), out: None, tamper: Tamper::None, machine: Machine::default(), timeout: None };
+    let mut o = Opts {
+        config: image::default_config(),
+        out: None,
+        tamper: Tamper::None,
+        machine: Machine::default(),
+        timeout: None,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match a.as_str() {
             "-o" => o.out = Some(PathBuf::from(value("-o")?)),
             "--gic" => {
                 o.machine.gic = match value("--gic")?.as_str() {
                     "2" => 2,
                     "3" => 3,
-                    g => return Err(format!("--gic {g}: QEMU virt offers GIC versions 2 and 3").into()),
+                    g => {
+                        return Err(
+                            format!("--gic {g}: QEMU virt offers GIC versions 2 and 3").into()
+                        )
+                    }
                 }
             }
             "--cpu" => o.machine.cpu = value("--cpu")?,
-            "--timeout" => o.timeout = Some(value("--timeout")?.parse().map_err(|_| "--timeout takes seconds")?),
+            "--timeout" => {
+                o.timeout = Some(
+                    value("--timeout")?
+                        .parse()
+                        .map_err(|_| "--timeout takes seconds")?,
+                )
+            }
             "--unchecked" => o.tamper = Tamper::Unchecked,
             "--truncate-config" => o.tamper = Tamper::TruncateConfig,
             "--corrupt-config" => o.tamper = Tamper::CorruptConfig,
-            s if s.starts_with('-') => return Err(format!("unknown option {s}\n{}", usage()).into()),
+            s if s.starts_with('-') => {
+                return Err(format!("unknown option {s}\n{}", usage()).into())
+            }
             path => o.config = PathBuf::from(path),
         }
     }
@@ -97,7 +119,10 @@ fn parse(args: &[String]) -> Result<Opts> {
 
 fn build_config(o: &Opts) -> Result<PathBuf> {
     image::build_binaries()?;
-    let out = o.out.clone().unwrap_or_else(|| image::image_path(&o.config));
+    let out = o
+        .out
+        .clone()
+        .unwrap_or_else(|| image::image_path(&o.config));
     let plan = image::build_image(&o.config, &out, o.tamper)?;
     let size = std::fs::metadata(&out)?.len();
     match plan {
@@ -106,9 +131,18 @@ fn build_config(o: &Opts) -> Result<PathBuf> {
             out.display(),
             size,
             p.domains.len(),
-            p.domains.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            p.domains
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        None => eprintln!("xtask: {} ({} bytes, NOT checked: {:?})", out.display(), size, o.tamper),
+        None => eprintln!(
+            "xtask: {} ({} bytes, NOT checked: {:?})",
+            out.display(),
+            size,
+            o.tamper
+        ),
     }
     Ok(out)
 }
@@ -123,12 +157,21 @@ fn run(args: &[String]) -> Result<()> {
     tools::ensure()?;
     let img = build_config(&o)?;
     // Interactive runs are unlimited unless asked; scripted runs get a limit.
-    let timeout = o.timeout.or(if std::io::stdin().is_terminal() { None } else { Some(60) });
+    let timeout = o.timeout.or(if std::io::stdin().is_terminal() {
+        None
+    } else {
+        Some(60)
+    });
     eprintln!("xtask: booting under QEMU; both UARTs print here; Ctrl-a x quits");
     let mut cmd = match timeout {
         Some(t) => {
             let mut c = Command::new("timeout");
-            c.args(["--foreground", "--kill-after=5", &t.to_string(), tools::QEMU]);
+            c.args([
+                "--foreground",
+                "--kill-after=5",
+                &t.to_string(),
+                tools::QEMU,
+            ]);
             c
         }
         None => Command::new(tools::QEMU),
@@ -172,14 +215,23 @@ fn check(args: &[String]) -> Result<()> {
             Ok(c) => {
                 println!("{}: ok, {} domain(s)", path.display(), c.plan.domains.len());
                 for d in &c.plan.domains {
-                    println!("  {} (VMID {}): cores {:?}, entry {:#x}", d.name, d.vmid, d.cpus.as_slice(), d.entry);
+                    println!(
+                        "  {} (VMID {}): cores {:?}, entry {:#x}",
+                        d.name,
+                        d.vmid,
+                        d.cpus.as_slice(),
+                        d.entry
+                    );
                     for m in d.mappings() {
-                        println!("    {:?} IPA {:#x}+{:#x} -> PA {:#x}", m.kind, m.ipa, m.size, m.pa);
+                        println!(
+                            "    {:?} IPA {:#x}+{:#x} -> PA {:#x}",
+                            m.kind, m.ipa, m.size, m.pa
+                        );
                     }
                 }
             }
-            Err((errors, _)) => {
-                eprintln!("{}", report_errors(path, &errors));
+            Err(r) => {
+                eprintln!("{}", report_errors(path, &r.errors));
                 failed += 1;
             }
         }
@@ -194,39 +246,104 @@ fn check(args: &[String]) -> Result<()> {
 pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("default", "configs/qemu-virt/default.dts", Tamper::None),
     ("stop-policy", "tests/configs/stop-policy.dts", Tamper::None),
-    ("invalid-unchecked", "tests/configs/invalid/cpu-shared.dts", Tamper::Unchecked),
-    ("truncated-config", "configs/qemu-virt/default.dts", Tamper::TruncateConfig),
-    ("corrupt-config", "configs/qemu-virt/default.dts", Tamper::CorruptConfig),
+    (
+        "invalid-unchecked",
+        "tests/configs/invalid/cpu-shared.dts",
+        Tamper::Unchecked,
+    ),
+    (
+        "truncated-config",
+        "configs/qemu-virt/default.dts",
+        Tamper::TruncateConfig,
+    ),
+    (
+        "corrupt-config",
+        "configs/qemu-virt/default.dts",
+        Tamper::CorruptConfig,
+    ),
 ];
 
 fn test(args: &[String]) -> Result<()> {
     tools::ensure()?;
     eprintln!("xtask: host unit tests");
-    run_shown(cargo().args(["test", "-p", "bulkhead-core", "-p", "board-support", "-p", "xtask"]), "host unit tests")?;
-    eprintln!("xtask: building firmware, domains and test images (once, shared by every QEMU test)");
+    run_shown(
+        cargo().args([
+            "test",
+            "-p",
+            "bulkhead-core",
+            "-p",
+            "board-support",
+            "-p",
+            "xtask",
+        ]),
+        "host unit tests",
+    )?;
+    eprintln!(
+        "xtask: building firmware, domains and test images (once, shared by every QEMU test)"
+    );
     image::build_binaries()?;
     let dir = target_dir().join("bulkhead").join("test-images");
     for (name, config, tamper) in TEST_IMAGES {
-        image::build_image(&root().join(config), &dir.join(format!("{name}.img")), *tamper)?;
+        image::build_image(
+            &root().join(config),
+            &dir.join(format!("{name}.img")),
+            *tamper,
+        )?;
     }
     eprintln!("xtask: config checks and QEMU integration tests");
     let mut c = cargo();
-    c.args(["test", "-p", "bulkhead-tests", "--"]).args(args).env("BULKHEAD_TEST_IMAGES", &dir);
+    c.args(["test", "-p", "bulkhead-tests", "--"])
+        .args(args)
+        .env("BULKHEAD_TEST_IMAGES", &dir);
     run_shown(&mut c, "integration tests")
 }
 
 fn lint() -> Result<()> {
-    run_shown(cargo().args(["fmt", "--all", "--", "--check"]), "cargo fmt --check")?;
     run_shown(
-        cargo().args(["clippy", "--all-targets", "-p", "bulkhead-core", "-p", "board-support", "-p", "xtask", "-p", "bulkhead-tests", "--", "-D", "warnings"]),
+        cargo().args(["fmt", "--all", "--", "--check"]),
+        "cargo fmt --check",
+    )?;
+    run_shown(
+        cargo().args([
+            "clippy",
+            "--all-targets",
+            "-p",
+            "bulkhead-core",
+            "-p",
+            "board-support",
+            "-p",
+            "xtask",
+            "-p",
+            "bulkhead-tests",
+            "--",
+            "-D",
+            "warnings",
+        ]),
         "clippy (host crates)",
     )?;
     run_shown(
-        cargo().args(["clippy", "--release", "-p", "bulkhead", "--target", image::FIRMWARE_TARGET, "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--release",
+            "-p",
+            "bulkhead",
+            "--target",
+            image::FIRMWARE_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
         "clippy (firmware)",
     )?;
     let mut c = cargo();
-    c.args(["clippy", "--release", "--target", image::DOMAIN_TARGET, "-p", "bulkhead-rt"]);
+    c.args([
+        "clippy",
+        "--release",
+        "--target",
+        image::DOMAIN_TARGET,
+        "-p",
+        "bulkhead-rt",
+    ]);
     for d in image::DOMAIN_CRATES {
         c.args(["-p", d]);
     }
@@ -247,8 +364,18 @@ fn bench_report(img: &Path) -> Result<()> {
     let elf = std::fs::read(image::firmware_elf())?;
     let (_, mem) = xtask::elf::flatten(&elf)?;
     let fw = image::firmware_image()?;
-    println!("firmware memory image: {} bytes ({} KiB, .bss included)", mem.len(), mem.len() / 1024);
-    println!("bootable image with the default package: {} bytes", std::fs::metadata(img)?.len());
+    println!(
+        "firmware memory image: {} bytes ({} KiB, .bss and stacks included)",
+        mem.len(),
+        mem.len() / 1024
+    );
+    for (name, size) in xtask::elf::section_sizes(&elf)? {
+        println!("  {name:<8} {size:>8} bytes");
+    }
+    println!(
+        "bootable image with the default package: {} bytes",
+        std::fs::metadata(img)?.len()
+    );
     println!("firmware file part before the package: {} bytes", fw.len());
     let loc = count_lines(&root().join("partitioner/firmware/src"));
     let core = count_lines(&root().join("partitioner/core/src"));
@@ -258,25 +385,47 @@ fn bench_report(img: &Path) -> Result<()> {
     let mut per_domain: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let mut wall = Vec::new();
     for i in 0..5 {
-        let m = Machine { timeout: Duration::from_secs(60), ..Machine::default() };
-        let mut r = xtask::qemu::Run::start(&m, img, &target_dir().join("bulkhead").join(format!("bench-{i}")))?;
+        let m = Machine {
+            timeout: Duration::from_secs(60),
+            ..Machine::default()
+        };
+        let mut r = xtask::qemu::Run::start(
+            &m,
+            img,
+            &target_dir().join("bulkhead").join(format!("bench-{i}")),
+        )?;
         r.wait_line(xtask::qemu::UART1, "heartbeat 1", Duration::from_secs(30))?;
         wall.push(r.elapsed().as_secs_f64() * 1000.0);
         for l in r.output(xtask::qemu::UART0).lines() {
             // bulkhead: domain "hello": vCPU 0 starts on core 0 at 0x40000000, 12.345 ms after reset
-            if let (Some(n), Some(t)) = (l.split('"').nth(1), l.split(", ").last().and_then(|s| s.strip_suffix(" ms after reset"))) {
+            if let (Some(n), Some(t)) = (
+                l.split('"').nth(1),
+                l.split(", ")
+                    .last()
+                    .and_then(|s| s.strip_suffix(" ms after reset")),
+            ) {
                 if l.contains("starts on core") {
-                    per_domain.entry(n.to_string()).or_default().push(t.parse().unwrap_or(f64::NAN));
+                    per_domain
+                        .entry(n.to_string())
+                        .or_default()
+                        .push(t.parse().unwrap_or(f64::NAN));
                 }
             }
         }
     }
     for (d, mut v) in per_domain {
         v.sort_by(|a, b| a.total_cmp(b));
-        println!("reset -> domain \"{d}\" first instruction: median {:.3} ms (guest clock, {} runs)", v[v.len() / 2], v.len());
+        println!(
+            "reset -> domain \"{d}\" first instruction: median {:.3} ms (guest clock, {} runs)",
+            v[v.len() / 2],
+            v.len()
+        );
     }
     wall.sort_by(|a, b| a.total_cmp(b));
-    println!("wall time QEMU start -> hello's first heartbeat: median {:.0} ms", wall[wall.len() / 2]);
+    println!(
+        "wall time QEMU start -> hello's first heartbeat: median {:.0} ms",
+        wall[wall.len() / 2]
+    );
     Ok(())
 }
 

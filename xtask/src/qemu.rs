@@ -24,7 +24,14 @@ pub struct Machine {
 
 impl Default for Machine {
     fn default() -> Self {
-        Self { cpu: "cortex-a72".into(), gic: 3, smp: 4, mem_mib: 1024, icount: false, timeout: Duration::from_secs(120) }
+        Self {
+            cpu: "cortex-a72".into(),
+            gic: 3,
+            smp: 4,
+            mem_mib: 1024,
+            icount: false,
+            timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -86,17 +93,30 @@ impl Run {
             .stderr(fs::File::create(dir.join("qemu.stderr"))?)
             .spawn()?;
         let now = Instant::now();
-        Ok(Run { child, dir: dir.to_path_buf(), started: now, deadline: now + m.timeout })
+        Ok(Run {
+            child,
+            dir: dir.to_path_buf(),
+            started: now,
+            deadline: now + m.timeout,
+        })
     }
 
     /// Everything a UART has printed so far.
     pub fn output(&self, uart: &str) -> String {
-        fs::read(self.dir.join(uart)).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default()
+        fs::read(self.dir.join(uart))
+            .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+            .unwrap_or_default()
     }
 
     /// Wait until `uart` has printed a line satisfying `pred`, at most
     /// `timeout`. Returns the matching line, or an error with both consoles.
-    pub fn wait_for(&mut self, uart: &str, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String, String> {
+    pub fn wait_for(
+        &mut self,
+        uart: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
         let limit = (Instant::now() + timeout).min(self.deadline);
         loop {
             let out = self.output(uart);
@@ -117,8 +137,15 @@ impl Run {
     }
 
     /// Wait for a line containing `needle`.
-    pub fn wait_line(&mut self, uart: &str, needle: &str, timeout: Duration) -> Result<String, String> {
-        self.wait_for(uart, &format!("{needle:?}"), timeout, |l| l.contains(needle))
+    pub fn wait_line(
+        &mut self,
+        uart: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        self.wait_for(uart, &format!("{needle:?}"), timeout, |l| {
+            l.contains(needle)
+        })
     }
 
     /// Both consoles and QEMU's stderr, for failure messages.
@@ -140,7 +167,9 @@ impl Run {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // `timeout` forwards nothing on SIGKILL: end QEMU too.
-        let _ = Command::new("pkill").args(["-f", &format!("file:{}", self.dir.join(UART0).display())]).status();
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("file:{}", self.dir.join(UART0).display())])
+            .status();
     }
 }
 

@@ -13,7 +13,9 @@ pub const QEMU_MIN_MAJOR: u32 = 10;
 
 fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join(tool)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
     })
 }
 
@@ -43,7 +45,11 @@ const BACKPORTS_SOURCES: &str = "/etc/apt/sources.list.d/bulkhead-backports.sour
 
 fn apt_install(args: &[&str]) -> Result<()> {
     let mut cmd = Command::new("apt-get");
-    cmd.env("DEBIAN_FRONTEND", "noninteractive").arg("install").arg("-y").arg("-q").args(args);
+    cmd.env("DEBIAN_FRONTEND", "noninteractive")
+        .arg("install")
+        .arg("-y")
+        .arg("-q")
+        .args(args);
     run_quiet(&mut cmd, "apt-get install")
 }
 
@@ -71,19 +77,20 @@ pub fn ensure() -> Result<()> {
     }
     eprintln!("xtask: installing {what}");
     let codename = debian_codename().unwrap_or_else(|| "bookworm".into());
-    if need_qemu {
-        if !std::path::Path::new(BACKPORTS_SOURCES).exists() {
-            std::fs::write(
-                BACKPORTS_SOURCES,
-                format!(
-                    "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {codename}-backports\nComponents: main\n\
-                     Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
-                ),
-            )
-            .map_err(|e| format!("cannot add {codename}-backports to apt's sources ({BACKPORTS_SOURCES}): {e}"))?;
-        }
+    if need_qemu && !std::path::Path::new(BACKPORTS_SOURCES).exists() {
+        std::fs::write(
+            BACKPORTS_SOURCES,
+            format!(
+                "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {codename}-backports\nComponents: main\n\
+                 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+            ),
+        )
+        .map_err(|e| format!("cannot add {codename}-backports to apt's sources ({BACKPORTS_SOURCES}): {e}"))?;
     }
-    run_quiet(Command::new("apt-get").args(["update", "-q"]), "apt-get update")?;
+    run_quiet(
+        Command::new("apt-get").args(["update", "-q"]),
+        "apt-get update",
+    )?;
     if need_dtc {
         apt_install(&["device-tree-compiler"])?;
     }
@@ -93,7 +100,12 @@ pub fn ensure() -> Result<()> {
     }
     match qemu_major() {
         Some(m) if m >= QEMU_MIN_MAJOR => {}
-        found => return Err(format!("installed QEMU is still too old ({found:?}); need {QEMU_MIN_MAJOR}+").into()),
+        found => {
+            return Err(format!(
+                "installed QEMU is still too old ({found:?}); need {QEMU_MIN_MAJOR}+"
+            )
+            .into())
+        }
     }
     if which("dtc").is_none() {
         return Err("dtc is still missing after installing device-tree-compiler".into());
@@ -111,5 +123,10 @@ pub fn ensure_dtc() -> Result<()> {
 
 /// Check that a tool answers at all (used for error messages).
 pub fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
 }

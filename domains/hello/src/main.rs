@@ -15,10 +15,10 @@
 //! <name>: heartbeat <k> integrity=ok
 //! ```
 //!
-//! `memory=none` when the device tree lists no memory. Heartbeats count from
-//! 1. `integrity=ok` becomes `integrity=CORRUPTED` as soon as the checksum
-//! of code + read-only data differs from the baseline, and stays so (a
-//! change that is later undone was still a breach).
+//! `memory=none` when the device tree lists no memory. Heartbeats count
+//! from one. `integrity=ok` turns into `integrity=CORRUPTED` as soon as the
+//! checksum of code + read-only data differs from the baseline, and stays so
+//! (a change that is later undone was still a breach).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]

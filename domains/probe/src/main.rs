@@ -20,6 +20,7 @@
 //! <name>: heartbeat <k>
 //! ```
 //!
+//! `<t>` counts the entries of `attack=` (unparsable ones included).
 //! Exactly one `attack` line per access, a read then a write per target, in
 //! bootargs order; `<n>` counts accesses (two per target). Extra lines only
 //! in unusual cases: `<name>: note: ...` after an `aborted` line whose abort

@@ -18,8 +18,9 @@
 //! about the domain), [`try_read`]/[`try_write`] (accesses that report an
 //! abort instead of dying of it), [`delay_ms`] and [`image::checksum`].
 //! Any exception other than an abort of a `try_*` access prints
-//! `<name>: UNEXPECTED EXCEPTION ...` and halts the core; a panic prints
-//! `<name>: PANIC: ...` and halts.
+//! `<name>: UNEXPECTED EXCEPTION: ...` (vector, ESR decoded, FAR, ELR, SPSR,
+//! LR, SP) then `<name>: core halted`, and halts the core; a panic prints
+//! `<name>: PANIC at <file>:<line>: <message>` and halts.
 #![no_std]
 
 mod boot;

@@ -37,8 +37,14 @@ impl Range {
 /// Interrupt controller generation and the addresses of its parts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gic {
-    V2 { distributor: Range, cpu_interface: Range },
-    V3 { distributor: Range, redistributors: Range },
+    V2 {
+        distributor: Range,
+        cpu_interface: Range,
+    },
+    V3 {
+        distributor: Range,
+        redistributors: Range,
+    },
 }
 
 /// How the partitioner talks to the platform firmware (PSCI).
@@ -102,11 +108,17 @@ impl Board {
     /// MMIO ranges the partitioner keeps: its console and the interrupt controller.
     pub fn reserved_mmio(&self) -> impl Iterator<Item = (Range, &'static str)> + '_ {
         let gic: [(Range, &'static str); 2] = match self.gic {
-            Gic::V2 { distributor, cpu_interface } => [
+            Gic::V2 {
+                distributor,
+                cpu_interface,
+            } => [
                 (distributor, "GIC distributor"),
                 (cpu_interface, "GIC CPU interface"),
             ],
-            Gic::V3 { distributor, redistributors } => [
+            Gic::V3 {
+                distributor,
+                redistributors,
+            } => [
                 (distributor, "GIC distributor"),
                 (redistributors, "GIC redistributors"),
             ],
@@ -128,6 +140,8 @@ pub const FOOTPRINT_ALIGN: u64 = 2 << 20;
 /// boundary, so domains keep 2 MiB block mappings. The host check and the
 /// firmware use this same function, so they always agree.
 pub fn partitioner_footprint(load: u64, image_len: u64) -> Range {
-    let end = load.saturating_add(image_len).next_multiple_of(FOOTPRINT_ALIGN);
+    let end = load
+        .saturating_add(image_len)
+        .next_multiple_of(FOOTPRINT_ALIGN);
     Range::new(load, end - load)
 }

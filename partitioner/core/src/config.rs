@@ -13,7 +13,9 @@
 
 use crate::error::{bounded, path, Error, Errors, Limit, Path, Site};
 use crate::fdt_check::{self, Node, Prop};
-use crate::plan::{FaultPolicy, MAX_CPUS, MAX_DEVICES, MAX_DOMAINS, MAX_IRQS, MAX_NAME, MAX_REGIONS};
+use crate::plan::{
+    FaultPolicy, MAX_CPUS, MAX_DEVICES, MAX_DOMAINS, MAX_IRQS, MAX_NAME, MAX_REGIONS,
+};
 use heapless::Vec;
 
 /// `compatible` of the root node.
@@ -122,6 +124,7 @@ pub struct DeviceConfig<'b> {
 }
 
 /// Parses a config blob. Returns every error found.
+#[allow(clippy::result_large_err)] // See `validate::check`.
 pub fn parse(blob: &[u8]) -> Result<Config<'_>, Errors> {
     let mut errors = Errors::new();
     match parse_into(blob, &mut errors) {
@@ -147,7 +150,10 @@ pub fn parse_into<'b>(blob: &'b [u8], errors: &mut Errors) -> Option<Config<'b>>
     // Identity first: if this is not a config, nothing else is worth reporting.
     match root.prop("compatible") {
         None => {
-            errors.push(Error::MissingProperty { at: at(&[]), property: "compatible" });
+            errors.push(Error::MissingProperty {
+                at: at(&[]),
+                property: "compatible",
+            });
             return None;
         }
         Some(p) => match p.as_str_list() {
@@ -172,18 +178,27 @@ pub fn parse_into<'b>(blob: &'b [u8], errors: &mut Errors) -> Option<Config<'b>>
     }
     let board = match root.prop("board") {
         None => {
-            errors.push(Error::MissingProperty { at: at(&[]), property: "board" });
+            errors.push(Error::MissingProperty {
+                at: at(&[]),
+                property: "board",
+            });
             return None;
         }
         Some(p) => match p.as_str() {
             Some(b) => b,
             None => {
-                errors.push(Error::BadProperty { at: at(&["board"]), problem: NOT_A_STRING });
+                errors.push(Error::BadProperty {
+                    at: at(&["board"]),
+                    problem: NOT_A_STRING,
+                });
                 return None;
             }
         },
     };
-    let mut config = Config { board, domains: Vec::new() };
+    let mut config = Config {
+        board,
+        domains: Vec::new(),
+    };
 
     check_props(&root, &["compatible", "board"], None, &[], errors, |_| "");
     let mut domains_node = None;
@@ -203,7 +218,9 @@ pub fn parse_into<'b>(blob: &'b [u8], errors: &mut Errors) -> Option<Config<'b>>
 
     let count = domains.children().count();
     if count == 0 {
-        errors.push(Error::NoDomains { at: at(&["domains"]) });
+        errors.push(Error::NoDomains {
+            at: at(&["domains"]),
+        });
     } else if count > MAX_DOMAINS {
         // Like every list over its limit: reported once, not checked further.
         errors.push(Error::TooMany {
@@ -218,7 +235,10 @@ pub fn parse_into<'b>(blob: &'b [u8], errors: &mut Errors) -> Option<Config<'b>>
         let name = node.name();
         let site = || Site::new(Some(name), path(&["domains", name]));
         if let Some(problem) = domain_name_problem(name) {
-            errors.push(Error::BadName { at: site(), problem });
+            errors.push(Error::BadName {
+                at: site(),
+                problem,
+            });
         }
         if domains.children().take(i).any(|n| n.name() == name) {
             errors.push(Error::DuplicateDomain { at: site() });
@@ -278,12 +298,18 @@ fn check_props(
     for prop in node.props() {
         let site = || Site::new(domain, prop_path(parts, prop.name));
         if seen.contains(&prop.name) {
-            errors.push(Error::BadProperty { at: site(), problem: "property appears twice" });
+            errors.push(Error::BadProperty {
+                at: site(),
+                problem: "property appears twice",
+            });
         } else {
             let _ = seen.push(prop.name);
         }
         if !known.contains(&prop.name) && !IGNORED.contains(&prop.name) {
-            errors.push(Error::UnknownProperty { at: site(), hint: hint(prop.name) });
+            errors.push(Error::UnknownProperty {
+                at: site(),
+                hint: hint(prop.name),
+            });
         }
     }
 }
@@ -321,7 +347,8 @@ impl<'b> Reader<'_, 'b, '_> {
         let p = self.node.prop(prop);
         if p.is_none() {
             let at = Site::new(self.domain, path(self.parts));
-            self.errors.push(Error::MissingProperty { at, property: prop });
+            self.errors
+                .push(Error::MissingProperty { at, property: prop });
             self.failed = true;
         }
         p
@@ -372,7 +399,12 @@ impl<'b> Reader<'_, 'b, '_> {
         let count = p.cell_count();
         if count > N {
             let at = self.site(p.name);
-            self.errors.push(Error::TooMany { at, what, count, limit: N });
+            self.errors.push(Error::TooMany {
+                at,
+                what,
+                count,
+                limit: N,
+            });
             self.failed = true;
             return None;
         }
@@ -386,13 +418,27 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
     let domain = Some(name);
     check_props(
         node,
-        &["compatible", "cpus", "image", "entry", "bootargs", "fault-policy", "console"],
+        &[
+            "compatible",
+            "cpus",
+            "image",
+            "entry",
+            "bootargs",
+            "fault-policy",
+            "console",
+        ],
         domain,
         &parts,
         errors,
         |_| "",
     );
-    let mut r = Reader { node, domain, parts: &parts, errors, failed: false };
+    let mut r = Reader {
+        node,
+        domain,
+        parts: &parts,
+        errors,
+        failed: false,
+    };
 
     if let Some(p) = r.required("compatible") {
         match p.as_str_list() {
@@ -401,7 +447,11 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
                 if !list.clone().any(|c| c == DOMAIN_COMPATIBLE) {
                     let at = r.site("compatible");
                     let found = bounded(list.next().unwrap_or(""));
-                    r.errors.push(Error::BadCompatible { at, found, expected: DOMAIN_COMPATIBLE });
+                    r.errors.push(Error::BadCompatible {
+                        at,
+                        found,
+                        expected: DOMAIN_COMPATIBLE,
+                    });
                 }
             }
         }
@@ -428,7 +478,10 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
         Some("stop") => FaultPolicy::Stop,
         Some(other) => {
             let at = r.site("fault-policy");
-            r.errors.push(Error::UnknownFaultPolicy { at, value: bounded(other) });
+            r.errors.push(Error::UnknownFaultPolicy {
+                at,
+                value: bounded(other),
+            });
             FaultPolicy::InjectAbort
         }
     };
@@ -438,7 +491,10 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
         Some("none") => Some(Console::None),
         Some(other) => {
             let at = r.site("console");
-            r.errors.push(Error::UnknownConsole { at, value: bounded(other) });
+            r.errors.push(Error::UnknownConsole {
+                at,
+                value: bounded(other),
+            });
             None
         }
     };
@@ -503,16 +559,27 @@ fn parse_regions<'b>(memory: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &
             &parts,
             errors,
             |p| match p {
-                "reg" => "a region's addresses are given by guest-address, size and physical-address",
+                "reg" => {
+                    "a region's addresses are given by guest-address, size and physical-address"
+                }
                 _ => "",
             },
         );
         for child in node.children() {
             errors.push(Error::UnknownNode {
-                at: Site::new(Some(dname), path(&["domains", dname, "memory", rname, child.name()])),
+                at: Site::new(
+                    Some(dname),
+                    path(&["domains", dname, "memory", rname, child.name()]),
+                ),
             });
         }
-        let mut r = Reader { node: &node, domain: Some(dname), parts: &parts, errors, failed: false };
+        let mut r = Reader {
+            node: &node,
+            domain: Some(dname),
+            parts: &parts,
+            errors,
+            failed: false,
+        };
         let guest = r.req_u64("guest-address");
         let size = r.req_u64("size");
         let fixed = r.opt_u64("physical-address");
@@ -525,7 +592,10 @@ fn parse_regions<'b>(memory: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &
             None => false,
         };
         if identity && node.prop("physical-address").is_some() {
-            r.bad("identity", "identity and physical-address exclude each other");
+            r.bad(
+                "identity",
+                "identity and physical-address exclude each other",
+            );
         }
         let failed = r.failed;
         let placement = match (fixed, identity) {
@@ -535,14 +605,26 @@ fn parse_regions<'b>(memory: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &
         };
         match (guest, size) {
             (Some(guest), Some(size)) if !failed => {
-                let _ = domain.regions.push(RegionConfig { name: rname, guest, size, placement });
+                let _ = domain.regions.push(RegionConfig {
+                    name: rname,
+                    guest,
+                    size,
+                    placement,
+                });
             }
             _ => domain.regions_complete = false,
         }
     }
 }
 
-const DEVICE_PROPS: &[&str] = &["board-device", "guest-address", "physical-address", "size", "spis", "compatible"];
+const DEVICE_PROPS: &[&str] = &[
+    "board-device",
+    "guest-address",
+    "physical-address",
+    "size",
+    "spis",
+    "compatible",
+];
 const EXPLICIT_ONLY: &[&str] = &["physical-address", "size", "spis", "compatible"];
 
 fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &mut Errors) {
@@ -566,23 +648,45 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
         let site = || Site::new(Some(dname), path(&parts));
         let mut failed = false;
         if let Some(problem) = device_name_problem(name) {
-            errors.push(Error::BadName { at: site(), problem });
+            errors.push(Error::BadName {
+                at: site(),
+                problem,
+            });
             failed = true;
         } else if devices.children().take(i).any(|n| n.name() == name) {
-            errors.push(Error::BadName { at: site(), problem: "another device of the domain has this name" });
+            errors.push(Error::BadName {
+                at: site(),
+                problem: "another device of the domain has this name",
+            });
             failed = true;
         }
-        check_props(&node, DEVICE_PROPS, Some(dname), &parts, errors, |p| match p {
-            "reg" => "explicit devices use physical-address and size",
-            "interrupts" => "explicit devices use spis, a list of SPI numbers (GIC INTID - 32)",
-            _ => "",
-        });
+        check_props(
+            &node,
+            DEVICE_PROPS,
+            Some(dname),
+            &parts,
+            errors,
+            |p| match p {
+                "reg" => "explicit devices use physical-address and size",
+                "interrupts" => "explicit devices use spis, a list of SPI numbers (GIC INTID - 32)",
+                _ => "",
+            },
+        );
         for child in node.children() {
             errors.push(Error::UnknownNode {
-                at: Site::new(Some(dname), path(&["domains", dname, "devices", name, child.name()])),
+                at: Site::new(
+                    Some(dname),
+                    path(&["domains", dname, "devices", name, child.name()]),
+                ),
             });
         }
-        let mut r = Reader { node: &node, domain: Some(dname), parts: &parts, errors, failed };
+        let mut r = Reader {
+            node: &node,
+            domain: Some(dname),
+            parts: &parts,
+            errors,
+            failed,
+        };
         let guest = r.opt_u64("guest-address");
         let source = if let Some(p) = node.prop("board-device") {
             let board_device = r.str_of(p);
@@ -614,13 +718,22 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
                 None => None,
             };
             match (pa, size, spis) {
-                (Some(pa), Some(size), Some(spis)) => Some(DeviceSource::Explicit { pa, size, spis, compatible }),
+                (Some(pa), Some(size), Some(spis)) => Some(DeviceSource::Explicit {
+                    pa,
+                    size,
+                    spis,
+                    compatible,
+                }),
                 _ => None,
             }
         };
         match source {
             Some(source) if !r.failed => {
-                let _ = domain.devices.push(DeviceConfig { name, guest, source });
+                let _ = domain.devices.push(DeviceConfig {
+                    name,
+                    guest,
+                    source,
+                });
             }
             _ => domain.devices_complete = false,
         }

@@ -66,7 +66,10 @@ pub struct Site {
 
 impl Site {
     pub fn new(domain: Option<&str>, path: Path) -> Self {
-        Self { domain: domain.map(bounded), path }
+        Self {
+            domain: domain.map(bounded),
+            path,
+        }
     }
     /// A site outside any domain.
     pub fn global(path: Path) -> Self {
@@ -132,7 +135,11 @@ pub enum Error {
     /// The blob is not a well-formed, complete flattened device tree.
     Malformed { error: FdtError },
     /// A `compatible` property does not name what it must.
-    BadCompatible { at: Site, found: Text, expected: &'static str },
+    BadCompatible {
+        at: Site,
+        found: Text,
+        expected: &'static str,
+    },
     /// No board-support board has this name.
     UnknownBoard { at: Site, board: Text },
     /// A required property is absent (`at` is the node).
@@ -150,7 +157,12 @@ pub enum Error {
     /// A domain or device name breaks the naming rules.
     BadName { at: Site, problem: &'static str },
     /// A list is longer than the partitioner supports.
-    TooMany { at: Site, what: Limit, count: usize, limit: usize },
+    TooMany {
+        at: Site,
+        what: Limit,
+        count: usize,
+        limit: usize,
+    },
     /// A domain lists no cores.
     NoCpus { at: Site },
     /// A core index is not on the board.
@@ -162,17 +174,42 @@ pub enum Error {
     /// A region or device has size 0.
     ZeroSize { at: Site },
     /// An address or size is not aligned as required.
-    Misaligned { at: Site, what: &'static str, value: u64, align: u64 },
+    Misaligned {
+        at: Site,
+        what: &'static str,
+        value: u64,
+        align: u64,
+    },
     /// `base + size` does not fit in 64 bits.
-    AddressOverflow { at: Site, what: &'static str, base: u64, size: u64 },
+    AddressOverflow {
+        at: Site,
+        what: &'static str,
+        base: u64,
+        size: u64,
+    },
     /// A guest range ends beyond the guest address space stage 2 translates.
     IpaRange { at: Site, range: Range, limit: u64 },
     /// Two mappings of one domain overlap in guest address space.
-    IpaOverlap { at: Site, range: Range, other: Item, other_range: Range },
+    IpaOverlap {
+        at: Site,
+        range: Range,
+        other: Item,
+        other_range: Range,
+    },
     /// Two memory regions overlap in physical address space.
-    PaOverlap { at: Site, range: Range, owner: Name, other: Item, other_range: Range },
+    PaOverlap {
+        at: Site,
+        range: Range,
+        owner: Name,
+        other: Item,
+        other_range: Range,
+    },
     /// A memory region overlaps the partitioner's own memory.
-    PartitionerOverlap { at: Site, range: Range, partitioner: Range },
+    PartitionerOverlap {
+        at: Site,
+        range: Range,
+        partitioner: Range,
+    },
     /// A memory region is not inside one RAM bank of the board.
     OutsideRam { at: Site, range: Range },
     /// A domain has no memory region.
@@ -180,23 +217,50 @@ pub enum Error {
     /// No free board RAM is left for a region without a fixed address.
     NoRoom { at: Site, size: u64, align: u64 },
     /// A device's MMIO pages are already passed through (`owner` may be the same domain).
-    MmioShared { at: Site, range: Range, owner: Name, other: Text, other_range: Range },
+    MmioShared {
+        at: Site,
+        range: Range,
+        owner: Name,
+        other: Text,
+        other_range: Range,
+    },
     /// An explicit MMIO range lies outside every device of the board.
     MmioUnknown { at: Site, range: Range },
     /// An MMIO range touches something the partitioner keeps.
-    MmioReserved { at: Site, range: Range, reserved: Range, reason: &'static str },
+    MmioReserved {
+        at: Site,
+        range: Range,
+        reserved: Range,
+        reason: &'static str,
+    },
     /// `board-device` names no device of the board.
     UnknownDevice { at: Site, device: Text },
     /// An SPI is already passed through.
-    IrqShared { at: Site, spi: u32, owner: Name, other: Text },
+    IrqShared {
+        at: Site,
+        spi: u32,
+        owner: Name,
+        other: Text,
+    },
     /// An SPI is not implemented by the interrupt controller.
     IrqRange { at: Site, spi: u32, count: u32 },
     /// An SPI belongs to a device the partitioner keeps.
-    IrqReserved { at: Site, spi: u32, device: &'static str, reason: &'static str },
+    IrqReserved {
+        at: Site,
+        spi: u32,
+        device: &'static str,
+        reason: &'static str,
+    },
     /// The domain's image does not exist.
     MissingImage { at: Site, image: Text },
     /// The image does not fit between the entry point and the end of its region.
-    ImageTooLarge { at: Site, size: u64, room: u64, entry: u64, region: Text },
+    ImageTooLarge {
+        at: Site,
+        size: u64,
+        room: u64,
+        entry: u64,
+        region: Text,
+    },
     /// The entry point is in none of the domain's memory regions.
     EntryOutsideRam { at: Site, entry: u64 },
     /// The entry point is not 4-byte aligned.
@@ -206,7 +270,12 @@ pub enum Error {
     /// `console` is neither `virtual` nor `none`.
     UnknownConsole { at: Site, value: Text },
     /// The virtual console's guest address collides with one of the domain's mappings.
-    ConsoleOverlap { at: Site, console: Range, other: Item, other_range: Range },
+    ConsoleOverlap {
+        at: Site,
+        console: Range,
+        other: Item,
+        other_range: Range,
+    },
 }
 
 impl Error {
@@ -522,7 +591,10 @@ pub struct Errors {
 
 impl Errors {
     pub const fn new() -> Self {
-        Self { list: heapless::Vec::new(), overflowed: false }
+        Self {
+            list: heapless::Vec::new(),
+            overflowed: false,
+        }
     }
     /// Records an error; past [`MAX_ERRORS`] only `overflowed` is set.
     pub fn push(&mut self, error: Error) {
@@ -556,7 +628,10 @@ impl fmt::Display for Errors {
             write!(f, "{e}")?;
         }
         if self.overflowed {
-            write!(f, "\n(more than {MAX_ERRORS} errors; the rest are not shown)")?;
+            write!(
+                f,
+                "\n(more than {MAX_ERRORS} errors; the rest are not shown)"
+            )?;
         }
         Ok(())
     }

@@ -5,15 +5,15 @@
 #![forbid(unsafe_code)]
 
 pub mod board;
-pub mod dtb;
-pub mod plan;
-pub mod pagetable;
-pub mod stage2;
-pub mod package;
-pub mod trap;
-pub mod vconsole;
-pub mod sysregs;
 pub mod config;
+pub mod dtb;
 pub mod error;
 pub mod fdt_check;
+pub mod package;
+pub mod pagetable;
+pub mod plan;
+pub mod stage2;
+pub mod sysregs;
+pub mod trap;
 pub mod validate;
+pub mod vconsole;

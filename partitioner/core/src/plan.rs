@@ -100,7 +100,9 @@ impl DomainPlan {
     }
     /// Every stage-2 mapping of the domain: RAM, then devices.
     pub fn mappings(&self) -> impl Iterator<Item = &Mapping> + '_ {
-        self.ram.iter().chain(self.devices.iter().map(|d| &d.mapping))
+        self.ram
+            .iter()
+            .chain(self.devices.iter().map(|d| &d.mapping))
     }
 }
 

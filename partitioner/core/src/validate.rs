@@ -9,14 +9,14 @@
 
 use crate::board::{Board, DeviceUse, Range};
 use crate::config::{self, Config, Console, DeviceConfig, DeviceSource, DomainConfig, Placement};
-use crate::error::{bounded, path, Item, Limit, Name, Site};
+use crate::error::{bounded, path, Name};
 use crate::plan::{
     DevicePlan, DomainPlan, Mapping, MemKind, Plan, MAX_CPUS, MAX_DEVICES, MAX_DOMAINS, MAX_IRQS,
     MAX_REGIONS, VIRTUAL_CONSOLE_IPA,
 };
 use heapless::Vec;
 
-pub use crate::error::{Error, Errors};
+pub use crate::error::{Error, Errors, Item, Limit, Site};
 
 /// Stage-2 page size: the granule of every mapping.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -26,8 +26,13 @@ pub const BLOCK_SIZE: u64 = 0x20_0000;
 pub const VIRTUAL_CONSOLE_SIZE: u64 = 0x1000;
 /// `compatible` strings that make a device a UART (which turns the virtual
 /// console off by default).
-pub const UART_COMPATIBLES: &[&str] =
-    &["arm,pl011", "arm,sbsa-uart", "ns16550", "ns16550a", "snps,dw-apb-uart"];
+pub const UART_COMPATIBLES: &[&str] = &[
+    "arm,pl011",
+    "arm,sbsa-uart",
+    "ns16550",
+    "ns16550a",
+    "snps,dw-apb-uart",
+];
 
 /// Size of the guest (intermediate physical) address space stage 2 translates:
 /// every guest range must end at or below it.
@@ -56,6 +61,9 @@ pub struct Layout {
 ///   when it does not exist.
 ///
 /// Returns the resolved [`Plan`], or every error found.
+// The error list is large by design (every error, no allocator); callers keep
+// the result on a stack sized for it.
+#[allow(clippy::result_large_err)]
 pub fn check<'b>(
     blob: &'b [u8],
     board_lookup: &dyn Fn(&str) -> Option<&'static Board>,
@@ -73,7 +81,13 @@ pub fn check<'b>(
         });
         return Err(errors);
     };
-    let plan = Resolver { config: &config, board, layout, errors: &mut errors }.run(image_size);
+    let plan = Resolver {
+        config: &config,
+        board,
+        layout,
+        errors: &mut errors,
+    }
+    .run(image_size);
     match plan {
         Some(plan) if errors.is_empty() => Ok(plan),
         _ => Err(errors),
@@ -174,11 +188,15 @@ impl Resolver<'_, '_, '_> {
     }
 
     fn region_name(&self, d: usize, r: usize) -> &str {
-        self.domain(d).and_then(|c| c.regions.get(r)).map_or("", |r| r.name)
+        self.domain(d)
+            .and_then(|c| c.regions.get(r))
+            .map_or("", |r| r.name)
     }
 
     fn device_name(&self, d: usize, i: usize) -> &str {
-        self.domain(d).and_then(|c| c.devices.get(i)).map_or("", |x| x.name)
+        self.domain(d)
+            .and_then(|c| c.devices.get(i))
+            .map_or("", |x| x.name)
     }
 
     fn device_site(&self, d: usize, i: usize, prop: Option<&str>) -> Site {
@@ -212,17 +230,27 @@ impl Resolver<'_, '_, '_> {
         for (d, domain) in self.config.domains.iter().enumerate() {
             let Some(cpus) = &domain.cpus else { continue };
             if cpus.is_empty() {
-                self.errors.push(Error::NoCpus { at: self.site(d, &["cpus"]) });
+                self.errors.push(Error::NoCpus {
+                    at: self.site(d, &["cpus"]),
+                });
             }
             for (i, &core) in cpus.iter().enumerate() {
                 let at = || self.site(d, &["cpus"]);
                 let count = self.board.cpus.len();
                 if usize::try_from(core).map_or(true, |c| c >= count) {
-                    self.errors.push(Error::CpuUnknown { at: at(), core, count });
+                    self.errors.push(Error::CpuUnknown {
+                        at: at(),
+                        core,
+                        count,
+                    });
                 } else if cpus.iter().take(i).any(|&c| c == core) {
                     self.errors.push(Error::CpuDuplicate { at: at(), core });
                 } else if let Some(&(_, owner)) = owners.iter().find(|(c, _)| *c == core) {
-                    self.errors.push(Error::CpuShared { at: at(), core, owner: self.name(owner) });
+                    self.errors.push(Error::CpuShared {
+                        at: at(),
+                        core,
+                        owner: self.name(owner),
+                    });
                 } else {
                     let _ = owners.push((core, d));
                 }
@@ -235,10 +263,14 @@ impl Resolver<'_, '_, '_> {
     fn check_regions(&mut self, states: &mut [DomainState]) {
         let mut claims: Vec<(Range, Owner), MAX_CLAIMS> = Vec::new();
         for (d, domain) in self.config.domains.iter().enumerate() {
-            let Some(state) = states.get_mut(d) else { continue };
+            let Some(state) = states.get_mut(d) else {
+                continue;
+            };
             state.regions_ok = domain.regions_complete;
             if domain.regions.is_empty() && domain.regions_complete {
-                self.errors.push(Error::NoRam { at: self.site(d, &[]) });
+                self.errors.push(Error::NoRam {
+                    at: self.site(d, &[]),
+                });
             }
             for (r, region) in domain.regions.iter().enumerate() {
                 let resolved = self.check_region(d, r, region.guest, region.size, region.placement);
@@ -271,23 +303,33 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Shape checks of one region; returns its guest range and fixed PA.
-    fn check_region(&mut self, d: usize, r: usize, guest: u64, size: u64, placement: Placement) -> Option<RegionState> {
+    fn check_region(
+        &mut self,
+        d: usize,
+        r: usize,
+        guest: u64,
+        size: u64,
+        placement: Placement,
+    ) -> Option<RegionState> {
         if size == 0 {
-            self.errors.push(Error::ZeroSize { at: self.region_site(d, r, Some("size")) });
+            self.errors.push(Error::ZeroSize {
+                at: self.region_site(d, r, Some("size")),
+            });
             return None;
         }
         let mut ok = true;
-        let mut misaligned = |this: &mut Self, prop: &'static str, what: &'static str, value: u64| {
-            if value % PAGE_SIZE != 0 {
-                this.errors.push(Error::Misaligned {
-                    at: this.region_site(d, r, Some(prop)),
-                    what,
-                    value,
-                    align: PAGE_SIZE,
-                });
-                ok = false;
-            }
-        };
+        let mut misaligned =
+            |this: &mut Self, prop: &'static str, what: &'static str, value: u64| {
+                if !value.is_multiple_of(PAGE_SIZE) {
+                    this.errors.push(Error::Misaligned {
+                        at: this.region_site(d, r, Some(prop)),
+                        what,
+                        value,
+                        align: PAGE_SIZE,
+                    });
+                    ok = false;
+                }
+            };
         misaligned(self, "guest-address", "guest address", guest);
         misaligned(self, "size", "size", size);
         let pa = match placement {
@@ -329,13 +371,26 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Physical checks of a fixed region; on success, claims it.
-    fn check_fixed_pa(&mut self, d: usize, r: usize, range: Range, claims: &mut Vec<(Range, Owner), MAX_CLAIMS>) -> bool {
-        let prop = match self.domain(d).and_then(|c| c.regions.get(r)).map(|r| r.placement) {
+    fn check_fixed_pa(
+        &mut self,
+        d: usize,
+        r: usize,
+        range: Range,
+        claims: &mut Vec<(Range, Owner), MAX_CLAIMS>,
+    ) -> bool {
+        let prop = match self
+            .domain(d)
+            .and_then(|c| c.regions.get(r))
+            .map(|r| r.placement)
+        {
             Some(Placement::Identity) => None,
             _ => Some("physical-address"),
         };
         if !self.board.ram.iter().any(|bank| bank.contains(&range)) {
-            self.errors.push(Error::OutsideRam { at: self.region_site(d, r, prop), range });
+            self.errors.push(Error::OutsideRam {
+                at: self.region_site(d, r, prop),
+                range,
+            });
             return false;
         }
         let mut ok = true;
@@ -377,21 +432,33 @@ impl Resolver<'_, '_, '_> {
             }
         }
         for (d, domain) in self.config.domains.iter().enumerate() {
-            let Some(state) = states.get_mut(d) else { continue };
+            let Some(state) = states.get_mut(d) else {
+                continue;
+            };
             for (r, region) in domain.regions.iter().enumerate() {
                 if region.placement != Placement::Anywhere {
                     continue;
                 }
-                let Some(Some(rs)) = state.regions.get_mut(r) else { continue };
+                let Some(Some(rs)) = state.regions.get_mut(r) else {
+                    continue;
+                };
                 let size = rs.ipa.size;
-                let align = if size % BLOCK_SIZE == 0 { BLOCK_SIZE } else { PAGE_SIZE };
+                let align = if size.is_multiple_of(BLOCK_SIZE) {
+                    BLOCK_SIZE
+                } else {
+                    PAGE_SIZE
+                };
                 match first_fit(self.board.ram, &taken, size, align) {
                     Some(pa) => {
                         rs.pa = Some(pa);
                         let _ = taken.push(Range::new(pa, size));
                     }
                     None => {
-                        self.errors.push(Error::NoRoom { at: self.region_site(d, r, None), size, align });
+                        self.errors.push(Error::NoRoom {
+                            at: self.region_site(d, r, None),
+                            size,
+                            align,
+                        });
                         state.regions_ok = false;
                         if let Some(slot) = state.regions.get_mut(r) {
                             *slot = None;
@@ -409,7 +476,9 @@ impl Resolver<'_, '_, '_> {
         let mut mmio: Vec<(Range, Owner), MAX_MMIO> = Vec::new();
         let mut spis: Vec<(u32, Owner), MAX_SPIS> = Vec::new();
         for (d, domain) in config.domains.iter().enumerate() {
-            let Some(state) = states.get_mut(d) else { continue };
+            let Some(state) = states.get_mut(d) else {
+                continue;
+            };
             for (i, device) in domain.devices.iter().enumerate() {
                 let resolved = self.resolve_device(d, i, device.guest, &device.source);
                 let resolved = resolved.filter(|dev| {
@@ -468,9 +537,16 @@ impl Resolver<'_, '_, '_> {
                 };
                 (dev.reg, Some(dev.name), dev.compatible, false, spis)
             }
-            DeviceSource::Explicit { pa, size, spis, compatible } => {
+            DeviceSource::Explicit {
+                pa,
+                size,
+                spis,
+                compatible,
+            } => {
                 if *size == 0 {
-                    self.errors.push(Error::ZeroSize { at: self.device_site(d, i, Some("size")) });
+                    self.errors.push(Error::ZeroSize {
+                        at: self.device_site(d, i, Some("size")),
+                    });
                     return None;
                 }
                 // The board's device holding the range; checked below, after
@@ -481,7 +557,13 @@ impl Resolver<'_, '_, '_> {
                     .iter()
                     .find(|dev| dev.reg.contains(&Range::new(*pa, *size)));
                 let compatible_default = holder.map_or("", |h| h.compatible);
-                (Range::new(*pa, *size), None, compatible_default, compatible.is_some(), spis.clone())
+                (
+                    Range::new(*pa, *size),
+                    None,
+                    compatible_default,
+                    compatible.is_some(),
+                    spis.clone(),
+                )
             }
         };
         let Some(pages_pa) = pages(reg.base, reg.size) else {
@@ -493,8 +575,10 @@ impl Resolver<'_, '_, '_> {
             });
             return None;
         };
-        if let Some((reserved, reason)) =
-            self.board.reserved_mmio().find(|(r, _)| r.overlaps(&pages_pa))
+        if let Some((reserved, reason)) = self
+            .board
+            .reserved_mmio()
+            .find(|(r, _)| r.overlaps(&pages_pa))
         {
             self.errors.push(Error::MmioReserved {
                 at: self.device_site(d, i, Some(pa_prop)),
@@ -505,12 +589,15 @@ impl Resolver<'_, '_, '_> {
             return None;
         }
         if board_device.is_none() && !self.board.devices.iter().any(|dev| dev.reg.contains(&reg)) {
-            self.errors.push(Error::MmioUnknown { at: self.device_site(d, i, Some(pa_prop)), range: reg });
+            self.errors.push(Error::MmioUnknown {
+                at: self.device_site(d, i, Some(pa_prop)),
+                range: reg,
+            });
             return None;
         }
         // Stage 2 maps whole pages, and the guest finds the device at the
         // start of its mapping.
-        if reg.base % PAGE_SIZE != 0 {
+        if !reg.base.is_multiple_of(PAGE_SIZE) {
             self.errors.push(Error::Misaligned {
                 at: self.device_site(d, i, Some(pa_prop)),
                 what: "device physical address",
@@ -520,8 +607,12 @@ impl Resolver<'_, '_, '_> {
             return None;
         }
         let ipa = guest.unwrap_or(reg.base);
-        let ipa_prop = if guest.is_some() { "guest-address" } else { pa_prop };
-        if ipa % PAGE_SIZE != 0 {
+        let ipa_prop = if guest.is_some() {
+            "guest-address"
+        } else {
+            pa_prop
+        };
+        if !ipa.is_multiple_of(PAGE_SIZE) {
             self.errors.push(Error::Misaligned {
                 at: self.device_site(d, i, Some(ipa_prop)),
                 what: "guest address",
@@ -549,7 +640,12 @@ impl Resolver<'_, '_, '_> {
             return None;
         }
         Some(DeviceState {
-            mapping: Mapping { ipa, pa: pages_pa.base, size: pages_pa.size, kind: MemKind::Device },
+            mapping: Mapping {
+                ipa,
+                pa: pages_pa.base,
+                size: pages_pa.size,
+                kind: MemKind::Device,
+            },
             board_device,
             compatible,
             explicit_compatible,
@@ -558,11 +654,20 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Guest-space checks of a device against the domain's RAM and earlier devices.
-    fn check_device_ipa(&mut self, d: usize, i: usize, dev: &DeviceState, state: &DomainState) -> bool {
+    fn check_device_ipa(
+        &mut self,
+        d: usize,
+        i: usize,
+        dev: &DeviceState,
+        state: &DomainState,
+    ) -> bool {
         let configured = self.domain(d).and_then(|c| c.devices.get(i));
         let prop = match configured {
             Some(c) if c.guest.is_some() => "guest-address",
-            Some(DeviceConfig { source: DeviceSource::Board(_), .. }) => "board-device",
+            Some(DeviceConfig {
+                source: DeviceSource::Board(_),
+                ..
+            }) => "board-device",
             _ => "physical-address",
         };
         let ipa = dev.mapping.ipa_range();
@@ -598,10 +703,21 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// MMIO ownership: a physical page belongs to one device of one domain.
-    fn check_device_pa(&mut self, d: usize, i: usize, dev: &DeviceState, mmio: &[(Range, Owner)]) -> bool {
-        let prop = if dev.board_device.is_some() { "board-device" } else { "physical-address" };
+    fn check_device_pa(
+        &mut self,
+        d: usize,
+        i: usize,
+        dev: &DeviceState,
+        mmio: &[(Range, Owner)],
+    ) -> bool {
+        let prop = if dev.board_device.is_some() {
+            "board-device"
+        } else {
+            "physical-address"
+        };
         let range = dev.mapping.pa_range();
-        let Some((other_range, owner)) = mmio.iter().find(|(pages, _)| pages.overlaps(&range)) else {
+        let Some((other_range, owner)) = mmio.iter().find(|(pages, _)| pages.overlaps(&range))
+        else {
             return true;
         };
         self.errors.push(Error::MmioShared {
@@ -615,18 +731,42 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// SPIs: implemented, not the partitioner's, owned once.
-    fn check_spis(&mut self, d: usize, i: usize, dev: &DeviceState, claimed: &mut Vec<(u32, Owner), MAX_SPIS>) {
-        let prop = if dev.board_device.is_some() { "board-device" } else { "spis" };
+    fn check_spis(
+        &mut self,
+        d: usize,
+        i: usize,
+        dev: &DeviceState,
+        claimed: &mut Vec<(u32, Owner), MAX_SPIS>,
+    ) {
+        let prop = if dev.board_device.is_some() {
+            "board-device"
+        } else {
+            "spis"
+        };
         for &spi in dev.spis.iter() {
             let at = || self.device_site(d, i, Some(prop));
             if spi >= self.board.spi_count {
-                self.errors.push(Error::IrqRange { at: at(), spi, count: self.board.spi_count });
-            } else if let Some(keeper) = self.board.devices.iter().find(|x| matches!(x.usage, DeviceUse::Reserved(_)) && x.spis.contains(&spi)) {
+                self.errors.push(Error::IrqRange {
+                    at: at(),
+                    spi,
+                    count: self.board.spi_count,
+                });
+            } else if let Some(keeper) = self
+                .board
+                .devices
+                .iter()
+                .find(|x| matches!(x.usage, DeviceUse::Reserved(_)) && x.spis.contains(&spi))
+            {
                 let reason = match keeper.usage {
                     DeviceUse::Reserved(why) => why,
                     DeviceUse::Assignable => "",
                 };
-                self.errors.push(Error::IrqReserved { at: at(), spi, device: keeper.name, reason });
+                self.errors.push(Error::IrqReserved {
+                    at: at(),
+                    spi,
+                    device: keeper.name,
+                    reason,
+                });
             } else if let Some((_, owner)) = claimed.iter().find(|(s, _)| *s == spi) {
                 self.errors.push(Error::IrqShared {
                     at: at(),
@@ -643,7 +783,9 @@ impl Resolver<'_, '_, '_> {
     /// The console each domain gets: `console`, or by default virtual unless the
     /// domain owns a UART.
     fn console(&self, d: usize, state: &DomainState) -> Console {
-        let Some(domain) = self.domain(d) else { return Console::None };
+        let Some(domain) = self.domain(d) else {
+            return Console::None;
+        };
         domain.console.unwrap_or_else(|| {
             let owns_uart = state.devices.iter().enumerate().any(|(i, dev)| {
                 dev.as_ref().is_some_and(|dev| {
@@ -660,7 +802,14 @@ impl Resolver<'_, '_, '_> {
 
     fn device_compatible<'s>(&'s self, d: usize, i: usize, dev: &DeviceState) -> &'s str {
         if dev.explicit_compatible {
-            if let Some(DeviceSource::Explicit { compatible: Some(c), .. }) = self.domain(d).and_then(|c| c.devices.get(i)).map(|x| &x.source) {
+            if let Some(DeviceSource::Explicit {
+                compatible: Some(c),
+                ..
+            }) = self
+                .domain(d)
+                .and_then(|c| c.devices.get(i))
+                .map(|x| &x.source)
+            {
                 return c;
             }
         }
@@ -686,7 +835,10 @@ impl Resolver<'_, '_, '_> {
                 }
             }
             for (i, dev) in state.devices.iter().enumerate() {
-                if let Some(dev) = dev.as_ref().filter(|dev| dev.mapping.ipa_range().overlaps(&console)) {
+                if let Some(dev) = dev
+                    .as_ref()
+                    .filter(|dev| dev.mapping.ipa_range().overlaps(&console))
+                {
                     self.errors.push(Error::ConsoleOverlap {
                         at: self.site(d, parts),
                         console,
@@ -699,33 +851,55 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Entry point and image: aligned, inside RAM, and the image fits.
-    fn check_entries(&mut self, states: &mut [DomainState], image_size: &dyn Fn(&str, &str) -> Option<u64>) {
+    fn check_entries(
+        &mut self,
+        states: &mut [DomainState],
+        image_size: &dyn Fn(&str, &str) -> Option<u64>,
+    ) {
         for (d, domain) in self.config.domains.iter().enumerate() {
-            let Some(state) = states.get_mut(d) else { continue };
+            let Some(state) = states.get_mut(d) else {
+                continue;
+            };
             let size = domain.image.map(|image| {
                 let size = image_size(domain.name, image);
                 if size.is_none() {
-                    self.errors.push(Error::MissingImage { at: self.site(d, &["image"]), image: bounded(image) });
+                    self.errors.push(Error::MissingImage {
+                        at: self.site(d, &["image"]),
+                        image: bounded(image),
+                    });
                 }
                 size
             });
             state.image_size = size.flatten();
             let Some(entry) = domain.entry else { continue };
-            if entry % 4 != 0 {
-                self.errors.push(Error::EntryMisaligned { at: self.site(d, &["entry"]), entry });
+            if !entry.is_multiple_of(4) {
+                self.errors.push(Error::EntryMisaligned {
+                    at: self.site(d, &["entry"]),
+                    entry,
+                });
             }
             let holder = state.regions.iter().enumerate().find_map(|(r, rs)| {
-                rs.filter(|rs| rs.ipa.contains_addr(entry)).map(|rs| (r, rs))
+                rs.filter(|rs| rs.ipa.contains_addr(entry))
+                    .map(|rs| (r, rs))
             });
             match holder {
                 None if state.regions_ok && !state.regions.is_empty() => {
-                    self.errors.push(Error::EntryOutsideRam { at: self.site(d, &["entry"]), entry });
+                    self.errors.push(Error::EntryOutsideRam {
+                        at: self.site(d, &["entry"]),
+                        entry,
+                    });
                 }
                 None => {}
                 Some((r, rs)) => {
                     // The region's end is known not to overflow (checked with the region).
-                    let room = rs.ipa.end().unwrap_or(u64::MAX).saturating_sub(entry).saturating_sub(DTB_RESERVED);
-                    let tight = rs.ipa.end().unwrap_or(u64::MAX).saturating_sub(entry) < DTB_RESERVED;
+                    let room = rs
+                        .ipa
+                        .end()
+                        .unwrap_or(u64::MAX)
+                        .saturating_sub(entry)
+                        .saturating_sub(DTB_RESERVED);
+                    let tight =
+                        rs.ipa.end().unwrap_or(u64::MAX).saturating_sub(entry) < DTB_RESERVED;
                     if let Some(size) = state.image_size.filter(|&s| s > room || tight) {
                         self.errors.push(Error::ImageTooLarge {
                             at: self.site(d, &["image"]),
@@ -747,7 +921,13 @@ impl Resolver<'_, '_, '_> {
             let mut ram = Vec::new();
             for rs in state.regions.iter() {
                 let rs = rs.as_ref()?;
-                ram.push(Mapping { ipa: rs.ipa.base, pa: rs.pa?, size: rs.ipa.size, kind: MemKind::Ram }).ok()?;
+                ram.push(Mapping {
+                    ipa: rs.ipa.base,
+                    pa: rs.pa?,
+                    size: rs.ipa.size,
+                    kind: MemKind::Ram,
+                })
+                .ok()?;
             }
             let mut devices = Vec::new();
             for (i, (dev, cfg)) in state.devices.iter().zip(domain.devices.iter()).enumerate() {
@@ -756,7 +936,8 @@ impl Resolver<'_, '_, '_> {
                     .push(DevicePlan {
                         name: heapless::String::try_from(cfg.name).ok()?,
                         board_device: dev.board_device,
-                        compatible: heapless::String::try_from(self.device_compatible(d, i, dev)).ok()?,
+                        compatible: heapless::String::try_from(self.device_compatible(d, i, dev))
+                            .ok()?,
                         mapping: dev.mapping,
                         spis: dev.spis.clone(),
                     })
@@ -776,11 +957,15 @@ impl Resolver<'_, '_, '_> {
                 image_size: state.image_size?,
                 bootargs: heapless::String::try_from(domain.bootargs).ok()?,
                 fault_policy: domain.fault_policy,
-                virtual_console: (self.console(d, state) == Console::Virtual).then_some(VIRTUAL_CONSOLE_IPA),
+                virtual_console: (self.console(d, state) == Console::Virtual)
+                    .then_some(VIRTUAL_CONSOLE_IPA),
             };
             domains.push(plan).ok()?;
         }
-        Some(Plan { board: self.board.name, domains })
+        Some(Plan {
+            board: self.board.name,
+            domains,
+        })
     }
 }
 
@@ -794,10 +979,14 @@ fn first_fit(ram: &[Range], taken: &[Range], size: u64, align: u64) -> Option<u6
     for bank in ram {
         let Some(bank_end) = bank.end() else { continue };
         let mut at = align_up(bank.base, align)?;
-        loop {
-            let Some(end) = at.checked_add(size).filter(|&e| e <= bank_end) else { break };
+        while let Some(end) = at.checked_add(size).filter(|&e| e <= bank_end) {
             let candidate = Range::new(at, end - at);
-            match taken.iter().filter(|t| t.overlaps(&candidate)).filter_map(|t| t.end()).max() {
+            match taken
+                .iter()
+                .filter(|t| t.overlaps(&candidate))
+                .filter_map(|t| t.end())
+                .max()
+            {
                 None => return Some(at),
                 Some(past) => match align_up(past, align) {
                     Some(next) if next > at => at = next,
@@ -891,7 +1080,9 @@ mod tests {
     }
 
     /// The partitioner at QEMU's load address, 4 MiB.
-    const LAYOUT: Layout = Layout { partitioner: Range::new(0x4020_0000, 4 * MIB) };
+    const LAYOUT: Layout = Layout {
+        partitioner: Range::new(0x4020_0000, 4 * MIB),
+    };
 
     fn images(_domain: &str, image: &str) -> Option<u64> {
         match image {
@@ -901,10 +1092,12 @@ mod tests {
         }
     }
 
+    #[allow(clippy::result_large_err)]
     fn run_blob(blob: &[u8]) -> Result<Plan, Errors> {
         check(blob, &lookup, &LAYOUT, &images)
     }
 
+    #[allow(clippy::result_large_err)]
     fn run(root: &Node) -> Result<Plan, Errors> {
         run_blob(&root.blob())
     }
@@ -918,7 +1111,10 @@ mod tests {
     }
 
     fn explicit(name: &str, pa: u64, size: u64, spis: &[u32]) -> Node {
-        node(name).u64("physical-address", pa).u64("size", size).cells("spis", spis)
+        node(name)
+            .u64("physical-address", pa)
+            .u64("size", size)
+            .cells("spis", spis)
     }
 
     fn domain(name: &str, cpus: &[u32], image: &str, ram_size: u64) -> Node {
@@ -999,7 +1195,8 @@ mod tests {
         );
         let mut nine_regions = node("memory");
         for i in 0..9u64 {
-            nine_regions = nine_regions.child(region(&format!("r{i}"), 0x4000_0000 + i * 2 * MIB, 2 * MIB));
+            nine_regions =
+                nine_regions.child(region(&format!("r{i}"), 0x4000_0000 + i * 2 * MIB, 2 * MIB));
         }
         let mut nine_devices = node("devices");
         for i in 0..9u64 {
@@ -1007,11 +1204,20 @@ mod tests {
         }
         vec![
             ("fdt-malformed", truncated),
-            ("bad-compatible", b(base().str("compatible", "vendor,other"))),
+            (
+                "bad-compatible",
+                b(base().str("compatible", "vendor,other")),
+            ),
             ("unknown-board", b(base().str("board", "rpi5"))),
             ("missing-property", b(at_hello(|d| d.without("image")))),
-            ("bad-property", b(at_hello(|d| d.cells("entry", &[0x4000_0000])))),
-            ("unknown-property", b(at_hello(|d| d.at("memory/ram", |r| r.u64("reg", 0))))),
+            (
+                "bad-property",
+                b(at_hello(|d| d.cells("entry", &[0x4000_0000]))),
+            ),
+            (
+                "unknown-property",
+                b(at_hello(|d| d.at("memory/ram", |r| r.u64("reg", 0)))),
+            ),
             ("unknown-node", b(at_hello(|d| d.child(node("extra"))))),
             ("no-domains", b(config(vec![]))),
             (
@@ -1021,71 +1227,167 @@ mod tests {
                     domain("hello", &[1], "domain:hello", 2 * MIB),
                 ])),
             ),
-            ("bad-name", b(config(vec![domain("Hello", &[0], "domain:hello", 2 * MIB)]))),
+            (
+                "bad-name",
+                b(config(vec![domain("Hello", &[0], "domain:hello", 2 * MIB)])),
+            ),
             ("too-many-domains", b(nine_domains)),
-            ("too-many-cpus", b(at_hello(|d| d.cells("cpus", &[0, 1, 2, 3, 0, 1, 2, 3, 0])))),
-            ("too-many-regions", b(at_hello(|d| d.remove("memory").child(nine_regions)))),
+            (
+                "too-many-cpus",
+                b(at_hello(|d| d.cells("cpus", &[0, 1, 2, 3, 0, 1, 2, 3, 0]))),
+            ),
+            (
+                "too-many-regions",
+                b(at_hello(|d| d.remove("memory").child(nine_regions))),
+            ),
             ("too-many-devices", b(at_probe(|d| d.child(nine_devices)))),
             (
                 "too-many-irqs",
-                b(at_probe(|d| d.child(node("devices").child(explicit("x", 0x0901_0000, 0x1000, &[2, 3, 4, 5, 6]))))),
+                b(at_probe(|d| {
+                    d.child(node("devices").child(explicit(
+                        "x",
+                        0x0901_0000,
+                        0x1000,
+                        &[2, 3, 4, 5, 6],
+                    )))
+                })),
             ),
             ("no-cpus", b(at_hello(|d| d.cells("cpus", &[])))),
             ("cpu-unknown", b(at_hello(|d| d.cells("cpus", &[4])))),
             ("cpu-duplicate", b(at_hello(|d| d.cells("cpus", &[0, 0])))),
             ("cpu-shared", b(at_probe(|d| d.cells("cpus", &[0])))),
-            ("zero-size", b(at_hello(|d| d.at("memory/ram", |r| r.u64("size", 0))))),
-            ("misaligned", b(at_hello(|d| d.at("memory/ram", |r| r.u64("size", 2 * MIB + 0x800))))),
+            (
+                "zero-size",
+                b(at_hello(|d| d.at("memory/ram", |r| r.u64("size", 0)))),
+            ),
+            (
+                "misaligned",
+                b(at_hello(|d| {
+                    d.at("memory/ram", |r| r.u64("size", 2 * MIB + 0x800))
+                })),
+            ),
             (
                 "address-overflow",
-                b(at_hello(|d| d.at("memory/ram", |r| r.u64("guest-address", 0xffff_ffff_ffff_f000)))),
+                b(at_hello(|d| {
+                    d.at("memory/ram", |r| {
+                        r.u64("guest-address", 0xffff_ffff_ffff_f000)
+                    })
+                })),
             ),
-            ("ipa-range", b(at_hello(|d| d.at("memory/ram", |r| r.u64("guest-address", 1 << 39))))),
+            (
+                "ipa-range",
+                b(at_hello(|d| {
+                    d.at("memory/ram", |r| r.u64("guest-address", 1 << 39))
+                })),
+            ),
             (
                 "ipa-overlap",
-                b(at_hello(|d| d.at("memory", |m| m.child(region("more", 0x4010_0000, 2 * MIB))))),
+                b(at_hello(|d| {
+                    d.at("memory", |m| m.child(region("more", 0x4010_0000, 2 * MIB)))
+                })),
             ),
             (
                 "pa-overlap",
                 b(base()
-                    .at("domains/hello/memory/ram", |r| r.u64("physical-address", 0x4800_0000))
-                    .at("domains/probe/memory/ram", |r| r.u64("physical-address", 0x4810_0000))),
+                    .at("domains/hello/memory/ram", |r| {
+                        r.u64("physical-address", 0x4800_0000)
+                    })
+                    .at("domains/probe/memory/ram", |r| {
+                        r.u64("physical-address", 0x4810_0000)
+                    })),
             ),
             (
                 "partitioner-overlap",
-                b(at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0x4030_0000)))),
+                b(at_hello(|d| {
+                    d.at("memory/ram", |r| r.u64("physical-address", 0x4030_0000))
+                })),
             ),
-            ("outside-ram", b(at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0x8000_0000))))),
+            (
+                "outside-ram",
+                b(at_hello(|d| {
+                    d.at("memory/ram", |r| r.u64("physical-address", 0x8000_0000))
+                })),
+            ),
             ("no-ram", b(at_hello(|d| d.remove("memory")))),
-            ("no-room", b(at_probe(|d| d.at("memory/ram", |r| r.u64("size", 1024 * MIB))))),
-            ("mmio-shared", b(at_probe(|d| d.child(node("devices").child(board_device("serial", "uart1")))))),
+            (
+                "no-room",
+                b(at_probe(|d| {
+                    d.at("memory/ram", |r| r.u64("size", 1024 * MIB))
+                })),
+            ),
+            (
+                "mmio-shared",
+                b(at_probe(|d| {
+                    d.child(node("devices").child(board_device("serial", "uart1")))
+                })),
+            ),
             (
                 "mmio-unknown",
-                b(at_probe(|d| d.child(node("devices").child(explicit("x", 0x0c00_0000, 0x1000, &[]))))),
+                b(at_probe(|d| {
+                    d.child(node("devices").child(explicit("x", 0x0c00_0000, 0x1000, &[])))
+                })),
             ),
-            ("mmio-reserved", b(at_probe(|d| d.child(node("devices").child(board_device("serial", "uart0")))))),
-            ("unknown-device", b(at_probe(|d| d.child(node("devices").child(board_device("serial", "uart7")))))),
+            (
+                "mmio-reserved",
+                b(at_probe(|d| {
+                    d.child(node("devices").child(board_device("serial", "uart0")))
+                })),
+            ),
+            (
+                "unknown-device",
+                b(at_probe(|d| {
+                    d.child(node("devices").child(board_device("serial", "uart7")))
+                })),
+            ),
             (
                 "irq-shared",
-                b(at_probe(|d| d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[8]))))),
+                b(at_probe(|d| {
+                    d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[8])))
+                })),
             ),
             (
                 "irq-range",
-                b(at_probe(|d| d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[256]))))),
+                b(at_probe(|d| {
+                    d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[256])))
+                })),
             ),
             (
                 "irq-reserved",
-                b(at_probe(|d| d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[1]))))),
+                b(at_probe(|d| {
+                    d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[1])))
+                })),
             ),
-            ("missing-image", b(at_hello(|d| d.str("image", "does-not-exist.bin")))),
-            ("image-too-large", b(at_hello(|d| d.at("memory/ram", |r| r.u64("size", 0x1_0000))))),
-            ("entry-outside-ram", b(at_hello(|d| d.u64("entry", 0x5000_0000)))),
-            ("entry-misaligned", b(at_hello(|d| d.u64("entry", 0x4000_0002)))),
-            ("unknown-fault-policy", b(at_hello(|d| d.str("fault-policy", "reboot")))),
-            ("unknown-console", b(at_hello(|d| d.str("console", "serial")))),
+            (
+                "missing-image",
+                b(at_hello(|d| d.str("image", "does-not-exist.bin"))),
+            ),
+            (
+                "image-too-large",
+                b(at_hello(|d| {
+                    d.at("memory/ram", |r| r.u64("size", 0x1_0000))
+                })),
+            ),
+            (
+                "entry-outside-ram",
+                b(at_hello(|d| d.u64("entry", 0x5000_0000))),
+            ),
+            (
+                "entry-misaligned",
+                b(at_hello(|d| d.u64("entry", 0x4000_0002))),
+            ),
+            (
+                "unknown-fault-policy",
+                b(at_hello(|d| d.str("fault-policy", "reboot"))),
+            ),
+            (
+                "unknown-console",
+                b(at_hello(|d| d.str("console", "serial"))),
+            ),
             (
                 "console-overlap",
-                b(at_probe(|d| d.at("memory", |m| m.child(region("low", 0x0900_0000, 0x1000))))),
+                b(at_probe(|d| {
+                    d.at("memory", |m| m.child(region("low", 0x0900_0000, 0x1000)))
+                })),
             ),
         ]
     }
@@ -1107,7 +1409,10 @@ mod tests {
     #[test]
     fn codes_are_unique_kebab_case() {
         for (i, code) in Error::CODES.iter().enumerate() {
-            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{code}");
+            assert!(
+                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{code}"
+            );
             assert!(!Error::CODES[..i].contains(code), "{code} twice");
         }
     }
@@ -1126,11 +1431,21 @@ mod tests {
         // First fit: hello fits below the partitioner, probe goes above it.
         assert_eq!(
             hello.ram.as_slice(),
-            [Mapping { ipa: 0x4000_0000, pa: 0x4000_0000, size: 2 * MIB, kind: MemKind::Ram }]
+            [Mapping {
+                ipa: 0x4000_0000,
+                pa: 0x4000_0000,
+                size: 2 * MIB,
+                kind: MemKind::Ram
+            }]
         );
         assert_eq!(
             probe.ram.as_slice(),
-            [Mapping { ipa: 0x4000_0000, pa: 0x4060_0000, size: 4 * MIB, kind: MemKind::Ram }]
+            [Mapping {
+                ipa: 0x4000_0000,
+                pa: 0x4060_0000,
+                size: 4 * MIB,
+                kind: MemKind::Ram
+            }]
         );
         assert_eq!(hello.devices.len(), 1);
         let serial = &hello.devices[0];
@@ -1139,7 +1454,12 @@ mod tests {
         assert_eq!(serial.compatible.as_str(), "arm,pl011");
         assert_eq!(
             serial.mapping,
-            Mapping { ipa: 0x0904_0000, pa: 0x0904_0000, size: 0x1000, kind: MemKind::Device }
+            Mapping {
+                ipa: 0x0904_0000,
+                pa: 0x0904_0000,
+                size: 0x1000,
+                kind: MemKind::Device
+            }
         );
         assert_eq!(serial.spis.as_slice(), [8]);
         assert!(probe.devices.is_empty());
@@ -1159,19 +1479,24 @@ mod tests {
         let blob = base().blob();
         let cfg = config::parse(&blob).unwrap();
         let images: Vec<_> = cfg.domains.iter().map(|d| (d.name, d.image)).collect();
-        assert_eq!(images, [("hello", Some("domain:hello")), ("probe", Some("domain:probe"))]);
+        assert_eq!(
+            images,
+            [
+                ("hello", Some("domain:hello")),
+                ("probe", Some("domain:probe"))
+            ]
+        );
         assert!(config::parse(&blob[..20]).is_err());
     }
 
     #[test]
     fn placement_fixed_identity_and_allocation_around_them() {
         let root = config(vec![
-            domain("a", &[0], "domain:hello", 2 * MIB)
-                .at("memory", |m| {
-                    m.child(region("fixed", 0x1000_0000, 2 * MIB).u64("physical-address", 0x4060_0000))
-                        .child(region("small", 0x2000_0000, 0x3000))
-                        .child(region("ident", 0x7000_0000, 0x1000).flag("identity"))
-                }),
+            domain("a", &[0], "domain:hello", 2 * MIB).at("memory", |m| {
+                m.child(region("fixed", 0x1000_0000, 2 * MIB).u64("physical-address", 0x4060_0000))
+                    .child(region("small", 0x2000_0000, 0x3000))
+                    .child(region("ident", 0x7000_0000, 0x1000).flag("identity"))
+            }),
             domain("b", &[1, 2], "domain:probe", 6 * MIB),
         ]);
         let p = plan(&root);
@@ -1216,9 +1541,13 @@ mod tests {
         let root = at_probe(|d| {
             d.child(
                 node("devices")
-                    .child(explicit("clock", 0x0901_0000, 0x1000, &[2]).u64("guest-address", 0x1c00_0000))
                     .child(
-                        explicit("blk", 0x0a00_0000, 0x200, &[16, 17]).str("compatible", "virtio,mmio"),
+                        explicit("clock", 0x0901_0000, 0x1000, &[2])
+                            .u64("guest-address", 0x1c00_0000),
+                    )
+                    .child(
+                        explicit("blk", 0x0a00_0000, 0x200, &[16, 17])
+                            .str("compatible", "virtio,mmio"),
                     )
                     .child(board_device("pins", "gpio").u64("guest-address", 0x1d00_0000)),
             )
@@ -1228,42 +1557,91 @@ mod tests {
         let devs: Vec<_> = probe
             .devices
             .iter()
-            .map(|d| (d.name.as_str(), d.board_device, d.compatible.as_str(), d.mapping, d.spis.to_vec()))
+            .map(|d| {
+                (
+                    d.name.as_str(),
+                    d.board_device,
+                    d.compatible.as_str(),
+                    d.mapping,
+                    d.spis.to_vec(),
+                )
+            })
             .collect();
-        let dev = |ipa, pa, size| Mapping { ipa, pa, size, kind: MemKind::Device };
+        let dev = |ipa, pa, size| Mapping {
+            ipa,
+            pa,
+            size,
+            kind: MemKind::Device,
+        };
         assert_eq!(
             devs,
             [
-                ("clock", None, "arm,pl031", dev(0x1c00_0000, 0x0901_0000, 0x1000), vec![2]),
+                (
+                    "clock",
+                    None,
+                    "arm,pl031",
+                    dev(0x1c00_0000, 0x0901_0000, 0x1000),
+                    vec![2]
+                ),
                 // Sub-page device: the whole page is mapped.
-                ("blk", None, "virtio,mmio", dev(0x0a00_0000, 0x0a00_0000, 0x1000), vec![16, 17]),
-                ("pins", Some("gpio"), "arm,pl061", dev(0x1d00_0000, 0x0903_0000, 0x1000), vec![7]),
+                (
+                    "blk",
+                    None,
+                    "virtio,mmio",
+                    dev(0x0a00_0000, 0x0a00_0000, 0x1000),
+                    vec![16, 17]
+                ),
+                (
+                    "pins",
+                    Some("gpio"),
+                    "arm,pl061",
+                    dev(0x1d00_0000, 0x0903_0000, 0x1000),
+                    vec![7]
+                ),
             ]
         );
         // No UART: the virtual console stays.
         assert_eq!(probe.virtual_console, Some(VIRTUAL_CONSOLE_IPA));
         let all: Vec<_> = probe.mappings().map(|m| m.kind).collect();
-        assert_eq!(all, [MemKind::Ram, MemKind::Device, MemKind::Device, MemKind::Device]);
+        assert_eq!(
+            all,
+            [
+                MemKind::Ram,
+                MemKind::Device,
+                MemKind::Device,
+                MemKind::Device
+            ]
+        );
     }
 
     #[test]
     fn console_choice() {
         let forced = at_hello(|d| d.str("console", "virtual"));
-        assert_eq!(plan(&forced).domains[0].virtual_console, Some(VIRTUAL_CONSOLE_IPA));
+        assert_eq!(
+            plan(&forced).domains[0].virtual_console,
+            Some(VIRTUAL_CONSOLE_IPA)
+        );
         let none = at_probe(|d| d.str("console", "none"));
         assert_eq!(plan(&none).domains[1].virtual_console, None);
         // An explicit UART (by compatible) also turns the default off.
-        let uart = at_probe(|d| {
-            d.child(node("devices").child(explicit("tty", 0x0901_0000, 0x1000, &[]).str("compatible", "arm,pl011")))
-        });
+        let uart =
+            at_probe(|d| {
+                d.child(node("devices").child(
+                    explicit("tty", 0x0901_0000, 0x1000, &[]).str("compatible", "arm,pl011"),
+                ))
+            });
         assert_eq!(plan(&uart).domains[1].virtual_console, None);
         // A region over the console's address is fine without a virtual console.
-        let low = at_probe(|d| d.str("console", "none").at("memory", |m| m.child(region("low", 0x0900_0000, 0x1000))));
+        let low = at_probe(|d| {
+            d.str("console", "none")
+                .at("memory", |m| m.child(region("low", 0x0900_0000, 0x1000)))
+        });
         assert!(run(&low).is_ok());
         // A device remapped onto it collides.
         let remapped = at_hello(|d| {
-            d.str("console", "virtual")
-                .at("devices/serial", |s| s.u64("guest-address", VIRTUAL_CONSOLE_IPA))
+            d.str("console", "virtual").at("devices/serial", |s| {
+                s.u64("guest-address", VIRTUAL_CONSOLE_IPA)
+            })
         });
         let msg = expect_only(&remapped, "console-overlap");
         assert_eq!(
@@ -1281,9 +1659,14 @@ mod tests {
         let p = plan(&root);
         assert_eq!(p.domains[0].entry, 0x8000_0000);
         // 0x14000 - 64 KiB device-tree window = 0x4000: exactly the image.
-        let tight = root.clone().at("domains/hello/memory/high", |r| r.u64("size", 0x1_3000));
+        let tight = root
+            .clone()
+            .at("domains/hello/memory/high", |r| r.u64("size", 0x1_3000));
         let msg = expect_only(&tight, "image-too-large");
-        assert!(msg.contains("image of 0x4000 bytes does not fit the 0x3000 bytes"), "{msg}");
+        assert!(
+            msg.contains("image of 0x4000 bytes does not fit the 0x3000 bytes"),
+            "{msg}"
+        );
         assert!(msg.contains("memory region \"high\""), "{msg}");
         // Entry near the end of a region.
         let late = root.at("domains/hello", |d| d.u64("entry", 0x8001_0000));
@@ -1293,29 +1676,48 @@ mod tests {
     #[test]
     fn messages_name_domain_path_and_values() {
         let msg = expect_only(&at_probe(|d| d.cells("cpus", &[0])), "cpu-shared");
-        assert_eq!(msg, "domain \"probe\": /domains/probe/cpus: core 0 is already owned by domain \"hello\"");
+        assert_eq!(
+            msg,
+            "domain \"probe\": /domains/probe/cpus: core 0 is already owned by domain \"hello\""
+        );
         let msg = expect_only(&base().str("board", "rpi5"), "unknown-board");
         assert_eq!(msg, "/board: unknown board \"rpi5\"");
         let msg = expect_only(
             &base()
-                .at("domains/hello/memory/ram", |r| r.u64("physical-address", 0x4800_0000))
-                .at("domains/probe/memory/ram", |r| r.u64("physical-address", 0x4810_0000)),
+                .at("domains/hello/memory/ram", |r| {
+                    r.u64("physical-address", 0x4800_0000)
+                })
+                .at("domains/probe/memory/ram", |r| {
+                    r.u64("physical-address", 0x4810_0000)
+                }),
             "pa-overlap",
         );
         assert_eq!(
             msg,
             "domain \"probe\": /domains/probe/memory/ram/physical-address: physical range 0x48100000..0x48500000 overlaps memory region \"ram\" of domain \"hello\" at 0x48000000..0x48200000"
         );
-        let msg = expect_only(&at_probe(|d| d.child(node("devices").child(board_device("serial", "uart1")))), "mmio-shared");
+        let msg = expect_only(
+            &at_probe(|d| d.child(node("devices").child(board_device("serial", "uart1")))),
+            "mmio-shared",
+        );
         assert_eq!(
             msg,
             "domain \"probe\": /domains/probe/devices/serial/board-device: MMIO pages 0x9040000..0x9041000 overlap those of device \"serial\" (0x9040000..0x9041000) of domain \"hello\""
         );
         let msg = expect_only(&at_hello(|d| d.without("image")), "missing-property");
-        assert_eq!(msg, "domain \"hello\": /domains/hello: required property \"image\" is missing");
+        assert_eq!(
+            msg,
+            "domain \"hello\": /domains/hello: required property \"image\" is missing"
+        );
         let msg = expect_only_blob(&base().blob()[..100], "fdt-malformed");
-        assert!(msg.starts_with("config: not a valid device tree blob: "), "{msg}");
-        let msg = expect_only(&at_hello(|d| d.u64("entry", 0x5000_0000)), "entry-outside-ram");
+        assert!(
+            msg.starts_with("config: not a valid device tree blob: "),
+            "{msg}"
+        );
+        let msg = expect_only(
+            &at_hello(|d| d.u64("entry", 0x5000_0000)),
+            "entry-outside-ram",
+        );
         assert_eq!(
             msg,
             "domain \"hello\": /domains/hello/entry: entry point 0x50000000 is not inside any memory region of the domain"
@@ -1335,7 +1737,10 @@ mod tests {
         expect_only(&base().remove("domains"), "no-domains");
         assert!(run(&base().child(node("__symbols__").str("x", "/domains"))).is_ok());
         // Domain compatible.
-        expect_only(&at_hello(|d| d.str("compatible", "bulkhead,vm")), "bad-compatible");
+        expect_only(
+            &at_hello(|d| d.str("compatible", "bulkhead,vm")),
+            "bad-compatible",
+        );
         expect_only(&at_hello(|d| d.without("compatible")), "missing-property");
         expect_only(&at_hello(|d| d.without("cpus")), "missing-property");
         expect_only(&at_hello(|d| d.without("entry")), "missing-property");
@@ -1343,59 +1748,210 @@ mod tests {
         expect_only(&at_hello(|d| d.raw("cpus", &[0, 0, 1])), "bad-property");
         expect_only(&at_hello(|d| d.cells("image", &[1])), "bad-property");
         expect_only(&at_hello(|d| d.str("image", "")), "bad-property");
-        expect_only(&at_hello(|d| d.str("bootargs", &"x".repeat(128))), "bad-property");
+        expect_only(
+            &at_hello(|d| d.str("bootargs", &"x".repeat(128))),
+            "bad-property",
+        );
         assert!(run(&at_hello(|d| d.str("bootargs", &"x".repeat(127)))).is_ok());
         expect_only(&at_hello(|d| d.cells("fault-policy", &[1])), "bad-property");
-        expect_only(&at_hello(|d| d.raw_dup("bootargs", b"again\0")), "bad-property");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.flag("identity").u64("physical-address", 0x4800_0000))), "bad-property");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.cells("identity", &[1]))), "bad-property");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.without("size"))), "missing-property");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.child(node("sub")))), "unknown-node");
-        expect_only(&at_hello(|d| d.at("devices/serial", |s| s.u64("size", 0x1000))), "bad-property");
-        expect_only(&at_hello(|d| d.at("devices/serial", |s| s.cells("interrupts", &[8]))), "unknown-property");
-        expect_only(&at_hello(|d| d.at("devices/serial", |s| s.without("board-device"))), "missing-property");
-        expect_only(&at_probe(|d| d.child(node("devices").child(node("x").u64("physical-address", 0x0901_0000)))), "missing-property");
-        expect_only(&at_probe(|d| d.child(node("devices").child(explicit("x", 0x0901_0000, 0x1000, &[]).str("compatible", &"c".repeat(65))))), "bad-property");
+        expect_only(
+            &at_hello(|d| d.raw_dup("bootargs", b"again\0")),
+            "bad-property",
+        );
+        expect_only(
+            &at_hello(|d| {
+                d.at("memory/ram", |r| {
+                    r.flag("identity").u64("physical-address", 0x4800_0000)
+                })
+            }),
+            "bad-property",
+        );
+        expect_only(
+            &at_hello(|d| d.at("memory/ram", |r| r.cells("identity", &[1]))),
+            "bad-property",
+        );
+        expect_only(
+            &at_hello(|d| d.at("memory/ram", |r| r.without("size"))),
+            "missing-property",
+        );
+        expect_only(
+            &at_hello(|d| d.at("memory/ram", |r| r.child(node("sub")))),
+            "unknown-node",
+        );
+        expect_only(
+            &at_hello(|d| d.at("devices/serial", |s| s.u64("size", 0x1000))),
+            "bad-property",
+        );
+        expect_only(
+            &at_hello(|d| d.at("devices/serial", |s| s.cells("interrupts", &[8]))),
+            "unknown-property",
+        );
+        expect_only(
+            &at_hello(|d| d.at("devices/serial", |s| s.without("board-device"))),
+            "missing-property",
+        );
+        expect_only(
+            &at_probe(|d| {
+                d.child(node("devices").child(node("x").u64("physical-address", 0x0901_0000)))
+            }),
+            "missing-property",
+        );
+        expect_only(
+            &at_probe(|d| {
+                d.child(node("devices").child(
+                    explicit("x", 0x0901_0000, 0x1000, &[]).str("compatible", &"c".repeat(65)),
+                ))
+            }),
+            "bad-property",
+        );
         // Names.
-        expect_only(&config(vec![domain(&"a".repeat(32), &[0], "domain:hello", 2 * MIB)]), "bad-name");
-        assert!(run(&config(vec![domain(&"a".repeat(31), &[0], "domain:hello", 2 * MIB)])).is_ok());
-        expect_only(&config(vec![domain("he_llo", &[0], "domain:hello", 2 * MIB)]), "bad-name");
-        expect_only(&at_hello(|d| d.at("devices", |x| x.child(board_device("serial", "rtc")))), "bad-name");
-        expect_only(&at_hello(|d| d.at("devices", |x| x.child(board_device("bad name", "rtc")))), "bad-name");
+        expect_only(
+            &config(vec![domain(&"a".repeat(32), &[0], "domain:hello", 2 * MIB)]),
+            "bad-name",
+        );
+        assert!(run(&config(vec![domain(
+            &"a".repeat(31),
+            &[0],
+            "domain:hello",
+            2 * MIB
+        )]))
+        .is_ok());
+        expect_only(
+            &config(vec![domain("he_llo", &[0], "domain:hello", 2 * MIB)]),
+            "bad-name",
+        );
+        expect_only(
+            &at_hello(|d| d.at("devices", |x| x.child(board_device("serial", "rtc")))),
+            "bad-name",
+        );
+        expect_only(
+            &at_hello(|d| d.at("devices", |x| x.child(board_device("bad name", "rtc")))),
+            "bad-name",
+        );
         // Cores.
         expect_only(&at_hello(|d| d.cells("cpus", &[u32::MAX])), "cpu-unknown");
         // Regions.
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.u64("guest-address", 0x4000_0800))), "misaligned");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0x4800_0800))), "misaligned");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0xffff_ffff_fff0_0000))), "address-overflow");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.flag("identity").u64("guest-address", 0x4030_0000)).u64("entry", 0x4030_0000)), "partitioner-overlap");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0x7ff0_0000))), "outside-ram");
-        expect_only(&at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0x3ff0_0000))), "outside-ram");
-        expect_only(&at_hello(|d| d.remove("memory").child(node("memory"))), "no-ram");
+        expect_only(
+            &at_hello(|d| d.at("memory/ram", |r| r.u64("guest-address", 0x4000_0800))),
+            "misaligned",
+        );
+        expect_only(
+            &at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0x4800_0800))),
+            "misaligned",
+        );
+        expect_only(
+            &at_hello(|d| {
+                d.at("memory/ram", |r| {
+                    r.u64("physical-address", 0xffff_ffff_fff0_0000)
+                })
+            }),
+            "address-overflow",
+        );
+        expect_only(
+            &at_hello(|d| {
+                d.at("memory/ram", |r| {
+                    r.flag("identity").u64("guest-address", 0x4030_0000)
+                })
+                .u64("entry", 0x4030_0000)
+            }),
+            "partitioner-overlap",
+        );
+        expect_only(
+            &at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0x7ff0_0000))),
+            "outside-ram",
+        );
+        expect_only(
+            &at_hello(|d| d.at("memory/ram", |r| r.u64("physical-address", 0x3ff0_0000))),
+            "outside-ram",
+        );
+        expect_only(
+            &at_hello(|d| d.remove("memory").child(node("memory"))),
+            "no-ram",
+        );
         // Identity regions of two domains on the same addresses.
         let twins = base()
-            .at("domains/hello/memory/ram", |r| r.flag("identity").u64("guest-address", 0x5000_0000))
+            .at("domains/hello/memory/ram", |r| {
+                r.flag("identity").u64("guest-address", 0x5000_0000)
+            })
             .at("domains/hello", |d| d.u64("entry", 0x5000_0000))
-            .at("domains/probe/memory/ram", |r| r.flag("identity").u64("guest-address", 0x5000_0000))
+            .at("domains/probe/memory/ram", |r| {
+                r.flag("identity").u64("guest-address", 0x5000_0000)
+            })
             .at("domains/probe", |d| d.u64("entry", 0x5000_0000));
         expect_only(&twins, "pa-overlap");
         // Allocation runs out only for the region that does not fit.
         let full = at_hello(|d| d.at("memory/ram", |r| r.u64("size", 1020 * MIB)));
         expect_only(&full, "no-room");
         // Devices.
-        expect_only(&at_probe(|d| d.child(node("devices").child(explicit("gic", 0x0800_0000, 0x1000, &[])))), "mmio-reserved");
-        expect_only(&at_probe(|d| d.child(node("devices").child(explicit("cfg", 0x0902_0000, 0x10, &[])))), "mmio-reserved");
-        expect_only(&at_probe(|d| d.child(node("devices").child(board_device("cfg", "fw-cfg")))), "mmio-reserved");
-        expect_only(&at_probe(|d| d.child(node("devices").child(explicit("x", 0x0901_0000, 0x2000, &[])))), "mmio-unknown");
-        expect_only(&at_probe(|d| d.child(node("devices").child(explicit("x", 0x0901_0000, 0, &[])))), "zero-size");
-        expect_only(&at_probe(|d| d.child(node("devices").child(explicit("x", 0xffff_ffff_ffff_f000, 0x2000, &[])))), "address-overflow");
+        expect_only(
+            &at_probe(|d| {
+                d.child(node("devices").child(explicit("gic", 0x0800_0000, 0x1000, &[])))
+            }),
+            "mmio-reserved",
+        );
+        expect_only(
+            &at_probe(|d| d.child(node("devices").child(explicit("cfg", 0x0902_0000, 0x10, &[])))),
+            "mmio-reserved",
+        );
+        expect_only(
+            &at_probe(|d| d.child(node("devices").child(board_device("cfg", "fw-cfg")))),
+            "mmio-reserved",
+        );
+        expect_only(
+            &at_probe(|d| d.child(node("devices").child(explicit("x", 0x0901_0000, 0x2000, &[])))),
+            "mmio-unknown",
+        );
+        expect_only(
+            &at_probe(|d| d.child(node("devices").child(explicit("x", 0x0901_0000, 0, &[])))),
+            "zero-size",
+        );
+        expect_only(
+            &at_probe(|d| {
+                d.child(node("devices").child(explicit("x", 0xffff_ffff_ffff_f000, 0x2000, &[])))
+            }),
+            "address-overflow",
+        );
         // Sub-page device not at a page start (shares virtio0's page).
-        expect_only(&at_probe(|d| d.child(node("devices").child(board_device("blk", "virtio1")))), "misaligned");
-        expect_only(&at_probe(|d| d.child(node("devices").child(board_device("pins", "gpio").u64("guest-address", 0x1d00_0100)))), "misaligned");
-        expect_only(&at_probe(|d| d.child(node("devices").child(board_device("pins", "gpio").u64("guest-address", 1 << 39)))), "ipa-range");
-        expect_only(&at_probe(|d| d.child(node("devices").child(board_device("pins", "gpio").u64("guest-address", 0xffff_ffff_ffff_f000)))), "address-overflow");
+        expect_only(
+            &at_probe(|d| d.child(node("devices").child(board_device("blk", "virtio1")))),
+            "misaligned",
+        );
+        expect_only(
+            &at_probe(|d| {
+                d.child(
+                    node("devices")
+                        .child(board_device("pins", "gpio").u64("guest-address", 0x1d00_0100)),
+                )
+            }),
+            "misaligned",
+        );
+        expect_only(
+            &at_probe(|d| {
+                d.child(
+                    node("devices")
+                        .child(board_device("pins", "gpio").u64("guest-address", 1 << 39)),
+                )
+            }),
+            "ipa-range",
+        );
+        expect_only(
+            &at_probe(|d| {
+                d.child(node("devices").child(
+                    board_device("pins", "gpio").u64("guest-address", 0xffff_ffff_ffff_f000),
+                ))
+            }),
+            "address-overflow",
+        );
         // Device over the domain's RAM, and two devices on one guest page.
-        expect_only(&at_probe(|d| d.child(node("devices").child(board_device("pins", "gpio").u64("guest-address", 0x4000_0000)))), "ipa-overlap");
+        expect_only(
+            &at_probe(|d| {
+                d.child(
+                    node("devices")
+                        .child(board_device("pins", "gpio").u64("guest-address", 0x4000_0000)),
+                )
+            }),
+            "ipa-overlap",
+        );
         expect_only(
             &at_probe(|d| {
                 d.child(
@@ -1407,19 +1963,45 @@ mod tests {
             "ipa-overlap",
         );
         // The same device twice in one domain.
-        expect_only(&at_probe(|d| d.child(node("devices").child(board_device("a", "rtc")).child(board_device("b", "rtc")))), "mmio-shared");
+        expect_only(
+            &at_probe(|d| {
+                d.child(
+                    node("devices")
+                        .child(board_device("a", "rtc"))
+                        .child(board_device("b", "rtc")),
+                )
+            }),
+            "mmio-shared",
+        );
         // An SPI listed twice by one device.
-        expect_only(&at_probe(|d| d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[2, 2])))), "irq-shared");
+        expect_only(
+            &at_probe(|d| {
+                d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[2, 2])))
+            }),
+            "irq-shared",
+        );
     }
 
     #[test]
     fn independent_errors_are_all_reported() {
         let root = base()
-            .at("domains/hello", |d| d.cells("cpus", &[7]).str("fault-policy", "explode"))
-            .at("domains/probe", |d| d.str("image", "nope").u64("entry", 0x4000_0001));
+            .at("domains/hello", |d| {
+                d.cells("cpus", &[7]).str("fault-policy", "explode")
+            })
+            .at("domains/probe", |d| {
+                d.str("image", "nope").u64("entry", 0x4000_0001)
+            });
         let errors = run(&root).unwrap_err();
         // Shape errors (found while reading) come before board checks.
-        assert_eq!(codes(&errors), ["unknown-fault-policy", "cpu-unknown", "missing-image", "entry-misaligned"]);
+        assert_eq!(
+            codes(&errors),
+            [
+                "unknown-fault-policy",
+                "cpu-unknown",
+                "missing-image",
+                "entry-misaligned"
+            ]
+        );
         assert_eq!(errors.len(), 4);
     }
 
@@ -1460,11 +2042,16 @@ mod tests {
         at_probe(|d| {
             d.str("console", "virtual").child(
                 node("devices")
-                    .child(explicit("clock", 0x0901_0000, 0x1000, &[2]).u64("guest-address", 0x1c00_0000))
+                    .child(
+                        explicit("clock", 0x0901_0000, 0x1000, &[2])
+                            .u64("guest-address", 0x1c00_0000),
+                    )
                     .child(board_device("pins", "gpio")),
             )
         })
-        .at("domains/hello/memory", |m| m.child(region("fixed", 0x1000_0000, 0x3000).u64("physical-address", 0x5000_0000)))
+        .at("domains/hello/memory", |m| {
+            m.child(region("fixed", 0x1000_0000, 0x3000).u64("physical-address", 0x5000_0000))
+        })
     }
 
     #[test]
@@ -1473,7 +2060,10 @@ mod tests {
         assert!(run_blob(&good).is_ok());
         // Every truncation.
         for len in 0..good.len() {
-            assert!(run_blob(&good[..len]).is_err(), "truncated to {len} accepted");
+            assert!(
+                run_blob(&good[..len]).is_err(),
+                "truncated to {len} accepted"
+            );
         }
         // Every single-bit flip.
         for bit in 0..good.len() * 8 {
@@ -1516,7 +2106,12 @@ mod tests {
             .arg(source)
             .output()
             .ok()?;
-        assert!(out.status.success(), "dtc failed on {}: {}", source.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "dtc failed on {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Some(out.stdout)
     }
 
@@ -1534,39 +2129,87 @@ mod tests {
             Ok(p) => p,
             Err(e) => panic!("{}:\n{e}", path.display()),
         };
-        let ram = |ipa, pa, size| Mapping { ipa, pa, size, kind: MemKind::Ram };
-        let dev = |ipa, pa, size| Mapping { ipa, pa, size, kind: MemKind::Device };
-        let [hello, worker] = &p.domains[..] else { panic!("{p:?}") };
+        let ram = |ipa, pa, size| Mapping {
+            ipa,
+            pa,
+            size,
+            kind: MemKind::Ram,
+        };
+        let dev = |ipa, pa, size| Mapping {
+            ipa,
+            pa,
+            size,
+            kind: MemKind::Device,
+        };
+        let [hello, worker] = &p.domains[..] else {
+            panic!("{p:?}")
+        };
         assert_eq!(
             hello.ram.as_slice(),
-            [ram(0x4000_0000, 0x4800_0000, 2 * MIB), ram(0x5000_0000, 0x4000_0000, 0x1_0000)]
+            [
+                ram(0x4000_0000, 0x4800_0000, 2 * MIB),
+                ram(0x5000_0000, 0x4000_0000, 0x1_0000)
+            ]
         );
         assert_eq!(hello.bootargs.as_str(), "greeting=example");
         assert_eq!(hello.virtual_console, None);
-        assert_eq!(hello.devices[0].mapping, dev(0x0904_0000, 0x0904_0000, 0x1000));
+        assert_eq!(
+            hello.devices[0].mapping,
+            dev(0x0904_0000, 0x0904_0000, 0x1000)
+        );
         assert_eq!(worker.vmid, 2);
         assert_eq!(worker.cpus.as_slice(), [1, 2]);
         assert_eq!(
             worker.ram.as_slice(),
-            [ram(0x4000_0000, 0x4060_0000, 4 * MIB), ram(0x7f00_0000, 0x7f00_0000, MIB)]
+            [
+                ram(0x4000_0000, 0x4060_0000, 4 * MIB),
+                ram(0x7f00_0000, 0x7f00_0000, MIB)
+            ]
         );
-        let devs: Vec<_> = worker.devices.iter().map(|d| (d.compatible.as_str(), d.mapping, d.spis.to_vec())).collect();
+        let devs: Vec<_> = worker
+            .devices
+            .iter()
+            .map(|d| (d.compatible.as_str(), d.mapping, d.spis.to_vec()))
+            .collect();
         assert_eq!(
             devs,
             [
                 ("arm,pl031", dev(0x1c00_0000, 0x0901_0000, 0x1000), vec![2]),
-                ("virtio,mmio", dev(0x0a00_0000, 0x0a00_0000, 0x1000), vec![16]),
+                ("arm,pl061", dev(0x0903_0000, 0x0903_0000, 0x1000), vec![7]),
             ]
         );
         assert_eq!(worker.fault_policy, FaultPolicy::Stop);
         assert_eq!(worker.virtual_console, Some(VIRTUAL_CONSOLE_IPA));
     }
 
+    /// The example in docs/config.md compiles and validates (skipped without `dtc`).
+    #[test]
+    fn documented_example_validates() {
+        let doc = std::fs::read_to_string(repo().join("docs/config.md")).unwrap();
+        let start = doc.find("```dts\n").expect("a dts block in docs/config.md") + 7;
+        let len = doc[start..].find("```").unwrap();
+        let dir = std::env::temp_dir().join(format!("bulkhead-doc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("doc.dts");
+        std::fs::write(&path, &doc[start..start + len]).unwrap();
+        let blob = dtc(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        let Some(blob) = blob else { return };
+        let p = match run_blob(&blob) {
+            Ok(p) => p,
+            Err(e) => panic!("docs/config.md example:\n{e}"),
+        };
+        assert_eq!(p.domains[1].ram[0].pa, 0x4060_0000);
+        assert_eq!(p.domains[1].virtual_console, Some(VIRTUAL_CONSOLE_IPA));
+    }
+
     /// Every other config in the repository validates (skipped without `dtc`).
     #[test]
     fn repository_configs_validate() {
         for dir in ["configs/qemu-virt", "tests/configs"] {
-            let Ok(entries) = std::fs::read_dir(repo().join(dir)) else { continue };
+            let Ok(entries) = std::fs::read_dir(repo().join(dir)) else {
+                continue;
+            };
             for entry in entries {
                 let path = entry.unwrap().path();
                 if path.extension().is_none_or(|e| e != "dts") {
@@ -1592,7 +2235,10 @@ mod tests {
             }
             let text = std::fs::read_to_string(&path).unwrap();
             let first = text.lines().next().unwrap_or("");
-            let code = first.strip_prefix("// expect: ").unwrap_or_else(|| panic!("{}: no expect line", path.display())).trim();
+            let code = first
+                .strip_prefix("// expect: ")
+                .unwrap_or_else(|| panic!("{}: no expect line", path.display()))
+                .trim();
             assert_eq!(path.file_stem().unwrap().to_str().unwrap(), code);
             let Some(blob) = dtc(&path) else { return };
             expect_only_blob(&blob, code);
@@ -1603,7 +2249,10 @@ mod tests {
             if ["fdt-malformed", "duplicate-domain"].contains(code) {
                 continue;
             }
-            assert!(seen.iter().any(|s| s == code), "no tests/configs/invalid/{code}.dts");
+            assert!(
+                seen.iter().any(|s| s == code),
+                "no tests/configs/invalid/{code}.dts"
+            );
         }
     }
 }

@@ -40,7 +40,7 @@ impl VirtualConsole {
     pub fn read(&self, offset: u64) -> u64 {
         match offset {
             FR => FR_TXFE | FR_RXFE,
-            0xfe0..=0xffc if offset % 4 == 0 => IDS[((offset - 0xfe0) / 4) as usize],
+            0xfe0..=0xffc if offset.is_multiple_of(4) => IDS[((offset - 0xfe0) / 4) as usize],
             _ => 0,
         }
     }
@@ -57,12 +57,10 @@ impl VirtualConsole {
                 emit(&self.line);
                 self.line.clear();
             }
-            b'\t' | 0x20..=0x7e => {
-                if self.line.push(value as u8).is_err() {
-                    emit(&self.line);
-                    self.line.clear();
-                    let _ = self.line.push(value as u8);
-                }
+            b'\t' | 0x20..=0x7e if self.line.push(value as u8).is_err() => {
+                emit(&self.line);
+                self.line.clear();
+                let _ = self.line.push(value as u8);
             }
             _ => {}
         }

@@ -58,7 +58,9 @@ static CONSOLE: Mutex<Option<Pl011>> = Mutex::new(None);
 
 /// Start the console on the PL011 at `base`.
 pub fn init(base: u64) {
-    let uart = Pl011 { base: base as usize };
+    let uart = Pl011 {
+        base: base as usize,
+    };
     let cr = uart.regs().cr.get();
     uart.regs().cr.set(cr | CR_UARTEN_TXE_RXE);
     *CONSOLE.lock() = Some(uart);

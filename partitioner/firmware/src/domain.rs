@@ -4,7 +4,7 @@
 //! abort or stopping the domain, per its fault policy).
 
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ESR_EL1, ESR_EL2, ELR_EL1, FAR_EL1,
+    Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
     FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SCTLR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
 };
 use bulkhead_core::package::Package;
@@ -59,7 +59,8 @@ static STATE: [Mutex<DomainState>; MAX_DOMAINS] = [const {
 }; MAX_DOMAINS];
 
 fn plan() -> &'static Plan {
-    PLAN.get().expect("traps only come from domains, which start after the plan is set")
+    PLAN.get()
+        .expect("traps only come from domains, which start after the plan is set")
 }
 
 /// Milliseconds since reset, from the physical counter (which starts at reset).
@@ -89,7 +90,10 @@ pub fn setup(plan: Plan, pkg: &Package) {
             let mut alloc = mmu::PoolAlloc::lock();
             match stage2::build(d, &mut alloc) {
                 Ok(t) => t.root,
-                Err(e) => crate::fatal(format_args!("domain \"{}\": cannot build its stage-2 tables: {e:?}", d.name)),
+                Err(e) => crate::fatal(format_args!(
+                    "domain \"{}\": cannot build its stage-2 tables: {e:?}",
+                    d.name
+                )),
             }
         };
         ROOTS[i].store(root, Ordering::Release);
@@ -107,7 +111,10 @@ pub fn setup(plan: Plan, pkg: &Package) {
         let image = pkg.image(&d.name).unwrap_or(&[]);
         let load = d.ram_at(d.entry).map(|m| m.pa + (d.entry - m.ipa));
         let Some(load) = load else {
-            crate::fatal(format_args!("domain \"{}\": entry point outside its RAM", d.name));
+            crate::fatal(format_args!(
+                "domain \"{}\": entry point outside its RAM",
+                d.name
+            ));
         };
         // SAFETY: validation proved the image fits between the entry point and
         // the end of the RAM mapping that holds it.
@@ -124,7 +131,9 @@ pub fn setup(plan: Plan, pkg: &Package) {
             }
             (tree, ipa) => crate::fatal(format_args!(
                 "domain \"{}\": cannot place its device tree ({:?}, {:?})",
-                d.name, tree.err(), ipa
+                d.name,
+                tree.err(),
+                ipa
             )),
         }
         for m in d.ram.iter() {
@@ -145,13 +154,22 @@ pub fn setup(plan: Plan, pkg: &Package) {
             }
         );
         for m in d.mappings() {
-            info!("  {:>6} IPA {:#011x}..{:#011x} -> PA {:#011x}", match m.kind {
-                bulkhead_core::plan::MemKind::Ram => "RAM",
-                bulkhead_core::plan::MemKind::Device => "device",
-            }, m.ipa, m.ipa + m.size, m.pa);
+            info!(
+                "  {:>6} IPA {:#011x}..{:#011x} -> PA {:#011x}",
+                match m.kind {
+                    bulkhead_core::plan::MemKind::Ram => "RAM",
+                    bulkhead_core::plan::MemKind::Device => "device",
+                },
+                m.ipa,
+                m.ipa + m.size,
+                m.pa
+            );
         }
     }
-    info!("translation tables: {} of the pool's frames used", mmu::PoolAlloc::lock().used());
+    info!(
+        "translation tables: {} of the pool's frames used",
+        mmu::PoolAlloc::lock().used()
+    );
 }
 
 /// Start each domain's first vCPU; this core then runs its own vCPU, waits
@@ -164,9 +182,16 @@ pub fn start_all(boot_core: usize) -> ! {
         if first == boot_core {
             continue;
         }
-        let r = psci::cpu_on(board.cpus[first], boot::secondary_entry as *const () as u64, first as u64);
+        let r = psci::cpu_on(
+            board.cpus[first],
+            boot::secondary_entry as *const () as u64,
+            first as u64,
+        );
         if r != 0 {
-            error!("domain \"{}\": PSCI CPU_ON of core {} failed ({})", d.name, first, r);
+            error!(
+                "domain \"{}\": PSCI CPU_ON of core {} failed ({})",
+                d.name, first, r
+            );
         }
     }
     idle_or_run(boot_core)
@@ -197,9 +222,14 @@ pub fn this_core() -> usize {
 
 /// Fill TPIDR_EL2 with this core's board index.
 pub fn identify_core() -> usize {
-    let idx = crate::board().cpu_index(MPIDR_EL1.get()).unwrap_or_else(|| {
-        crate::fatal(format_args!("running on a core the board does not list (MPIDR {:#x})", MPIDR_EL1.get()))
-    });
+    let idx = crate::board()
+        .cpu_index(MPIDR_EL1.get())
+        .unwrap_or_else(|| {
+            crate::fatal(format_args!(
+                "running on a core the board does not list (MPIDR {:#x})",
+                MPIDR_EL1.get()
+            ))
+        });
     TPIDR_EL2.set(idx as u64);
     idx
 }
@@ -257,9 +287,10 @@ fn set_vmpidr(vcpu: u64) {
 fn current() -> (usize, &'static DomainPlan, usize) {
     let core = this_core();
     let di = CORE_DOMAIN[core].load(Ordering::Acquire);
-    let d = plan().domains.get(di.wrapping_sub(1)).unwrap_or_else(|| {
-        crate::fatal(format_args!("trap on core {core}, which runs no domain"))
-    });
+    let d = plan()
+        .domains
+        .get(di.wrapping_sub(1))
+        .unwrap_or_else(|| crate::fatal(format_args!("trap on core {core}, which runs no domain")));
     (di - 1, d, CORE_VCPU[core].load(Ordering::Acquire))
 }
 
@@ -268,21 +299,29 @@ pub fn handle_sync(frame: &mut TrapFrame) {
     let (di, d, vcpu) = current();
     let esr = ESR_EL2.get();
     match trap::decode(esr) {
-        Exit::DataAbort { write, access: Some(a), .. }
-            if d.virtual_console.is_some_and(|vc| page_of(fault_ipa()) == vc) =>
+        Exit::DataAbort {
+            write,
+            access: Some(a),
+            ..
+        } if d
+            .virtual_console
+            .is_some_and(|vc| page_of(fault_ipa()) == vc) =>
         {
             let off = fault_ipa() & 0xfff;
             let mut st = STATE[di].lock();
             if write {
                 let v = frame.reg(a.reg);
-                st.console.write(off, v, |line| crate::console::domain_line(&d.name, line));
+                st.console
+                    .write(off, v, |line| crate::console::domain_line(&d.name, line));
             } else {
                 let v = st.console.read(off);
                 frame.set_reg(a.reg, v);
             }
             frame.elr += 4;
         }
-        Exit::DataAbort { .. } | Exit::InstructionAbort { .. } => outside_access(di, d, vcpu, frame, esr),
+        Exit::DataAbort { .. } | Exit::InstructionAbort { .. } => {
+            outside_access(di, d, vcpu, frame, esr)
+        }
         Exit::Hvc { .. } => guest_call(di, d, frame, "HVC"),
         Exit::Smc { .. } => {
             // A trapped SMC leaves ELR_EL2 on the SMC itself.
@@ -295,7 +334,10 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 st.reported_sysreg = true;
                 warn!(
                     "domain \"{}\" core {}: trapped {} at PC {:#x}: ignored{} (reported once)",
-                    d.name, this_core(), Syndrome(esr), frame.elr,
+                    d.name,
+                    this_core(),
+                    Syndrome(esr),
+                    frame.elr,
                     if read { ", reads as zero" } else { "" }
                 );
             }
@@ -308,7 +350,11 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         Exit::Other { .. } => {
             error!(
                 "domain \"{}\" core {}: unexpected exception {} (ESR_EL2 {:#x}) at PC {:#x}",
-                d.name, this_core(), Syndrome(esr), esr, frame.elr
+                d.name,
+                this_core(),
+                Syndrome(esr),
+                esr,
+                frame.elr
             );
             stop(di, d, "it took an exception the partitioner cannot reflect");
         }
@@ -363,7 +409,10 @@ fn stop(di: usize, d: &DomainPlan, why: &str) -> ! {
             CORE_STATE[c].store(OFF, Ordering::Release);
         }
     }
-    warn!("domain \"{}\" stopped: {}; the other domains are unaffected", d.name, why);
+    warn!(
+        "domain \"{}\" stopped: {}; the other domains are unaffected",
+        d.name, why
+    );
     park()
 }
 
@@ -407,11 +456,21 @@ fn guest_call(di: usize, d: &'static DomainPlan, frame: &mut TrapFrame, conduit:
         SMCCC_VERSION => 0x1_0001,
         PSCI_VERSION => 0x1_0000,
         PSCI_FEATURES => {
-            if supported(frame.x[1] as u32) { 0 } else { NOT_SUPPORTED }
+            if supported(frame.x[1] as u32) {
+                0
+            } else {
+                NOT_SUPPORTED
+            }
         }
         PSCI_CPU_ON_32 | PSCI_CPU_ON_64 => cpu_on(d, frame.x[1], frame.x[2], frame.x[3]),
         PSCI_AFFINITY_INFO_32 | PSCI_AFFINITY_INFO_64 => match vcpu_core(d, frame.x[1]) {
-            Some(c) => if CORE_STATE[c].load(Ordering::Acquire) == OFF { 1 } else { 0 },
+            Some(c) => {
+                if CORE_STATE[c].load(Ordering::Acquire) == OFF {
+                    1
+                } else {
+                    0
+                }
+            }
             None => INVALID_PARAMETERS,
         },
         PSCI_CPU_OFF => {
@@ -421,7 +480,11 @@ fn guest_call(di: usize, d: &'static DomainPlan, frame: &mut TrapFrame, conduit:
             park();
         }
         PSCI_SYSTEM_OFF => stop(di, d, "it asked for SYSTEM_OFF"),
-        PSCI_SYSTEM_RESET => stop(di, d, "it asked for SYSTEM_RESET (restart is not supported yet)"),
+        PSCI_SYSTEM_RESET => stop(
+            di,
+            d,
+            "it asked for SYSTEM_RESET (restart is not supported yet)",
+        ),
         _ => {
             let mut st = STATE[di].lock();
             if !st.reported_call {
@@ -447,7 +510,10 @@ fn vcpu_core(d: &DomainPlan, vmpidr: u64) -> Option<usize> {
 
 fn cpu_on(d: &DomainPlan, target: u64, entry: u64, ctx: u64) -> i64 {
     let Some(core) = vcpu_core(d, target) else {
-        warn!("domain \"{}\": CPU_ON of vCPU {:#x}, which it does not have: refused", d.name, target);
+        warn!(
+            "domain \"{}\": CPU_ON of vCPU {:#x}, which it does not have: refused",
+            d.name, target
+        );
         return INVALID_PARAMETERS;
     };
     if d.ram_at(entry).is_none() {
@@ -459,10 +525,17 @@ fn cpu_on(d: &DomainPlan, target: u64, entry: u64, ctx: u64) -> i64 {
         Err(_) => return ON_PENDING_RET,
     }
     *CORE_START[core].lock() = (entry, ctx);
-    let r = psci::cpu_on(crate::board().cpus[core], boot::secondary_entry as *const () as u64, core as u64);
+    let r = psci::cpu_on(
+        crate::board().cpus[core],
+        boot::secondary_entry as *const () as u64,
+        core as u64,
+    );
     if r != 0 {
         CORE_STATE[core].store(OFF, Ordering::Release);
-        error!("domain \"{}\": physical CPU_ON of core {} failed ({})", d.name, core, r);
+        error!(
+            "domain \"{}\": physical CPU_ON of core {} failed ({})",
+            d.name, core, r
+        );
         return INVALID_PARAMETERS;
     }
     0
@@ -476,6 +549,12 @@ pub fn handle_interrupt(_frame: &mut TrapFrame) {
 /// An SError from a domain: it cannot be reflected precisely, so the domain stops.
 pub fn handle_serror(frame: &mut TrapFrame) {
     let (di, d, _) = current();
-    error!("domain \"{}\" core {}: SError (ESR_EL2 {:#x}) at PC {:#x}", d.name, this_core(), ESR_EL2.get(), frame.elr);
+    error!(
+        "domain \"{}\" core {}: SError (ESR_EL2 {:#x}) at PC {:#x}",
+        d.name,
+        this_core(),
+        ESR_EL2.get(),
+        frame.elr
+    );
     stop(di, d, "it caused an SError");
 }

@@ -18,7 +18,12 @@ pub struct TrapFrame {
 }
 
 impl TrapFrame {
-    pub const ZERO: TrapFrame = TrapFrame { x: [0; 31], elr: 0, spsr: 0, _pad: 0 };
+    pub const ZERO: TrapFrame = TrapFrame {
+        x: [0; 31],
+        elr: 0,
+        spsr: 0,
+        _pad: 0,
+    };
 
     /// Read general-purpose register `n` (31 reads as zero: xzr).
     pub fn reg(&self, n: u8) -> u64 {
@@ -34,7 +39,7 @@ impl TrapFrame {
 }
 
 const FRAME: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME % 16 == 0);
+const _: () = assert!(FRAME.is_multiple_of(16));
 
 core::arch::global_asm!(
     r#"
@@ -144,7 +149,11 @@ extern "C" fn el2_trap(kind: u64, frame: &mut TrapFrame) {
             let esr = ESR_EL2.get();
             let far = FAR_EL2.get();
             let core = crate::domain::this_core();
-            let overflow = if far & !0xfff == crate::boot::stack_guard(core) { " (stack overflow)" } else { "" };
+            let overflow = if far & !0xfff == crate::boot::stack_guard(core) {
+                " (stack overflow)"
+            } else {
+                ""
+            };
             crate::fatal(format_args!(
                 "unexpected {} exception from {} on core {}: ESR_EL2={:#x} ({}) ELR_EL2={:#x} FAR_EL2={:#x}{} SPSR_EL2={:#x}",
                 KINDS[(kind % 4) as usize],

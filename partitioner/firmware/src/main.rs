@@ -41,11 +41,17 @@ fn header_field(offset: u64) -> u64 {
 pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     let board = board();
     console::init(board.console.base);
-    info!("Bulkhead {} on {}, at EL2", env!("CARGO_PKG_VERSION"), board.name);
+    info!(
+        "Bulkhead {} on {}, at EL2",
+        env!("CARGO_PKG_VERSION"),
+        board.name
+    );
     VBAR_EL2.set(exceptions::vectors());
     let core = domain::identify_core();
     if core != 0 {
-        fatal(format_args!("booted on core {core}; the boot core must be core 0"));
+        fatal(format_args!(
+            "booted on core {core}; the boot core must be core 0"
+        ));
     }
 
     let start = boot::symbol_addr!(__image_start);
@@ -59,14 +65,17 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     }
     let package = Range::new(start + pkg_offset, image_size - pkg_offset);
     if let Err(e) = mmu::build_el2_map(board, package) {
-        fatal(format_args!("cannot build the partitioner's own page tables: {e:?}"));
+        fatal(format_args!(
+            "cannot build the partitioner's own page tables: {e:?}"
+        ));
     }
     mmu::enable();
 
     // SAFETY: the boot loader loaded `image_size` bytes from `start` (the
     // Image header says so); the package part is mapped read-only and never
     // written, so a shared slice of it is sound for the firmware's life.
-    let bytes = unsafe { core::slice::from_raw_parts(package.base as *const u8, package.size as usize) };
+    let bytes =
+        unsafe { core::slice::from_raw_parts(package.base as *const u8, package.size as usize) };
     let pkg = match Package::parse(bytes) {
         Ok(p) => p,
         Err(e) => {
@@ -74,7 +83,9 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
             refuse()
         }
     };
-    let layout = Layout { partitioner: partitioner_footprint(start, image_size) };
+    let layout = Layout {
+        partitioner: partitioner_footprint(start, image_size),
+    };
     info!(
         "partitioner occupies {:#x}..{:#x}; config {} bytes, {} image(s)",
         layout.partitioner.base,
@@ -96,7 +107,10 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         }
     };
     if plan.board != board.name {
-        error!("config: written for board \"{}\", this firmware runs on \"{}\"", plan.board, board.name);
+        error!(
+            "config: written for board \"{}\", this firmware runs on \"{}\"",
+            plan.board, board.name
+        );
         refuse()
     }
     domain::setup(plan, &pkg);

@@ -4,10 +4,12 @@
 //! writable and executable), and installing a domain's stage-2 tables.
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2, VTCR_EL2, VTTBR_EL2};
+use aarch64_cpu::registers::{
+    Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2, VTCR_EL2, VTTBR_EL2,
+};
 use bulkhead_core::board::{Board, Gic, Range};
-use bulkhead_core::plan::MAX_CPUS;
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Regime, Tables, PAGE};
+use bulkhead_core::plan::MAX_CPUS;
 use bulkhead_core::sysregs;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
@@ -25,7 +27,10 @@ struct Pool {
     used: usize,
 }
 
-static POOL: Mutex<Pool> = Mutex::new(Pool { frames: [const { Frame([0; 512]) }; FRAMES], used: 0 });
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    frames: [const { Frame([0; 512]) }; FRAMES],
+    used: 0,
+});
 
 /// The pool, locked, as a [`FrameAllocator`]. Tables are identity mapped, so a
 /// frame's physical address is its address.
@@ -83,7 +88,13 @@ pub fn build_el2_map(board: &Board, package: Range) -> Result<(), MapError> {
     t.map(&mut a, at, at, end - at, Attrs::RAM_RW)?;
     let pkg_end = package.end().unwrap_or(package.base).next_multiple_of(PAGE);
     if package.size > 0 {
-        t.map(&mut a, package.base, package.base, pkg_end - package.base, Attrs::RAM_RO)?;
+        t.map(
+            &mut a,
+            package.base,
+            package.base,
+            pkg_end - package.base,
+            Attrs::RAM_RO,
+        )?;
     }
     let taken = Range::new(start, pkg_end.max(end) - start);
     for bank in board.ram {
@@ -94,19 +105,48 @@ pub fn build_el2_map(board: &Board, package: Range) -> Result<(), MapError> {
             continue;
         }
         if taken.base > bank.base {
-            t.map(&mut a, bank.base, bank.base, taken.base - bank.base, Attrs::RAM_RW)?;
+            t.map(
+                &mut a,
+                bank.base,
+                bank.base,
+                taken.base - bank.base,
+                Attrs::RAM_RW,
+            )?;
         }
         let taken_end = taken.base + taken.size;
         if bank_end > taken_end {
-            t.map(&mut a, taken_end, taken_end, bank_end - taken_end, Attrs::RAM_RW)?;
+            t.map(
+                &mut a,
+                taken_end,
+                taken_end,
+                bank_end - taken_end,
+                Attrs::RAM_RW,
+            )?;
         }
     }
-    let page = |r: Range| Range::new(r.base & !(PAGE - 1), (r.base + r.size).next_multiple_of(PAGE) - (r.base & !(PAGE - 1)));
+    let page = |r: Range| {
+        Range::new(
+            r.base & !(PAGE - 1),
+            (r.base + r.size).next_multiple_of(PAGE) - (r.base & !(PAGE - 1)),
+        )
+    };
     let console = page(board.console);
-    t.map(&mut a, console.base, console.base, console.size, Attrs::DEVICE)?;
+    t.map(
+        &mut a,
+        console.base,
+        console.base,
+        console.size,
+        Attrs::DEVICE,
+    )?;
     let (g1, g2) = match board.gic {
-        Gic::V2 { distributor, cpu_interface } => (distributor, cpu_interface),
-        Gic::V3 { distributor, redistributors } => (distributor, redistributors),
+        Gic::V2 {
+            distributor,
+            cpu_interface,
+        } => (distributor, cpu_interface),
+        Gic::V3 {
+            distributor,
+            redistributors,
+        } => (distributor, redistributors),
     };
     for r in [g1, g2] {
         let r = page(r);
