@@ -263,10 +263,43 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ),
 ];
 
+/// Run a `cargo test` command, echoing its output, and add its `test result:`
+/// counts to `tally` (passed, failed).
+fn cargo_test(cmd: &mut Command, what: &str, tally: &mut (u64, u64)) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let num = |key: &str| -> u64 {
+                rest.split("; ")
+                    .find_map(|p| {
+                        p.trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(key)
+                    })
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            tally.0 += num(" passed");
+            tally.1 += num(" failed");
+        }
+    }
+    let st = child.wait()?;
+    if !st.success() {
+        println!("bulkhead: {} passed, {} failed", tally.0, tally.1.max(1));
+        return Err(format!("{what} failed ({st})").into());
+    }
+    Ok(())
+}
+
 fn test(args: &[String]) -> Result<()> {
     tools::ensure()?;
+    let mut tally = (0, 0);
     eprintln!("xtask: host unit tests");
-    run_shown(
+    cargo_test(
         cargo().args([
             "test",
             "-p",
@@ -277,6 +310,7 @@ fn test(args: &[String]) -> Result<()> {
             "xtask",
         ]),
         "host unit tests",
+        &mut tally,
     )?;
     eprintln!(
         "xtask: building firmware, domains and test images (once, shared by every QEMU test)"
@@ -295,7 +329,10 @@ fn test(args: &[String]) -> Result<()> {
     c.args(["test", "-p", "bulkhead-tests", "--"])
         .args(args)
         .env("BULKHEAD_TEST_IMAGES", &dir);
-    run_shown(&mut c, "integration tests")
+    cargo_test(&mut c, "integration tests", &mut tally)?;
+    // The closing line: every test of the run, host and QEMU together.
+    println!("bulkhead: {} passed, {} failed", tally.0, tally.1);
+    Ok(())
 }
 
 fn lint() -> Result<()> {
