@@ -12,19 +12,26 @@ fn default_boot_reports_resources(cpu: &str) {
     let mut run = boot("default", &format!("default-{cpu}"), &m);
     // hello owns the second UART outright; its first line describes what it got.
     let hello = run
-        .wait_line(UART1, "hello: hello cpus=", WAIT)
+        .wait_line(UART1, "hello: domain cpus=", WAIT)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         hello.trim(),
-        "hello: hello cpus=1 memory=0x40000000+0x200000"
+        "hello: domain cpus=1 memory=0x40000000+0x200000"
     );
     // ticker and probe share the partitioner console through their virtual UARTs.
     let ticker = run
-        .wait_line(UART0, "[ticker] ticker: hello cpus=", WAIT)
+        .wait_line(UART0, "[ticker] ticker: domain cpus=", WAIT)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         ticker.trim(),
-        "[ticker] ticker: hello cpus=2 memory=0x40000000+0x400000"
+        "[ticker] ticker: domain cpus=2 memory=0x40000000+0x400000"
+    );
+    let probe = run
+        .wait_line(UART0, "[probe] probe: domain cpus=", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        probe.trim(),
+        "[probe] probe: domain cpus=1 memory=0x40000000+0x200000"
     );
     wait_heartbeat_after(&mut run, UART1, "hello", 2);
     wait_heartbeat_after(&mut run, UART0, "ticker", 2);

@@ -10,7 +10,7 @@
 //! or `native` when started without a device tree):
 //!
 //! ```text
-//! <name>: hello cpus=<n> memory=<base:#x>+<size:#x>[,<base:#x>+<size:#x>...]
+//! <name>: domain cpus=<n> memory=<base:#x>+<size:#x>[,<base:#x>+<size:#x>...]
 //! <name>: integrity baseline fnv1a=<hash:#018x> over <len> bytes
 //! <name>: heartbeat <k> integrity=ok
 //! ```
@@ -34,15 +34,7 @@ fn main(_dtb: usize) -> ! {
     let info = bulkhead_rt::info();
     let name = info.name();
 
-    bulkhead_rt::print!("{name}: hello cpus={} memory=", info.cpus());
-    if info.memory().is_empty() {
-        bulkhead_rt::print!("none");
-    }
-    for (i, region) in info.memory().iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        bulkhead_rt::print!("{sep}{:#x}+{:#x}", region.base, region.size);
-    }
-    println!();
+    bulkhead_rt::report_resources();
 
     let baseline = image::checksum();
     let (start, end) = image::code_rodata();

@@ -11,6 +11,7 @@
 //! Output (each line ends in `\n`; `<name>` as for `hello`):
 //!
 //! ```text
+//! <name>: domain cpus=<n> memory=<base:#x>+<size:#x>[,...]
 //! <name>: probe ready: <t> targets
 //! <name>: attack read <label> @<addr:#x>: aborted esr=<esr:#x> far=<far:#x>
 //! <name>: attack read <label> @<addr:#x>: NOT STOPPED value=<value read:#x>
@@ -105,6 +106,7 @@ fn main(_dtb: usize) -> ! {
     let name = info.name();
     let bootargs = info.bootargs();
 
+    bulkhead_rt::report_resources();
     println!("{name}: probe ready: {} targets", targets(bootargs).count());
     let mut tally = Tally::default();
     for entry in targets(bootargs) {

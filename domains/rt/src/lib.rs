@@ -65,6 +65,23 @@ macro_rules! entry {
 
 /// Whether `[addr, addr + len)` overlaps the domain's own image (code, data,
 /// stack) or its device tree, which [`try_write`] refuses to write.
+/// Print the resources the domain was given, as its device tree describes
+/// them, in one line: `<name>: domain cpus=<n> memory=<base>+<size>[,...]`
+/// (`memory=none` without RAM regions). Tests compare it with the config.
+pub fn report_resources() {
+    let info = info();
+    print!("{}: domain cpus={} memory=", info.name(), info.cpus());
+    if info.memory().is_empty() {
+        print!("none");
+    }
+    for (i, region) in info.memory().iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        print!("{sep}{:#x}+{:#x}", region.base, region.size);
+    }
+    println!();
+}
+
+/// Whether `[addr, addr + len)` overlaps the domain's own image or device tree.
 pub fn is_own_memory(addr: u64, len: u64) -> bool {
     let start = addr as usize;
     let end = addr.saturating_add(len) as usize;
