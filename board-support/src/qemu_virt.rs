@@ -1,5 +1,5 @@
 //! QEMU `virt` machine (QEMU 10), started with
-//! `-M virt,virtualization=on,gic-version=3 -smp 4 -m 1G`.
+//! `-M virt,virtualization=on,gic-version=3 -smp 4 -m 1G` (or `gic-version=2`).
 //!
 //! Entry protocol: QEMU loads Bulkhead as an arm64 `Image` at
 //! `0x4020_0000` and enters it at EL2 on core 0; the other cores are held off
@@ -57,10 +57,18 @@ pub static BOARD: Board = Board {
             usage: DeviceUse::Assignable,
         },
     ],
-    gic: Gic::V3 {
-        distributor: Range::new(0x0800_0000, 0x1_0000),
-        redistributors: Range::new(0x080a_0000, 0xf6_0000),
-    },
+    gics: &[
+        Gic::V3 {
+            distributor: Range::new(0x0800_0000, 0x1_0000),
+            redistributors: Range::new(0x080a_0000, 0xf6_0000),
+        },
+        Gic::V2 {
+            distributor: Range::new(0x0800_0000, 0x1_0000),
+            cpu_interface: Range::new(0x0801_0000, 0x1_0000),
+            hyp_interface: Range::new(0x0803_0000, 0x1_0000),
+            virtual_cpu: Range::new(0x0804_0000, 0x1_0000),
+        },
+    ],
     console: Range::new(0x0900_0000, 0x1000),
     psci: Conduit::Smc,
     spi_count: 256,

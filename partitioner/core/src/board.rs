@@ -37,14 +37,66 @@ impl Range {
 /// Interrupt controller generation and the addresses of its parts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gic {
+    /// GICv2 (GIC-400) with the virtualization extensions.
     V2 {
         distributor: Range,
+        /// Physical CPU interface (GICC), used by the partitioner.
         cpu_interface: Range,
+        /// Virtual interface control (GICH): list registers.
+        hyp_interface: Range,
+        /// Virtual CPU interface (GICV), mapped into a domain where its
+        /// GICC would be.
+        virtual_cpu: Range,
     },
+    /// GICv3: CPU interfaces are system registers.
     V3 {
         distributor: Range,
+        /// All redistributor frames (128 KiB per core).
         redistributors: Range,
     },
+}
+
+impl Gic {
+    /// Architecture version, 2 or 3.
+    pub fn version(&self) -> u8 {
+        match self {
+            Gic::V2 { .. } => 2,
+            Gic::V3 { .. } => 3,
+        }
+    }
+    pub fn distributor(&self) -> Range {
+        match *self {
+            Gic::V2 { distributor, .. } | Gic::V3 { distributor, .. } => distributor,
+        }
+    }
+    /// Every MMIO range of the controller, named, for reservation and mapping.
+    pub fn parts(&self) -> heapless::Vec<(Range, &'static str), 4> {
+        let mut v = heapless::Vec::new();
+        let list: &[(Range, &'static str)] = match self {
+            Gic::V2 {
+                distributor,
+                cpu_interface,
+                hyp_interface,
+                virtual_cpu,
+            } => &[
+                (*distributor, "GIC distributor"),
+                (*cpu_interface, "GIC CPU interface"),
+                (*hyp_interface, "GIC virtual interface control"),
+                (*virtual_cpu, "GIC virtual CPU interface"),
+            ],
+            Gic::V3 {
+                distributor,
+                redistributors,
+            } => &[
+                (*distributor, "GIC distributor"),
+                (*redistributors, "GIC redistributors"),
+            ],
+        };
+        for p in list {
+            let _ = v.push(*p);
+        }
+        v
+    }
 }
 
 /// How the partitioner talks to the platform firmware (PSCI).
@@ -87,7 +139,10 @@ pub struct Board {
     pub cpus: &'static [u64],
     /// Devices, assignable and reserved.
     pub devices: &'static [Device],
-    pub gic: Gic,
+    /// The interrupt controllers the board may have (QEMU virt: GICv3 or
+    /// GICv2, chosen on the command line). The firmware finds out which one
+    /// is there at boot; validation keeps every one of them for itself.
+    pub gics: &'static [Gic],
     /// Base address of the partitioner's own PL011 console.
     pub console: Range,
     /// PSCI conduit used to reach the platform firmware.
@@ -105,26 +160,10 @@ impl Board {
         let aff = mpidr & 0xff_00ff_ffff;
         self.cpus.iter().position(|&m| m == aff)
     }
-    /// MMIO ranges the partitioner keeps: its console and the interrupt controller.
+    /// MMIO ranges the partitioner keeps: its console and the interrupt controllers.
     pub fn reserved_mmio(&self) -> impl Iterator<Item = (Range, &'static str)> + '_ {
-        let gic: [(Range, &'static str); 2] = match self.gic {
-            Gic::V2 {
-                distributor,
-                cpu_interface,
-            } => [
-                (distributor, "GIC distributor"),
-                (cpu_interface, "GIC CPU interface"),
-            ],
-            Gic::V3 {
-                distributor,
-                redistributors,
-            } => [
-                (distributor, "GIC distributor"),
-                (redistributors, "GIC redistributors"),
-            ],
-        };
         core::iter::once((self.console, "partitioner console"))
-            .chain(gic)
+            .chain(self.gics.iter().flat_map(|g| g.parts()))
             .chain(self.devices.iter().filter_map(|d| match d.usage {
                 DeviceUse::Reserved(why) => Some((d.reg, why)),
                 DeviceUse::Assignable => None,

@@ -1066,10 +1066,10 @@ mod tests {
             virtio(2, "virtio2", &[18]),
             virtio(3, "virtio3", &[19]),
         ],
-        gic: Gic::V3 {
+        gics: &[Gic::V3 {
             distributor: Range::new(0x0800_0000, 0x1_0000),
             redistributors: Range::new(0x080a_0000, 0xf6_0000),
-        },
+        }],
         console: Range::new(0x0900_0000, 0x1000),
         psci: Conduit::Smc,
         spi_count: 256,

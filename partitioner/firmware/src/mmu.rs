@@ -7,7 +7,7 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
     Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2, VTCR_EL2, VTTBR_EL2,
 };
-use bulkhead_core::board::{Board, Gic, Range};
+use bulkhead_core::board::{Board, Range};
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Regime, Tables, PAGE};
 use bulkhead_core::plan::MAX_CPUS;
 use bulkhead_core::sysregs;
@@ -138,19 +138,17 @@ pub fn build_el2_map(board: &Board, package: Range) -> Result<(), MapError> {
         console.size,
         Attrs::DEVICE,
     )?;
-    let (g1, g2) = match board.gic {
-        Gic::V2 {
-            distributor,
-            cpu_interface,
-        } => (distributor, cpu_interface),
-        Gic::V3 {
-            distributor,
-            redistributors,
-        } => (distributor, redistributors),
-    };
-    for r in [g1, g2] {
-        let r = page(r);
-        t.map(&mut a, r.base, r.base, r.size, Attrs::DEVICE)?;
+    // Every GIC the board may have: the mapping is harmless for the one that
+    // is absent, and lets the firmware find out which one is there.
+    let mut gic_ranges: heapless::Vec<Range, 8> = heapless::Vec::new();
+    for g in board.gics {
+        for (r, _) in g.parts() {
+            let r = page(r);
+            if !gic_ranges.contains(&r) {
+                let _ = gic_ranges.push(r);
+                t.map(&mut a, r.base, r.base, r.size, Attrs::DEVICE)?;
+            }
+        }
     }
     EL2_ROOT.store(t.root, Ordering::Release);
     Ok(())
