@@ -116,3 +116,41 @@ pub struct Plan {
 /// Guest address of the virtual console of a domain without its own UART:
 /// the place the first PL011 sits on QEMU's `virt`, so unmodified guests find it.
 pub const VIRTUAL_CONSOLE_IPA: u64 = 0x0900_0000;
+
+/// Generation of the interrupt controller a domain sees: the same as the
+/// board's (found at boot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    V2,
+    V3,
+}
+
+/// Guest address of the emulated GIC distributor (where QEMU virt has it).
+pub const VGICD_IPA: u64 = 0x0800_0000;
+/// Size of the distributor window.
+pub const VGICD_SIZE: u64 = 0x1_0000;
+/// GICv3: guest address of the first emulated redistributor; vCPU `n`'s
+/// frames (RD_base + SGI_base) are at `VGICR_IPA + n * VGICR_STRIDE`.
+pub const VGICR_IPA: u64 = 0x080a_0000;
+pub const VGICR_STRIDE: u64 = 0x2_0000;
+/// GICv2: guest address of the CPU interface, backed by the physical
+/// virtual CPU interface (GICV) in stage 2.
+pub const VGICC_IPA: u64 = 0x0801_0000;
+pub const VGICC_SIZE: u64 = 0x2000;
+
+/// The guest-address window the virtual GIC of a domain with `vcpus` vCPUs
+/// occupies; nothing else of the domain may be mapped there.
+pub fn vgic_window(version: GicVersion, vcpus: usize) -> [crate::board::Range; 2] {
+    use crate::board::Range;
+    match version {
+        GicVersion::V2 => [Range::new(VGICD_IPA, VGICD_SIZE), Range::new(VGICC_IPA, VGICC_SIZE)],
+        GicVersion::V3 => [
+            Range::new(VGICD_IPA, VGICD_SIZE),
+            Range::new(VGICR_IPA, VGICR_STRIDE * vcpus as u64),
+        ],
+    }
+}
+
+/// Virtual timer interrupt (PPI 27): each domain uses the EL1 virtual timer
+/// directly; its interrupt is injected into the vCPU it fired on.
+pub const VTIMER_INTID: u32 = 27;
