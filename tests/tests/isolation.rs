@@ -11,7 +11,7 @@ use bulkhead_tests::{
 const TARGETS: &[(&str, &str)] = &[
     ("victim-ram", "0x48000000"),
     ("partitioner-ram", "0x40200000"),
-    ("gic-distributor", "0x8000000"),
+    ("gic-its", "0x8080000"),
     ("foreign-uart", "0x9040000"),
 ];
 

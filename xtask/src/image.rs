@@ -20,7 +20,7 @@ pub const FIRMWARE_TARGET: &str = "aarch64-unknown-none-softfloat";
 /// Target of the bare-metal domains.
 pub const DOMAIN_TARGET: &str = "aarch64-unknown-none";
 /// Domain crates built for `image = "domain:<bin>"`.
-pub const DOMAIN_CRATES: &[&str] = &["domain-hello", "domain-probe"];
+pub const DOMAIN_CRATES: &[&str] = &["domain-hello", "domain-probe", "domain-irq"];
 
 /// Image header fields filled in here (see `partitioner/firmware/src/boot.rs`).
 const HEADER_IMAGE_SIZE: usize = 16;

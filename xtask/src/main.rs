@@ -393,7 +393,77 @@ fn bench(_args: &[String]) -> Result<()> {
     let config = image::default_config();
     let img = image::image_path(&config);
     image::build_image(&config, &img, Tamper::None)?;
-    bench_report(&img)
+    bench_report(&img)?;
+    bench_latency()
+}
+
+/// Parse `<name>: timer: latencies a,b,c` (counter ticks) from a console.
+fn latencies(text: &str) -> Option<Vec<u64>> {
+    let line = text.lines().find(|l| l.contains("timer: latencies "))?;
+    let list = line.split("timer: latencies ").nth(1)?;
+    list.split(',').map(|n| n.trim().parse().ok()).collect()
+}
+
+fn stats(mut v: Vec<u64>) -> (u64, u64, u64) {
+    v.sort_unstable();
+    let pct = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+    (pct(50), pct(99), v[v.len() - 1])
+}
+
+/// Timer interrupt latency (expiry to guest handler) of the `irq` domain,
+/// natively and under Bulkhead, on the same QEMU with `-icount
+/// shift=0,sleep=off` (deterministic: one tick = 16 ns = ~16 instructions).
+fn bench_latency() -> Result<()> {
+    let dir = target_dir().join("bulkhead").join("bench-latency");
+    let icount = |gic| Machine {
+        icount: true,
+        gic,
+        smp: 2,
+        timeout: Duration::from_secs(120),
+        ..Machine::default()
+    };
+    let config = root().join("configs/qemu-virt/latency.dts");
+    let img = image::image_path(&config);
+    image::build_image(&config, &img, Tamper::None)?;
+    let native_elf = target_dir()
+        .join(image::DOMAIN_TARGET)
+        .join("release")
+        .join("irq");
+    for gic in [3, 2] {
+        // Natively the program runs at EL1 on QEMU's own GIC, without a
+        // device tree, so it uses its built-in defaults (same timer test).
+        let mut m = icount(gic);
+        m.virtualization = false;
+        let mut native =
+            xtask::qemu::Run::start(&m, &native_elf, &dir.join(format!("native-v{gic}")))?;
+        native.wait_line(
+            xtask::qemu::UART0,
+            "timer: latencies",
+            Duration::from_secs(100),
+        )?;
+        let n = latencies(&native.output(xtask::qemu::UART0))
+            .ok_or("native run printed no latencies")?;
+        drop(native);
+        let mut under =
+            xtask::qemu::Run::start(&icount(gic), &img, &dir.join(format!("bulkhead-v{gic}")))?;
+        under.wait_line(
+            xtask::qemu::UART1,
+            "timer: latencies",
+            Duration::from_secs(100),
+        )?;
+        let b = latencies(&under.output(xtask::qemu::UART1))
+            .ok_or("Bulkhead run printed no latencies")?;
+        let (nm, n99, nmax) = stats(n.clone());
+        let (bm, b99, bmax) = stats(b.clone());
+        println!(
+            "timer interrupt latency, GICv{gic}, ticks of 16 ns (icount): native median {nm} p99 {n99} max {nmax} ({} samples); \
+             Bulkhead median {bm} p99 {b99} max {bmax} ({} samples); ratio of medians {:.2}",
+            n.len(),
+            b.len(),
+            bm as f64 / nm.max(1) as f64
+        );
+    }
+    Ok(())
 }
 
 fn bench_report(img: &Path) -> Result<()> {

@@ -20,6 +20,12 @@ pub struct Machine {
     pub icount: bool,
     /// Hard limit on the whole run.
     pub timeout: Duration,
+    /// Connect the second UART to a socket so tests can type into it
+    /// ([`Run::send_uart1`]); its output is still captured to `uart1.log`.
+    pub uart1_input: bool,
+    /// EL2 available (the partitioner needs it; native runs of a domain
+    /// program turn it off so QEMU starts them at EL1).
+    pub virtualization: bool,
 }
 
 impl Default for Machine {
@@ -31,6 +37,8 @@ impl Default for Machine {
             mem_mib: 1024,
             icount: false,
             timeout: Duration::from_secs(120),
+            uart1_input: false,
+            virtualization: true,
         }
     }
 }
@@ -40,7 +48,11 @@ impl Machine {
     pub fn args(&self, kernel: &Path) -> Vec<String> {
         let mut a: Vec<String> = vec![
             "-M".into(),
-            format!("virt,virtualization=on,gic-version={}", self.gic),
+            format!(
+                "virt,virtualization={},gic-version={}",
+                if self.virtualization { "on" } else { "off" },
+                self.gic
+            ),
             "-cpu".into(),
             self.cpu.clone(),
             "-smp".into(),
@@ -63,6 +75,7 @@ impl Machine {
 /// A running QEMU whose two UARTs are captured to files.
 pub struct Run {
     child: Child,
+    uart1: Option<std::os::unix::net::UnixStream>,
     pub dir: PathBuf,
     started: Instant,
     deadline: Instant,
@@ -81,24 +94,62 @@ impl Run {
         let u0 = dir.join(UART0);
         let u1 = dir.join(UART1);
         let secs = m.timeout.as_secs().max(1);
-        let child = Command::new("timeout")
+        let sock = dir.join("uart1.sock");
+        let uart1 = if m.uart1_input {
+            // QEMU waits for us to connect before it starts the machine.
+            format!("unix:{},server=on,wait=on", sock.display())
+        } else {
+            format!("file:{}", u1.display())
+        };
+        let mut child = Command::new("timeout")
             .args(["--kill-after=5", &secs.to_string(), QEMU])
             .args(m.args(kernel))
             .args(["-monitor", "none", "-serial"])
             .arg(format!("file:{}", u0.display()))
             .arg("-serial")
-            .arg(format!("file:{}", u1.display()))
+            .arg(uart1)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.join("qemu.stderr"))?)
             .spawn()?;
+        let mut stream = None;
+        if m.uart1_input {
+            let limit = Instant::now() + Duration::from_secs(10);
+            let s = loop {
+                match std::os::unix::net::UnixStream::connect(&sock) {
+                    Ok(s) => break s,
+                    Err(e) if Instant::now() > limit => {
+                        let _ = child.kill();
+                        return Err(e);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            // Copy what the UART prints into uart1.log, like the file backend.
+            let mut reader = s.try_clone()?;
+            let mut log = fs::File::create(&u1)?;
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut reader, &mut log);
+            });
+            stream = Some(s);
+        }
         let now = Instant::now();
         Ok(Run {
             child,
+            uart1: stream,
             dir: dir.to_path_buf(),
             started: now,
             deadline: now + m.timeout,
         })
+    }
+
+    /// Type `bytes` into the second UART (needs `Machine::uart1_input`).
+    pub fn send_uart1(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        match &mut self.uart1 {
+            Some(s) => s.write_all(bytes),
+            None => Err(std::io::Error::other("start the machine with uart1_input")),
+        }
     }
 
     /// Everything a UART has printed so far.

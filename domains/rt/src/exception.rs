@@ -1,10 +1,13 @@
 //! Exception vectors and the handler behind them.
 //!
-//! All 16 vectors save the general-purpose registers, `ELR_EL1` and
-//! `SPSR_EL1` in a [`TrapFrame`] on the current stack and call
-//! [`__bulkhead_exception`]. It returns (and the vector restores the frame
-//! and `eret`s) only for an abort of a `try_read`/`try_write` access; every
-//! other exception prints a decoded report and halts the core.
+//! The IRQ vector of the current EL with SP_EL1 (the way the domain always
+//! runs) goes to the interrupt path in `irq.rs`. The 15 others save the
+//! general-purpose registers, `ELR_EL1` and `SPSR_EL1` in a [`TrapFrame`]
+//! on the current stack and call [`__bulkhead_exception`]. It returns (and
+//! the vector restores the frame and `eret`s) only for an abort of a
+//! `try_*` access or an undefined HVC/SMC of a PSCI probe
+//! (`psci::try_call`); every other exception prints a decoded report and
+//! halts the core.
 
 use crate::sysreg::read_sysreg;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -40,9 +43,14 @@ __bulkhead_vectors:
     BULKHEAD_VECTOR 1
     BULKHEAD_VECTOR 2
     BULKHEAD_VECTOR 3
-    // Current EL with SP_ELx.
+    // Current EL with SP_ELx. The IRQ vector has its own path (irq.rs):
+    // the counter is read first, for latency measurements.
     BULKHEAD_VECTOR 4
-    BULKHEAD_VECTOR 5
+    .balign 0x80
+    sub     sp, sp, #{irq_frame}
+    stp     x0, x1, [sp, #0]
+    mrs     x0, cntvct_el0
+    b       __bulkhead_irq_entry
     BULKHEAD_VECTOR 6
     BULKHEAD_VECTOR 7
     // Lower EL, AArch64.
@@ -102,7 +110,8 @@ __bulkhead_trap:
     ldp     x0, x1, [sp, #0]
     add     sp, sp, #272
     eret
-"#
+"#,
+    irq_frame = const crate::irq::IRQ_FRAME,
 );
 
 /// Vector 4: synchronous exception from the current EL using SP_EL1, the
@@ -118,10 +127,24 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 extern "C" fn __bulkhead_exception(kind: u64, frame: &mut TrapFrame) {
     let esr = read_sysreg!("esr_el1");
     let far = read_sysreg!("far_el1");
-    if kind == CURRENT_SPX_SYNC && crate::probe::handle_abort(esr, far, frame) {
+    if kind == CURRENT_SPX_SYNC
+        && (crate::probe::handle_abort(esr, far, frame)
+            || crate::psci::handle_undefined(esr, frame))
+    {
         return;
     }
     unexpected(kind, esr, far, frame)
+}
+
+/// Reports an IRQ that cannot be handled (`what` says why) and halts.
+pub(crate) fn unexpected_irq(what: &str) -> ! {
+    if REPORTING.swap(true, Ordering::SeqCst) {
+        crate::halt();
+    }
+    let name = crate::name();
+    crate::println!("{name}: UNEXPECTED EXCEPTION: IRQ (current EL, SPx): {what}");
+    crate::println!("{name}: core halted");
+    crate::halt()
 }
 
 fn unexpected(kind: u64, esr: u64, far: u64, frame: &TrapFrame) -> ! {

@@ -122,6 +122,61 @@ pub(crate) fn console_from_dtb() -> Option<usize> {
     clear.then_some(base)
 }
 
+/// INTID of an `interrupts` specifier `<type number flags>` (GIC binding:
+/// type 0 = SPI, INTID `number + 32`; type 1 = PPI, INTID `number + 16`).
+fn spec_intid(spec: &[u8]) -> Option<u32> {
+    let cell = |i: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(spec.get(i..i + 4)?.try_into().ok()?))
+    };
+    match (cell(0)?, cell(4)?) {
+        (0, n) if n < 988 => Some(n + 32),
+        (1, n) if n < 16 => Some(n + 16),
+        _ => None,
+    }
+}
+
+/// INTID of the console's (first) interrupt: the first `interrupts`
+/// specifier of the node `/chosen/stdout-path` names. `None` if that node
+/// has none (the partitioner's virtual console has none);
+/// [`crate::DEFAULT_CONSOLE_INTID`] without a device tree.
+pub fn console_intid() -> Option<u32> {
+    let Some(fdt) = crate::dtb::fdt() else {
+        return Some(crate::DEFAULT_CONSOLE_INTID);
+    };
+    let path = chosen_str(&fdt, "stdout-path")?.split(':').next()?;
+    let node = fdt.find_node(path)?;
+    spec_intid(node.property("interrupts")?.value.get(..12)?)
+}
+
+/// The SPIs (as INTIDs) the device nodes' `interrupts` name, in tree order,
+/// written to `out`; returns how many there are (possibly more than fit).
+/// The timer node's PPIs are not SPIs and are left out. Without a device
+/// tree: [`crate::DEFAULT_CONSOLE_INTID`].
+pub fn device_spis(out: &mut [u32]) -> usize {
+    let mut n = 0;
+    let mut push = |intid: u32| {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = intid;
+        }
+        n += 1;
+    };
+    let Some(fdt) = crate::dtb::fdt() else {
+        push(crate::DEFAULT_CONSOLE_INTID);
+        return n;
+    };
+    for node in fdt.all_nodes() {
+        let Some(prop) = node.property("interrupts") else {
+            continue;
+        };
+        for spec in prop.value.chunks_exact(12) {
+            if let Some(intid) = spec_intid(spec).filter(|&i| i >= 32) {
+                push(intid);
+            }
+        }
+    }
+    n
+}
+
 /// Where the domain's name lies (inside the device tree); 0 for none.
 static NAME_ADDR: AtomicUsize = AtomicUsize::new(0);
 static NAME_LEN: AtomicUsize = AtomicUsize::new(0);

@@ -16,7 +16,12 @@
 //!
 //! It offers [`print!`]/[`println!`], [`info`] (what the device tree says
 //! about the domain), [`try_read`]/[`try_write`] (accesses that report an
-//! abort instead of dying of it), [`delay_ms`] and [`image::checksum`].
+//! abort instead of dying of it), [`delay_ms`] and [`image::checksum`];
+//! and for domains that use interrupts and several vCPUs: [`gic`] (GICv3 or
+//! GICv2, found through the device tree), [`irq`] (the IRQ vector, a
+//! handler, masking, waiting), [`timer`] (the virtual timer), [`psci`]
+//! (over the device tree's conduit) and [`smp`] (starting vCPUs with
+//! their own stacks). Interrupts stay masked until a domain unmasks them.
 //! Any exception other than an abort of a `try_*` access prints
 //! `<name>: UNEXPECTED EXCEPTION: ...` (vector, ESR decoded, FAR, ELR, SPSR,
 //! LR, SP) then `<name>: core halted`, and halts the core; a panic prints
@@ -25,22 +30,31 @@
 
 mod boot;
 pub mod console;
+pub mod cpu;
 mod dtb;
 mod exception;
+pub mod gic;
 pub mod image;
 mod info;
+pub mod irq;
 mod probe;
+pub mod psci;
+pub mod smp;
 mod sysreg;
 pub mod time;
+pub mod timer;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-pub use info::{info, name, DomainInfo, MemRegion, MAX_MEM_REGIONS};
-pub use probe::{try_read, try_write, Abort};
+pub use info::{console_intid, device_spis, info, name, DomainInfo, MemRegion, MAX_MEM_REGIONS};
+pub use irq::{disable as irq_disable, enable as irq_enable};
+pub use probe::{try_read, try_read32, try_write, try_write32, Abort};
 pub use time::delay_ms;
 
 /// Console used when the device tree names none (QEMU `virt`'s first PL011).
 pub const DEFAULT_CONSOLE: usize = 0x0900_0000;
+/// Its interrupt without a device tree (QEMU `virt`'s first PL011: SPI 1).
+pub const DEFAULT_CONSOLE_INTID: u32 = 33;
 /// Domain name used when the device tree gives none.
 pub const DEFAULT_NAME: &str = "native";
 
@@ -63,8 +77,6 @@ macro_rules! entry {
     };
 }
 
-/// Whether `[addr, addr + len)` overlaps the domain's own image (code, data,
-/// stack) or its device tree, which [`try_write`] refuses to write.
 /// Print the resources the domain was given, as its device tree describes
 /// them, in one line: `<name>: domain cpus=<n> memory=<base>+<size>[,...]`
 /// (`memory=none` without RAM regions). Tests compare it with the config.
@@ -81,7 +93,8 @@ pub fn report_resources() {
     println!();
 }
 
-/// Whether `[addr, addr + len)` overlaps the domain's own image or device tree.
+/// Whether `[addr, addr + len)` overlaps the domain's own image (code, data,
+/// stacks) or its device tree, which [`try_write`] refuses to write.
 pub fn is_own_memory(addr: u64, len: u64) -> bool {
     let start = addr as usize;
     let end = addr.saturating_add(len) as usize;

@@ -1,6 +1,7 @@
-//! Accesses that may abort: [`try_read`] and [`try_write`].
+//! Accesses that may abort: [`try_read`] and [`try_write`] (8 bytes),
+//! [`try_read32`] and [`try_write32`] (4 bytes, for device registers).
 //!
-//! Each performs exactly one 8-byte load or store, from a fixed instruction
+//! Each performs exactly one load or store, from a fixed instruction
 //! in a small assembly routine. While such an access is in progress (armed),
 //! a data abort taken *at that instruction* is recorded by the exception
 //! handler (ESR and FAR), the access is skipped (`ELR_EL1 += 4`; a load
@@ -9,6 +10,7 @@
 //! disarms on the first, so a second abort would be unexpected and halt the
 //! core. Any other exception is never mistaken for a probe abort.
 
+use crate::cpu::MAX_VCPUS;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// An abort received instead of completing an access.
@@ -71,6 +73,24 @@ __bulkhead_probe_write_insn:
     str     x1, [x0]
     ret
     .size __bulkhead_probe_write, . - __bulkhead_probe_write
+
+    .global __bulkhead_probe_read32
+    .type __bulkhead_probe_read32, %function
+__bulkhead_probe_read32:
+    .global __bulkhead_probe_read32_insn
+__bulkhead_probe_read32_insn:
+    ldr     w0, [x0]
+    ret
+    .size __bulkhead_probe_read32, . - __bulkhead_probe_read32
+
+    .global __bulkhead_probe_write32
+    .type __bulkhead_probe_write32, %function
+__bulkhead_probe_write32:
+    .global __bulkhead_probe_write32_insn
+__bulkhead_probe_write32_insn:
+    str     w1, [x0]
+    ret
+    .size __bulkhead_probe_write32, . - __bulkhead_probe_write32
 "#
 );
 
@@ -81,44 +101,70 @@ extern "C" {
     fn __bulkhead_probe_write(addr: u64, value: u64);
     static __bulkhead_probe_read_insn: u8;
     static __bulkhead_probe_write_insn: u8;
+    /// Loads the 4 bytes at `addr` (x0) into w0.
+    fn __bulkhead_probe_read32(addr: u64) -> u32;
+    /// Stores `value` (w1) to the 4 bytes at `addr` (x0).
+    fn __bulkhead_probe_write32(addr: u64, value: u32);
+    static __bulkhead_probe_read32_insn: u8;
+    static __bulkhead_probe_write32_insn: u8;
 }
 
-static ARMED: AtomicBool = AtomicBool::new(false);
-static TAKEN: AtomicBool = AtomicBool::new(false);
-static ESR: AtomicU64 = AtomicU64::new(0);
-static FAR: AtomicU64 = AtomicU64::new(0);
-
-fn arm() {
-    TAKEN.store(false, Ordering::SeqCst);
-    ARMED.store(true, Ordering::SeqCst);
+/// One vCPU's probe state: an access in progress, and the abort it took.
+struct Slot {
+    armed: AtomicBool,
+    taken: AtomicBool,
+    esr: AtomicU64,
+    far: AtomicU64,
 }
 
-fn disarm() -> Result<(), Abort> {
-    ARMED.store(false, Ordering::SeqCst);
-    if TAKEN.load(Ordering::SeqCst) {
-        TAKEN.store(false, Ordering::SeqCst);
-        Err(Abort {
-            esr: ESR.load(Ordering::SeqCst),
-            far: FAR.load(Ordering::SeqCst),
-        })
-    } else {
-        Ok(())
+static SLOTS: [Slot; MAX_VCPUS] = [const {
+    Slot {
+        armed: AtomicBool::new(false),
+        taken: AtomicBool::new(false),
+        esr: AtomicU64::new(0),
+        far: AtomicU64::new(0),
     }
+}; MAX_VCPUS];
+
+/// This vCPU's probe state.
+fn slot() -> &'static Slot {
+    &SLOTS[crate::cpu::index() % MAX_VCPUS]
+}
+
+/// Runs `access` (one load or store at a probe instruction) armed, with
+/// interrupts masked so that no interrupt handler's own probe can come in
+/// between, and reports the abort it took, if any.
+fn guarded<T>(access: impl FnOnce() -> T) -> Result<T, Abort> {
+    crate::irq::masked(|| {
+        let s = slot();
+        s.taken.store(false, Ordering::SeqCst);
+        s.armed.store(true, Ordering::SeqCst);
+        let value = access();
+        s.armed.store(false, Ordering::SeqCst);
+        if s.taken.swap(false, Ordering::SeqCst) {
+            Err(Abort {
+                esr: s.esr.load(Ordering::SeqCst),
+                far: s.far.load(Ordering::SeqCst),
+            })
+        } else {
+            Ok(value)
+        }
+    })
 }
 
 /// Reads the 8 bytes at `addr` with one volatile load, reporting an abort
 /// instead of dying of it.
 pub fn try_read(addr: u64) -> Result<u64, Abort> {
-    arm();
-    // SAFETY: the routine performs one 8-byte load from `addr` into a
-    // register and returns; it follows the C calling convention. The load
-    // creates no Rust reference and cannot break any invariant of memory
-    // Rust owns (it only copies bytes out; the domain has a single thread of
-    // execution, so nothing races with it). If `addr` is not readable the
-    // abort is taken at the routine's load instruction, which the exception
-    // handler recognises while armed and skips, so the routine still returns.
-    let value = unsafe { __bulkhead_probe_read(addr) };
-    disarm().map(|()| value)
+    guarded(|| {
+        // SAFETY: the routine performs one 8-byte load from `addr` into a
+        // register and returns; it follows the C calling convention. The
+        // load creates no Rust reference and cannot break any invariant of
+        // memory Rust owns (it only copies bytes out). If `addr` is not
+        // readable the abort is taken at the routine's load instruction,
+        // which the exception handler recognises while armed and skips, so
+        // the routine still returns.
+        unsafe { __bulkhead_probe_read(addr) }
+    })
 }
 
 /// Writes `value` to the 8 bytes at `addr` with one volatile store,
@@ -133,16 +179,48 @@ pub fn try_write(addr: u64, value: u64) -> Result<(), Abort> {
         !crate::is_own_memory(addr, 8),
         "try_write({addr:#x}) refused: the domain's own image or device tree"
     );
-    arm();
-    // SAFETY: the routine performs one 8-byte store to `addr` and returns; it
-    // follows the C calling convention. `addr` is outside the image (code,
-    // statics, stack) and the device tree, checked just above, and Rust
-    // owns no other memory in this heap-less domain, so the store cannot
-    // change anything the program relies on. If `addr` is not writable the
-    // abort is taken at the routine's store instruction, which the exception
-    // handler recognises while armed and skips.
-    unsafe { __bulkhead_probe_write(addr, value) };
-    disarm()
+    guarded(|| {
+        // SAFETY: the routine performs one 8-byte store to `addr` and
+        // returns; it follows the C calling convention. `addr` is outside
+        // the image (code, statics, stacks) and the device tree, checked
+        // just above, and Rust owns no other memory in this heap-less
+        // domain, so the store cannot change anything the program relies
+        // on. If `addr` is not writable the abort is taken at the routine's
+        // store instruction, which the exception handler recognises while
+        // armed and skips.
+        unsafe { __bulkhead_probe_write(addr, value) }
+    })
+}
+
+/// Reads the 4 bytes at `addr` (4-byte aligned) with one volatile 32-bit
+/// load, reporting an abort instead of dying of it. For device registers
+/// that only allow 32-bit accesses.
+pub fn try_read32(addr: u64) -> Result<u32, Abort> {
+    guarded(|| {
+        // SAFETY: as for `try_read`: one 4-byte load into a register from a
+        // routine following the C calling convention; an abort at its load
+        // instruction is recognised and skipped by the exception handler.
+        unsafe { __bulkhead_probe_read32(addr) }
+    })
+}
+
+/// Writes `value` to the 4 bytes at `addr` (4-byte aligned) with one
+/// volatile 32-bit store, reporting an abort instead of dying of it.
+///
+/// # Panics
+///
+/// If `[addr, addr + 4)` overlaps the domain's own image or device tree.
+pub fn try_write32(addr: u64, value: u32) -> Result<(), Abort> {
+    assert!(
+        !crate::is_own_memory(addr, 4),
+        "try_write32({addr:#x}) refused: the domain's own image or device tree"
+    );
+    guarded(|| {
+        // SAFETY: as for `try_write`: one 4-byte store outside everything
+        // Rust owns (checked just above); an abort at the store instruction
+        // is recognised and skipped by the exception handler.
+        unsafe { __bulkhead_probe_write32(addr, value) }
+    })
 }
 
 /// Called by the exception handler for a synchronous exception from the
@@ -151,15 +229,19 @@ pub fn try_write(addr: u64, value: u64) -> Result<(), Abort> {
 pub(crate) fn handle_abort(esr: u64, far: u64, frame: &mut crate::exception::TrapFrame) -> bool {
     let read_insn = core::ptr::addr_of!(__bulkhead_probe_read_insn) as u64;
     let write_insn = core::ptr::addr_of!(__bulkhead_probe_write_insn) as u64;
-    let at_probe = frame.elr == read_insn || frame.elr == write_insn;
-    if !ARMED.load(Ordering::SeqCst) || !at_probe || esr >> 26 != EC_DATA_ABORT_SAME_EL {
+    let read32_insn = core::ptr::addr_of!(__bulkhead_probe_read32_insn) as u64;
+    let write32_insn = core::ptr::addr_of!(__bulkhead_probe_write32_insn) as u64;
+    let is_read = frame.elr == read_insn || frame.elr == read32_insn;
+    let at_probe = is_read || frame.elr == write_insn || frame.elr == write32_insn;
+    let s = slot();
+    if !s.armed.load(Ordering::SeqCst) || !at_probe || esr >> 26 != EC_DATA_ABORT_SAME_EL {
         return false;
     }
-    ARMED.store(false, Ordering::SeqCst);
-    ESR.store(esr, Ordering::SeqCst);
-    FAR.store(far, Ordering::SeqCst);
-    TAKEN.store(true, Ordering::SeqCst);
-    if frame.elr == read_insn {
+    s.armed.store(false, Ordering::SeqCst);
+    s.esr.store(esr, Ordering::SeqCst);
+    s.far.store(far, Ordering::SeqCst);
+    s.taken.store(true, Ordering::SeqCst);
+    if is_read {
         frame.x[0] = 0;
     }
     frame.elr += 4;

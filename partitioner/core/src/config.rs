@@ -476,6 +476,7 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
     let fault_policy = match r.opt_str("fault-policy") {
         None | Some("inject-abort") => FaultPolicy::InjectAbort,
         Some("stop") => FaultPolicy::Stop,
+        Some("restart") => FaultPolicy::Restart,
         Some(other) => {
             let at = r.site("fault-policy");
             r.errors.push(Error::UnknownFaultPolicy {

@@ -12,7 +12,10 @@
 //! The blob layout is the conventional one: header, memory-reservation block
 //! (empty: just the terminating entry), structure block, strings block.
 
-use crate::plan::DomainPlan;
+use crate::plan::{
+    DomainPlan, GicVersion, VGICC_IPA, VGICC_SIZE, VGICD_IPA, VGICD_SIZE, VGICR_IPA, VGICR_STRIDE,
+    VTIMER_INTID,
+};
 use core::fmt::Write as _;
 
 /// Largest device tree [`domain_tree`] produces, in bytes.
@@ -381,8 +384,20 @@ fn name(args: core::fmt::Arguments<'_>) -> Result<Name, DtbError> {
 
 /// `interrupts` specifier type for an SPI (GIC binding).
 const GIC_SPI: u32 = 0;
+/// `interrupts` specifier type for a PPI (GIC binding).
+const GIC_PPI: u32 = 1;
 /// `interrupts` specifier flags: level-sensitive, active high.
 const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+/// First INTID of the PPIs: a PPI specifier holds `INTID - 16`.
+const PPI_BASE: u32 = 16;
+
+/// Phandle of the interrupt controller node, the root's `interrupt-parent`.
+pub const GIC_PHANDLE: u32 = 1;
+
+/// The generic timer's four PPIs in the order the `arm,armv8-timer` binding
+/// lists them: secure physical (INTID 29), non-secure physical (30), virtual
+/// ([`VTIMER_INTID`], 27) and hypervisor physical (26) timer.
+pub const TIMER_INTIDS: [u32; 4] = [29, 30, VTIMER_INTID, 26];
 
 /// Writes the device tree describing `plan` to the software running in the
 /// domain into `out` (at most [`DTB_MAX`] bytes of it) and returns its length.
@@ -390,17 +405,28 @@ const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
 /// Contents, all addresses being guest (intermediate physical) addresses:
 ///
 /// * `/`: `#address-cells = <2>`, `#size-cells = <2>`,
-///   `compatible = "bulkhead,domain"`, `model = "Bulkhead domain <name>"`.
+///   `compatible = "bulkhead,domain"`, `model = "Bulkhead domain <name>"`,
+///   `interrupt-parent = <&gic>` ([`GIC_PHANDLE`]).
 /// * `/chosen`: `bootargs`, `bulkhead,domain-name` and, when the domain has a
 ///   console, `stdout-path` naming its node: the virtual console if the
 ///   domain has one, otherwise its first passthrough `arm,pl011`.
 /// * `/cpus`: `cpu@N` for each virtual CPU `N`, started through PSCI.
 /// * `memory@<ipa>` for each RAM mapping.
 /// * `/psci`: PSCI 1.0 over HVC (the partitioner implements it).
+/// * `intc@8000000`, the virtual GIC of generation `gic`, with `phandle`
+///   [`GIC_PHANDLE`], `interrupt-controller`, `#interrupt-cells = <3>` and
+///   `#address-cells = <0>` (no `interrupt-map` uses it; dtc wants it).
+///   GICv3: `compatible = "arm,gic-v3"`, `#redistributor-regions = <1>`,
+///   `reg = <GICD, GICR>` where the redistributor region holds one
+///   [`VGICR_STRIDE`] frame pair per vCPU. GICv2:
+///   `compatible = "arm,cortex-a15-gic"`, `reg = <GICD, GICC>`.
+/// * `timer`: `compatible = "arm,armv8-timer"`, `interrupts` = the four
+///   timer PPIs ([`TIMER_INTIDS`]) as `<1 ppi flags>`, flags level-high,
+///   on GICv2 with the CPU mask of the domain's vCPUs in bits \[15:8\].
 /// * `<name>@<ipa>` for each passthrough device, with its `compatible`,
 ///   `reg` and, for each SPI, `interrupts = <0 spi 4>` (level, active high).
 /// * `uart@<ipa>` for the virtual console: a PL011.
-pub fn domain_tree(plan: &DomainPlan, out: &mut [u8]) -> Result<usize, DtbError> {
+pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result<usize, DtbError> {
     let cap = out.len().min(DTB_MAX);
     let mut w = FdtWriter::new(&mut out[..cap])?;
     let domain = plan.name.as_str();
@@ -410,8 +436,8 @@ pub fn domain_tree(plan: &DomainPlan, out: &mut [u8]) -> Result<usize, DtbError>
     w.prop_u32("#size-cells", 2)?;
     w.prop_str("compatible", "bulkhead,domain")?;
     w.prop_str("model", &name(format_args!("Bulkhead domain {domain}"))?)?;
-    // Interrupt controller, part 1 of 2: `interrupt-parent = <&gic>` goes here
-    // (root properties must precede the child nodes).
+    // Root properties must precede the child nodes.
+    w.prop_u32("interrupt-parent", GIC_PHANDLE)?;
 
     w.begin_node("chosen")?;
     w.prop_str("bootargs", &plan.bootargs)?;
@@ -447,8 +473,8 @@ pub fn domain_tree(plan: &DomainPlan, out: &mut [u8]) -> Result<usize, DtbError>
     w.prop_str("method", "hvc")?;
     w.end_node()?;
 
-    // Interrupt controller, part 2 of 2, and timer: the `intc@<ipa>` node
-    // (with its phandle) and the `timer` node go here.
+    interrupt_controller(&mut w, gic, plan.cpus.len())?;
+    timer(&mut w, gic, plan.cpus.len())?;
 
     for dev in &plan.devices {
         let ipa = dev.mapping.ipa;
@@ -474,6 +500,60 @@ pub fn domain_tree(plan: &DomainPlan, out: &mut [u8]) -> Result<usize, DtbError>
 
     w.end_node()?;
     w.finish()
+}
+
+/// The `intc@<ipa>` node: the domain's virtual GIC.
+fn interrupt_controller(
+    w: &mut FdtWriter<'_>,
+    gic: GicVersion,
+    vcpus: usize,
+) -> Result<(), DtbError> {
+    w.begin_node(&name(format_args!("intc@{VGICD_IPA:x}"))?)?;
+    match gic {
+        GicVersion::V3 => {
+            w.prop_str("compatible", "arm,gic-v3")?;
+            w.prop_u32("#interrupt-cells", 3)?;
+            w.prop_empty("interrupt-controller")?;
+            w.prop_u32("#address-cells", 0)?;
+            w.prop_u32("#redistributor-regions", 1)?;
+            let redist_size = VGICR_STRIDE * vcpus as u64;
+            w.prop_u64s("reg", &[VGICD_IPA, VGICD_SIZE, VGICR_IPA, redist_size])?;
+        }
+        GicVersion::V2 => {
+            w.prop_str("compatible", "arm,cortex-a15-gic")?;
+            w.prop_u32("#interrupt-cells", 3)?;
+            w.prop_empty("interrupt-controller")?;
+            w.prop_u32("#address-cells", 0)?;
+            w.prop_u64s("reg", &[VGICD_IPA, VGICD_SIZE, VGICC_IPA, VGICC_SIZE])?;
+        }
+    }
+    w.prop_u32("phandle", GIC_PHANDLE)?;
+    w.end_node()
+}
+
+/// The `timer` node: the generic timer and its four PPIs.
+fn timer(w: &mut FdtWriter<'_>, gic: GicVersion, vcpus: usize) -> Result<(), DtbError> {
+    let flags = IRQ_TYPE_LEVEL_HIGH | ppi_cpu_mask(gic, vcpus);
+    let mut cells = [0u32; 3 * TIMER_INTIDS.len()];
+    for (spec, intid) in cells.chunks_exact_mut(3).zip(TIMER_INTIDS) {
+        spec.copy_from_slice(&[GIC_PPI, intid - PPI_BASE, flags]);
+    }
+    w.begin_node("timer")?;
+    w.prop_str("compatible", "arm,armv8-timer")?;
+    w.prop_cells("interrupts", &cells)?;
+    w.end_node()
+}
+
+/// GICv2 PPI specifiers carry a mask of the CPU interfaces the PPI is wired
+/// to in bits \[15:8\] (one bit per vCPU, at most 8); GICv3 ones do not.
+fn ppi_cpu_mask(gic: GicVersion, vcpus: usize) -> u32 {
+    match gic {
+        GicVersion::V3 => 0,
+        GicVersion::V2 => {
+            let mask = (1u32 << vcpus.min(8)) - 1;
+            mask << 8
+        }
+    }
 }
 
 /// Path of the node the domain's console is: its virtual console if it has
@@ -613,9 +693,11 @@ mod tests {
         p
     }
 
-    fn generate(plan: &DomainPlan) -> std::vec::Vec<u8> {
+    const GICS: [GicVersion; 2] = [GicVersion::V3, GicVersion::V2];
+
+    fn generate(plan: &DomainPlan, gic: GicVersion) -> std::vec::Vec<u8> {
         let mut buf = vec![0u8; DTB_MAX];
-        let len = domain_tree(plan, &mut buf).expect("tree fits");
+        let len = domain_tree(plan, gic, &mut buf).expect("tree fits");
         buf.truncate(len);
         buf
     }
@@ -679,7 +761,7 @@ mod tests {
     }
 
     /// Checks every node and property of `blob` against `plan`.
-    fn check_tree(plan: &DomainPlan, blob: &[u8]) {
+    fn check_tree(plan: &DomainPlan, gic: GicVersion, blob: &[u8]) {
         let fdt = Fdt::new(blob).expect("valid blob");
         assert_eq!(fdt.total_size(), blob.len());
         check_header(blob);
@@ -694,12 +776,15 @@ mod tests {
                 ("#size-cells", &cells_prop(&[2])[..]),
                 ("compatible", &str_prop("bulkhead,domain")[..]),
                 ("model", &str_prop(&format!("Bulkhead domain {name}"))[..]),
+                ("interrupt-parent", &cells_prop(&[GIC_PHANDLE])[..]),
             ]
         );
         assert_eq!(fdt.root().model(), format!("Bulkhead domain {name}"));
         let mut expected_children = vec!["chosen".to_string(), "cpus".to_string()];
         expected_children.extend(plan.ram.iter().map(|m| format!("memory@{:x}", m.ipa)));
         expected_children.push("psci".into());
+        expected_children.push("intc@8000000".into());
+        expected_children.push("timer".into());
         expected_children.extend(
             plan.devices
                 .iter()
@@ -802,6 +887,8 @@ mod tests {
         assert_eq!(strs(prop(psci, "method")), ["hvc"]);
         assert_eq!(props(psci).len(), 2);
 
+        check_gic(plan, gic, &fdt);
+
         // Passthrough devices.
         for d in &plan.devices {
             let path = format!("/{}@{:x}", d.name, d.mapping.ipa);
@@ -845,10 +932,91 @@ mod tests {
             + 2
             + plan.cpus.len()
             + plan.ram.len()
-            + 1
+            + 3
             + plan.devices.len()
             + usize::from(plan.virtual_console.is_some());
         assert_eq!(fdt.all_nodes().count(), expected_nodes);
+    }
+
+    /// The interrupt controller and timer nodes, and that every interrupt
+    /// specifier resolves to the controller.
+    fn check_gic(plan: &DomainPlan, gic: GicVersion, fdt: &Fdt<'_>) {
+        let vcpus = plan.cpus.len() as u64;
+        let intc = fdt
+            .find_node("/intc@8000000")
+            .expect("interrupt controller");
+        let expected: std::vec::Vec<(&str, std::vec::Vec<u8>)> = match gic {
+            GicVersion::V3 => vec![
+                ("compatible", str_prop("arm,gic-v3")),
+                ("#interrupt-cells", cells_prop(&[3])),
+                ("interrupt-controller", vec![]),
+                ("#address-cells", cells_prop(&[0])),
+                ("#redistributor-regions", cells_prop(&[1])),
+                (
+                    "reg",
+                    [
+                        reg_prop(0x0800_0000, 0x1_0000),
+                        reg_prop(0x080a_0000, 0x2_0000 * vcpus),
+                    ]
+                    .concat(),
+                ),
+                ("phandle", cells_prop(&[GIC_PHANDLE])),
+            ],
+            GicVersion::V2 => vec![
+                ("compatible", str_prop("arm,cortex-a15-gic")),
+                ("#interrupt-cells", cells_prop(&[3])),
+                ("interrupt-controller", vec![]),
+                ("#address-cells", cells_prop(&[0])),
+                (
+                    "reg",
+                    [
+                        reg_prop(0x0800_0000, 0x1_0000),
+                        reg_prop(0x0801_0000, 0x2000),
+                    ]
+                    .concat(),
+                ),
+                ("phandle", cells_prop(&[GIC_PHANDLE])),
+            ],
+        };
+        let got: std::vec::Vec<_> = props(intc)
+            .into_iter()
+            .map(|(n, v)| (n, v.to_vec()))
+            .collect();
+        assert_eq!(got, expected);
+        assert!(children(intc).is_empty());
+        assert_eq!(fdt.find_phandle(GIC_PHANDLE).unwrap().name, "intc@8000000");
+        let reg: std::vec::Vec<_> = intc.reg().unwrap().collect();
+        assert_eq!(reg.len(), 2);
+        assert_eq!(reg[0].starting_address as u64, VGICD_IPA);
+        match gic {
+            GicVersion::V3 => {
+                assert_eq!(reg[1].starting_address as u64, VGICR_IPA);
+                assert_eq!(reg[1].size, Some((VGICR_STRIDE * vcpus) as usize));
+            }
+            GicVersion::V2 => assert_eq!(reg[1].starting_address as u64, VGICC_IPA),
+        }
+
+        // Every node with interrupts (the timer, devices) finds the
+        // controller through the root's interrupt-parent.
+        let root = fdt.find_node("/").unwrap();
+        assert_eq!(root.interrupt_parent().unwrap().name, "intc@8000000");
+
+        let timer = fdt.find_node("/timer").expect("timer");
+        let flags = match gic {
+            GicVersion::V3 => 4,
+            GicVersion::V2 => 4 | (((1u32 << vcpus) - 1) << 8),
+        };
+        assert_eq!(
+            props(timer),
+            [
+                ("compatible", &str_prop("arm,armv8-timer")[..]),
+                (
+                    "interrupts",
+                    &cells_prop(&[1, 13, flags, 1, 14, flags, 1, 11, flags, 1, 10, flags])[..]
+                ),
+            ]
+        );
+        assert!(children(timer).is_empty());
     }
 
     /// Header fields and the block layout.
@@ -886,38 +1054,96 @@ mod tests {
     #[test]
     fn victim_tree() {
         let p = victim();
-        check_tree(&p, &generate(&p));
+        for gic in GICS {
+            check_tree(&p, gic, &generate(&p, gic));
+        }
     }
 
     #[test]
     fn attacker_tree_uses_first_passthrough_pl011() {
         let p = attacker();
-        let blob = generate(&p);
-        check_tree(&p, &blob);
-        let fdt = Fdt::new(&blob).unwrap();
-        let stdout = fdt.chosen().stdout().unwrap();
-        assert_eq!(stdout.name, "uart1@9040000");
+        for gic in GICS {
+            let blob = generate(&p, gic);
+            check_tree(&p, gic, &blob);
+            let fdt = Fdt::new(&blob).unwrap();
+            let stdout = fdt.chosen().stdout().unwrap();
+            assert_eq!(stdout.name, "uart1@9040000");
+            assert_eq!(
+                stdout.reg().unwrap().next().unwrap().starting_address as u64,
+                0x0904_0000
+            );
+            assert_eq!(cells(prop(stdout, "interrupts")), [0, 8, 4]);
+            let gpio = fdt.find_node("/gpio@9030000").unwrap();
+            assert_eq!(
+                cells(prop(gpio, "interrupts")),
+                [0, 7, 4, 0, 9, 4, 0, 11, 4]
+            );
+            let uart2 = fdt.find_node("/uart2@9050000").unwrap();
+            assert!(uart2.property("interrupts").is_none());
+        }
+    }
+
+    #[test]
+    fn gic_generations_differ_only_in_the_controller_and_timer_flags() {
+        let p = victim(); // two vCPUs
+        let v3 = generate(&p, GicVersion::V3);
+        let v2 = generate(&p, GicVersion::V2);
+        let (f3, f2) = (Fdt::new(&v3).unwrap(), Fdt::new(&v2).unwrap());
+        let timer3 = cells(prop(f3.find_node("/timer").unwrap(), "interrupts"));
+        let timer2 = cells(prop(f2.find_node("/timer").unwrap(), "interrupts"));
+        assert_eq!(timer3, [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
+        // GICv2: CPU mask 0b11 (two vCPUs) in bits [15:8].
         assert_eq!(
-            stdout.reg().unwrap().next().unwrap().starting_address as u64,
-            0x0904_0000
+            timer2,
+            [1, 13, 0x304, 1, 14, 0x304, 1, 11, 0x304, 1, 10, 0x304]
         );
-        let gpio = fdt.find_node("/gpio@9030000").unwrap();
-        assert_eq!(
-            cells(prop(gpio, "interrupts")),
-            [0, 7, 4, 0, 9, 4, 0, 11, 4]
-        );
-        let uart2 = fdt.find_node("/uart2@9050000").unwrap();
-        assert!(uart2.property("interrupts").is_none());
+        // The virtual timer is the third specifier: PPI 11 = INTID 27.
+        assert_eq!(timer3[7] + 16, VTIMER_INTID);
+        let intc3 = f3.find_node("/intc@8000000").unwrap();
+        let intc2 = f2.find_node("/intc@8000000").unwrap();
+        assert_eq!(intc3.compatible().unwrap().first(), "arm,gic-v3");
+        assert_eq!(intc2.compatible().unwrap().first(), "arm,cortex-a15-gic");
+        assert!(intc2.property("#redistributor-regions").is_none());
+        // One redistributor frame pair per vCPU.
+        let redist = intc3.reg().unwrap().nth(1).unwrap();
+        assert_eq!(redist.size, Some(2 * 0x2_0000));
+        // Everything else is the same.
+        for path in [
+            "/chosen",
+            "/cpus",
+            "/memory@40000000",
+            "/psci",
+            "/rtc@9010000",
+        ] {
+            let a: std::vec::Vec<_> = props(f3.find_node(path).unwrap());
+            let b: std::vec::Vec<_> = props(f2.find_node(path).unwrap());
+            assert_eq!(a, b, "{path}");
+        }
+    }
+
+    #[test]
+    fn gicv2_cpu_mask_covers_every_vcpu() {
+        for n in 1..=MAX_CPUS {
+            let p = plan("m", n, &[ram(0x4000_0000, 0, MIB)], &[]);
+            let blob = generate(&p, GicVersion::V2);
+            check_tree(&p, GicVersion::V2, &blob);
+            let fdt = Fdt::new(&blob).unwrap();
+            let spec = cells(prop(fdt.find_node("/timer").unwrap(), "interrupts"));
+            let mask = (1u32 << n) - 1;
+            assert!(spec.chunks(3).all(|s| s[2] == (mask << 8) | 4), "{n} vCPUs");
+        }
     }
 
     #[test]
     fn virtual_console_wins_over_passthrough_uart() {
         let mut p = attacker();
         p.virtual_console = Some(0x0a00_0000);
-        let blob = generate(&p);
-        check_tree(&p, &blob);
-        let fdt = Fdt::new(&blob).unwrap();
-        assert_eq!(fdt.chosen().stdout().unwrap().name, "uart@a000000");
+        for gic in GICS {
+            let blob = generate(&p, gic);
+            check_tree(&p, gic, &blob);
+            let fdt = Fdt::new(&blob).unwrap();
+            assert_eq!(fdt.chosen().stdout().unwrap().name, "uart@a000000");
+        }
     }
 
     #[test]
@@ -928,54 +1154,62 @@ mod tests {
             &[ram(0x4000_0000, 0x5000_0000, MIB)],
             &[device("virtio0", "virtio,mmio", 0x0a00_0000, 0x200, &[16])],
         );
-        let blob = generate(&p);
-        check_tree(&p, &blob);
-        let fdt = Fdt::new(&blob).unwrap();
-        assert!(fdt
-            .find_node("/chosen")
-            .unwrap()
-            .property("stdout-path")
-            .is_none());
+        for gic in GICS {
+            let blob = generate(&p, gic);
+            check_tree(&p, gic, &blob);
+            let fdt = Fdt::new(&blob).unwrap();
+            assert!(fdt
+                .find_node("/chosen")
+                .unwrap()
+                .property("stdout-path")
+                .is_none());
+        }
     }
 
     #[test]
     fn biggest_plan_fits() {
         let p = biggest();
-        let blob = generate(&p);
-        check_tree(&p, &blob);
-        assert!(blob.len() <= DTB_MAX);
-        // A larger buffer does not let the tree grow past DTB_MAX.
-        let mut big = vec![0u8; 4 * DTB_MAX];
-        let len = domain_tree(&p, &mut big).unwrap();
-        assert_eq!(&big[..len], &blob[..]);
+        for gic in GICS {
+            let blob = generate(&p, gic);
+            check_tree(&p, gic, &blob);
+            assert!(blob.len() <= DTB_MAX);
+            // A larger buffer does not let the tree grow past DTB_MAX.
+            let mut big = vec![0u8; 4 * DTB_MAX];
+            let len = domain_tree(&p, gic, &mut big).unwrap();
+            assert_eq!(&big[..len], &blob[..]);
+        }
     }
 
     #[test]
     fn every_short_buffer_is_rejected() {
         for p in [victim(), attacker()] {
-            let blob = generate(&p);
-            for size in 0..blob.len() {
-                let mut buf = vec![0u8; size];
-                assert_eq!(
-                    domain_tree(&p, &mut buf),
-                    Err(DtbError::BufferTooSmall),
-                    "size {size}"
-                );
+            for gic in GICS {
+                let blob = generate(&p, gic);
+                for size in 0..blob.len() {
+                    let mut buf = vec![0u8; size];
+                    assert_eq!(
+                        domain_tree(&p, gic, &mut buf),
+                        Err(DtbError::BufferTooSmall),
+                        "size {size}"
+                    );
+                }
+                let mut exact = vec![0u8; blob.len()];
+                assert_eq!(domain_tree(&p, gic, &mut exact), Ok(blob.len()));
+                assert_eq!(exact, blob);
             }
-            let mut exact = vec![0u8; blob.len()];
-            assert_eq!(domain_tree(&p, &mut exact), Ok(blob.len()));
-            assert_eq!(exact, blob);
         }
     }
 
     #[test]
     fn output_is_deterministic_and_ignores_stale_buffer_contents() {
         let p = attacker();
-        let mut a = vec![0u8; DTB_MAX];
-        let mut b = vec![0xa5u8; DTB_MAX];
-        let la = domain_tree(&p, &mut a).unwrap();
-        let lb = domain_tree(&p, &mut b).unwrap();
-        assert_eq!(a[..la], b[..lb]);
+        for gic in GICS {
+            let mut a = vec![0u8; DTB_MAX];
+            let mut b = vec![0xa5u8; DTB_MAX];
+            let la = domain_tree(&p, gic, &mut a).unwrap();
+            let lb = domain_tree(&p, gic, &mut b).unwrap();
+            assert_eq!(a[..la], b[..lb]);
+        }
     }
 
     #[test]
@@ -1078,7 +1312,9 @@ mod tests {
         let mut p = victim();
         p.bootargs = "a\0b".try_into().unwrap();
         let mut buf = vec![0u8; DTB_MAX];
-        assert_eq!(domain_tree(&p, &mut buf), Err(DtbError::InvalidString));
+        for gic in GICS {
+            assert_eq!(domain_tree(&p, gic, &mut buf), Err(DtbError::InvalidString));
+        }
     }
 
     #[test]
@@ -1119,8 +1355,7 @@ mod tests {
     }
 
     /// Decompiles `blob` with `dtc`; `None` when dtc cannot be run. Fails
-    /// the test if dtc rejects the blob or warns about anything but the
-    /// interrupt parent (there is no interrupt-controller node yet).
+    /// the test if dtc rejects the blob or prints any diagnostic at all.
     fn dtc_decompile(blob: &[u8], tag: &str) -> Option<String> {
         use std::process::Command;
         let path = std::env::temp_dir().join(format!(
@@ -1145,12 +1380,10 @@ mod tests {
             out.status.success(),
             "dtc rejected the {tag} blob: {stderr}"
         );
-        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-            assert!(
-                line.contains("(interrupts_property)") && line.contains("Missing interrupt-parent"),
-                "unexpected dtc diagnostic for the {tag} blob: {line}"
-            );
-        }
+        assert!(
+            stderr.trim().is_empty(),
+            "dtc diagnostics for the {tag} blob:\n{stderr}"
+        );
         Some(String::from_utf8(out.stdout).unwrap())
     }
 
@@ -1158,11 +1391,13 @@ mod tests {
     #[test]
     fn dtc_decompiles_the_blobs() {
         for (tag, p) in [("victim", victim()), ("biggest", biggest())] {
-            if dtc_decompile(&generate(&p), tag).is_none() {
-                return;
+            for gic in GICS {
+                if dtc_decompile(&generate(&p, gic), &format!("{tag}-{gic:?}")).is_none() {
+                    return;
+                }
             }
         }
-        let Some(dts) = dtc_decompile(&generate(&attacker()), "attacker") else {
+        let Some(dts) = dtc_decompile(&generate(&attacker(), GicVersion::V3), "attacker") else {
             return;
         };
         for line in [
@@ -1188,6 +1423,18 @@ mod tests {
             "uart1@9040000 {",
             "uart2@9050000 {",
             "compatible = \"arm,pl011\";",
+            "interrupt-parent = <0x01>;",
+            "intc@8000000 {",
+            "compatible = \"arm,gic-v3\";",
+            "#interrupt-cells = <0x03>;",
+            "interrupt-controller;",
+            "#address-cells = <0x00>;",
+            "#redistributor-regions = <0x01>;",
+            "reg = <0x00 0x8000000 0x00 0x10000 0x00 0x80a0000 0x00 0x20000>;",
+            "phandle = <0x01>;",
+            "timer {",
+            "compatible = \"arm,armv8-timer\";",
+            "interrupts = <0x01 0x0d 0x04 0x01 0x0e 0x04 0x01 0x0b 0x04 0x01 0x0a 0x04>;",
         ] {
             assert!(dts.contains(line), "dtc output lacks {line:?}:\n{dts}");
         }

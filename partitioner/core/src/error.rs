@@ -276,6 +276,14 @@ pub enum Error {
         other: Item,
         other_range: Range,
     },
+    /// A region or device is mapped where the virtual GIC sits in guest
+    /// space (`part` of [`crate::plan::vgic_window`], either GIC version).
+    VgicOverlap {
+        at: Site,
+        range: Range,
+        part: &'static str,
+        window: Range,
+    },
 }
 
 impl Error {
@@ -327,6 +335,7 @@ impl Error {
             Error::UnknownFaultPolicy { .. } => "unknown-fault-policy",
             Error::UnknownConsole { .. } => "unknown-console",
             Error::ConsoleOverlap { .. } => "console-overlap",
+            Error::VgicOverlap { .. } => "vgic-overlap",
         }
     }
 
@@ -375,6 +384,7 @@ impl Error {
         "unknown-fault-policy",
         "unknown-console",
         "console-overlap",
+        "vgic-overlap",
     ];
 
     /// Where the error was found (`None` for a malformed blob).
@@ -418,7 +428,8 @@ impl Error {
             | Error::EntryMisaligned { at, .. }
             | Error::UnknownFaultPolicy { at, .. }
             | Error::UnknownConsole { at, .. }
-            | Error::ConsoleOverlap { at, .. } => at,
+            | Error::ConsoleOverlap { at, .. }
+            | Error::VgicOverlap { at, .. } => at,
         })
     }
 
@@ -550,7 +561,7 @@ impl Error {
             }
             Error::UnknownFaultPolicy { value, .. } => write!(
                 f,
-                "unknown fault policy \"{value}\" (expected \"inject-abort\" or \"stop\")"
+                "unknown fault policy \"{value}\" (expected \"inject-abort\", \"stop\" or \"restart\")"
             ),
             Error::UnknownConsole { value, .. } => write!(
                 f,
@@ -561,6 +572,12 @@ impl Error {
                 "virtual console {} overlaps {other} at {}",
                 R(*console),
                 R(*other_range)
+            ),
+            Error::VgicOverlap { range, part, window, .. } => write!(
+                f,
+                "guest range {} overlaps the virtual GIC {part} at {}",
+                R(*range),
+                R(*window)
             ),
         }
     }

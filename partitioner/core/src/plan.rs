@@ -20,15 +20,24 @@ pub const MAX_IRQS: usize = 4;
 pub const MAX_NAME: usize = 31;
 
 /// What a domain's fault policy does when the domain touches an address it
-/// does not own.
+/// does not own, or crashes in a way that cannot be reflected to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultPolicy {
     /// Inject a synchronous external abort: the domain's own handler runs,
-    /// exactly as for a bus error on real hardware. (Default.)
+    /// exactly as for a bus error on real hardware. (Default.) A crash that
+    /// cannot be reflected stops the domain.
     InjectAbort,
     /// Stop every core of the domain.
     Stop,
+    /// Restart the domain: its memory zeroed, its image reloaded from the
+    /// pristine copy, its first core restarted (up to [`RESTART_LIMIT`]
+    /// times, then it stops).
+    Restart,
 }
+
+/// How many times a domain may be restarted (by its own SYSTEM_RESET or by
+/// the `restart` fault policy) before the partitioner stops it for good.
+pub const RESTART_LIMIT: u32 = 8;
 
 /// The kind of memory a stage-2 mapping gives the domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +152,10 @@ pub const VGICC_SIZE: u64 = 0x2000;
 pub fn vgic_window(version: GicVersion, vcpus: usize) -> [crate::board::Range; 2] {
     use crate::board::Range;
     match version {
-        GicVersion::V2 => [Range::new(VGICD_IPA, VGICD_SIZE), Range::new(VGICC_IPA, VGICC_SIZE)],
+        GicVersion::V2 => [
+            Range::new(VGICD_IPA, VGICD_SIZE),
+            Range::new(VGICC_IPA, VGICC_SIZE),
+        ],
         GicVersion::V3 => [
             Range::new(VGICD_IPA, VGICD_SIZE),
             Range::new(VGICR_IPA, VGICR_STRIDE * vcpus as u64),

@@ -88,9 +88,12 @@ pub fn sctlr_el2_mmu_on() -> u64 {
 pub const SCTLR_EL1_RESET: u64 =
     (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
 
-/// CNTHCTL_EL2: EL1 may read the physical counter and use the physical timer.
-/// (Revisited with the timer work: each domain is meant to use its virtual timer.)
-pub const CNTHCTL_EL2: u64 = 0b11;
+/// CNTHCTL_EL2: EL1 may read the physical counter (EL1PCTEN) but not use
+/// the physical timer (EL1PCEN clear: its registers trap to EL2, where they
+/// read as zero and ignore writes). Each domain uses its EL1 virtual timer,
+/// whose interrupt is passed to the vCPU; with CNTVOFF_EL2 = 0 the virtual
+/// counter equals the physical one, so every domain sees the machine's time.
+pub const CNTHCTL_EL2: u64 = 0b01;
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,8 @@ use crate::board::{Board, DeviceUse, Range};
 use crate::config::{self, Config, Console, DeviceConfig, DeviceSource, DomainConfig, Placement};
 use crate::error::{bounded, path, Name};
 use crate::plan::{
-    DevicePlan, DomainPlan, Mapping, MemKind, Plan, MAX_CPUS, MAX_DEVICES, MAX_DOMAINS, MAX_IRQS,
-    MAX_REGIONS, VIRTUAL_CONSOLE_IPA,
+    vgic_window, DevicePlan, DomainPlan, GicVersion, Mapping, MemKind, Plan, MAX_CPUS, MAX_DEVICES,
+    MAX_DOMAINS, MAX_IRQS, MAX_REGIONS, VIRTUAL_CONSOLE_IPA,
 };
 use heapless::Vec;
 
@@ -43,6 +43,19 @@ pub const DTB_RESERVED: u64 = crate::dtb::DTB_RESERVED;
 
 fn ipa_in_range(range: &Range) -> bool {
     range.end().is_some_and(|end| end <= IPA_LIMIT)
+}
+
+/// The guest ranges the virtual GIC of a domain with `vcpus` vCPUs may
+/// occupy, named: the union of its GICv2 and GICv3 windows
+/// ([`vgic_window`]), since the board's GIC generation is only known at boot.
+pub fn vgic_parts(vcpus: usize) -> [(Range, &'static str); 3] {
+    let [distributor, cpu_interface] = vgic_window(GicVersion::V2, vcpus);
+    let [_, redistributors] = vgic_window(GicVersion::V3, vcpus);
+    [
+        (distributor, "distributor"),
+        (cpu_interface, "CPU interface (GICv2)"),
+        (redistributors, "redistributors (GICv3)"),
+    ]
 }
 
 /// Where the partitioner itself lives.
@@ -217,6 +230,7 @@ impl Resolver<'_, '_, '_> {
         self.allocate(&mut states);
         self.check_devices(&mut states);
         self.check_consoles(&states);
+        self.check_vgic(&states);
         self.check_entries(&mut states, image_size);
         if !self.errors.is_empty() {
             return None;
@@ -661,15 +675,7 @@ impl Resolver<'_, '_, '_> {
         dev: &DeviceState,
         state: &DomainState,
     ) -> bool {
-        let configured = self.domain(d).and_then(|c| c.devices.get(i));
-        let prop = match configured {
-            Some(c) if c.guest.is_some() => "guest-address",
-            Some(DeviceConfig {
-                source: DeviceSource::Board(_),
-                ..
-            }) => "board-device",
-            _ => "physical-address",
-        };
+        let prop = self.device_guest_prop(d, i);
         let ipa = dev.mapping.ipa_range();
         let mut ok = true;
         for (r, rs) in state.regions.iter().enumerate() {
@@ -700,6 +706,19 @@ impl Resolver<'_, '_, '_> {
             }
         }
         ok
+    }
+
+    /// The property that decides where device `i` of domain `d` sits in
+    /// guest space.
+    fn device_guest_prop(&self, d: usize, i: usize) -> &'static str {
+        match self.domain(d).and_then(|c| c.devices.get(i)) {
+            Some(c) if c.guest.is_some() => "guest-address",
+            Some(DeviceConfig {
+                source: DeviceSource::Board(_),
+                ..
+            }) => "board-device",
+            _ => "physical-address",
+        }
     }
 
     /// MMIO ownership: a physical page belongs to one device of one domain.
@@ -844,6 +863,42 @@ impl Resolver<'_, '_, '_> {
                         console,
                         other: Item::Device(bounded(self.device_name(d, i))),
                         other_range: dev.mapping.ipa_range(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The virtual GIC's guest window is free in every domain: no region or
+    /// device of it overlaps [`vgic_parts`] (both GIC generations).
+    fn check_vgic(&mut self, states: &[DomainState]) {
+        for (d, state) in states.iter().enumerate() {
+            let vcpus = self
+                .domain(d)
+                .and_then(|c| c.cpus.as_ref())
+                .map_or(0, |c| c.len());
+            let parts = vgic_parts(vcpus);
+            let hit = |range: &Range| parts.iter().find(|(w, _)| w.overlaps(range)).copied();
+            for (r, rs) in state.regions.iter().enumerate() {
+                let Some(rs) = rs else { continue };
+                if let Some((window, part)) = hit(&rs.ipa) {
+                    self.errors.push(Error::VgicOverlap {
+                        at: self.region_site(d, r, Some("guest-address")),
+                        range: rs.ipa,
+                        part,
+                        window,
+                    });
+                }
+            }
+            for (i, dev) in state.devices.iter().enumerate() {
+                let Some(dev) = dev else { continue };
+                let range = dev.mapping.ipa_range();
+                if let Some((window, part)) = hit(&range) {
+                    self.errors.push(Error::VgicOverlap {
+                        at: self.device_site(d, i, Some(self.device_guest_prop(d, i))),
+                        range,
+                        part,
+                        window,
                     });
                 }
             }
@@ -1389,6 +1444,12 @@ mod tests {
                     d.at("memory", |m| m.child(region("low", 0x0900_0000, 0x1000)))
                 })),
             ),
+            (
+                "vgic-overlap",
+                b(at_probe(|d| {
+                    d.at("memory", |m| m.child(region("low", 0x0800_0000, 0x1000)))
+                })),
+            ),
         ]
     }
 
@@ -1612,6 +1673,59 @@ mod tests {
                 MemKind::Device
             ]
         );
+    }
+
+    #[test]
+    fn the_virtual_gic_window_is_free_in_every_domain() {
+        let low = |guest: u64, size: u64| {
+            at_probe(|d| d.at("memory", |m| m.child(region("low", guest, size))))
+        };
+        let msg = expect_only(&low(0x0800_f000, 0x1000), "vgic-overlap");
+        assert_eq!(
+            msg,
+            "domain \"probe\": /domains/probe/memory/low/guest-address: guest range 0x800f000..0x8010000 overlaps the virtual GIC distributor at 0x8000000..0x8010000"
+        );
+        // Both generations' windows count: GICv2's CPU interface...
+        let msg = expect_only(&low(0x0801_1000, 0x1000), "vgic-overlap");
+        assert!(
+            msg.ends_with("CPU interface (GICv2) at 0x8010000..0x8012000"),
+            "{msg}"
+        );
+        // ...and GICv3's redistributors, one 128 KiB pair per vCPU.
+        let msg = expect_only(&low(0x080b_f000, 0x1000), "vgic-overlap");
+        assert!(
+            msg.ends_with("redistributors (GICv3) at 0x80a0000..0x80c0000"),
+            "{msg}"
+        );
+        assert!(
+            run(&low(0x080c_0000, 0x1000)).is_ok(),
+            "past probe's one vCPU"
+        );
+        let two = low(0x080c_0000, 0x1000).at("domains/probe", |d| d.cells("cpus", &[1, 2]));
+        let msg = expect_only(&two, "vgic-overlap");
+        assert!(
+            msg.ends_with("redistributors (GICv3) at 0x80a0000..0x80e0000"),
+            "{msg}"
+        );
+        // Around and between the parts is free.
+        assert!(run(&low(0x07e0_0000, 2 * MIB)).is_ok());
+        assert!(run(&low(0x0801_2000, 0x8_e000)).is_ok());
+        expect_only(&low(0x07e0_0000, 2 * MIB + 0x1000), "vgic-overlap");
+        // Devices too, reported at the property that placed them.
+        let dev = at_probe(|d| {
+            d.child(node("devices").child(
+                explicit("clock", 0x0901_0000, 0x1000, &[]).u64("guest-address", 0x0801_0000),
+            ))
+        });
+        let msg = expect_only(&dev, "vgic-overlap");
+        assert!(
+            msg.starts_with("domain \"probe\": /domains/probe/devices/clock/guest-address: guest range 0x8010000..0x8011000"),
+            "{msg}"
+        );
+        // Every domain is checked.
+        let hello = at_hello(|d| d.at("memory", |m| m.child(region("gic", 0x080a_0000, 0x1000))));
+        let msg = expect_only(&hello, "vgic-overlap");
+        assert!(msg.starts_with("domain \"hello\""), "{msg}");
     }
 
     #[test]

@@ -1,41 +1,50 @@
-//! Domains at run time: loading them, starting their cores, and everything
-//! that happens when one of them traps: the virtual console, PSCI calls,
-//! faults on addresses it does not own (reflected as a synchronous external
-//! abort or stopping the domain, per its fault policy).
+//! Domains at run time: loading them, starting and stopping their cores,
+//! restarting them, and dispatching everything a domain traps for (the
+//! virtual console, the virtual GIC, PSCI calls, faults on addresses it does
+//! not own).
 
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
     FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SCTLR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
 };
 use bulkhead_core::package::Package;
-use bulkhead_core::plan::{DomainPlan, FaultPolicy, Plan, MAX_CPUS, MAX_DOMAINS};
+use bulkhead_core::plan::{
+    DomainPlan, FaultPolicy, GicVersion, Plan, MAX_CPUS, MAX_DOMAINS, RESTART_LIMIT,
+};
 use bulkhead_core::trap::{self, Exit, Syndrome};
 use bulkhead_core::vconsole::VirtualConsole;
 use bulkhead_core::{dtb, stage2, sysregs};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use log::{error, info, warn};
 use spin::{Mutex, Once};
 
 use crate::exceptions::TrapFrame;
-use crate::{boot, mmu, psci};
+use crate::{boot, gic, irq, mmu, psci};
 
 static PLAN: Once<Plan> = Once::new();
+static PACKAGE: Once<Package<'static>> = Once::new();
 /// Stage-2 root of each domain.
 static ROOTS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAINS];
 /// Guest address of each domain's device tree.
 static DTBS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAINS];
+/// Restarts so far.
+static RESTARTS: [AtomicU32; MAX_DOMAINS] = [const { AtomicU32::new(0) }; MAX_DOMAINS];
 
 /// What each physical core runs: domain index + 1 (0 = none) and vCPU index.
 static CORE_DOMAIN: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 static CORE_VCPU: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 
 /// Power state of each core's vCPU.
-const OFF: usize = 0;
-const ON_PENDING: usize = 1;
-const ON: usize = 2;
+pub const OFF: usize = 0;
+pub const ON_PENDING: usize = 1;
+pub const ON: usize = 2;
 static CORE_STATE: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(OFF) }; MAX_CPUS];
 /// Entry point and context id a guest's PSCI CPU_ON gave a vCPU.
 static CORE_START: [Mutex<(u64, u64)>; MAX_CPUS] = [const { Mutex::new((0, 0)) }; MAX_CPUS];
+/// A request another core left for this one (see [`kick`]).
+const REQ_NONE: usize = 0;
+const REQ_STOP: usize = 1;
+static CORE_REQUEST: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(REQ_NONE) }; MAX_CPUS];
 
 /// Mutable per-domain state.
 struct DomainState {
@@ -58,9 +67,8 @@ static STATE: [Mutex<DomainState>; MAX_DOMAINS] = [const {
     })
 }; MAX_DOMAINS];
 
-fn plan() -> &'static Plan {
-    PLAN.get()
-        .expect("traps only come from domains, which start after the plan is set")
+pub fn plan() -> &'static Plan {
+    PLAN.get().expect("domains run only after the plan is set")
 }
 
 /// Milliseconds since reset, from the physical counter (which starts at reset).
@@ -75,20 +83,25 @@ pub fn ms_since_reset() -> (u64, u64) {
 ///
 /// # Safety
 /// `[pa, pa + len)` must be RAM mapped read/write at EL2 that nothing else
-/// uses while the slice lives (domain memory before its domain starts).
+/// uses while the slice lives (domain memory while its domain is not running).
 unsafe fn phys_mut(pa: u64, len: u64) -> &'static mut [u8] {
     // SAFETY: guaranteed by the caller.
     unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, len as usize) }
 }
 
 /// Build every domain's stage 2, load its image and device tree.
-pub fn setup(plan: Plan, pkg: &Package) {
+pub fn setup(plan: Plan, pkg: Package<'static>, gic: GicVersion) {
     let plan = PLAN.call_once(|| plan);
+    PACKAGE.call_once(|| pkg);
     let board = crate::board();
     for (i, d) in plan.domains.iter().enumerate() {
         let root = {
             let mut alloc = mmu::PoolAlloc::lock();
-            match stage2::build(d, &mut alloc) {
+            let tables = stage2::build(d, &mut alloc).and_then(|mut t| {
+                irq::map_virtual_cpu_interface(&mut t, &mut alloc)?;
+                Ok(t)
+            });
+            match tables {
                 Ok(t) => t.root,
                 Err(e) => crate::fatal(format_args!(
                     "domain \"{}\": cannot build its stage-2 tables: {e:?}",
@@ -101,44 +114,8 @@ pub fn setup(plan: Plan, pkg: &Package) {
             CORE_DOMAIN[c].store(i + 1, Ordering::Release);
             CORE_VCPU[c].store(v, Ordering::Release);
         }
-        // Zero all of the domain's RAM, then copy its image to its entry point.
-        for m in d.ram.iter() {
-            // SAFETY: validation proved every RAM mapping lies in board RAM,
-            // outside the partitioner and every other domain; the domain has
-            // not started, so nothing else touches it.
-            unsafe { phys_mut(m.pa, m.size) }.fill(0);
-        }
-        let image = pkg.image(&d.name).unwrap_or(&[]);
-        let load = d.ram_at(d.entry).map(|m| m.pa + (d.entry - m.ipa));
-        let Some(load) = load else {
-            crate::fatal(format_args!(
-                "domain \"{}\": entry point outside its RAM",
-                d.name
-            ));
-        };
-        // SAFETY: validation proved the image fits between the entry point and
-        // the end of the RAM mapping that holds it.
-        unsafe { phys_mut(load, image.len() as u64) }.copy_from_slice(image);
-        let mut buf = [0u8; dtb::DTB_MAX];
-        let tree = dtb::domain_tree(d, &mut buf);
-        match (tree, dtb::dtb_ipa(d)) {
-            (Ok(len), Some(ipa)) => {
-                let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
-                // SAFETY: `dtb_ipa` places the tree inside the RAM mapping of
-                // the entry point, above the image; it is domain RAM as above.
-                unsafe { phys_mut(pa, len as u64) }.copy_from_slice(&buf[..len]);
-                DTBS[i].store(ipa, Ordering::Release);
-            }
-            (tree, ipa) => crate::fatal(format_args!(
-                "domain \"{}\": cannot place its device tree ({:?}, {:?})",
-                d.name,
-                tree.err(),
-                ipa
-            )),
-        }
-        for m in d.ram.iter() {
-            mmu::clean_to_poc(m.pa, m.size);
-        }
+        irq::init_domain(i, d);
+        load(i, d, gic);
         let cores: heapless::Vec<u64, MAX_CPUS> = d.cpus.iter().map(|&c| board.cpus[c]).collect();
         info!(
             "domain \"{}\": VMID {}, cores {:?}, {} RAM region(s), {} device(s), image {} bytes, fault policy {}",
@@ -147,19 +124,16 @@ pub fn setup(plan: Plan, pkg: &Package) {
             cores.as_slice(),
             d.ram.len(),
             d.devices.len(),
-            image.len(),
-            match d.fault_policy {
-                FaultPolicy::InjectAbort => "inject-abort",
-                FaultPolicy::Stop => "stop",
-            }
+            d.image_size,
+            policy_name(d.fault_policy)
         );
         for m in d.mappings() {
+            let kind = match m.kind {
+                bulkhead_core::plan::MemKind::Ram => "RAM",
+                bulkhead_core::plan::MemKind::Device => "device",
+            };
             info!(
-                "  {:>6} IPA {:#011x}..{:#011x} -> PA {:#011x}",
-                match m.kind {
-                    bulkhead_core::plan::MemKind::Ram => "RAM",
-                    bulkhead_core::plan::MemKind::Device => "device",
-                },
+                "  {kind:>6} IPA {:#011x}..{:#011x} -> PA {:#011x}",
                 m.ipa,
                 m.ipa + m.size,
                 m.pa
@@ -172,8 +146,59 @@ pub fn setup(plan: Plan, pkg: &Package) {
     );
 }
 
-/// Start each domain's first vCPU; this core then runs its own vCPU, waits
-/// for a CPU_ON, or powers off.
+fn policy_name(p: FaultPolicy) -> &'static str {
+    match p {
+        FaultPolicy::InjectAbort => "inject-abort",
+        FaultPolicy::Stop => "stop",
+        FaultPolicy::Restart => "restart",
+    }
+}
+
+/// Put a domain's memory in its boot state: all RAM zeroed, the image copied
+/// from the package (which is read-only, so always pristine) to its entry
+/// point, its device tree at the top of its entry region.
+fn load(i: usize, d: &DomainPlan, gic: GicVersion) {
+    for m in d.ram.iter() {
+        // SAFETY: validation proved every RAM mapping lies in board RAM,
+        // outside the partitioner and every other domain; the domain is not
+        // running (not yet started, or all its cores are off), so nothing
+        // else touches it.
+        unsafe { phys_mut(m.pa, m.size) }.fill(0);
+    }
+    let pkg = PACKAGE.get().expect("set before any load");
+    let image = pkg.image(&d.name).unwrap_or(&[]);
+    let Some(load) = d.ram_at(d.entry).map(|m| m.pa + (d.entry - m.ipa)) else {
+        crate::fatal(format_args!(
+            "domain \"{}\": entry point outside its RAM",
+            d.name
+        ));
+    };
+    // SAFETY: validation proved the image fits between the entry point and
+    // the end of the RAM mapping that holds it.
+    unsafe { phys_mut(load, image.len() as u64) }.copy_from_slice(image);
+    let mut buf = [0u8; dtb::DTB_MAX];
+    match (dtb::domain_tree(d, gic, &mut buf), dtb::dtb_ipa(d)) {
+        (Ok(len), Some(ipa)) => {
+            let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
+            // SAFETY: `dtb_ipa` places the tree inside the RAM mapping of the
+            // entry point, above the image; it is domain RAM as above.
+            unsafe { phys_mut(pa, len as u64) }.copy_from_slice(&buf[..len]);
+            DTBS[i].store(ipa, Ordering::Release);
+        }
+        (tree, ipa) => crate::fatal(format_args!(
+            "domain \"{}\": cannot place its device tree ({:?}, {:?})",
+            d.name,
+            tree.err(),
+            ipa
+        )),
+    }
+    for m in d.ram.iter() {
+        mmu::clean_to_poc(m.pa, m.size);
+    }
+}
+
+/// Start each domain's first vCPU; this core then runs its own vCPU, or
+/// powers off until a domain asks for it.
 pub fn start_all(boot_core: usize) -> ! {
     let board = crate::board();
     for d in plan().domains.iter() {
@@ -194,21 +219,16 @@ pub fn start_all(boot_core: usize) -> ! {
             );
         }
     }
-    idle_or_run(boot_core)
-}
-
-/// Run this core's vCPU if it has been asked to start; otherwise power off.
-fn idle_or_run(core: usize) -> ! {
-    if CORE_STATE[core].load(Ordering::Acquire) == ON_PENDING {
-        launch(core);
+    if CORE_STATE[boot_core].load(Ordering::Acquire) == ON_PENDING {
+        launch(boot_core);
     }
-    if CORE_DOMAIN[core].load(Ordering::Acquire) == 0 {
-        info!("core {core} belongs to no domain: powering it off");
+    if CORE_DOMAIN[boot_core].load(Ordering::Acquire) == 0 {
+        info!("core {boot_core} belongs to no domain: powering it off");
     }
     park()
 }
 
-/// Power this core off for good (or halt it if the firmware refuses).
+/// Power this core off (until a CPU_ON), or halt it if the firmware refuses.
 pub fn park() -> ! {
     let r = psci::cpu_off();
     warn!("PSCI CPU_OFF failed ({r}); halting the core instead");
@@ -234,10 +254,16 @@ pub fn identify_core() -> usize {
     idx
 }
 
-/// Enter this core's vCPU for the first time.
+/// The vCPU state of core `core`.
+pub fn core_state(core: usize) -> usize {
+    CORE_STATE[core].load(Ordering::Acquire)
+}
+
+/// Enter this core's vCPU from reset.
 pub fn launch(core: usize) -> ! {
     let di = CORE_DOMAIN[core].load(Ordering::Acquire);
-    if di == 0 {
+    if di == 0 || CORE_REQUEST[core].swap(REQ_NONE, Ordering::AcqRel) == REQ_STOP {
+        CORE_STATE[core].store(OFF, Ordering::Release);
         park();
     }
     let d = &plan().domains[di - 1];
@@ -267,6 +293,7 @@ pub fn launch(core: usize) -> ! {
         // (the partitioner is built soft-float, so it never touches FP state).
         core::arch::asm!("msr cptr_el2, {}", "isb", in(reg) 0x33ffu64);
     }
+    irq::reset_vcpu();
     mmu::install_stage2(ROOTS[di - 1].load(Ordering::Acquire), d.vmid);
     HCR_EL2.set(sysregs::hcr_el2_guest());
     CORE_STATE[core].store(ON, Ordering::Release);
@@ -284,7 +311,7 @@ fn set_vmpidr(vcpu: u64) {
 }
 
 /// The domain and vCPU running on this core.
-fn current() -> (usize, &'static DomainPlan, usize) {
+pub fn current() -> (usize, &'static DomainPlan, usize) {
     let core = this_core();
     let di = CORE_DOMAIN[core].load(Ordering::Acquire);
     let d = plan()
@@ -292,6 +319,11 @@ fn current() -> (usize, &'static DomainPlan, usize) {
         .get(di.wrapping_sub(1))
         .unwrap_or_else(|| crate::fatal(format_args!("trap on core {core}, which runs no domain")));
     (di - 1, d, CORE_VCPU[core].load(Ordering::Acquire))
+}
+
+/// The physical core of vCPU `vcpu` of domain `d`.
+pub fn core_of(d: &DomainPlan, vcpu: usize) -> Option<usize> {
+    d.cpus.get(vcpu).copied()
 }
 
 /// A synchronous exception from a domain.
@@ -303,46 +335,60 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             write,
             access: Some(a),
             ..
-        } if d
-            .virtual_console
-            .is_some_and(|vc| page_of(fault_ipa()) == vc) =>
-        {
-            let off = fault_ipa() & 0xfff;
-            let mut st = STATE[di].lock();
-            if write {
-                let v = frame.reg(a.reg);
-                st.console
-                    .write(off, v, |line| crate::console::domain_line(&d.name, line));
+        } => {
+            let ipa = fault_ipa();
+            if d.virtual_console.is_some_and(|vc| ipa & !0xfff == vc) {
+                let off = ipa & 0xfff;
+                let mut st = STATE[di].lock();
+                if write {
+                    let v = frame.reg(a.reg);
+                    st.console
+                        .write(off, v, |line| crate::console::domain_line(&d.name, line));
+                } else {
+                    let v = st.console.read(off);
+                    frame.set_reg(a.reg, v);
+                }
+                frame.elr += 4;
+            } else if irq::emulate_mmio(di, d, vcpu, ipa, write, a, frame) {
+                frame.elr += 4;
             } else {
-                let v = st.console.read(off);
-                frame.set_reg(a.reg, v);
+                outside_access(di, d, vcpu, frame, esr);
             }
-            frame.elr += 4;
         }
         Exit::DataAbort { .. } | Exit::InstructionAbort { .. } => {
             outside_access(di, d, vcpu, frame, esr)
         }
-        Exit::Hvc { .. } => guest_call(di, d, frame, "HVC"),
+        Exit::Hvc { .. } => psci::guest_call(di, d, vcpu, frame, "HVC"),
         Exit::Smc { .. } => {
             // A trapped SMC leaves ELR_EL2 on the SMC itself.
             frame.elr += 4;
-            guest_call(di, d, frame, "SMC");
+            psci::guest_call(di, d, vcpu, frame, "SMC");
         }
-        Exit::SysReg { read, reg, .. } => {
-            let mut st = STATE[di].lock();
-            if !st.reported_sysreg {
-                st.reported_sysreg = true;
-                warn!(
-                    "domain \"{}\" core {}: trapped {} at PC {:#x}: ignored{} (reported once)",
-                    d.name,
-                    this_core(),
-                    Syndrome(esr),
-                    frame.elr,
-                    if read { ", reads as zero" } else { "" }
-                );
-            }
-            if read {
-                frame.set_reg(reg, 0);
+        Exit::SysReg {
+            read,
+            reg,
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+        } => {
+            if !irq::emulate_sysreg(di, d, vcpu, read, (op0, op1, crn, crm, op2), frame.reg(reg)) {
+                let mut st = STATE[di].lock();
+                if !st.reported_sysreg {
+                    st.reported_sysreg = true;
+                    warn!(
+                        "domain \"{}\" core {}: trapped {} at PC {:#x}: ignored{} (reported once)",
+                        d.name,
+                        this_core(),
+                        Syndrome(esr),
+                        frame.elr,
+                        if read { ", reads as zero" } else { "" }
+                    );
+                }
+                if read {
+                    frame.set_reg(reg, 0);
+                }
             }
             frame.elr += 4;
         }
@@ -356,13 +402,10 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 esr,
                 frame.elr
             );
-            stop(di, d, "it took an exception the partitioner cannot reflect");
+            crashed(di, d, "it took an exception the partitioner cannot reflect");
         }
     }
-}
-
-fn page_of(a: u64) -> u64 {
-    a & !0xfff
+    irq::flush();
 }
 
 /// The faulting guest-physical address of a stage-2 abort.
@@ -382,6 +425,7 @@ fn outside_access(di: usize, d: &DomainPlan, vcpu: usize, frame: &mut TrapFrame,
     let action = match d.fault_policy {
         FaultPolicy::InjectAbort => "injected synchronous external abort",
         FaultPolicy::Stop => "stopping the domain",
+        FaultPolicy::Restart => "restarting the domain",
     };
     warn!(
         "domain \"{}\" vCPU {} core {}: access outside the domain #{}: IPA {:#x} (VA {:#x}, PC {:#x}): {} [ESR_EL2 {:#x}] -> {}",
@@ -397,123 +441,124 @@ fn outside_access(di: usize, d: &DomainPlan, vcpu: usize, frame: &mut TrapFrame,
             frame.elr = inj.elr_el2;
             frame.spsr = inj.spsr_el2;
         }
-        FaultPolicy::Stop => stop(di, d, "its fault policy is \"stop\""),
+        FaultPolicy::Stop => stop_domain(di, d, "its fault policy is \"stop\""),
+        FaultPolicy::Restart => restart_domain(di, d, "its fault policy is \"restart\""),
     }
 }
 
-/// Stop the domain: this core powers off and its other cores never start.
-fn stop(di: usize, d: &DomainPlan, why: &str) -> ! {
-    STATE[di].lock().stopped = true;
-    for (c, owner) in CORE_DOMAIN.iter().enumerate() {
-        if owner.load(Ordering::Acquire) == di + 1 {
-            CORE_STATE[c].store(OFF, Ordering::Release);
+/// A crash that cannot be reflected: the policy decides, stop by default.
+pub fn crashed(di: usize, d: &DomainPlan, why: &str) -> ! {
+    match d.fault_policy {
+        FaultPolicy::Restart => restart_domain(di, d, why),
+        _ => stop_domain(di, d, why),
+    }
+}
+
+/// Ask every other running core of domain `di` to stop, and wait until they have.
+fn stop_other_cores(d: &DomainPlan) {
+    let me = this_core();
+    let board = crate::board();
+    for &c in d.cpus.iter() {
+        if c == me {
+            continue;
+        }
+        match CORE_STATE[c].load(Ordering::Acquire) {
+            OFF => {}
+            _ => {
+                CORE_REQUEST[c].store(REQ_STOP, Ordering::Release);
+                gic::send_sgi(gic::SGI_KICK, c, board.cpus[c]);
+            }
         }
     }
+    // A kicked core stops at its next exit to EL2, which the kick forces.
+    let start = CNTPCT_EL0.get();
+    let limit = CNTFRQ_EL0.get(); // one second
+    for &c in d.cpus.iter() {
+        while c != me && CORE_STATE[c].load(Ordering::Acquire) != OFF {
+            if CNTPCT_EL0.get() - start > limit {
+                error!(
+                    "domain \"{}\": core {c} did not stop within a second",
+                    d.name
+                );
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Called on a core at every exit: honour a stop request left by another core.
+pub fn check_requests() {
+    let core = this_core();
+    if CORE_REQUEST[core].swap(REQ_NONE, Ordering::AcqRel) == REQ_STOP {
+        irq::clear_vcpu();
+        CORE_STATE[core].store(OFF, Ordering::Release);
+        park();
+    }
+}
+
+/// Stop domain `di` for good: all its cores off.
+pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
+    STATE[di].lock().stopped = true;
+    stop_other_cores(d);
+    irq::reset_domain(di, d);
     warn!(
         "domain \"{}\" stopped: {}; the other domains are unaffected",
         d.name, why
     );
+    irq::clear_vcpu();
+    CORE_STATE[this_core()].store(OFF, Ordering::Release);
     park()
 }
 
-// PSCI and SMCCC function identifiers a domain may call.
-const SMCCC_VERSION: u32 = 0x8000_0000;
-const PSCI_VERSION: u32 = 0x8400_0000;
-const PSCI_CPU_OFF: u32 = 0x8400_0002;
-const PSCI_CPU_ON_32: u32 = 0x8400_0003;
-const PSCI_CPU_ON_64: u32 = 0xc400_0003;
-const PSCI_AFFINITY_INFO_32: u32 = 0x8400_0004;
-const PSCI_AFFINITY_INFO_64: u32 = 0xc400_0004;
-const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
-const PSCI_SYSTEM_RESET: u32 = 0x8400_0009;
-const PSCI_FEATURES: u32 = 0x8400_000a;
-
-const NOT_SUPPORTED: i64 = -1;
-const INVALID_PARAMETERS: i64 = -2;
-const ALREADY_ON: i64 = -4;
-const ON_PENDING_RET: i64 = -5;
-
-fn supported(fid: u32) -> bool {
-    matches!(
-        fid,
-        SMCCC_VERSION
-            | PSCI_VERSION
-            | PSCI_CPU_OFF
-            | PSCI_CPU_ON_32
-            | PSCI_CPU_ON_64
-            | PSCI_AFFINITY_INFO_32
-            | PSCI_AFFINITY_INFO_64
-            | PSCI_SYSTEM_OFF
-            | PSCI_SYSTEM_RESET
-            | PSCI_FEATURES
-    )
-}
-
-/// An HVC or SMC from a domain. Answered here; never forwarded to firmware.
-fn guest_call(di: usize, d: &'static DomainPlan, frame: &mut TrapFrame, conduit: &str) {
-    let fid = frame.x[0] as u32;
-    let ret: i64 = match fid {
-        SMCCC_VERSION => 0x1_0001,
-        PSCI_VERSION => 0x1_0000,
-        PSCI_FEATURES => {
-            if supported(frame.x[1] as u32) {
-                0
-            } else {
-                NOT_SUPPORTED
-            }
-        }
-        PSCI_CPU_ON_32 | PSCI_CPU_ON_64 => cpu_on(d, frame.x[1], frame.x[2], frame.x[3]),
-        PSCI_AFFINITY_INFO_32 | PSCI_AFFINITY_INFO_64 => match vcpu_core(d, frame.x[1]) {
-            Some(c) => {
-                if CORE_STATE[c].load(Ordering::Acquire) == OFF {
-                    1
-                } else {
-                    0
-                }
-            }
-            None => INVALID_PARAMETERS,
-        },
-        PSCI_CPU_OFF => {
-            let core = this_core();
-            CORE_STATE[core].store(OFF, Ordering::Release);
-            info!("domain \"{}\": vCPU on core {} powered off", d.name, core);
-            park();
-        }
-        PSCI_SYSTEM_OFF => stop(di, d, "it asked for SYSTEM_OFF"),
-        PSCI_SYSTEM_RESET => stop(
-            di,
-            d,
-            "it asked for SYSTEM_RESET (restart is not supported yet)",
-        ),
-        _ => {
-            let mut st = STATE[di].lock();
-            if !st.reported_call {
-                st.reported_call = true;
-                warn!(
-                    "domain \"{}\": unsupported {} function {:#010x} at PC {:#x}: answered NOT_SUPPORTED, not forwarded (reported once)",
-                    d.name, conduit, fid, frame.elr
-                );
-            }
-            NOT_SUPPORTED
-        }
-    };
-    frame.x[0] = ret as u64;
-}
-
-/// The physical core behind a domain's virtual MPIDR, if it is one of its own.
-fn vcpu_core(d: &DomainPlan, vmpidr: u64) -> Option<usize> {
-    if vmpidr & !0xff != 0 {
-        return None;
+/// Restart domain `di` from its pristine image; stop it past the limit.
+pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
+    let n = RESTARTS[di].fetch_add(1, Ordering::AcqRel) + 1;
+    if n > RESTART_LIMIT {
+        stop_domain(di, d, "restart limit reached");
     }
-    d.cpus.get(vmpidr as usize).copied()
+    warn!(
+        "domain \"{}\" restarting ({} of at most {}): {}",
+        d.name, n, RESTART_LIMIT, why
+    );
+    stop_other_cores(d);
+    irq::reset_domain(di, d);
+    irq::clear_vcpu();
+    load(di, d, gic::version());
+    {
+        let mut st = STATE[di].lock();
+        st.console = VirtualConsole::new();
+        st.stopped = false;
+    }
+    let me = this_core();
+    for &c in d.cpus.iter() {
+        CORE_STATE[c].store(OFF, Ordering::Release);
+    }
+    let first = d.cpus[0];
+    CORE_STATE[first].store(ON_PENDING, Ordering::Release);
+    if first == me {
+        launch(me);
+    }
+    let r = psci::cpu_on(
+        crate::board().cpus[first],
+        boot::secondary_entry as *const () as u64,
+        first as u64,
+    );
+    if r != 0 {
+        error!(
+            "domain \"{}\": PSCI CPU_ON of core {} failed ({}) while restarting",
+            d.name, first, r
+        );
+    }
+    park()
 }
 
-fn cpu_on(d: &DomainPlan, target: u64, entry: u64, ctx: u64) -> i64 {
-    let Some(core) = vcpu_core(d, target) else {
-        warn!(
-            "domain \"{}\": CPU_ON of vCPU {:#x}, which it does not have: refused",
-            d.name, target
-        );
+/// Start vCPU `vcpu` of domain `d` at `entry` (PSCI CPU_ON from the domain).
+pub fn start_vcpu(d: &DomainPlan, vcpu: usize, entry: u64, ctx: u64) -> i64 {
+    use bulkhead_core::psci::{
+        ALREADY_ON, INVALID_PARAMETERS, ON_PENDING as RET_ON_PENDING, SUCCESS,
+    };
+    let Some(core) = core_of(d, vcpu) else {
         return INVALID_PARAMETERS;
     };
     if d.ram_at(entry).is_none() {
@@ -522,7 +567,7 @@ fn cpu_on(d: &DomainPlan, target: u64, entry: u64, ctx: u64) -> i64 {
     match CORE_STATE[core].compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {}
         Err(ON) => return ALREADY_ON,
-        Err(_) => return ON_PENDING_RET,
+        Err(_) => return RET_ON_PENDING,
     }
     *CORE_START[core].lock() = (entry, ctx);
     let r = psci::cpu_on(
@@ -538,15 +583,38 @@ fn cpu_on(d: &DomainPlan, target: u64, entry: u64, ctx: u64) -> i64 {
         );
         return INVALID_PARAMETERS;
     }
-    0
+    SUCCESS
 }
 
-/// A physical interrupt reached EL2. None is enabled yet, so it is reported.
+/// Turn this core's vCPU off (PSCI CPU_OFF from the domain).
+pub fn stop_this_vcpu(d: &DomainPlan) -> ! {
+    let core = this_core();
+    irq::clear_vcpu();
+    CORE_STATE[core].store(OFF, Ordering::Release);
+    info!("domain \"{}\": vCPU on core {} powered off", d.name, core);
+    park()
+}
+
+/// Report an unsupported call, once per domain.
+pub fn report_call_once(di: usize, d: &DomainPlan, conduit: &str, fid: u32, pc: u64) {
+    let mut st = STATE[di].lock();
+    if !st.reported_call {
+        st.reported_call = true;
+        warn!(
+            "domain \"{}\": unsupported {} function {:#010x} at PC {:#x}: answered NOT_SUPPORTED, not forwarded (reported once)",
+            d.name, conduit, fid, pc
+        );
+    }
+}
+
+/// A physical interrupt reached EL2 while a domain ran.
 pub fn handle_interrupt(_frame: &mut TrapFrame) {
-    warn!("unexpected physical interrupt on core {}", this_core());
+    irq::handle_physical();
+    check_requests();
+    irq::flush();
 }
 
-/// An SError from a domain: it cannot be reflected precisely, so the domain stops.
+/// An SError from a domain: it cannot be reflected precisely.
 pub fn handle_serror(frame: &mut TrapFrame) {
     let (di, d, _) = current();
     error!(
@@ -556,5 +624,5 @@ pub fn handle_serror(frame: &mut TrapFrame) {
         ESR_EL2.get(),
         frame.elr
     );
-    stop(di, d, "it caused an SError");
+    crashed(di, d, "it caused an SError");
 }

@@ -12,6 +12,8 @@ mod boot;
 mod console;
 mod domain;
 mod exceptions;
+mod gic;
+mod irq;
 mod mmu;
 mod psci;
 
@@ -113,7 +115,19 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         );
         refuse()
     }
-    domain::setup(plan, &pkg);
+    let Some(version) = gic::probe(board) else {
+        fatal(format_args!(
+            "none of the board's interrupt controllers answers"
+        ));
+    };
+    gic::init_distributor(board);
+    gic::init_cpu(core);
+    info!(
+        "interrupt controller: GICv{}, {} list registers",
+        board_gic_number(version),
+        gic::lr_count()
+    );
+    domain::setup(plan, pkg, version);
     domain::start_all(core)
 }
 
@@ -125,7 +139,15 @@ pub extern "C" fn secondary_main(core: u64) -> ! {
     if me != core as usize {
         fatal(format_args!("core {me} was started as core {core}"));
     }
+    gic::init_cpu(me);
     domain::launch(me)
+}
+
+fn board_gic_number(v: bulkhead_core::plan::GicVersion) -> u8 {
+    match v {
+        bulkhead_core::plan::GicVersion::V2 => 2,
+        bulkhead_core::plan::GicVersion::V3 => 3,
+    }
 }
 
 /// The configuration cannot run: say so and start nothing.

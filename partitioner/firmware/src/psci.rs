@@ -37,3 +37,58 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
 pub fn cpu_off() -> i64 {
     smc(CPU_OFF, 0, 0, 0)
 }
+
+/// An HVC or SMC from a domain: answered here, never forwarded to firmware.
+pub fn guest_call(
+    di: usize,
+    d: &'static bulkhead_core::plan::DomainPlan,
+    vcpu: usize,
+    frame: &mut crate::exceptions::TrapFrame,
+    conduit: &str,
+) {
+    use crate::domain;
+    use bulkhead_core::psci::{self as p, Call};
+    let call = p::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
+    let ret: i64 = match call {
+        Call::SmcccVersion => p::SMCCC_VERSION_VALUE,
+        Call::SmcccArchFeatures(_) => p::NOT_SUPPORTED,
+        Call::Version => p::PSCI_VERSION_VALUE,
+        Call::Features(f) => p::features(f),
+        Call::CpuSuspend => {
+            // Standby: wait for an interrupt for this vCPU, then return. A
+            // pending one ends the wait at once; it is taken after the return.
+            aarch64_cpu::asm::wfi();
+            p::SUCCESS
+        }
+        Call::CpuOff => domain::stop_this_vcpu(d),
+        Call::CpuOn {
+            target,
+            entry,
+            context,
+        } => match p::vcpu_of(target, d.cpus.len()) {
+            Some(v) => domain::start_vcpu(d, v, entry, context),
+            None => {
+                log::warn!(
+                    "domain \"{}\" vCPU {vcpu}: CPU_ON of MPIDR {target:#x}, which is not one of its vCPUs: refused",
+                    d.name
+                );
+                p::INVALID_PARAMETERS
+            }
+        },
+        Call::AffinityInfo { target, level } => match (p::vcpu_of(target, d.cpus.len()), level) {
+            (Some(v), 0) => match domain::core_of(d, v).map(domain::core_state) {
+                Some(domain::OFF) => 1,
+                Some(domain::ON_PENDING) => 2,
+                _ => 0,
+            },
+            _ => p::INVALID_PARAMETERS,
+        },
+        Call::SystemOff => domain::stop_domain(di, d, "it powered itself off (SYSTEM_OFF)"),
+        Call::SystemReset => domain::restart_domain(di, d, "it asked for SYSTEM_RESET"),
+        Call::Unknown(fid) => {
+            domain::report_call_once(di, d, conduit, fid, frame.elr);
+            p::NOT_SUPPORTED
+        }
+    };
+    frame.x[0] = ret as u64;
+}

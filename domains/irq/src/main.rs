@@ -1,0 +1,855 @@
+//! `irq`: the interrupt, multi-core and PSCI test domain.
+//!
+//! What it does is chosen by the words of `/chosen/bootargs` (without a
+//! device tree, a native run under QEMU, [`NATIVE_BOOTARGS`]). The parts
+//! run in this order, each only if its word is given:
+//!
+//! | word | what |
+//! |---|---|
+//! | `psci` | PSCI/SMCCC versions, PSCI_FEATURES of every function, CPU_SUSPEND standby, an unknown SMC and HVC |
+//! | `smp` | start every other vCPU (count: the device tree's `/cpus`; natively, the MPIDRs AFFINITY_INFO knows) with PSCI CPU_ON |
+//! | `sgi=N` | N SGI ping-pongs: vCPU 0 sends SGI 1 to vCPU 1, which answers with SGI 2 (needs `smp`) |
+//! | `timer=N` | N virtual-timer interrupts at a fixed period, latency = counter at IRQ entry - CNTV_CVAL |
+//! | `timer-period-us=P` | the timer period, in microseconds (default 2000) |
+//! | `attack-gic` | enable, prioritise, pend and route a foreign SPI (`foreign-spi=<n>`, an SPI number: INTID n + 32), then the domain's own first SPI, reading each back |
+//! | `attack-sgi` | SGIs to all but self and to target lists beyond the domain |
+//! | `attack-cpu-on=<mpidr>` | PSCI CPU_ON of a core the domain does not have |
+//! | `uart-echo` | receive interrupts of the console UART: print every byte received |
+//! | `no-heartbeat` | no heartbeat lines (heartbeats are on by default) |
+//! | `reset-after=<ms>` / `off-after=<ms>` | that long after the heartbeat phase starts, PSCI SYSTEM_RESET / SYSTEM_OFF |
+//!
+//! Numbers are decimal or `0x` hex. Unknown words are reported and ignored.
+//!
+//! Output: one fact per line, each `<name>: ` (the domain's name,
+//! `/chosen/bulkhead,domain-name`, or `native`) then one of:
+//!
+//! ```text
+//! boot: start
+//! domain cpus=<n> memory=<base:#x>+<size:#x>[,...]          (as hello)
+//! boot: bootargs "<bootargs>"
+//! boot: unknown word "<word>"
+//! gic: v3 dist=<#x> redist=<#x> (<device tree|probed>)
+//! gic: v2 dist=<#x> cpu=<#x> (<device tree|probed>)
+//! gic: none (<reason>)
+//! psci: conduit <hvc|smc>
+//! psci: version <#x>
+//! psci: smccc <#x>
+//! psci: features <function>=<ret>          one line per function, in this order:
+//!       psci_version cpu_suspend cpu_off cpu_on affinity_info system_off
+//!       system_reset psci_features smccc_version migrate system_suspend
+//! psci: arch-features workaround_1=<ret>
+//! psci: cpu_suspend standby -> <ret>
+//! psci: vendor-smc -> <ret|undefined>       SMC 0xc2000000, expected -1
+//! psci: unknown-hvc -> <ret|undefined>      HVC 0x86000000, expected -1
+//! smp: cpu_on vcpu <i> -> <ret>             one per vCPU 1..n
+//! smp: vcpu <i> up                          printed by vCPU i itself
+//! smp: <k> vcpus up                         k counts vCPU 0
+//! smp: timeout, <k> of <n> vcpus up         (instead, after 1 s)
+//! smp: affinity_info vcpu <i> -> <ret>      one per vCPU 0..n (0 = on)
+//! sgi: <N> round trips, ticks median=<t> max=<t>
+//! sgi: latencies <t>,<t>,...                round trips in order, at most 8 per line
+//! sgi: timeout after <k> round trips        (if a pong does not come within 100 ms)
+//! sgi: skipped (<reason>)
+//! timer: period <ticks> ticks, counter <hz> Hz
+//! timer: <N> interrupts, latency ticks min=<t> median=<t> p99=<t> max=<t>
+//! timer: latencies <t>,<t>,...              samples in order, at most 8 per line
+//! timer: note: clamped to 4096 samples      (N larger than that)
+//! attack: gic <reg> <foreign|own> spi <n>: before <v> wrote <v> reads <v>
+//! attack: gic <reg> <foreign|own> spi <n>: aborted esr=<#x> far=<#x>
+//!       <reg> is enable, priority, pending, route, in that order, foreign
+//!       first; enable/pending values are 0 or 1, priority a byte, route
+//!       GICD_IROUTER (GICv3) or the GICD_ITARGETSR byte (GICv2), in hex
+//! attack: gic foreign: no foreign-spi= given
+//! attack: gic own: no spi
+//! attack: sgi <target>: own vcpus received <k>
+//!       GICv3 <target>: self, irm=1 (all but self), aff0 list 0-15,
+//!       aff1=1 list 0-15, aff2=1 list 0-15, aff3=1 list 0-15;
+//!       GICv2: sgir self, sgir all-but-self, sgir list=0xff
+//! attack: cpu_on mpidr <#x> -> <ret>        expected -2 (INVALID_PARAMETERS)
+//! uart: ready
+//! uart: rx 0x<hh>                           one per byte received
+//! uart: no receive interrupt (<reason>)
+//! lifecycle: SYSTEM_RESET in <ms> ms        (or SYSTEM_OFF) when the heartbeat phase starts
+//! lifecycle: calling SYSTEM_RESET           (or SYSTEM_OFF)
+//! lifecycle: SYSTEM_RESET returned <ret>    (only if it did)
+//! heartbeat <k>                             every 50 ms, from 1
+//! irq: unexpected intid <i> on vcpu <v>
+//! <mode>: skipped (no interrupt controller)
+//! ```
+//!
+//! Ticks are counts of the virtual counter (`CNTVCT_EL0`, at `counter` Hz).
+//! Statistics use the nearest-rank method: the median is the
+//! `ceil(n/2)`-th smallest sample, p99 the `ceil(0.99 n)`-th.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use bulkhead_rt::gic::{self, SgiTarget, Version};
+use bulkhead_rt::psci::{self, fid, Conduit};
+use bulkhead_rt::{cpu, irq, smp, time, timer, try_read, try_read32, try_write, try_write32};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+bulkhead_rt::entry!(main);
+
+/// What a native run (no device tree) does.
+pub const NATIVE_BOOTARGS: &str = "psci smp sgi=10 timer=50 uart-echo";
+
+/// Prints `<name>: <text>` as one line.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        bulkhead_rt::println!("{}: {}", bulkhead_rt::name(), format_args!($($arg)*))
+    };
+}
+
+const HEARTBEAT_MS: u64 = 50;
+const DEFAULT_TIMER_PERIOD_US: u64 = 2000;
+const MAX_TIMER_SAMPLES: usize = 4096;
+const MAX_SGI_SAMPLES: usize = 1024;
+/// SGIs: ping (to vCPU 1), pong (back to vCPU 0), attack probes.
+const SGI_PING: u32 = 1;
+const SGI_PONG: u32 = 2;
+const SGI_ATTACK: u32 = 3;
+/// Values printed per `latencies` line: short enough for the virtual
+/// console's 120-character lines.
+const VALUES_PER_LINE: usize = 8;
+/// Priority written by the GIC attack.
+const ATTACK_PRIORITY: u8 = 0x80;
+
+/// The parsed bootargs.
+#[derive(Default)]
+struct Config {
+    psci: bool,
+    smp: bool,
+    sgi: Option<usize>,
+    timer: Option<usize>,
+    timer_period_us: Option<u64>,
+    attack_gic: bool,
+    foreign_spi: Option<u32>,
+    attack_sgi: bool,
+    attack_cpu_on: Option<u64>,
+    uart_echo: bool,
+    no_heartbeat: bool,
+    reset_after: Option<u64>,
+    off_after: Option<u64>,
+}
+
+fn number(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+fn parse(bootargs: &str) -> Config {
+    let mut c = Config::default();
+    for word in bootargs.split_ascii_whitespace() {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, number(v)),
+            None => (word, None),
+        };
+        let known = match (key, value) {
+            ("psci", None) => {
+                c.psci = true;
+                true
+            }
+            ("smp", None) => {
+                c.smp = true;
+                true
+            }
+            ("attack-gic", None) => {
+                c.attack_gic = true;
+                true
+            }
+            ("attack-sgi", None) => {
+                c.attack_sgi = true;
+                true
+            }
+            ("uart-echo", None) => {
+                c.uart_echo = true;
+                true
+            }
+            ("no-heartbeat", None) => {
+                c.no_heartbeat = true;
+                true
+            }
+            ("heartbeat", None) => true,
+            ("sgi", Some(n)) => {
+                c.sgi = Some(n as usize);
+                true
+            }
+            ("timer", Some(n)) => {
+                c.timer = Some(n as usize);
+                true
+            }
+            ("timer-period-us", Some(n)) if n > 0 => {
+                c.timer_period_us = Some(n);
+                true
+            }
+            ("foreign-spi", Some(n)) if n < 988 => {
+                c.foreign_spi = Some(n as u32);
+                true
+            }
+            ("attack-cpu-on", Some(n)) => {
+                c.attack_cpu_on = Some(n);
+                true
+            }
+            ("reset-after", Some(n)) => {
+                c.reset_after = Some(n);
+                true
+            }
+            ("off-after", Some(n)) => {
+                c.off_after = Some(n);
+                true
+            }
+            _ => false,
+        };
+        if !known {
+            say!("boot: unknown word \"{word}\"");
+        }
+    }
+    c
+}
+
+// ---- State shared with the interrupt handler and the other vCPUs ----
+
+/// The virtual timer's INTID and the console UART's (0 = none).
+static VTIMER_INTID: AtomicU32 = AtomicU32::new(timer::DEFAULT_INTID);
+static UART_INTID: AtomicU32 = AtomicU32::new(0);
+/// Timer measurement: on, samples wanted, taken, period.
+static MEASURING: AtomicBool = AtomicBool::new(false);
+static TIMER_WANTED: AtomicUsize = AtomicUsize::new(0);
+static TIMER_TAKEN: AtomicUsize = AtomicUsize::new(0);
+static TIMER_PERIOD: AtomicU64 = AtomicU64::new(0);
+static TIMER_SAMPLES: [AtomicU32; MAX_TIMER_SAMPLES] =
+    [const { AtomicU32::new(0) }; MAX_TIMER_SAMPLES];
+/// Secondary vCPUs that reported in.
+static UP: AtomicUsize = AtomicUsize::new(0);
+/// SGI ping-pong: when the ping left, pongs received, round trips.
+static SENT_AT: AtomicU64 = AtomicU64::new(0);
+static PONGS: AtomicUsize = AtomicUsize::new(0);
+static SGI_SAMPLES: [AtomicU32; MAX_SGI_SAMPLES] = [const { AtomicU32::new(0) }; MAX_SGI_SAMPLES];
+/// Attack SGIs each vCPU received.
+static ATTACK_SEEN: [AtomicU32; cpu::MAX_VCPUS] = [const { AtomicU32::new(0) }; cpu::MAX_VCPUS];
+
+fn ticks_u32(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
+}
+
+/// Every interrupt of every vCPU.
+fn on_irq(intid: u32) {
+    match intid {
+        SGI_PING => gic::send_sgi(SGI_PONG, SgiTarget::Vcpu(0)),
+        SGI_PONG => {
+            let rt = irq::entry_ticks().wrapping_sub(SENT_AT.load(Ordering::Acquire));
+            let i = PONGS.load(Ordering::Relaxed);
+            if let Some(slot) = SGI_SAMPLES.get(i) {
+                slot.store(ticks_u32(rt), Ordering::Relaxed);
+            }
+            PONGS.store(i + 1, Ordering::Release);
+        }
+        SGI_ATTACK => {
+            ATTACK_SEEN[cpu::index() % cpu::MAX_VCPUS].fetch_add(1, Ordering::AcqRel);
+        }
+        i if i == VTIMER_INTID.load(Ordering::Relaxed) => on_timer(),
+        i if i == UART_INTID.load(Ordering::Relaxed) && i != 0 => on_uart(),
+        other => say!("irq: unexpected intid {other} on vcpu {}", cpu::index()),
+    }
+}
+
+fn on_timer() {
+    let now = time::ticks();
+    let cval = timer::compare();
+    if !MEASURING.load(Ordering::Acquire) {
+        // A wake-up (see `wait_for`): its job is done once the deadline
+        // passed; an early or stale one leaves the timer armed.
+        if now >= cval {
+            timer::stop();
+        }
+        return;
+    }
+    // The counter at exception entry, unless this interrupt was acknowledged
+    // in an exception taken for another, before the timer fired.
+    let entry = irq::entry_ticks();
+    let at = if entry >= cval { entry } else { now };
+    let taken = TIMER_TAKEN.load(Ordering::Relaxed);
+    if let Some(slot) = TIMER_SAMPLES.get(taken) {
+        slot.store(ticks_u32(at - cval), Ordering::Relaxed);
+    }
+    let taken = taken + 1;
+    if taken >= TIMER_WANTED.load(Ordering::Relaxed) {
+        timer::stop();
+        MEASURING.store(false, Ordering::Release);
+    } else {
+        // Fixed period from the last deadline; re-anchored on a miss, so a
+        // late interrupt does not make the next ones late too.
+        let period = TIMER_PERIOD.load(Ordering::Relaxed);
+        let mut next = cval + period;
+        if next <= now {
+            next = now + period;
+        }
+        timer::set_compare(next);
+    }
+    TIMER_TAKEN.store(taken, Ordering::Release);
+}
+
+fn on_uart() {
+    while let Some(byte) = bulkhead_rt::console::read_byte() {
+        say!("uart: rx 0x{byte:02x}");
+    }
+    bulkhead_rt::console::clear_rx_interrupt();
+}
+
+// ---- Waiting (vCPU 0) ----
+
+fn ms_to_ticks(ms: u64) -> u64 {
+    (u128::from(time::frequency()) * u128::from(ms) / 1000) as u64
+}
+
+/// Waits (vCPU 0) until `done()` or `timeout_ms` passed; returns `done()`.
+/// With a GIC the vCPU sleeps in `wfi`, woken by interrupts and by the
+/// virtual timer armed at the deadline; without one it spins.
+fn wait_for(have_gic: bool, done: impl Fn() -> bool, timeout_ms: u64) -> bool {
+    let deadline = time::ticks() + ms_to_ticks(timeout_ms);
+    wait_until_tick(have_gic, &done, deadline);
+    done()
+}
+
+fn wait_until_tick(have_gic: bool, done: &dyn Fn() -> bool, deadline: u64) {
+    if !have_gic {
+        while !done() && time::ticks() < deadline {
+            core::hint::spin_loop();
+        }
+        return;
+    }
+    timer::arm_at(deadline);
+    irq::wait_until(|| done() || time::ticks() >= deadline, None);
+    timer::stop();
+}
+
+fn sleep_ms(have_gic: bool, ms: u64) {
+    wait_until_tick(have_gic, &|| false, time::ticks() + ms_to_ticks(ms));
+}
+
+// ---- Statistics ----
+
+/// Sorted copy of `samples` in `buf`; returns it.
+fn sorted<'a>(samples: &[AtomicU32], n: usize, buf: &'a mut [u32]) -> &'a [u32] {
+    let n = n.min(samples.len()).min(buf.len());
+    for (b, s) in buf.iter_mut().zip(samples).take(n) {
+        *b = s.load(Ordering::Relaxed);
+    }
+    let out = &mut buf[..n];
+    out.sort_unstable();
+    out
+}
+
+/// Nearest-rank percentile `p` (1..=100) of sorted, non-empty `v`.
+fn percentile(v: &[u32], p: usize) -> u32 {
+    let rank = (v.len() * p).div_ceil(100).max(1);
+    v[rank - 1]
+}
+
+/// Prints `<prefix> v,v,...` lines, [`VALUES_PER_LINE`] values each.
+fn print_values(prefix: &str, samples: &[AtomicU32], n: usize) {
+    let n = n.min(samples.len());
+    for chunk in samples[..n].chunks(VALUES_PER_LINE) {
+        say!("{prefix} {}", Values(chunk));
+    }
+}
+
+/// Comma-separated values, for [`print_values`].
+struct Values<'a>(&'a [AtomicU32]);
+
+impl core::fmt::Display for Values<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{}", v.load(Ordering::Relaxed))?;
+        }
+        Ok(())
+    }
+}
+
+// ---- The parts ----
+
+fn run_psci(have_gic: bool) {
+    say!("psci: conduit {}", psci::conduit().name());
+    say!("psci: version {:#x}", psci::version());
+    say!("psci: smccc {:#x}", psci::smccc_version());
+    let functions = [
+        ("psci_version", fid::PSCI_VERSION),
+        ("cpu_suspend", fid::CPU_SUSPEND_64),
+        ("cpu_off", fid::CPU_OFF),
+        ("cpu_on", fid::CPU_ON_64),
+        ("affinity_info", fid::AFFINITY_INFO_64),
+        ("system_off", fid::SYSTEM_OFF),
+        ("system_reset", fid::SYSTEM_RESET),
+        ("psci_features", fid::PSCI_FEATURES),
+        ("smccc_version", fid::SMCCC_VERSION),
+        ("migrate", fid::MIGRATE_64),
+        ("system_suspend", fid::SYSTEM_SUSPEND_64),
+    ];
+    for (name, f) in functions {
+        say!("psci: features {name}={}", psci::features(f));
+    }
+    say!(
+        "psci: arch-features workaround_1={}",
+        psci::smccc_arch_features(fid::SMCCC_ARCH_WORKAROUND_1)
+    );
+    if have_gic {
+        // Standby returns at the next interrupt: the timer, 1 ms on.
+        irq::disable();
+        timer::arm_in(ms_to_ticks(1));
+        let ret = psci::cpu_suspend(0);
+        irq::enable();
+        wait_until_tick(true, &|| false, timer::compare());
+        say!("psci: cpu_suspend standby -> {ret}");
+    } else {
+        say!("psci: cpu_suspend skipped (no interrupt controller)");
+    }
+    let show = |r: Result<i64, psci::Undefined>| match r {
+        Ok(v) => Num::Value(v),
+        Err(psci::Undefined) => Num::Undefined,
+    };
+    say!(
+        "psci: vendor-smc -> {}",
+        show(psci::try_call(Conduit::Smc, 0xc200_0000, [0; 3]))
+    );
+    say!(
+        "psci: unknown-hvc -> {}",
+        show(psci::try_call(Conduit::Hvc, 0x8600_0000, [0; 3]))
+    );
+}
+
+/// A call result for printing: a number or `undefined`.
+enum Num {
+    Value(i64),
+    Undefined,
+}
+
+impl core::fmt::Display for Num {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Num::Value(v) => write!(f, "{v}"),
+            Num::Undefined => f.write_str("undefined"),
+        }
+    }
+}
+
+/// vCPUs the domain has: the device tree's, or natively those AFFINITY_INFO
+/// knows (QEMU answers INVALID_PARAMETERS for a core it does not have).
+fn vcpu_count(info: &bulkhead_rt::DomainInfo) -> usize {
+    if info.dtb().is_some() {
+        return info.cpus().min(cpu::MAX_VCPUS);
+    }
+    1 + (1..cpu::MAX_VCPUS)
+        .take_while(|&i| psci::affinity_info(i as u64) >= 0)
+        .count()
+}
+
+fn secondary_main(vcpu: usize) -> ! {
+    if gic::present() {
+        for sgi in [SGI_PING, SGI_PONG, SGI_ATTACK] {
+            gic::configure(sgi, gic::DEFAULT_PRIORITY);
+        }
+    }
+    say!("smp: vcpu {vcpu} up");
+    UP.fetch_add(1, Ordering::AcqRel);
+    irq::enable();
+    loop {
+        irq::wait_for_interrupt();
+    }
+}
+
+/// Starts vCPUs 1..n; returns how many are up, counting vCPU 0.
+fn run_smp(have_gic: bool, n: usize) -> usize {
+    let mut started = 0;
+    for v in 1..n {
+        let ret = smp::start(v, secondary_main);
+        say!("smp: cpu_on vcpu {v} -> {ret}");
+        if ret == psci::SUCCESS {
+            started += 1;
+        }
+    }
+    let all = wait_for(have_gic, || UP.load(Ordering::Acquire) >= started, 1000);
+    let up = 1 + UP.load(Ordering::Acquire);
+    if all && up == n {
+        say!("smp: {up} vcpus up");
+    } else {
+        say!("smp: timeout, {up} of {n} vcpus up");
+    }
+    for v in 0..n {
+        say!(
+            "smp: affinity_info vcpu {v} -> {}",
+            psci::affinity_info(v as u64)
+        );
+    }
+    up
+}
+
+fn run_sgi(have_gic: bool, rounds: usize) {
+    let rounds = rounds.min(MAX_SGI_SAMPLES);
+    let mut done = 0;
+    for _ in 0..rounds {
+        let before = PONGS.load(Ordering::Acquire);
+        SENT_AT.store(time::ticks(), Ordering::Release);
+        gic::send_sgi(SGI_PING, SgiTarget::Vcpu(1));
+        if !wait_for(have_gic, || PONGS.load(Ordering::Acquire) > before, 100) {
+            say!("sgi: timeout after {done} round trips");
+            return;
+        }
+        done += 1;
+    }
+    let mut buf = [0u32; MAX_SGI_SAMPLES];
+    let v = sorted(&SGI_SAMPLES, done, &mut buf);
+    if let Some(&max) = v.last() {
+        say!(
+            "sgi: {done} round trips, ticks median={} max={max}",
+            percentile(v, 50)
+        );
+    } else {
+        say!("sgi: 0 round trips");
+    }
+    print_values("sgi: latencies", &SGI_SAMPLES, done);
+}
+
+fn run_timer(wanted: usize, period_us: u64) {
+    let wanted = if wanted > MAX_TIMER_SAMPLES {
+        say!("timer: note: clamped to {MAX_TIMER_SAMPLES} samples");
+        MAX_TIMER_SAMPLES
+    } else {
+        wanted
+    };
+    let hz = time::frequency();
+    let period = (u128::from(hz) * u128::from(period_us) / 1_000_000).max(1) as u64;
+    say!("timer: period {period} ticks, counter {hz} Hz");
+    if wanted == 0 {
+        say!("timer: 0 interrupts");
+        return;
+    }
+    TIMER_PERIOD.store(period, Ordering::Relaxed);
+    TIMER_WANTED.store(wanted, Ordering::Relaxed);
+    TIMER_TAKEN.store(0, Ordering::Relaxed);
+    MEASURING.store(true, Ordering::Release);
+    timer::arm_in(period);
+    // Idle in `wfi` between interrupts: the latency is that of an idle vCPU.
+    // (Only the timer wakes this vCPU here: if its interrupts never came,
+    // this would wait for ever, and the summary line would be missing.)
+    irq::wait_until(|| !MEASURING.load(Ordering::Acquire), None);
+    let taken = TIMER_TAKEN.load(Ordering::Acquire);
+    let mut buf = [0u32; MAX_TIMER_SAMPLES];
+    let v = sorted(&TIMER_SAMPLES, taken, &mut buf);
+    if let (Some(&min), Some(&max)) = (v.first(), v.last()) {
+        say!(
+            "timer: {taken} interrupts, latency ticks min={min} median={} p99={} max={max}",
+            percentile(v, 50),
+            percentile(v, 99)
+        );
+    }
+    print_values("timer: latencies", &TIMER_SAMPLES, taken);
+}
+
+/// One attack access's outcome.
+type Access<T> = Result<T, bulkhead_rt::Abort>;
+
+fn report_gic(reg: &str, whose: &str, spi: u32, result: Access<(u64, u64, u64)>) {
+    match result {
+        Ok((before, wrote, reads)) => say!(
+            "attack: gic {reg} {whose} spi {spi}: before {before:#x} wrote {wrote:#x} reads {reads:#x}"
+        ),
+        Err(a) => say!(
+            "attack: gic {reg} {whose} spi {spi}: aborted esr={:#x} far={:#x}",
+            a.esr,
+            a.far
+        ),
+    }
+}
+
+/// Sets `intid`'s bit in the bit-per-interrupt array at `dist + reg`
+/// through `set_reg` (a set-enable or set-pending register) and reads
+/// `dist + read_reg` before and after.
+fn attack_bit(dist: usize, set_reg: usize, intid: u32) -> Access<(u64, u64, u64)> {
+    let word = (dist + set_reg + 4 * (intid as usize / 32)) as u64;
+    let bit = 1u32 << (intid % 32);
+    let before = try_read32(word)? & bit != 0;
+    try_write32(word, bit)?;
+    let after = try_read32(word)? & bit != 0;
+    Ok((u64::from(before), 1, u64::from(after)))
+}
+
+/// Read-modify-writes `intid`'s byte in the byte-per-interrupt array at
+/// `dist + reg` to `value`.
+fn attack_byte(dist: usize, reg: usize, intid: u32, value: u8) -> Access<(u64, u64, u64)> {
+    let word = (dist + reg + (intid as usize & !3)) as u64;
+    let shift = (intid % 4) * 8;
+    let old = try_read32(word)?;
+    let new = (old & !(0xff << shift)) | (u32::from(value) << shift);
+    try_write32(word, new)?;
+    let after = try_read32(word)?;
+    Ok((
+        u64::from((old >> shift) & 0xff),
+        u64::from(value),
+        u64::from((after >> shift) & 0xff),
+    ))
+}
+
+fn attack_spi(info: &gic::GicInfo, whose: &str, spi: u32) {
+    use gic::regs::*;
+    let intid = spi + 32;
+    let dist = info.dist;
+    report_gic(
+        "enable",
+        whose,
+        spi,
+        attack_bit(dist, GICD_ISENABLER, intid),
+    );
+    report_gic(
+        "priority",
+        whose,
+        spi,
+        attack_byte(dist, GICD_IPRIORITYR, intid, ATTACK_PRIORITY),
+    );
+    report_gic("pending", whose, spi, attack_bit(dist, GICD_ISPENDR, intid));
+    let route = match info.version {
+        Version::V3 => {
+            let reg = (dist + GICD_IROUTER + 8 * intid as usize) as u64;
+            let me = cpu::affinity();
+            (|| -> Access<(u64, u64, u64)> {
+                let before = try_read(reg)?;
+                try_write(reg, me)?;
+                Ok((before, me, try_read(reg)?))
+            })()
+        }
+        Version::V2 => attack_byte(dist, GICD_ITARGETSR, intid, gic::cpu_mask(cpu::index())),
+    };
+    report_gic("route", whose, spi, route);
+    // Leave nothing pending or enabled behind (the writes are ignored for
+    // an interrupt the domain does not own).
+    let word = 4 * (intid as usize / 32);
+    let bit = 1u32 << (intid % 32);
+    let _ = try_write32((dist + GICD_ICPENDR + word) as u64, bit);
+    let _ = try_write32((dist + GICD_ICENABLER + word) as u64, bit);
+}
+
+fn run_attack_gic(info: &gic::GicInfo, foreign: Option<u32>) {
+    irq::masked(|| {
+        match foreign {
+            Some(spi) => attack_spi(info, "foreign", spi),
+            None => say!("attack: gic foreign: no foreign-spi= given"),
+        }
+        let mut own = [0u32; 1];
+        if bulkhead_rt::device_spis(&mut own) > 0 {
+            attack_spi(info, "own", own[0] - 32);
+        } else {
+            say!("attack: gic own: no spi");
+        }
+    });
+}
+
+fn attack_sgis_seen() -> u32 {
+    ATTACK_SEEN.iter().map(|s| s.load(Ordering::Acquire)).sum()
+}
+
+fn run_attack_sgi(have_gic: bool, info: &gic::GicInfo) {
+    let sgi = u64::from(SGI_ATTACK) << 24;
+    let me = cpu::index() as u64;
+    let attempts: &[(&str, u64)] = match info.version {
+        Version::V3 => &[
+            ("self", (1 << (me % 16)) | ((me / 16) << 16)),
+            ("irm=1 (all but self)", 1 << 40),
+            ("aff0 list 0-15", 0xffff),
+            ("aff1=1 list 0-15", (1 << 16) | 0xffff),
+            ("aff2=1 list 0-15", (1 << 32) | 0xffff),
+            ("aff3=1 list 0-15", (1 << 48) | 0xffff),
+        ],
+        Version::V2 => &[
+            ("sgir self", 0b10 << 24),
+            ("sgir all-but-self", 0b01 << 24),
+            ("sgir list=0xff", 0xff << 16),
+        ],
+    };
+    for &(what, value) in attempts {
+        let before = attack_sgis_seen();
+        match info.version {
+            Version::V3 => gic::send_sgi1r(value | sgi),
+            Version::V2 => gic::send_sgir((value | u64::from(SGI_ATTACK)) as u32),
+        }
+        sleep_ms(have_gic, 10);
+        let got = attack_sgis_seen() - before;
+        say!("attack: sgi {what}: own vcpus received {got}");
+    }
+}
+
+fn arm_uart() {
+    let Some(intid) = bulkhead_rt::console_intid().filter(|&i| i >= 32) else {
+        say!("uart: no receive interrupt (the console has no interrupts)");
+        return;
+    };
+    UART_INTID.store(intid, Ordering::Release);
+    irq::masked(|| {
+        bulkhead_rt::console::enable_rx_interrupt();
+        gic::configure(intid, gic::DEFAULT_PRIORITY);
+    });
+    say!("uart: ready");
+}
+
+/// SYSTEM_RESET or SYSTEM_OFF due at a counter value.
+struct Lifecycle {
+    reset: bool,
+    at: u64,
+}
+
+impl Lifecycle {
+    fn name(&self) -> &'static str {
+        if self.reset {
+            "SYSTEM_RESET"
+        } else {
+            "SYSTEM_OFF"
+        }
+    }
+
+    fn fire(&self) -> ! {
+        say!("lifecycle: calling {}", self.name());
+        let ret = if self.reset {
+            psci::system_reset()
+        } else {
+            psci::system_off()
+        };
+        say!("lifecycle: {} returned {ret}", self.name());
+        bulkhead_rt::halt()
+    }
+}
+
+fn main(_dtb: usize) -> ! {
+    let info = bulkhead_rt::info();
+    say!("boot: start");
+    bulkhead_rt::report_resources();
+    let bootargs = if info.dtb().is_some() {
+        info.bootargs()
+    } else {
+        NATIVE_BOOTARGS
+    };
+    say!("boot: bootargs \"{bootargs}\"");
+    let config = parse(bootargs);
+
+    let gic_info = match gic::init() {
+        Ok(g) => {
+            let source = match g.source {
+                gic::Source::DeviceTree => "device tree",
+                gic::Source::Probed => "probed",
+            };
+            match g.version {
+                Version::V3 => say!(
+                    "gic: v3 dist={:#x} redist={:#x} ({source})",
+                    g.dist,
+                    g.redist
+                ),
+                Version::V2 => say!("gic: v2 dist={:#x} cpu={:#x} ({source})", g.dist, g.cpu_if),
+            }
+            Some(g)
+        }
+        Err(e) => {
+            say!("gic: none ({e})");
+            None
+        }
+    };
+    let have_gic = gic_info.is_some();
+    if have_gic {
+        let vtimer = timer::intid();
+        VTIMER_INTID.store(vtimer, Ordering::Relaxed);
+        irq::set_handler(on_irq);
+        gic::configure(vtimer, gic::DEFAULT_PRIORITY);
+        for sgi in [SGI_PING, SGI_PONG, SGI_ATTACK] {
+            gic::configure(sgi, gic::DEFAULT_PRIORITY);
+        }
+        irq::enable();
+    }
+    let skipped = |what: &str| say!("{what}: skipped (no interrupt controller)");
+
+    if config.psci {
+        run_psci(have_gic);
+    }
+    let vcpus = vcpu_count(&info);
+    let mut up = 1;
+    if config.smp {
+        up = run_smp(have_gic, vcpus);
+    }
+    if let Some(rounds) = config.sgi {
+        if !have_gic {
+            skipped("sgi");
+        } else if !config.smp || up < 2 {
+            say!("sgi: skipped (needs smp and a second vcpu up)");
+        } else {
+            run_sgi(have_gic, rounds);
+        }
+    }
+    if let Some(n) = config.timer {
+        if have_gic {
+            let period = config.timer_period_us.unwrap_or(DEFAULT_TIMER_PERIOD_US);
+            run_timer(n, period);
+        } else {
+            skipped("timer");
+        }
+    }
+    if config.attack_gic {
+        match &gic_info {
+            Some(g) => run_attack_gic(g, config.foreign_spi),
+            None => skipped("attack"),
+        }
+    }
+    if config.attack_sgi {
+        match &gic_info {
+            Some(g) => run_attack_sgi(have_gic, g),
+            None => skipped("attack"),
+        }
+    }
+    if let Some(mpidr) = config.attack_cpu_on {
+        let ret = psci::cpu_on(mpidr, smp::entry(), 0);
+        say!("attack: cpu_on mpidr {mpidr:#x} -> {ret}");
+    }
+    if config.uart_echo {
+        if have_gic {
+            arm_uart();
+        } else {
+            skipped("uart");
+        }
+    }
+
+    let lifecycle = match (config.reset_after, config.off_after) {
+        (Some(ms), _) => Some((true, ms)),
+        (None, Some(ms)) => Some((false, ms)),
+        (None, None) => None,
+    }
+    .map(|(reset, ms)| {
+        let l = Lifecycle {
+            reset,
+            at: time::ticks() + ms_to_ticks(ms),
+        };
+        say!("lifecycle: {} in {ms} ms", l.name());
+        l
+    });
+    let beat_ticks = ms_to_ticks(HEARTBEAT_MS);
+    let mut next_beat = time::ticks() + beat_ticks;
+    let mut beat: u64 = 0;
+    loop {
+        let due = match (&lifecycle, config.no_heartbeat) {
+            (Some(l), true) => l.at,
+            (Some(l), false) => l.at.min(next_beat),
+            (None, false) => next_beat,
+            (None, true) => u64::MAX,
+        };
+        wait_until_tick(have_gic, &|| false, due);
+        let now = time::ticks();
+        if let Some(l) = lifecycle.as_ref().filter(|l| now >= l.at) {
+            l.fire();
+        }
+        if !config.no_heartbeat && now >= next_beat {
+            beat += 1;
+            say!("heartbeat {beat}");
+            next_beat += beat_ticks;
+            if next_beat <= now {
+                next_beat = now + beat_ticks;
+            }
+        }
+    }
+}

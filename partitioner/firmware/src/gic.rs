@@ -1,0 +1,530 @@
+//! The physical interrupt controller, GICv3 or GICv2, whichever the board
+//! turns out to have (probed at boot from the distributor's PIDR2). The
+//! partitioner owns it: every physical interrupt is taken at EL2
+//! (HCR_EL2.IMO/FMO), acknowledged here, and handed to a domain through the
+//! list registers of its vCPU's virtual CPU interface.
+//!
+//! EOImode is 1 at EL2: the partitioner's EOI only drops the running
+//! priority; a passed-through interrupt stays active until the domain's own
+//! end-of-interrupt deactivates it through the list register's hardware bit.
+
+use bulkhead_core::board::{Board, Gic};
+use bulkhead_core::plan::{GicVersion, MAX_CPUS};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spin::Once;
+
+/// Physical SGI the partitioner uses to kick another core (new virtual
+/// interrupts queued for it, or a stop/restart request).
+pub const SGI_KICK: u32 = 0;
+/// GIC maintenance interrupt (PPI 9): list registers ran low.
+pub const MAINTENANCE_INTID: u32 = 25;
+const SPURIOUS: u32 = 1020;
+
+#[derive(Clone, Copy)]
+enum Hw {
+    V3 {
+        gicd: usize,
+    },
+    V2 {
+        gicd: usize,
+        gicc: usize,
+        gich: usize,
+    },
+}
+
+static HW: Once<Hw> = Once::new();
+/// GICv3: base of each core's redistributor (RD_base); found by affinity.
+static GICR: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// Number of list registers (the same on every core).
+static LRS: AtomicUsize = AtomicUsize::new(0);
+
+fn hw() -> Hw {
+    *HW.get()
+        .expect("the GIC is probed before any interrupt work")
+}
+
+fn rd32(addr: usize) -> u32 {
+    // SAFETY: every address passed here lies in a GIC MMIO region of the
+    // board, mapped as device memory in the EL2 map and owned by the
+    // partitioner (validation keeps it out of every domain).
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+fn wr32(addr: usize, v: u32) {
+    // SAFETY: as for `rd32`.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, v) }
+}
+
+fn wr64(addr: usize, v: u64) {
+    // SAFETY: as for `rd32`; IROUTER registers are 64-bit and 8-byte aligned.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, v) }
+}
+
+fn rd64(addr: usize) -> u64 {
+    // SAFETY: as for `wr64`.
+    unsafe { core::ptr::read_volatile(addr as *const u64) }
+}
+
+macro_rules! sysreg {
+    (read $name:literal) => {{
+        let v: u64;
+        // SAFETY: reading a GIC system register at EL2 has no side effect on
+        // memory; the ones with side effects (IAR) are the point of the call.
+        unsafe { core::arch::asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack)) };
+        v
+    }};
+    (write $name:literal, $v:expr) => {{
+        let v: u64 = $v;
+        // SAFETY: writing a GIC system register at EL2 changes interrupt
+        // state only, never memory; the partitioner owns the CPU interface.
+        unsafe { core::arch::asm!(concat!("msr ", $name, ", {}"), "isb", in(reg) v, options(nostack)) };
+    }};
+}
+
+// GICD registers (same layout on v2 and v3 for these).
+const GICD_CTLR: usize = 0x000;
+const GICD_TYPER: usize = 0x004;
+const GICD_IGROUPR: usize = 0x080;
+const GICD_ISENABLER: usize = 0x100;
+const GICD_ICENABLER: usize = 0x180;
+const GICD_ISPENDR: usize = 0x200;
+const GICD_ICPENDR: usize = 0x280;
+const GICD_ISACTIVER: usize = 0x300;
+const GICD_ICACTIVER: usize = 0x380;
+const GICD_IPRIORITYR: usize = 0x400;
+const GICD_ITARGETSR: usize = 0x800;
+const GICD_ICFGR: usize = 0xc00;
+const GICD_SGIR: usize = 0xf00;
+const GICD_IROUTER: usize = 0x6000;
+/// PIDR2 of a GICv3 distributor (64 KiB frame) and of a GICv2 one (4 KiB).
+const GICD_PIDR2_V3: usize = 0xffe8;
+const GICD_PIDR2_V2: usize = 0xfe8;
+// GICR (v3): RD_base and SGI_base frames.
+const GICR_WAKER: usize = 0x14;
+const GICR_TYPER: usize = 0x8;
+const SGI_BASE: usize = 0x1_0000;
+// GICC / GICH (v2).
+const GICC_CTLR: usize = 0x0;
+const GICC_PMR: usize = 0x4;
+const GICC_IAR: usize = 0xc;
+const GICC_EOIR: usize = 0x10;
+const GICC_DIR: usize = 0x1000;
+const GICH_HCR: usize = 0x0;
+const GICH_VTR: usize = 0x4;
+const GICH_ELRSR0: usize = 0x30;
+const GICH_LR0: usize = 0x100;
+
+/// Default priority of every interrupt at the physical level.
+const DEFAULT_PRIORITY: u8 = 0xa0;
+
+/// Find out which GIC the board has (its distributor's architecture
+/// revision). The GICv2 location is read first: it lies inside both
+/// distributors (a GICv3 reads it as zero), while the GICv3 one lies past
+/// the end of a GICv2 distributor.
+pub fn probe(board: &Board) -> Option<GicVersion> {
+    for g in board.gics {
+        let base = g.distributor().base as usize;
+        let v2 = (rd32(base + GICD_PIDR2_V2) >> 4) & 0xf;
+        let rev = if matches!(v2, 1 | 2) {
+            v2
+        } else {
+            (rd32(base + GICD_PIDR2_V3) >> 4) & 0xf
+        };
+        match (g, rev) {
+            (Gic::V3 { distributor, .. }, 3 | 4) => {
+                HW.call_once(|| Hw::V3 {
+                    gicd: distributor.base as usize,
+                });
+                return Some(GicVersion::V3);
+            }
+            (
+                Gic::V2 {
+                    distributor,
+                    cpu_interface,
+                    hyp_interface,
+                    ..
+                },
+                1 | 2,
+            ) => {
+                HW.call_once(|| Hw::V2 {
+                    gicd: distributor.base as usize,
+                    gicc: cpu_interface.base as usize,
+                    gich: hyp_interface.base as usize,
+                });
+                return Some(GicVersion::V2);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The redistributor frames of a GICv3 board.
+fn gicr_range(board: &Board) -> (usize, usize) {
+    board
+        .gics
+        .iter()
+        .find_map(|g| match g {
+            Gic::V3 { redistributors, .. } => {
+                Some((redistributors.base as usize, redistributors.size as usize))
+            }
+            _ => None,
+        })
+        .unwrap_or((0, 0))
+}
+
+/// The redistributor frame of the core with this MPIDR.
+fn find_redistributor(board: &Board, mpidr: u64) -> Option<usize> {
+    let (base, size) = gicr_range(board);
+    // GICR_TYPER.Affinity_Value is Aff3.Aff2.Aff1.Aff0.
+    let aff = (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 24);
+    let mut frame = base;
+    while frame + 0x2_0000 <= base + size {
+        let typer = rd64(frame + GICR_TYPER);
+        if typer >> 32 == aff {
+            return Some(frame);
+        }
+        if typer & (1 << 4) != 0 {
+            return None; // the Last frame
+        }
+        frame += 0x2_0000;
+    }
+    None
+}
+
+/// Number of SPI-capable interrupt lines, from GICD_TYPER.
+fn lines(gicd: usize) -> u32 {
+    32 * ((rd32(gicd + GICD_TYPER) & 0x1f) + 1)
+}
+
+/// Distributor set-up, once, on the boot core: every SPI group 1, disabled,
+/// inactive, default priority, level; then the distributor on. On GICv3
+/// also find every core's redistributor, so any core can reach another's.
+pub fn init_distributor(board: &Board) {
+    if let Hw::V3 { .. } = hw() {
+        for (core, &mpidr) in board.cpus.iter().enumerate() {
+            match find_redistributor(board, mpidr) {
+                Some(frame) => GICR[core].store(frame, Ordering::Release),
+                None => crate::fatal(format_args!(
+                    "no GIC redistributor for core {core} (MPIDR {mpidr:#x})"
+                )),
+            }
+        }
+    }
+    let gicd = match hw() {
+        Hw::V3 { gicd } | Hw::V2 { gicd, .. } => gicd,
+    };
+    wr32(gicd + GICD_CTLR, 0);
+    let n = lines(gicd);
+    // GICv3 (single security state): group 1. GICv2 without the security
+    // extensions: group 0, which is signalled as IRQ.
+    let group = match hw() {
+        Hw::V3 { .. } => !0,
+        Hw::V2 { .. } => 0,
+    };
+    for i in (32..n).step_by(32) {
+        let reg = (i / 32) as usize * 4;
+        wr32(gicd + GICD_ICENABLER + reg, !0);
+        wr32(gicd + GICD_ICPENDR + reg, !0);
+        wr32(gicd + GICD_ICACTIVER + reg, !0);
+        wr32(gicd + GICD_IGROUPR + reg, group);
+    }
+    for i in 32..n {
+        set_priority(i, DEFAULT_PRIORITY);
+    }
+    match hw() {
+        // ARE (bit 4) + EnableGrp1 (bit 1) + EnableGrp0: single security state.
+        Hw::V3 { .. } => wr32(gicd + GICD_CTLR, (1 << 4) | 0b11),
+        Hw::V2 { .. } => wr32(gicd + GICD_CTLR, 0b1),
+    }
+}
+
+/// Per-core set-up: this core's redistributor (GICv3) and CPU interface at
+/// EL2, the virtual interface on, the partitioner's SGI and the maintenance
+/// interrupt enabled.
+pub fn init_cpu(core: usize) {
+    match hw() {
+        Hw::V3 { .. } => {
+            let found = GICR[core].load(Ordering::Acquire);
+            // Wake the redistributor.
+            let waker = rd32(found + GICR_WAKER);
+            wr32(found + GICR_WAKER, waker & !(1 << 1));
+            while rd32(found + GICR_WAKER) & (1 << 2) != 0 {}
+            let sgi = found + SGI_BASE;
+            wr32(sgi + GICD_ICENABLER, !0);
+            wr32(sgi + GICD_ICPENDR, !0);
+            wr32(sgi + GICD_ICACTIVER, !0);
+            wr32(sgi + GICD_IGROUPR, !0);
+            for i in 0..32 {
+                write_byte(sgi + GICD_IPRIORITYR + i, DEFAULT_PRIORITY);
+            }
+            // ICC_SRE_EL2: SRE (system registers) + Enable (EL1 may use them).
+            sysreg!(write "S3_4_C12_C9_5", 0b1001);
+            sysreg!(write "S3_0_C4_C6_0", 0xff); // ICC_PMR_EL1
+            sysreg!(write "S3_0_C12_C12_4", 1 << 1); // ICC_CTLR_EL1: EOImode 1
+            sysreg!(write "S3_0_C12_C12_7", 1); // ICC_IGRPEN1_EL1
+            let vtr = sysreg!(read "S3_4_C12_C11_1"); // ICH_VTR_EL2
+            LRS.store(((vtr & 0x1f) + 1) as usize, Ordering::Relaxed);
+            for i in 0..lr_count() {
+                write_lr(i, 0);
+            }
+        }
+        Hw::V2 { gicd, gicc, gich } => {
+            wr32(gicd + GICD_ICENABLER, !0);
+            wr32(gicd + GICD_ICPENDR, !0);
+            wr32(gicd + GICD_ICACTIVER, !0);
+            wr32(gicd + GICD_IGROUPR, 0);
+            for i in 0..32 {
+                write_byte(gicd + GICD_IPRIORITYR + i, DEFAULT_PRIORITY);
+            }
+            wr32(gicc + GICC_PMR, 0xff);
+            // Without the security extensions everything is group 0, signalled
+            // as IRQ. EnableGrp0 + EOImode (bit 9): EOI drops the priority,
+            // DIR deactivates.
+            wr32(gicc + GICC_CTLR, 1 | (1 << 9));
+            LRS.store(
+                ((rd32(gich + GICH_VTR) & 0x3f) + 1) as usize,
+                Ordering::Relaxed,
+            );
+            for i in 0..lr_count() {
+                write_lr(i, 0);
+            }
+        }
+    }
+    set_virtual_interface(true, false);
+    enable_ppi(core, SGI_KICK, true);
+    enable_ppi(core, MAINTENANCE_INTID, true);
+}
+
+fn write_byte(addr: usize, v: u8) {
+    // SAFETY: as for `rd32`; priority registers are byte-accessible.
+    unsafe { core::ptr::write_volatile(addr as *mut u8, v) }
+}
+
+fn read_byte(addr: usize) -> u8 {
+    // SAFETY: as for `write_byte`.
+    unsafe { core::ptr::read_volatile(addr as *const u8) }
+}
+
+/// ICH_HCR_EL2 / GICH_HCR: virtual CPU interface on, and the underflow
+/// maintenance interrupt when `underflow` (list registers need refilling).
+pub fn set_virtual_interface(on: bool, underflow: bool) {
+    let v = (on as u64) | ((underflow as u64) << 1);
+    match hw() {
+        Hw::V3 { .. } => sysreg!(write "S3_4_C12_C11_0", v),
+        Hw::V2 { gich, .. } => wr32(gich + GICH_HCR, v as u32),
+    }
+}
+
+/// Acknowledge the highest-priority pending physical interrupt.
+pub fn ack() -> Option<u32> {
+    let intid = match hw() {
+        Hw::V3 { .. } => sysreg!(read "S3_0_C12_C12_0") as u32 & 0xff_ffff,
+        Hw::V2 { gicc, .. } => rd32(gicc + GICC_IAR) & 0x3ff,
+    };
+    (intid < SPURIOUS).then_some(intid)
+}
+
+/// Drop the running priority (the interrupt stays active).
+pub fn eoi(intid: u32) {
+    match hw() {
+        Hw::V3 { .. } => sysreg!(write "S3_0_C12_C12_1", intid as u64),
+        Hw::V2 { gicc, .. } => wr32(gicc + GICC_EOIR, intid),
+    }
+}
+
+/// Deactivate an interrupt the partitioner handled itself.
+pub fn deactivate(intid: u32) {
+    match hw() {
+        Hw::V3 { .. } => sysreg!(write "S3_0_C12_C11_1", intid as u64),
+        Hw::V2 { gicc, .. } => wr32(gicc + GICC_DIR, intid),
+    }
+}
+
+/// Send the partitioner's SGI `intid` to physical core `core`.
+pub fn send_sgi(intid: u32, core: usize, mpidr: u64) {
+    match hw() {
+        Hw::V3 { .. } => {
+            let aff1 = (mpidr >> 8) & 0xff;
+            let aff2 = (mpidr >> 16) & 0xff;
+            let aff3 = (mpidr >> 32) & 0xff;
+            let target = 1u64 << (mpidr & 0xf);
+            let v =
+                (aff3 << 48) | (aff2 << 32) | ((intid as u64 & 0xf) << 24) | (aff1 << 16) | target;
+            sysreg!(write "S3_0_C12_C11_5", v);
+        }
+        Hw::V2 { gicd, .. } => wr32(gicd + GICD_SGIR, (1 << (16 + core)) | (intid & 0xf)),
+    }
+}
+
+fn gicd() -> usize {
+    match hw() {
+        Hw::V3 { gicd } | Hw::V2 { gicd, .. } => gicd,
+    }
+}
+
+/// The register bank holding `intid`'s bits: the distributor for SPIs, the
+/// core's redistributor SGI frame (v3) or the banked distributor (v2, this
+/// core only) for SGIs and PPIs.
+fn bank(intid: u32, core: usize) -> usize {
+    match hw() {
+        Hw::V3 { gicd } if intid < 32 => {
+            let _ = gicd;
+            GICR[core].load(Ordering::Acquire) + SGI_BASE
+        }
+        _ => gicd(),
+    }
+}
+
+fn bit_reg(base: usize, intid: u32) -> (usize, u32) {
+    (base + (intid / 32) as usize * 4, 1 << (intid % 32))
+}
+
+/// Enable or disable an SGI/PPI of physical core `core` (GICv2: this core).
+pub fn enable_ppi(core: usize, intid: u32, on: bool) {
+    let (r, b) = bit_reg(bank(intid, core), intid);
+    wr32(r + if on { GICD_ISENABLER } else { GICD_ICENABLER }, b);
+}
+
+pub fn set_enabled(intid: u32, core: usize, on: bool) {
+    let (r, b) = bit_reg(bank(intid, core), intid);
+    wr32(r + if on { GICD_ISENABLER } else { GICD_ICENABLER }, b);
+}
+
+pub fn enabled(intid: u32, core: usize) -> bool {
+    let (r, b) = bit_reg(bank(intid, core), intid);
+    rd32(r + GICD_ISENABLER) & b != 0
+}
+
+pub fn set_pending(intid: u32, core: usize, on: bool) {
+    let (r, b) = bit_reg(bank(intid, core), intid);
+    wr32(r + if on { GICD_ISPENDR } else { GICD_ICPENDR }, b);
+}
+
+pub fn pending(intid: u32, core: usize) -> bool {
+    let (r, b) = bit_reg(bank(intid, core), intid);
+    rd32(r + GICD_ISPENDR) & b != 0
+}
+
+pub fn set_active(intid: u32, core: usize, on: bool) {
+    let (r, b) = bit_reg(bank(intid, core), intid);
+    wr32(r + if on { GICD_ISACTIVER } else { GICD_ICACTIVER }, b);
+}
+
+pub fn active(intid: u32, core: usize) -> bool {
+    let (r, b) = bit_reg(bank(intid, core), intid);
+    rd32(r + GICD_ISACTIVER) & b != 0
+}
+
+fn set_priority(intid: u32, prio: u8) {
+    write_byte(gicd() + GICD_IPRIORITYR + intid as usize, prio);
+}
+
+pub fn set_priority_on(intid: u32, core: usize, prio: u8) {
+    write_byte(bank(intid, core) + GICD_IPRIORITYR + intid as usize, prio);
+}
+
+pub fn priority(intid: u32, core: usize) -> u8 {
+    read_byte(bank(intid, core) + GICD_IPRIORITYR + intid as usize)
+}
+
+/// Edge (true) or level (false) triggered.
+pub fn set_edge(intid: u32, core: usize, edge: bool) {
+    let r = bank(intid, core) + GICD_ICFGR + (intid / 16) as usize * 4;
+    let shift = (intid % 16) * 2 + 1;
+    let v = rd32(r);
+    wr32(
+        r,
+        if edge {
+            v | (1 << shift)
+        } else {
+            v & !(1 << shift)
+        },
+    );
+}
+
+pub fn edge(intid: u32, core: usize) -> bool {
+    let r = bank(intid, core) + GICD_ICFGR + (intid / 16) as usize * 4;
+    rd32(r) & (1 << ((intid % 16) * 2 + 1)) != 0
+}
+
+/// Route SPI `intid` to physical core `core` (with MPIDR `mpidr`).
+pub fn route(intid: u32, core: usize, mpidr: u64) {
+    match hw() {
+        Hw::V3 { gicd } => {
+            let aff = mpidr & 0xff_00ff_ffff;
+            wr64(gicd + GICD_IROUTER + intid as usize * 8, aff);
+        }
+        Hw::V2 { gicd, .. } => write_byte(gicd + GICD_ITARGETSR + intid as usize, 1 << core),
+    }
+}
+
+/// Number of list registers.
+pub fn lr_count() -> usize {
+    LRS.load(Ordering::Relaxed)
+}
+
+/// Read list register `i`.
+pub fn read_lr(i: usize) -> u64 {
+    match hw() {
+        Hw::V3 { .. } => match i {
+            0 => sysreg!(read "S3_4_C12_C12_0"),
+            1 => sysreg!(read "S3_4_C12_C12_1"),
+            2 => sysreg!(read "S3_4_C12_C12_2"),
+            3 => sysreg!(read "S3_4_C12_C12_3"),
+            4 => sysreg!(read "S3_4_C12_C12_4"),
+            5 => sysreg!(read "S3_4_C12_C12_5"),
+            6 => sysreg!(read "S3_4_C12_C12_6"),
+            7 => sysreg!(read "S3_4_C12_C12_7"),
+            8 => sysreg!(read "S3_4_C12_C13_0"),
+            9 => sysreg!(read "S3_4_C12_C13_1"),
+            10 => sysreg!(read "S3_4_C12_C13_2"),
+            11 => sysreg!(read "S3_4_C12_C13_3"),
+            12 => sysreg!(read "S3_4_C12_C13_4"),
+            13 => sysreg!(read "S3_4_C12_C13_5"),
+            14 => sysreg!(read "S3_4_C12_C13_6"),
+            _ => sysreg!(read "S3_4_C12_C13_7"),
+        },
+        Hw::V2 { gich, .. } => rd32(gich + GICH_LR0 + 4 * i) as u64,
+    }
+}
+
+/// Write list register `i`.
+pub fn write_lr(i: usize, v: u64) {
+    match hw() {
+        Hw::V3 { .. } => match i {
+            0 => sysreg!(write "S3_4_C12_C12_0", v),
+            1 => sysreg!(write "S3_4_C12_C12_1", v),
+            2 => sysreg!(write "S3_4_C12_C12_2", v),
+            3 => sysreg!(write "S3_4_C12_C12_3", v),
+            4 => sysreg!(write "S3_4_C12_C12_4", v),
+            5 => sysreg!(write "S3_4_C12_C12_5", v),
+            6 => sysreg!(write "S3_4_C12_C12_6", v),
+            7 => sysreg!(write "S3_4_C12_C12_7", v),
+            8 => sysreg!(write "S3_4_C12_C13_0", v),
+            9 => sysreg!(write "S3_4_C12_C13_1", v),
+            10 => sysreg!(write "S3_4_C12_C13_2", v),
+            11 => sysreg!(write "S3_4_C12_C13_3", v),
+            12 => sysreg!(write "S3_4_C12_C13_4", v),
+            13 => sysreg!(write "S3_4_C12_C13_5", v),
+            14 => sysreg!(write "S3_4_C12_C13_6", v),
+            _ => sysreg!(write "S3_4_C12_C13_7", v),
+        },
+        Hw::V2 { gich, .. } => wr32(gich + GICH_LR0 + 4 * i, v as u32),
+    }
+}
+
+/// Bitmap of empty list registers.
+pub fn empty_lrs() -> u64 {
+    match hw() {
+        Hw::V3 { .. } => sysreg!(read "S3_4_C12_C11_5"),
+        Hw::V2 { gich, .. } => rd32(gich + GICH_ELRSR0) as u64,
+    }
+}
+
+pub fn version() -> GicVersion {
+    match hw() {
+        Hw::V3 { .. } => GicVersion::V3,
+        Hw::V2 { .. } => GicVersion::V2,
+    }
+}

@@ -1,0 +1,401 @@
+//! Interrupts for domains: the glue between the physical GIC (`gic`), the
+//! virtual GIC model (`bulkhead_core::vgic`, pure and host-tested) and the
+//! list registers of each core's virtual CPU interface.
+//!
+//! - A physical interrupt of a domain (its SPIs, the virtual timer PPI on its
+//!   cores) is acknowledged at EL2, its priority dropped, and queued for the
+//!   vCPU as a hardware interrupt: the domain's own EOI deactivates it.
+//! - Distributor and (GICv3) redistributor accesses trap and are emulated by
+//!   the model, which only ever touches what the domain owns.
+//! - SGIs are virtual: a domain's ICC_SGI1R_EL1 (GICv3) or GICD_SGIR (GICv2)
+//!   write is turned into virtual SGIs for its own vCPUs only, queued on
+//!   their cores, which are kicked with the partitioner's physical SGI.
+//! - Queued interrupts go to free list registers before every return to the
+//!   domain; if they run out, the underflow maintenance interrupt refills them.
+
+use bulkhead_core::board::Range;
+use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Tables};
+use bulkhead_core::plan::{
+    DomainPlan, GicVersion, MAX_CPUS, MAX_DOMAINS, VGICC_IPA, VGICC_SIZE, VGICD_IPA, VGICD_SIZE,
+    VGICR_IPA, VGICR_STRIDE, VTIMER_INTID,
+};
+use bulkhead_core::trap::Access;
+use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq};
+use core::sync::atomic::{AtomicU8, Ordering};
+use log::warn;
+use spin::{Mutex, Once};
+
+use crate::domain::{self, this_core};
+use crate::exceptions::TrapFrame;
+use crate::gic;
+
+/// Owner of each INTID: domain index + 1, 0 = nobody.
+static OWNER: [AtomicU8; 1024] = [const { AtomicU8::new(0) }; 1024];
+
+/// Each domain's virtual distributor and its ownership description.
+static VDIST: [Once<Mutex<VDistributor>>; MAX_DOMAINS] = [const { Once::new() }; MAX_DOMAINS];
+static VDOM: [Once<vgic::Domain>; MAX_DOMAINS] = [const { Once::new() }; MAX_DOMAINS];
+/// Virtual interrupts waiting for a list register, per physical core.
+static QUEUE: [Mutex<PendingIrqs>; MAX_CPUS] = [const { Mutex::new(PendingIrqs::new()) }; MAX_CPUS];
+/// First foreign GIC access of each domain already reported.
+static REPORTED: [AtomicU8; MAX_DOMAINS] = [const { AtomicU8::new(0) }; MAX_DOMAINS];
+
+/// The physical GIC as the model sees it, for domain `d`: vCPU numbers are
+/// translated to the physical cores behind them.
+struct Phys<'a> {
+    d: &'a DomainPlan,
+}
+
+impl Phys<'_> {
+    fn core(&self, vcpu: Option<usize>) -> usize {
+        vcpu.and_then(|v| domain::core_of(self.d, v))
+            .unwrap_or_else(this_core)
+    }
+}
+
+impl PhysGic for Phys<'_> {
+    fn set_enabled(&mut self, intid: u32, vcpu: Option<usize>, on: bool) {
+        gic::set_enabled(intid, self.core(vcpu), on)
+    }
+    fn enabled(&self, intid: u32, vcpu: Option<usize>) -> bool {
+        gic::enabled(intid, self.core(vcpu))
+    }
+    fn set_pending(&mut self, intid: u32, vcpu: Option<usize>, on: bool) {
+        gic::set_pending(intid, self.core(vcpu), on)
+    }
+    fn pending(&self, intid: u32, vcpu: Option<usize>) -> bool {
+        gic::pending(intid, self.core(vcpu))
+    }
+    fn set_active(&mut self, intid: u32, vcpu: Option<usize>, on: bool) {
+        gic::set_active(intid, self.core(vcpu), on)
+    }
+    fn active(&self, intid: u32, vcpu: Option<usize>) -> bool {
+        gic::active(intid, self.core(vcpu))
+    }
+    fn set_priority(&mut self, intid: u32, vcpu: Option<usize>, prio: u8) {
+        gic::set_priority_on(intid, self.core(vcpu), prio)
+    }
+    fn priority(&self, intid: u32, vcpu: Option<usize>) -> u8 {
+        gic::priority(intid, self.core(vcpu))
+    }
+    fn set_edge(&mut self, intid: u32, vcpu: Option<usize>, edge: bool) {
+        gic::set_edge(intid, self.core(vcpu), edge)
+    }
+    fn edge(&self, intid: u32, vcpu: Option<usize>) -> bool {
+        gic::edge(intid, self.core(vcpu))
+    }
+    fn route(&mut self, intid: u32, vcpu: usize) {
+        let core = self.core(Some(vcpu));
+        gic::route(intid, core, crate::board().cpus[core])
+    }
+}
+
+/// GICv2: map the virtual CPU interface (GICV) where the domain expects its
+/// CPU interface. Nothing to do on GICv3, whose CPU interface is system
+/// registers.
+pub fn map_virtual_cpu_interface(
+    t: &mut Tables,
+    a: &mut dyn FrameAllocator,
+) -> Result<(), MapError> {
+    let board = crate::board();
+    if gic::version() != GicVersion::V2 {
+        return Ok(());
+    }
+    for g in board.gics {
+        if let bulkhead_core::board::Gic::V2 { virtual_cpu, .. } = g {
+            t.map(a, VGICC_IPA, virtual_cpu.base, VGICC_SIZE, Attrs::DEVICE)?;
+        }
+    }
+    Ok(())
+}
+
+/// Record what domain `di` owns and set up its virtual distributor; route
+/// its SPIs to its first core, disabled.
+pub fn init_domain(di: usize, d: &DomainPlan) {
+    let dom = VDOM[di].call_once(|| vgic::Domain::new(gic::version(), d));
+    for dev in d.devices.iter() {
+        for &spi in dev.spis.iter() {
+            OWNER[(spi + 32) as usize].store(di as u8 + 1, Ordering::Release);
+        }
+    }
+    let mut phys = Phys { d };
+    let mut vd = VDistributor::new(dom);
+    vd.reset(dom, &mut phys);
+    VDIST[di].call_once(|| Mutex::new(vd));
+}
+
+/// Back to reset state: every interrupt of the domain disabled and
+/// inactive, nothing queued for its cores.
+pub fn reset_domain(di: usize, d: &DomainPlan) {
+    if let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) {
+        let mut phys = Phys { d };
+        vd.lock().reset(dom, &mut phys);
+    }
+    for &c in d.cpus.iter() {
+        QUEUE[c].lock().clear();
+    }
+}
+
+/// A vCPU starts (on its own core): empty list registers, its banked
+/// interrupt state (SGIs, the timer PPI) at reset, virtual interface on.
+pub fn reset_vcpu() {
+    clear_vcpu();
+    let (di, d, vcpu) = domain::current();
+    if let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) {
+        vd.lock().reset_vcpu(dom, &mut Phys { d }, vcpu);
+    }
+    gic::set_virtual_interface(true, false);
+}
+
+/// A vCPU stops: deactivate the physical interrupts its list registers
+/// held (their EOI will never come) and empty them.
+pub fn clear_vcpu() {
+    for i in 0..gic::lr_count() {
+        let lr = gic::read_lr(i);
+        if let Some(pintid) = vgic::lr_hw_active(gic::version(), lr) {
+            gic::deactivate(pintid);
+        }
+        gic::write_lr(i, 0);
+    }
+    QUEUE[this_core()].lock().clear();
+}
+
+/// Queue a virtual interrupt for `core`'s vCPU, kicking it if it is not us.
+fn queue(core: usize, v: Virq) {
+    if QUEUE[core].lock().push(v).is_err() {
+        warn!(
+            "virtual interrupt queue of core {core} full: INTID {} dropped",
+            v.intid
+        );
+    }
+    if core != this_core() {
+        gic::send_sgi(gic::SGI_KICK, core, crate::board().cpus[core]);
+    }
+}
+
+/// Take every pending physical interrupt.
+pub fn handle_physical() {
+    let core = this_core();
+    while let Some(intid) = gic::ack() {
+        gic::eoi(intid);
+        match intid {
+            gic::SGI_KICK | gic::MAINTENANCE_INTID => {
+                // Kicks only make this core look at its queue and requests;
+                // the maintenance interrupt only makes it refill.
+                gic::deactivate(intid);
+                if intid == gic::MAINTENANCE_INTID {
+                    gic::set_virtual_interface(true, false);
+                }
+            }
+            _ => {
+                let (di, d, vcpu) = domain::current();
+                let owned = intid == VTIMER_INTID
+                    || OWNER[intid as usize].load(Ordering::Acquire) as usize == di + 1;
+                let deliverable = owned && {
+                    let dom = VDOM[di].get();
+                    let vd = VDIST[di].get();
+                    match (dom, vd) {
+                        (Some(dom), Some(vd)) => {
+                            let phys = Phys { d };
+                            vd.lock().deliverable(dom, &phys, vcpu, intid)
+                        }
+                        _ => false,
+                    }
+                };
+                if deliverable {
+                    let prio = match (VDOM[di].get(), VDIST[di].get()) {
+                        (Some(dom), Some(vd)) => vd.lock().priority(dom, &Phys { d }, vcpu, intid),
+                        _ => 0xa0,
+                    };
+                    queue(
+                        core,
+                        Virq {
+                            intid,
+                            hw: true,
+                            priority: prio,
+                            source: 0,
+                        },
+                    );
+                } else {
+                    // Not (or no longer) wanted by the domain on this core.
+                    gic::deactivate(intid);
+                }
+            }
+        }
+    }
+}
+
+/// Move queued virtual interrupts into free list registers; ask for the
+/// underflow maintenance interrupt if some are left waiting.
+pub fn flush() {
+    let mut q = QUEUE[this_core()].lock();
+    if q.is_empty() {
+        return;
+    }
+    let mut free = gic::empty_lrs();
+    let v = gic::version();
+    for i in 0..gic::lr_count() {
+        if free & 1 != 0 {
+            let Some(virq) = q.pop() else { break };
+            gic::write_lr(i, vgic::lr(v, &virq));
+        }
+        free >>= 1;
+    }
+    gic::set_virtual_interface(true, !q.is_empty());
+}
+
+fn report_foreign(di: usize, d: &DomainPlan, what: &dyn core::fmt::Display) {
+    if REPORTED[di].swap(1, Ordering::AcqRel) == 0 {
+        warn!(
+            "domain \"{}\" core {}: GIC access to an interrupt it does not own: {} (ignored; first such access, reported once)",
+            d.name,
+            this_core(),
+            what
+        );
+    }
+}
+
+/// Emulate a distributor or redistributor access. False if `ipa` is not in
+/// the virtual GIC's trapped windows.
+pub fn emulate_mmio(
+    di: usize,
+    d: &DomainPlan,
+    vcpu: usize,
+    ipa: u64,
+    write: bool,
+    a: Access,
+    frame: &mut TrapFrame,
+) -> bool {
+    let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
+        return false;
+    };
+    let dist = Range::new(VGICD_IPA, VGICD_SIZE);
+    let redist = Range::new(VGICR_IPA, VGICR_STRIDE * d.cpus.len() as u64);
+    let in_dist = dist.contains_addr(ipa);
+    let in_redist = gic::version() == GicVersion::V3 && redist.contains_addr(ipa);
+    if !in_dist && !in_redist {
+        return false;
+    }
+    let mut phys = Phys { d };
+    let value = frame.reg(a.reg);
+    let outcome = {
+        let mut vd = vd.lock();
+        match (in_dist, write) {
+            (true, false) => vd.read(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size),
+            (true, true) => vd.write(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size, value),
+            (false, false) => vd.read_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size),
+            (false, true) => vd.write_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size, value),
+        }
+    };
+    if let Some(f) = &outcome.foreign {
+        report_foreign(di, d, f);
+    }
+    if !write {
+        let mut v = outcome.value;
+        if a.sign_extend && a.size < 8 {
+            let shift = 64 - 8 * a.size as u32;
+            v = (((v << shift) as i64) >> shift) as u64;
+        }
+        if !a.sixty_four {
+            v &= 0xffff_ffff;
+        }
+        frame.set_reg(a.reg, v);
+    }
+    if let Some(sgi) = outcome.sgi {
+        deliver_sgi(di, d, vcpu, sgi);
+    }
+    drain_latched(di, d, outcome.sgi_ready);
+    true
+}
+
+/// Queue the SGIs the model had latched for vCPUs in `ready` (they just
+/// became deliverable: enabled, or their distributor turned on).
+fn drain_latched(di: usize, d: &DomainPlan, ready: u8) {
+    let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
+        return;
+    };
+    for target in 0..d.cpus.len() {
+        if ready & (1 << target) == 0 {
+            continue;
+        }
+        let Some(core) = domain::core_of(d, target) else {
+            continue;
+        };
+        while let Some(v) = vd.lock().take_sgi(dom, target) {
+            queue(core, v);
+        }
+    }
+}
+
+/// Emulate a trapped GIC system register access (GICv3 SGI generation).
+/// False if it is not one.
+pub fn emulate_sysreg(
+    di: usize,
+    d: &DomainPlan,
+    vcpu: usize,
+    read: bool,
+    enc: (u8, u8, u8, u8, u8),
+    value: u64,
+) -> bool {
+    // ICC_SGI1R_EL1 = S3_0_C12_C11_5; ICC_ASGI1R_EL1 = S3_1_C12_C11_6 and
+    // ICC_SGI0R_EL1 = S3_2_C12_C11_7 are treated the same (one group here).
+    let sgi = matches!(
+        enc,
+        (3, 0, 12, 11, 5) | (3, 1, 12, 11, 6) | (3, 2, 12, 11, 7)
+    );
+    if !sgi || read {
+        return false;
+    }
+    let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
+        return false;
+    };
+    let req = vd.lock().sgi1r(dom, vcpu, value);
+    if req.foreign {
+        report_foreign(
+            di,
+            d,
+            &format_args!(
+                "SGI {} to vCPUs it does not have (ICC_SGI1R_EL1 {value:#x})",
+                req.intid
+            ),
+        );
+    }
+    deliver_sgi(di, d, vcpu, req);
+    true
+}
+
+/// Queue a virtual SGI on each of its (own, deliverable) target vCPUs;
+/// the model latched the others until they can take it.
+fn deliver_sgi(di: usize, d: &DomainPlan, sender: usize, req: vgic::SgiRequest) {
+    let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
+        return;
+    };
+    // GICv2 tells the receiver which CPU sent an SGI; GICv3 does not.
+    let source = if dom.version == GicVersion::V2 {
+        sender as u8
+    } else {
+        0
+    };
+    for target in 0..d.cpus.len() {
+        if req.targets & (1 << target) == 0 {
+            continue;
+        }
+        let Some(core) = domain::core_of(d, target) else {
+            continue;
+        };
+        let prio = vd.lock().priority(dom, &Phys { d }, target, req.intid);
+        if domain::core_state(core) == domain::ON {
+            queue(
+                core,
+                Virq {
+                    intid: req.intid,
+                    hw: false,
+                    priority: prio,
+                    source,
+                },
+            );
+        } else {
+            vd.lock().pend_sgi(dom, target, req.intid, sender);
+        }
+    }
+}
