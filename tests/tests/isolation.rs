@@ -17,7 +17,20 @@ const TARGETS: &[(&str, &str)] = &[
 
 #[test]
 fn every_attack_aborts_once_and_the_victims_keep_running() {
-    let mut run = boot("default", "isolation-inject", &Machine::default());
+    attacks_abort_once(3);
+}
+
+#[test]
+fn every_attack_aborts_once_and_the_victims_keep_running_gicv2() {
+    attacks_abort_once(2);
+}
+
+fn attacks_abort_once(gic: u32) {
+    let m = Machine {
+        gic,
+        ..Machine::default()
+    };
+    let mut run = boot("default", &format!("isolation-inject-v{gic}"), &m);
     run.wait_line(UART0, "probe: attacks done", WAIT)
         .unwrap_or_else(|e| panic!("{e}"));
     let hello_at_attack_end = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
