@@ -11,11 +11,11 @@
 //! | `sgi=N` | N SGI ping-pongs: vCPU 0 sends SGI 1 to vCPU 1, which answers with SGI 2 (needs `smp`) |
 //! | `timer=N` | N virtual-timer interrupts at a fixed period, latency = counter at IRQ entry - CNTV_CVAL |
 //! | `timer-period-us=P` | the timer period, in microseconds (default 2000) |
-//! | `attack-gic` | enable, prioritise, pend and route a foreign SPI (`foreign-spi=<n>`, an SPI number: INTID n + 32), then the domain's own first SPI, reading each back |
+//! | `attack-gic` | enable, prioritise, route and pend a foreign SPI (`foreign-spi=<n>`, an SPI number: INTID n + 32), then the domain's own first SPI, reading each back |
 //! | `attack-sgi` | SGIs to all but self and to target lists beyond the domain |
 //! | `attack-cpu-on=<mpidr>` | PSCI CPU_ON of a core the domain does not have |
 //! | `uart-echo` | receive interrupts of the console UART: print every byte received |
-//! | `no-heartbeat` | no heartbeat lines (heartbeats are on by default) |
+//! | `no-heartbeat` | no heartbeat lines (heartbeats are on by default; `heartbeat` is accepted) |
 //! | `reset-after=<ms>` / `off-after=<ms>` | that long after the heartbeat phase starts, PSCI SYSTEM_RESET / SYSTEM_OFF |
 //!
 //! Numbers are decimal or `0x` hex. Unknown words are reported and ignored.
@@ -32,8 +32,8 @@
 //! gic: v2 dist=<#x> cpu=<#x> (<device tree|probed>)
 //! gic: none (<reason>)
 //! psci: conduit <hvc|smc>
-//! psci: version <#x>
-//! psci: smccc <#x>
+//! psci: version <#x>                        (a negative error in decimal)
+//! psci: smccc <#x>                          (a negative error in decimal)
 //! psci: features <function>=<ret>          one line per function, in this order:
 //!       psci_version cpu_suspend cpu_off cpu_on affinity_info system_off
 //!       system_reset psci_features smccc_version migrate system_suspend
@@ -42,7 +42,8 @@
 //! psci: vendor-smc -> <ret|undefined>       SMC 0xc2000000, expected -1
 //! psci: unknown-hvc -> <ret|undefined>      HVC 0x86000000, expected -1
 //! smp: cpu_on vcpu <i> -> <ret>             one per vCPU 1..n
-//! smp: vcpu <i> up                          printed by vCPU i itself
+//! smp: vcpu <i> up                          printed by vCPU i itself (may come
+//!                                           before its cpu_on line)
 //! smp: <k> vcpus up                         k counts vCPU 0
 //! smp: timeout, <k> of <n> vcpus up         (instead, after 1 s)
 //! smp: affinity_info vcpu <i> -> <ret>      one per vCPU 0..n (0 = on)
@@ -56,9 +57,14 @@
 //! timer: note: clamped to 4096 samples      (N larger than that)
 //! attack: gic <reg> <foreign|own> spi <n>: before <v> wrote <v> reads <v>
 //! attack: gic <reg> <foreign|own> spi <n>: aborted esr=<#x> far=<#x>
-//!       <reg> is enable, priority, pending, route, in that order, foreign
-//!       first; enable/pending values are 0 or 1, priority a byte, route
-//!       GICD_IROUTER (GICv3) or the GICD_ITARGETSR byte (GICv2), in hex
+//!       <reg> is enable, priority, route, pending, in that order, foreign
+//!       first; all values in hex: enable/pending 0 or 1, priority a byte
+//!       (writes 0x80), route GICD_IROUTER (GICv3; writes the domain's last
+//!       vCPU, Aff0 = n-1) or the GICD_ITARGETSR byte (GICv2; writes that
+//!       vCPU's CPU interface mask)
+//! attack: gic deliveries <foreign|own> spi <n>: <k>
+//!       how often that SPI was then delivered to the domain (10 ms later;
+//!       a foreign one never may be, the own one may)
 //! attack: gic foreign: no foreign-spi= given
 //! attack: gic own: no spi
 //! attack: sgi <target>: own vcpus received <k>
@@ -78,6 +84,9 @@
 //! ```
 //!
 //! Ticks are counts of the virtual counter (`CNTVCT_EL0`, at `counter` Hz).
+//! Timer latencies are taken with vCPU 0 idle in `wfi` (the other vCPUs
+//! idle too); SGI round trips run from just before vCPU 0's ping to the
+//! entry of its pong's IRQ exception.
 //! Statistics use the nearest-rank method: the median is the
 //! `ceil(n/2)`-th smallest sample, p99 the `ceil(0.99 n)`-th.
 #![no_std]
@@ -228,6 +237,10 @@ static UP: AtomicUsize = AtomicUsize::new(0);
 static SENT_AT: AtomicU64 = AtomicU64::new(0);
 static PONGS: AtomicUsize = AtomicUsize::new(0);
 static SGI_SAMPLES: [AtomicU32; MAX_SGI_SAMPLES] = [const { AtomicU32::new(0) }; MAX_SGI_SAMPLES];
+/// The SPIs the GIC attack pends (foreign, own; 0 = none) and how often
+/// each was then delivered to the domain.
+static ATTACK_SPIS: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
+static ATTACK_SPI_DELIVERED: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
 /// Attack SGIs each vCPU received.
 static ATTACK_SEEN: [AtomicU32; cpu::MAX_VCPUS] = [const { AtomicU32::new(0) }; cpu::MAX_VCPUS];
 
@@ -252,6 +265,12 @@ fn on_irq(intid: u32) {
         }
         i if i == VTIMER_INTID.load(Ordering::Relaxed) => on_timer(),
         i if i == UART_INTID.load(Ordering::Relaxed) && i != 0 => on_uart(),
+        i if let Some(k) = ATTACK_SPIS
+            .iter()
+            .position(|s| s.load(Ordering::Relaxed) == i) =>
+        {
+            ATTACK_SPI_DELIVERED[k].fetch_add(1, Ordering::AcqRel);
+        }
         other => say!("irq: unexpected intid {other} on vcpu {}", cpu::index()),
     }
 }
@@ -374,8 +393,8 @@ impl core::fmt::Display for Values<'_> {
 
 fn run_psci(have_gic: bool) {
     say!("psci: conduit {}", psci::conduit().name());
-    say!("psci: version {:#x}", psci::version());
-    say!("psci: smccc {:#x}", psci::smccc_version());
+    say!("psci: version {}", Version32(psci::version()));
+    say!("psci: smccc {}", Version32(psci::smccc_version()));
     let functions = [
         ("psci_version", fid::PSCI_VERSION),
         ("cpu_suspend", fid::CPU_SUSPEND_64),
@@ -419,6 +438,19 @@ fn run_psci(have_gic: bool) {
         "psci: unknown-hvc -> {}",
         show(psci::try_call(Conduit::Hvc, 0x8600_0000, [0; 3]))
     );
+}
+
+/// A version number for printing: hex, or the (negative) error in decimal.
+struct Version32(i64);
+
+impl core::fmt::Display for Version32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 < 0 {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "{:#x}", self.0)
+        }
+    }
 }
 
 /// A call result for printing: a number or `undefined`.
@@ -593,7 +625,9 @@ fn attack_byte(dist: usize, reg: usize, intid: u32, value: u8) -> Access<(u64, u
     ))
 }
 
-fn attack_spi(info: &gic::GicInfo, whose: &str, spi: u32) {
+/// Tries to take SPI `spi`: enable it, set its priority, route it to vCPU
+/// `target` (the domain's last) and make it pending, reading each back.
+fn attack_spi(info: &gic::GicInfo, whose: &str, spi: u32, target: usize) {
     use gic::regs::*;
     let intid = spi + 32;
     let dist = info.dist;
@@ -609,20 +643,22 @@ fn attack_spi(info: &gic::GicInfo, whose: &str, spi: u32) {
         spi,
         attack_byte(dist, GICD_IPRIORITYR, intid, ATTACK_PRIORITY),
     );
-    report_gic("pending", whose, spi, attack_bit(dist, GICD_ISPENDR, intid));
     let route = match info.version {
         Version::V3 => {
             let reg = (dist + GICD_IROUTER + 8 * intid as usize) as u64;
-            let me = cpu::affinity();
+            // Affinity of vCPU `target`: Aff0 = its index.
+            let route = target as u64;
             (|| -> Access<(u64, u64, u64)> {
                 let before = try_read(reg)?;
-                try_write(reg, me)?;
-                Ok((before, me, try_read(reg)?))
+                try_write(reg, route)?;
+                Ok((before, route, try_read(reg)?))
             })()
         }
-        Version::V2 => attack_byte(dist, GICD_ITARGETSR, intid, gic::cpu_mask(cpu::index())),
+        Version::V2 => attack_byte(dist, GICD_ITARGETSR, intid, gic::cpu_mask(target)),
     };
     report_gic("route", whose, spi, route);
+    // Pending last: a GICv2 SPI with no target CPU does not read as pending.
+    report_gic("pending", whose, spi, attack_bit(dist, GICD_ISPENDR, intid));
     // Leave nothing pending or enabled behind (the writes are ignored for
     // an interrupt the domain does not own).
     let word = 4 * (intid as usize / 32);
@@ -631,19 +667,34 @@ fn attack_spi(info: &gic::GicInfo, whose: &str, spi: u32) {
     let _ = try_write32((dist + GICD_ICENABLER + word) as u64, bit);
 }
 
-fn run_attack_gic(info: &gic::GicInfo, foreign: Option<u32>) {
+fn run_attack_gic(have_gic: bool, info: &gic::GicInfo, foreign: Option<u32>, vcpus: usize) {
+    let target = vcpus.max(1) - 1;
+    let mut own = [0u32; 1];
+    let own = (bulkhead_rt::device_spis(&mut own) > 0).then_some(own[0] - 32);
+    let spis = [("foreign", foreign), ("own", own)];
+    for (slot, (_, spi)) in ATTACK_SPIS.iter().zip(spis) {
+        slot.store(spi.map_or(0, |s| s + 32), Ordering::Release);
+    }
     irq::masked(|| {
-        match foreign {
-            Some(spi) => attack_spi(info, "foreign", spi),
-            None => say!("attack: gic foreign: no foreign-spi= given"),
-        }
-        let mut own = [0u32; 1];
-        if bulkhead_rt::device_spis(&mut own) > 0 {
-            attack_spi(info, "own", own[0] - 32);
-        } else {
-            say!("attack: gic own: no spi");
+        for (whose, spi) in spis {
+            match spi {
+                Some(spi) => attack_spi(info, whose, spi, target),
+                None if whose == "foreign" => say!("attack: gic foreign: no foreign-spi= given"),
+                None => say!("attack: gic own: no spi"),
+            }
         }
     });
+    // A pended SPI the domain could enable and route is delivered (to vCPU
+    // `target`, or to this one once it unmasks); a foreign one never may be.
+    sleep_ms(have_gic, 10);
+    for ((whose, spi), delivered) in spis.iter().zip(&ATTACK_SPI_DELIVERED) {
+        if let Some(spi) = spi {
+            say!(
+                "attack: gic deliveries {whose} spi {spi}: {}",
+                delivered.load(Ordering::Acquire)
+            );
+        }
+    }
 }
 
 fn attack_sgis_seen() -> u32 {
@@ -793,7 +844,7 @@ fn main(_dtb: usize) -> ! {
     }
     if config.attack_gic {
         match &gic_info {
-            Some(g) => run_attack_gic(g, config.foreign_spi),
+            Some(g) => run_attack_gic(have_gic, g, config.foreign_spi, vcpus),
             None => skipped("attack"),
         }
     }

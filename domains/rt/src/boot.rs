@@ -10,7 +10,7 @@ core::arch::global_asm!(
     .global _start
     .type _start, %function
 _start:
-    // Interrupts stay masked: the domains poll.
+    // Interrupts stay masked until the domain unmasks them (irq::enable).
     msr     daifset, #0xf
     // Keep the device tree address in a callee-saved register.
     mov     x19, x0

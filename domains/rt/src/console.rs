@@ -6,7 +6,7 @@
 //! while the transmit FIFO is full (`FR.TXFF`) and is then written to `DR`.
 //! No line-ending translation: lines end in `\n` alone.
 //!
-//! [`print!`]/[`println!`] and [`write_str`] hold a console lock, with
+//! [`crate::print!`]/[`crate::println!`] and [`write_str`] hold a console lock, with
 //! interrupts masked, for the whole of their text: lines from different
 //! vCPUs, or from an interrupt handler and the code it interrupted, never
 //! mix. The lock is re-entrant on the vCPU holding it (so an exception

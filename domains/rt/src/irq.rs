@@ -1,11 +1,12 @@
 //! Interrupts: the IRQ vector, the handler it calls, and masking.
 //!
 //! The IRQ vector of the current EL with SP_EL1 (`VBAR_EL1 + 0x280`)
-//! reads `CNTVCT_EL0` as its second instruction (the exception entry is
-//! context-synchronizing, so the read is not taken early), saves the
+//! reads `CNTVCT_EL0` as its third instruction, right after making room
+//! for x0/x1 (the exception entry is context-synchronizing, so the read is
+//! not taken early), saves the
 //! caller-saved state the AAPCS64 lets a Rust function destroy (x0-x18,
 //! x29, x30, q0-q7, q16-q31, FPCR, FPSR) plus `ELR_EL1`/`SPSR_EL1`, and
-//! calls [`__bulkhead_irq`]. That acknowledges interrupts from the GIC one
+//! calls `__bulkhead_irq`. That acknowledges interrupts from the GIC one
 //! after the other until none is pending, calls the handler registered with
 //! [`set_handler`] with each INTID and ends each (EOImode 0). Handlers run
 //! with interrupts masked (no nesting).

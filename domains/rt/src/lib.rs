@@ -22,7 +22,14 @@
 //! handler, masking, waiting), [`timer`] (the virtual timer), [`psci`]
 //! (over the device tree's conduit) and [`smp`] (starting vCPUs with
 //! their own stacks). Interrupts stay masked until a domain unmasks them.
-//! Any exception other than an abort of a `try_*` access prints
+//!
+//! Secondary vCPUs: [`smp::start`] starts vCPU `n` with PSCI `CPU_ON`
+//! (target MPIDR `n`, entry [`smp::entry`], context id `n`); the partitioner
+//! (or QEMU's PSCI) enters it there at EL1h with the MMU off, like the boot
+//! vCPU. It runs on its own 16 KiB stack, chosen by `MPIDR_EL1.Aff0`.
+//!
+//! Any exception other than an abort of a `try_*` access (or the UNDEFINED
+//! instruction of a [`psci::try_call`]) prints
 //! `<name>: UNEXPECTED EXCEPTION: ...` (vector, ESR decoded, FAR, ELR, SPSR,
 //! LR, SP) then `<name>: core halted`, and halts the core; a panic prints
 //! `<name>: PANIC at <file>:<line>: <message>` and halts.

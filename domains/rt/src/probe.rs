@@ -28,11 +28,11 @@ pub(crate) const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
 pub const FSC_SYNC_EXTERNAL_ABORT: u64 = 0x10;
 
 impl Abort {
-    /// Exception class (ESR bits [31:26]).
+    /// Exception class (ESR bits \[31:26\]).
     pub fn ec(&self) -> u64 {
         self.esr >> 26
     }
-    /// Fault status code (ESR bits [5:0]).
+    /// Fault status code (ESR bits \[5:0\]).
     pub fn fsc(&self) -> u64 {
         self.esr & 0x3f
     }

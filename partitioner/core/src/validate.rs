@@ -1143,6 +1143,7 @@ mod tests {
         match image {
             "domain:hello" => Some(0x4000),
             "domain:probe" => Some(0x3000),
+            "domain:irq" => Some(0x4_0000),
             _ => None,
         }
     }
