@@ -246,6 +246,8 @@ fn check(args: &[String]) -> Result<()> {
 pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("default", "configs/qemu-virt/default.dts", Tamper::None),
     ("stop-policy", "tests/configs/stop-policy.dts", Tamper::None),
+    ("irq", "tests/configs/irq.dts", Tamper::None),
+    ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
     (
         "invalid-unchecked",
         "tests/configs/invalid/cpu-shared.dts",

@@ -1,0 +1,207 @@
+//! Interrupts, timers, PSCI and lifecycle, on GICv3 and GICv2. One domain
+//! takes its own virtual timer, UART receive interrupts and SGIs between its
+//! own vCPUs; a hostile one attacks the interrupt controller and PSCI and
+//! resets itself until the partitioner stops it, while its neighbours keep
+//! running.
+
+use std::time::Duration;
+
+use bulkhead_tests::{
+    boot, last_heartbeat, lines_with, wait_heartbeat_after, Machine, UART0, UART1, WAIT,
+};
+
+fn expect_line(run: &mut bulkhead_tests::Run, uart: &str, needle: &str) -> String {
+    run.wait_line(uart, needle, WAIT)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn own_interrupts_work(gic: u32) {
+    let m = Machine {
+        gic,
+        uart1_input: true,
+        ..Machine::default()
+    };
+    let mut run = boot("irq", &format!("irq-v{gic}"), &m);
+    let version = format!("irq: gic: v{gic} ");
+    expect_line(&mut run, UART1, &version);
+    // PSCI as the domain sees it: versions, and nothing forwarded to firmware.
+    expect_line(&mut run, UART1, "irq: psci: version 0x10001");
+    expect_line(&mut run, UART1, "irq: psci: smccc 0x10001");
+    expect_line(&mut run, UART1, "irq: psci: cpu_suspend standby -> 0");
+    expect_line(&mut run, UART1, "irq: psci: vendor-smc -> -1");
+    expect_line(&mut run, UART1, "irq: psci: unknown-hvc -> -1");
+    // Its second vCPU starts with CPU_ON, and SGIs go back and forth.
+    expect_line(&mut run, UART1, "irq: smp: 2 vcpus up");
+    expect_line(&mut run, UART1, "irq: sgi: 10 round trips");
+    // Periodic virtual timer interrupts, each one delivered.
+    expect_line(&mut run, UART1, "irq: timer: 20 interrupts, latency ticks");
+    // The UART's receive interrupt: every byte typed arrives.
+    expect_line(&mut run, UART1, "irq: uart: ready");
+    run.send_uart1(b"Hi!").expect("type into uart1");
+    for b in b"Hi!" {
+        expect_line(&mut run, UART1, &format!("irq: uart: rx 0x{b:02x}"));
+    }
+    let hb = last_heartbeat(&run.output(UART0), "hello").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART0, "hello", hb + 2);
+    let out = run.output(UART1);
+    assert!(lines_with(&out, "unexpected").is_empty(), "{out}");
+    assert!(lines_with(&out, "timeout").is_empty(), "{out}");
+    let log = run.output(UART0);
+    // The unknown calls were answered here and reported once.
+    assert_eq!(
+        lines_with(&log, "domain \"irq\": unsupported").len(),
+        1,
+        "{log}"
+    );
+    assert!(lines_with(&log, "error").is_empty(), "{log}");
+}
+
+#[test]
+fn own_interrupts_timer_uart_smp_sgi_gicv3() {
+    own_interrupts_work(3);
+}
+
+#[test]
+fn own_interrupts_timer_uart_smp_sgi_gicv2() {
+    own_interrupts_work(2);
+}
+
+fn attacks_are_stopped(gic: u32) {
+    let m = Machine {
+        gic,
+        ..Machine::default()
+    };
+    let mut run = boot("irq-attack", &format!("irq-attack-v{gic}"), &m);
+    expect_line(
+        &mut run,
+        UART0,
+        "domain \"attacker\" restarting (1 of at most 8)",
+    );
+    let log = run.output(UART0);
+    let first_run: String = log.split("restarting (1 of").next().unwrap().to_string();
+    // The victim's UART interrupt (SPI 8) cannot be enabled, re-prioritised,
+    // routed or pended by the attacker: it reads back zero and is never delivered.
+    for reg in ["enable", "priority", "route", "pending"] {
+        let l = lines_with(
+            &first_run,
+            &format!("attacker: attack: gic {reg} foreign spi 8:"),
+        );
+        assert_eq!(l.len(), 1, "{reg}\n{first_run}");
+        assert!(l[0].ends_with("reads 0x0"), "{}", l[0]);
+        // The same operation on its own SPI works: the control is not vacuous.
+        let own = lines_with(
+            &first_run,
+            &format!("attacker: attack: gic {reg} own spi 2:"),
+        );
+        assert_eq!(own.len(), 1, "{reg}\n{first_run}");
+        assert!(!own[0].ends_with("reads 0x0"), "{}", own[0]);
+    }
+    assert!(
+        first_run.contains("attacker: attack: gic deliveries foreign spi 8: 0"),
+        "{first_run}"
+    );
+    // SGIs naming other clusters' cores reach nobody; the partitioner reported
+    // the first foreign GIC access, once.
+    if gic == 3 {
+        for t in ["aff1=1", "aff2=1", "aff3=1"] {
+            assert!(
+                first_run.contains(&format!("attack: sgi {t} list 0-15: own vcpus received 0")),
+                "{t}\n{first_run}"
+            );
+        }
+    }
+    assert_eq!(
+        lines_with(&log, "domain \"attacker\" core")
+            .iter()
+            .filter(|l| l.contains("does not own"))
+            .count(),
+        1,
+        "{log}"
+    );
+    // CPU_ON of a core it does not have, vendor SMCs and unknown HVCs.
+    assert!(
+        first_run.contains("attacker: attack: cpu_on mpidr 0x2 -> -2"),
+        "{first_run}"
+    );
+    assert!(
+        first_run.contains("attacker: psci: vendor-smc -> -1"),
+        "{first_run}"
+    );
+    assert!(
+        first_run.contains("attacker: psci: unknown-hvc -> -1"),
+        "{first_run}"
+    );
+
+    // SYSTEM_OFF stops only the bystander, which never saw a foreign interrupt.
+    expect_line(
+        &mut run,
+        UART0,
+        "domain \"bystander\" stopped: it powered itself off (SYSTEM_OFF)",
+    );
+    // SYSTEM_RESET restarts only the attacker, until the limit stops it.
+    let hello_before = last_heartbeat(&run.output(UART1), "victim").unwrap_or(0);
+    run.wait_line(
+        UART0,
+        "domain \"attacker\" stopped: restart limit reached",
+        Duration::from_secs(90),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let log = run.output(UART0);
+    assert_eq!(
+        lines_with(&log, "domain \"attacker\" restarting (").len(),
+        8,
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(&log, "attacker: boot: start").len(),
+        9,
+        "first boot and 8 restarts\n{log}"
+    );
+    assert!(lines_with(&log, "unexpected").is_empty(), "{log}");
+    // Nine times the attacker pended the victim's interrupt: it never arrived.
+    // Its own pended SPI did (delivery within the probe's 10 ms window
+    // depends on host load, so at least once over the nine runs).
+    let foreign = lines_with(&log, "attacker: attack: gic deliveries foreign spi 8: ");
+    assert_eq!(foreign.len(), 9, "{log}");
+    assert!(foreign.iter().all(|l| l.ends_with(": 0")), "{foreign:?}");
+    let own = lines_with(&log, "attacker: attack: gic deliveries own spi 2: ");
+    assert!(own.iter().any(|l| l.ends_with(": 1")), "{own:?}");
+    assert!(
+        lines_with(&log, "FATAL").is_empty() && lines_with(&log, "error").is_empty(),
+        "{log}"
+    );
+    // The victim never stopped, and keeps going after it all.
+    let now = last_heartbeat(&run.output(UART1), "victim").unwrap_or(0);
+    let hello_after = wait_heartbeat_after(&mut run, UART1, "victim", now + 2);
+    assert!(
+        hello_after > hello_before + 2,
+        "victim heartbeats {hello_before} -> {hello_after}"
+    );
+    let victim = run.output(UART1);
+    assert!(!victim.contains("CORRUPTED"), "{victim}");
+    // Heartbeats are continuous: no gap in the sequence.
+    let beats: Vec<u64> = victim
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("victim: heartbeat ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        beats.windows(2).all(|w| w[1] == w[0] + 1),
+        "victim heartbeat gap: {beats:?}"
+    );
+}
+
+#[test]
+fn gic_and_psci_attacks_are_stopped_gicv3() {
+    attacks_are_stopped(3);
+}
+
+#[test]
+fn gic_and_psci_attacks_are_stopped_gicv2() {
+    attacks_are_stopped(2);
+}
