@@ -37,8 +37,9 @@ fn own_interrupts_work(gic: u32) {
     expect_line(&mut run, UART1, "irq: timer: 20 interrupts, latency ticks");
     // The UART's receive interrupt: every byte typed arrives.
     expect_line(&mut run, UART1, "irq: uart: ready");
-    run.send_uart1(b"Hi!").expect("type into uart1");
+    // One byte at a time: each needs its own receive interrupt.
     for b in b"Hi!" {
+        run.send_uart1(&[*b]).expect("type into uart1");
         expect_line(&mut run, UART1, &format!("irq: uart: rx 0x{b:02x}"));
     }
     let hb = last_heartbeat(&run.output(UART0), "hello").unwrap_or(0);
@@ -94,7 +95,11 @@ fn attacks_are_stopped(gic: u32) {
             &format!("attacker: attack: gic {reg} own spi 2:"),
         );
         assert_eq!(own.len(), 1, "{reg}\n{first_run}");
-        assert!(!own[0].ends_with("reads 0x0"), "{}", own[0]);
+        // (A pended own SPI may be delivered before it is read back; its
+        // delivery is checked below instead.)
+        if reg != "pending" {
+            assert!(!own[0].ends_with("reads 0x0"), "{}", own[0]);
+        }
     }
     assert!(
         first_run.contains("attacker: attack: gic deliveries foreign spi 8: 0"),
@@ -164,8 +169,18 @@ fn attacks_are_stopped(gic: u32) {
     let foreign = lines_with(&log, "attacker: attack: gic deliveries foreign spi 8: ");
     assert_eq!(foreign.len(), 9, "{log}");
     assert!(foreign.iter().all(|l| l.ends_with(": 0")), "{foreign:?}");
+    // The attacker's own pend reached the hardware: the SPI was delivered,
+    // or still reads pending (delivery to its second vCPU within the probe's
+    // 10 ms window depends on how the host schedules QEMU's threads).
     let own = lines_with(&log, "attacker: attack: gic deliveries own spi 2: ");
-    assert!(own.iter().any(|l| l.ends_with(": 1")), "{own:?}");
+    let pended = lines_with(
+        &log,
+        "attacker: attack: gic pending own spi 2: before 0x0 wrote 0x1 reads 0x1",
+    );
+    assert!(
+        own.iter().any(|l| l.ends_with(": 1")) || !pended.is_empty(),
+        "{own:?}"
+    );
     assert!(
         lines_with(&log, "FATAL").is_empty() && lines_with(&log, "error").is_empty(),
         "{log}"

@@ -76,12 +76,19 @@ pub fn compile_dts(dts: &Path) -> Result<Vec<u8>> {
 }
 
 /// Where an `image` property points: `domain:<bin>` is a bare-metal domain
-/// built from `domains/`, anything else a file relative to the config.
+/// built from `domains/`, `linux:kernel` and `linux:initramfs` the Debian
+/// Linux guest (fetched and built on first use, see `linux.rs`), anything
+/// else a file relative to the config.
 pub fn resolve_image(config: &Path, image: &str) -> PathBuf {
-    match image.strip_prefix("domain:") {
-        Some(bin) => target_dir().join(DOMAIN_TARGET).join("release").join(bin),
-        None => config.parent().unwrap_or(Path::new(".")).join(image),
+    if let Some(bin) = image.strip_prefix("domain:") {
+        return target_dir().join(DOMAIN_TARGET).join("release").join(bin);
     }
+    if let Some(part) = image.strip_prefix("linux:") {
+        // A path that does not exist if the guest cannot be made (the error
+        // is printed once), so the check reports the image as missing.
+        return crate::linux::image_path(part);
+    }
+    config.parent().unwrap_or(Path::new(".")).join(image)
 }
 
 /// The bytes to load for an image: ELF files are flattened to their memory
@@ -126,10 +133,10 @@ pub fn check_blob(
     let image_size = |domain: &str, image: &str| -> Option<u64> {
         let mut seen = seen.borrow_mut();
         if let Some((_, _, img)) = seen.iter().find(|(d, i, _)| d == domain && i == image) {
-            return img.as_ref().map(|b| b.len() as u64);
+            return img.as_ref().map(|b| package::load_size(b));
         }
         let img = load_image(&resolve_image(config, image)).ok();
-        let len = img.as_ref().map(|b| b.len() as u64);
+        let len = img.as_ref().map(|b| package::load_size(b));
         seen.push((domain.to_string(), image.to_string(), img));
         len
     };
@@ -144,7 +151,7 @@ pub fn check_blob(
     let images: Vec<(String, Vec<u8>)> = seen
         .borrow()
         .iter()
-        .filter_map(|(d, _, img)| img.clone().map(|b| (d.clone(), b)))
+        .filter_map(|(d, i, img)| img.clone().map(|b| (package_name(&blob, d, i), b)))
         .collect();
     let refs: Vec<(&str, &[u8])> = images
         .iter()
@@ -163,7 +170,7 @@ pub fn check_blob(
     let names = seen
         .borrow()
         .iter()
-        .map(|(d, i, _)| (d.clone(), i.clone()))
+        .map(|(d, i, _)| (package_name(&blob, d, i), i.clone()))
         .collect();
     match result {
         Ok(plan) => Ok(Checked { plan, blob, images }),
@@ -172,6 +179,10 @@ pub fn check_blob(
             images: names,
         }),
     }
+}
+
+fn package_name(blob: &[u8], domain: &str, image: &str) -> String {
+    package::entry_name(blob, domain, image).to_string()
 }
 
 /// The partitioner's footprint for a firmware of `firmware_len` bytes plus a

@@ -4,6 +4,7 @@
 
 pub mod elf;
 pub mod image;
+pub mod linux;
 pub mod qemu;
 pub mod tools;
 

@@ -171,7 +171,9 @@ impl Run {
         let limit = (Instant::now() + timeout).min(self.deadline);
         loop {
             let out = self.output(uart);
-            if let Some(l) = out.lines().find(|l| pred(l)) {
+            // Only whole lines: the guest may be in the middle of one.
+            let complete = &out[..out.rfind('\n').map_or(0, |i| i + 1)];
+            if let Some(l) = complete.lines().find(|l| pred(l)) {
                 return Ok(l.to_string());
             }
             let exited = matches!(self.child.try_wait(), Ok(Some(_)));

@@ -58,6 +58,8 @@ pub struct DomainConfig<'b> {
     pub cpus: Option<Vec<u32, MAX_CPUS>>,
     /// `image`; `None` when missing or malformed (reported).
     pub image: Option<&'b str>,
+    /// `initrd`: an initial RAM disk handed to a Linux kernel; optional.
+    pub initrd: Option<&'b str>,
     /// `entry`; `None` when missing or malformed (reported).
     pub entry: Option<u64>,
     /// `bootargs`, empty when absent.
@@ -422,6 +424,7 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
             "compatible",
             "cpus",
             "image",
+            "initrd",
             "entry",
             "bootargs",
             "fault-policy",
@@ -467,6 +470,13 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
         }
         other => other,
     };
+    let initrd = match r.opt_str("initrd") {
+        Some("") => {
+            r.bad("initrd", "initrd must not be empty");
+            None
+        }
+        other => other,
+    };
     let entry = r.req_u64("entry");
     let mut bootargs = r.opt_str("bootargs").unwrap_or("");
     if bootargs.len() > MAX_BOOTARGS {
@@ -504,6 +514,7 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
         name,
         cpus,
         image,
+        initrd,
         entry,
         bootargs,
         fault_policy,

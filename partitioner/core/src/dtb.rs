@@ -445,6 +445,10 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
     if let Some(path) = console_path(plan)? {
         w.prop_str("stdout-path", &path)?;
     }
+    if let Some(start) = initrd_ipa(plan) {
+        w.prop_u64s("linux,initrd-start", &[start])?;
+        w.prop_u64s("linux,initrd-end", &[start + plan.initrd_size])?;
+    }
     w.end_node()?;
 
     w.begin_node("cpus")?;
@@ -476,10 +480,23 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
     interrupt_controller(&mut w, gic, plan.cpus.len())?;
     timer(&mut w, gic, plan.cpus.len())?;
 
+    // The clock PrimeCell devices (the PL011s) name, as on QEMU virt.
+    w.begin_node("apb-pclk")?;
+    w.prop_str("compatible", "fixed-clock")?;
+    w.prop_u32("#clock-cells", 0)?;
+    w.prop_u32("clock-frequency", APB_PCLK_HZ)?;
+    w.prop_str("clock-output-names", "clk24mhz")?;
+    w.prop_u32("phandle", CLOCK_PHANDLE)?;
+    w.end_node()?;
+
     for dev in &plan.devices {
         let ipa = dev.mapping.ipa;
         w.begin_node(&name(format_args!("{}@{ipa:x}", dev.name))?)?;
-        w.prop_str("compatible", &dev.compatible)?;
+        if dev.compatible == "arm,pl011" {
+            pl011_props(&mut w)?;
+        } else {
+            w.prop_str("compatible", &dev.compatible)?;
+        }
         w.prop_u64s("reg", &[ipa, dev.mapping.size])?;
         if !dev.spis.is_empty() {
             let mut cells = [0u32; 3 * crate::plan::MAX_IRQS];
@@ -493,13 +510,26 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
 
     if let Some(ipa) = plan.virtual_console {
         w.begin_node(&name(format_args!("uart@{ipa:x}"))?)?;
-        w.prop_strs("compatible", &["arm,pl011", "arm,primecell"])?;
+        pl011_props(&mut w)?;
         w.prop_u64s("reg", &[ipa, 0x1000])?;
         w.end_node()?;
     }
 
     w.end_node()?;
     w.finish()
+}
+
+/// Phandle of the `apb-pclk` fixed clock.
+pub const CLOCK_PHANDLE: u32 = 2;
+/// Its rate (what QEMU virt gives its PL011s).
+pub const APB_PCLK_HZ: u32 = 24_000_000;
+
+/// What a PL011 node needs for Linux's AMBA driver: both compatibles and
+/// its two clocks.
+fn pl011_props(w: &mut FdtWriter<'_>) -> Result<(), DtbError> {
+    w.prop_strs("compatible", &["arm,pl011", "arm,primecell"])?;
+    w.prop_cells("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
+    w.prop_strs("clock-names", &["uartclk", "apb_pclk"])
 }
 
 /// The `intc@<ipa>` node: the domain's virtual GIC.
@@ -577,8 +607,23 @@ fn console_path(plan: &DomainPlan) -> Result<Option<Name>, DtbError> {
 pub fn dtb_ipa(plan: &DomainPlan) -> Option<u64> {
     let ram = plan.ram_at(plan.entry)?;
     let at = ram.ipa.checked_add(ram.size)?.checked_sub(DTB_RESERVED)?;
-    let image_end = plan.entry.checked_add(plan.image_size)?;
+    let initrd = plan.initrd_size.checked_next_multiple_of(4096)?;
+    let image_end = plan
+        .entry
+        .checked_add(plan.image_size)?
+        .checked_add(initrd)?;
     (image_end <= at).then_some(at)
+}
+
+/// Guest address of the domain's initial RAM disk, if it has one: page
+/// aligned, right below the device tree (validation guarantees it does not
+/// reach into the image).
+pub fn initrd_ipa(plan: &DomainPlan) -> Option<u64> {
+    if plan.initrd_size == 0 {
+        return None;
+    }
+    let dtb = dtb_ipa(plan)?;
+    Some((dtb - plan.initrd_size) & !0xfff)
 }
 
 #[cfg(test)]
@@ -626,6 +671,7 @@ mod tests {
             devices: devices.iter().cloned().collect(),
             entry: 0x4000_0000,
             image_size: 0x1_0000,
+            initrd_size: 0,
             bootargs: "".try_into().unwrap(),
             fault_policy: FaultPolicy::InjectAbort,
             virtual_console: None,
@@ -668,7 +714,14 @@ mod tests {
     }
 
     /// Everything at its maximum: the largest tree a valid plan can produce.
+    /// Every device is a PL011: its three properties (88 bytes) outweigh a
+    /// 64-character `compatible` (80 bytes); see `biggest_plan_fits`.
     fn biggest() -> DomainPlan {
+        biggest_with("arm,pl011")
+    }
+
+    /// [`biggest`] with every device's `compatible` set to `compatible`.
+    fn biggest_with(compatible: &str) -> DomainPlan {
         let name = "n".repeat(crate::plan::MAX_NAME);
         let rams: std::vec::Vec<_> = (0..MAX_REGIONS as u64)
             .map(|i| ram(0xffff_0000_0000 + i * 0x1_0000_0000, 0, 0x1_0000_0000))
@@ -676,11 +729,10 @@ mod tests {
         let devices: std::vec::Vec<_> = (0..MAX_DEVICES as u64)
             .map(|i| {
                 let dev_name = format!("{}{i}", "d".repeat(crate::plan::MAX_NAME - 1));
-                let compatible = "c".repeat(64);
                 let spis: std::vec::Vec<u32> = (0..MAX_IRQS as u32).map(|s| 900 + s).collect();
                 device(
                     &dev_name,
-                    &compatible,
+                    compatible,
                     0xffff_ffff_0000 + i * 0x1000,
                     0x1000,
                     &spis,
@@ -690,6 +742,17 @@ mod tests {
         let mut p = plan(&name, MAX_CPUS, &rams, &devices);
         p.bootargs = "b".repeat(128).as_str().try_into().unwrap();
         p.virtual_console = Some(0xffff_ffff_f000);
+        // The initial RAM disk in the last RAM region, which holds the entry
+        // point: two more properties in /chosen.
+        p.entry = rams[MAX_REGIONS - 1].ipa;
+        p.initrd_size = 0x1000_0000;
+        p
+    }
+
+    /// [`victim`] with an initial RAM disk of `size` bytes.
+    fn victim_with_initrd(size: u64) -> DomainPlan {
+        let mut p = victim();
+        p.initrd_size = size;
         p
     }
 
@@ -760,6 +823,15 @@ mod tests {
         node.children().map(|c| c.name).collect()
     }
 
+    /// The properties every PL011 node starts with (its `reg` follows).
+    fn pl011_expected() -> std::vec::Vec<(&'static str, std::vec::Vec<u8>)> {
+        vec![
+            ("compatible", strs_prop(&["arm,pl011", "arm,primecell"])),
+            ("clocks", cells_prop(&[2, 2])),
+            ("clock-names", strs_prop(&["uartclk", "apb_pclk"])),
+        ]
+    }
+
     /// Checks every node and property of `blob` against `plan`.
     fn check_tree(plan: &DomainPlan, gic: GicVersion, blob: &[u8]) {
         let fdt = Fdt::new(blob).expect("valid blob");
@@ -785,6 +857,7 @@ mod tests {
         expected_children.push("psci".into());
         expected_children.push("intc@8000000".into());
         expected_children.push("timer".into());
+        expected_children.push("apb-pclk".into());
         expected_children.extend(
             plan.devices
                 .iter()
@@ -813,6 +886,12 @@ mod tests {
         ];
         if let Some(path) = &console {
             expected.push(("stdout-path", str_prop(path)));
+        }
+        if plan.initrd_size > 0 {
+            let start = initrd_ipa(plan).expect("the initrd is placed");
+            let end = start + plan.initrd_size;
+            expected.push(("linux,initrd-start", start.to_be_bytes().to_vec()));
+            expected.push(("linux,initrd-end", end.to_be_bytes().to_vec()));
         }
         let got: std::vec::Vec<_> = props(chosen)
             .into_iter()
@@ -889,14 +968,31 @@ mod tests {
 
         check_gic(plan, gic, &fdt);
 
+        // The PL011s' clock.
+        let clock = fdt.find_node("/apb-pclk").expect("clock");
+        assert_eq!(
+            props(clock),
+            [
+                ("compatible", &str_prop("fixed-clock")[..]),
+                ("#clock-cells", &cells_prop(&[0])[..]),
+                ("clock-frequency", &cells_prop(&[24_000_000])[..]),
+                ("clock-output-names", &str_prop("clk24mhz")[..]),
+                ("phandle", &cells_prop(&[2])[..]),
+            ]
+        );
+        assert!(children(clock).is_empty());
+        assert_eq!(fdt.find_phandle(CLOCK_PHANDLE).unwrap().name, "apb-pclk");
+
         // Passthrough devices.
         for d in &plan.devices {
             let path = format!("/{}@{:x}", d.name, d.mapping.ipa);
             let node = fdt.find_node(&path).unwrap_or_else(|| panic!("{path}"));
-            let mut expected = vec![
-                ("compatible", str_prop(&d.compatible)),
-                ("reg", reg_prop(d.mapping.ipa, d.mapping.size)),
-            ];
+            let mut expected = if d.compatible == "arm,pl011" {
+                pl011_expected()
+            } else {
+                vec![("compatible", str_prop(&d.compatible))]
+            };
+            expected.push(("reg", reg_prop(d.mapping.ipa, d.mapping.size)));
             if !d.spis.is_empty() {
                 let specs: std::vec::Vec<u32> = d.spis.iter().flat_map(|&s| [0, s, 4]).collect();
                 expected.push(("interrupts", cells_prop(&specs)));
@@ -915,16 +1011,32 @@ mod tests {
         // Virtual console.
         if let Some(ipa) = plan.virtual_console {
             let node = fdt.find_node(&format!("/uart@{ipa:x}")).unwrap();
-            assert_eq!(
-                props(node),
-                [
-                    (
-                        "compatible",
-                        &strs_prop(&["arm,pl011", "arm,primecell"])[..]
-                    ),
-                    ("reg", &reg_prop(ipa, 0x1000)[..]),
-                ]
-            );
+            let mut expected = pl011_expected();
+            expected.push(("reg", reg_prop(ipa, 0x1000)));
+            let got: std::vec::Vec<_> = props(node)
+                .into_iter()
+                .map(|(n, v)| (n, v.to_vec()))
+                .collect();
+            assert_eq!(got, expected);
+            assert!(children(node).is_empty());
+        }
+
+        // Every PL011 (and nothing else) names the clock, which resolves.
+        let pl011s = plan
+            .devices
+            .iter()
+            .filter(|d| d.compatible == "arm,pl011")
+            .count()
+            + usize::from(plan.virtual_console.is_some());
+        let clocked: std::vec::Vec<_> = fdt
+            .all_nodes()
+            .filter(|n| n.property("clocks").is_some())
+            .collect();
+        assert_eq!(clocked.len(), pl011s);
+        for node in clocked {
+            for phandle in cells(prop(node, "clocks")) {
+                assert_eq!(fdt.find_phandle(phandle).unwrap().name, "apb-pclk");
+            }
         }
 
         // Nothing else: every node is accounted for.
@@ -932,7 +1044,7 @@ mod tests {
             + 2
             + plan.cpus.len()
             + plan.ram.len()
-            + 3
+            + 4
             + plan.devices.len()
             + usize::from(plan.virtual_console.is_some());
         assert_eq!(fdt.all_nodes().count(), expected_nodes);
@@ -1080,6 +1192,19 @@ mod tests {
             );
             let uart2 = fdt.find_node("/uart2@9050000").unwrap();
             assert!(uart2.property("interrupts").is_none());
+            // Both PL011s are AMBA PrimeCells clocked by apb-pclk; the
+            // PL061 keeps its own compatible and names no clock.
+            for uart in [stdout, uart2] {
+                assert_eq!(
+                    strs(prop(uart, "compatible")),
+                    ["arm,pl011", "arm,primecell"]
+                );
+                assert_eq!(cells(prop(uart, "clocks")), [2, 2]);
+                assert_eq!(strs(prop(uart, "clock-names")), ["uartclk", "apb_pclk"]);
+            }
+            assert_eq!(strs(prop(gpio, "compatible")), ["arm,pl061"]);
+            assert!(gpio.property("clocks").is_none());
+            assert!(gpio.property("clock-names").is_none());
         }
     }
 
@@ -1113,7 +1238,9 @@ mod tests {
             "/cpus",
             "/memory@40000000",
             "/psci",
+            "/apb-pclk",
             "/rtc@9010000",
+            "/uart@9000000",
         ] {
             let a: std::vec::Vec<_> = props(f3.find_node(path).unwrap());
             let b: std::vec::Vec<_> = props(f2.find_node(path).unwrap());
@@ -1177,12 +1304,24 @@ mod tests {
             let mut big = vec![0u8; 4 * DTB_MAX];
             let len = domain_tree(&p, gic, &mut big).unwrap();
             assert_eq!(&big[..len], &blob[..]);
+
+            // It is the biggest: devices with the longest possible other
+            // compatible, or no initrd, make smaller trees.
+            let other = biggest_with(&"c".repeat(64));
+            let other_blob = generate(&other, gic);
+            check_tree(&other, gic, &other_blob);
+            assert!(other_blob.len() < blob.len());
+            let mut no_initrd = biggest();
+            no_initrd.initrd_size = 0;
+            let no_initrd_blob = generate(&no_initrd, gic);
+            check_tree(&no_initrd, gic, &no_initrd_blob);
+            assert!(no_initrd_blob.len() < blob.len());
         }
     }
 
     #[test]
     fn every_short_buffer_is_rejected() {
-        for p in [victim(), attacker()] {
+        for p in [victim(), attacker(), victim_with_initrd(0x12345)] {
             for gic in GICS {
                 let blob = generate(&p, gic);
                 for size in 0..blob.len() {
@@ -1354,6 +1493,136 @@ mod tests {
         assert_eq!(dtb_ipa(&top), None);
     }
 
+    #[test]
+    fn dtb_placement_leaves_room_for_the_initrd() {
+        const DTB: u64 = 0x4000_0000 + 2 * MIB - DTB_RESERVED;
+        let mut p = victim(); // 2 MiB at 0x4000_0000, 64 KiB image
+        let room = 2 * MIB - DTB_RESERVED - p.image_size; // 0x1e_0000
+
+        // The initrd does not move the tree.
+        for size in [1, 0xfff, 0x1000, 0x1001, 0x12345, room] {
+            p.initrd_size = size;
+            assert_eq!(dtb_ipa(&p), Some(DTB), "initrd of {size:#x}");
+        }
+        // Image + initrd + DTB_RESERVED must fit...
+        p.initrd_size = room + 1;
+        assert_eq!(dtb_ipa(&p), None);
+        assert_eq!(initrd_ipa(&p), None);
+        // ...with the initrd rounded up to whole pages: one byte of image
+        // past a page boundary costs the initrd a whole page.
+        p.image_size = 0x1_0001;
+        p.initrd_size = room - 0x1000;
+        assert_eq!(dtb_ipa(&p), Some(DTB));
+        p.initrd_size = room - 0xfff;
+        assert_eq!(dtb_ipa(&p), None);
+        assert_eq!(initrd_ipa(&p), None);
+        // An image filling its room leaves none for any initrd.
+        p.image_size = 2 * MIB - DTB_RESERVED;
+        p.initrd_size = 0;
+        assert_eq!(dtb_ipa(&p), Some(DTB));
+        p.initrd_size = 1;
+        assert_eq!(dtb_ipa(&p), None);
+
+        // Sizes that overflow when rounded up or added.
+        p.image_size = 0x1_0000;
+        for size in [u64::MAX, u64::MAX - 0xffe, 1 << 63, u64::MAX - 0x4001_0000] {
+            p.initrd_size = size;
+            assert_eq!(dtb_ipa(&p), None, "initrd of {size:#x}");
+            assert_eq!(initrd_ipa(&p), None, "initrd of {size:#x}");
+        }
+    }
+
+    #[test]
+    fn initrd_sits_page_aligned_between_image_and_tree() {
+        // (plan, initrd size, expected start)
+        let mut two = attacker(); // entry in the second region this time
+        two.entry = 0x8000_0000;
+        two.image_size = 0x2_3456;
+        let cases = [
+            (victim(), 1, 0x401e_f000),
+            (victim(), 0xfff, 0x401e_f000),
+            (victim(), 0x1000, 0x401e_f000),
+            (victim(), 0x1001, 0x401e_e000),
+            (victim(), 0x12345, 0x401d_d000),
+            // Right up to the image's end.
+            (victim(), 0x1e_0000, 0x4001_0000),
+            (two.clone(), 0x12345, 0x800d_d000),
+            (two.clone(), 0xc_c000, 0x8002_4000),
+        ];
+        for (mut p, size, start) in cases {
+            assert_eq!(initrd_ipa(&p), None, "no initrd, no address");
+            p.initrd_size = size;
+            let dtb = dtb_ipa(&p).unwrap();
+            let got = initrd_ipa(&p).unwrap();
+            assert_eq!(got, start, "initrd of {size:#x}");
+            assert_eq!(got % 0x1000, 0, "page aligned");
+            assert!(got + size <= dtb, "below the tree");
+            assert!(dtb - got < size + 0x1000, "right below the tree");
+            assert!(got >= p.entry + p.image_size, "above the image");
+        }
+    }
+
+    #[test]
+    fn chosen_names_the_initrd() {
+        for (size, start, end) in [
+            (0x12345, 0x401d_d000u64, 0x401e_f345u64),
+            // A whole number of pages ends right at the tree.
+            (0x1_0000, 0x401e_0000, 0x401f_0000),
+        ] {
+            let p = victim_with_initrd(size);
+            for gic in GICS {
+                let blob = generate(&p, gic);
+                check_tree(&p, gic, &blob);
+                let fdt = Fdt::new(&blob).unwrap();
+                let chosen = fdt.find_node("/chosen").unwrap();
+                // One 64-bit value each, in two cells.
+                assert_eq!(
+                    cells(prop(chosen, "linux,initrd-start")),
+                    [(start >> 32) as u32, start as u32]
+                );
+                assert_eq!(
+                    cells(prop(chosen, "linux,initrd-end")),
+                    [(end >> 32) as u32, end as u32]
+                );
+                assert_eq!(
+                    props(chosen)
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<std::vec::Vec<_>>(),
+                    [
+                        "bootargs",
+                        "bulkhead,domain-name",
+                        "stdout-path",
+                        "linux,initrd-start",
+                        "linux,initrd-end",
+                    ]
+                );
+                // Only /chosen differs from the tree without an initrd.
+                let plain = generate(&victim(), gic);
+                let plain = Fdt::new(&plain).unwrap();
+                let without = plain.find_node("/chosen").unwrap();
+                assert_eq!(props(chosen)[..3], props(without)[..]);
+                let nodes: std::vec::Vec<_> = fdt.all_nodes().map(|n| n.name).collect();
+                let plain_nodes: std::vec::Vec<_> = plain.all_nodes().map(|n| n.name).collect();
+                assert_eq!(nodes, plain_nodes);
+                for (a, b) in fdt.all_nodes().zip(plain.all_nodes()) {
+                    if a.name != "chosen" {
+                        assert_eq!(props(a), props(b), "{}", a.name);
+                    }
+                }
+            }
+        }
+        // No initrd: neither property.
+        for gic in GICS {
+            let blob = generate(&victim(), gic);
+            let fdt = Fdt::new(&blob).unwrap();
+            let chosen = fdt.find_node("/chosen").unwrap();
+            assert!(chosen.property("linux,initrd-start").is_none());
+            assert!(chosen.property("linux,initrd-end").is_none());
+            assert!(!blob.windows(6).any(|w| w == b"initrd"));
+        }
+    }
+
     /// Decompiles `blob` with `dtc`; `None` when dtc cannot be run. Fails
     /// the test if dtc rejects the blob or prints any diagnostic at all.
     fn dtc_decompile(blob: &[u8], tag: &str) -> Option<String> {
@@ -1390,14 +1659,21 @@ mod tests {
     /// `dtc` accepts the blobs and decompiles them to the expected source.
     #[test]
     fn dtc_decompiles_the_blobs() {
-        for (tag, p) in [("victim", victim()), ("biggest", biggest())] {
+        for (tag, p) in [
+            ("victim", victim()),
+            ("victim-initrd", victim_with_initrd(0x12345)),
+            ("biggest", biggest()),
+            ("biggest-other", biggest_with(&"c".repeat(64))),
+        ] {
             for gic in GICS {
                 if dtc_decompile(&generate(&p, gic), &format!("{tag}-{gic:?}")).is_none() {
                     return;
                 }
             }
         }
-        let Some(dts) = dtc_decompile(&generate(&attacker(), GicVersion::V3), "attacker") else {
+        let mut attacker = attacker();
+        attacker.initrd_size = 0x12345;
+        let Some(dts) = dtc_decompile(&generate(&attacker, GicVersion::V3), "attacker") else {
             return;
         };
         for line in [
@@ -1408,6 +1684,9 @@ mod tests {
             "bootargs = \"attack=victim-ram:0x48000000,partitioner:0x40200000\";",
             "bulkhead,domain-name = \"attacker\";",
             "stdout-path = \"/uart1@9040000\";",
+            // 4 MiB at 0x4000_0000: tree at 0x403f_0000, initrd below it.
+            "linux,initrd-start = <0x00 0x403dd000>;",
+            "linux,initrd-end = <0x00 0x403ef345>;",
             "cpus {",
             "cpu@0 {",
             "device_type = \"cpu\";",
@@ -1422,7 +1701,7 @@ mod tests {
             "compatible = \"arm,pl061\";",
             "uart1@9040000 {",
             "uart2@9050000 {",
-            "compatible = \"arm,pl011\";",
+            "clocks = <0x02 0x02>;",
             "interrupt-parent = <0x01>;",
             "intc@8000000 {",
             "compatible = \"arm,gic-v3\";",
@@ -1435,14 +1714,31 @@ mod tests {
             "timer {",
             "compatible = \"arm,armv8-timer\";",
             "interrupts = <0x01 0x0d 0x04 0x01 0x0e 0x04 0x01 0x0b 0x04 0x01 0x0a 0x04>;",
+            "apb-pclk {",
+            "compatible = \"fixed-clock\";",
+            "#clock-cells = <0x00>;",
+            "clock-frequency = <0x16e3600>;",
+            "clock-output-names = \"clk24mhz\";",
+            "phandle = <0x02>;",
         ] {
             assert!(dts.contains(line), "dtc output lacks {line:?}:\n{dts}");
         }
         // dtc versions differ in how they print string lists.
-        assert!(
-            dts.contains("compatible = \"arm,psci-1.0\", \"arm,psci-0.2\";")
-                || dts.contains("compatible = \"arm,psci-1.0\\0arm,psci-0.2\";"),
-            "dtc output lacks the psci compatible list:\n{dts}"
-        );
+        for (prop, list) in [
+            ("compatible", ["arm,psci-1.0", "arm,psci-0.2"]),
+            ("compatible", ["arm,pl011", "arm,primecell"]),
+            ("clock-names", ["uartclk", "apb_pclk"]),
+        ] {
+            let [a, b] = list;
+            assert!(
+                dts.contains(&format!("{prop} = \"{a}\", \"{b}\";"))
+                    || dts.contains(&format!("{prop} = \"{a}\\0{b}\";")),
+                "dtc output lacks {prop} = {list:?}:\n{dts}"
+            );
+        }
+        // The clock comes right after the timer, before the devices.
+        let at = |node: &str| dts.find(node).unwrap_or_else(|| panic!("{node}"));
+        assert!(at("timer {") < at("apb-pclk {"));
+        assert!(at("apb-pclk {") < at("gpio@9030000 {"));
     }
 }

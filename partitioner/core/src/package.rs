@@ -7,7 +7,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 8 | magic `BHPKG001` |
+//! | 0 | 8 | magic `BHPKG002` |
 //! | 8 | 4 | number of images |
 //! | 12 | 4 | CRC-32 of the header and entry table, this field taken as 0 |
 //! | 16 | 8 | total package length |
@@ -15,16 +15,16 @@
 //! | 32 | 8 | config length |
 //! | 40 | 4 | config CRC-32 |
 //! | 44 | 4 | reserved (0) |
-//! | 48 | 64 × n | entries: name (32 bytes, NUL-padded), offset (8), length (8), CRC-32 (4), reserved (12) |
+//! | 48 | 64 × n | entries: name (40 bytes, NUL-padded), offset (8), length (8), CRC-32 (4), reserved (4) |
 
 use core::fmt;
 
-pub const MAGIC: &[u8; 8] = b"BHPKG001";
+pub const MAGIC: &[u8; 8] = b"BHPKG002";
 pub const HEADER_LEN: usize = 48;
 pub const ENTRY_LEN: usize = 64;
-pub const NAME_LEN: usize = 32;
-/// Most images one package holds.
-pub const MAX_IMAGES: usize = crate::plan::MAX_DOMAINS;
+pub const NAME_LEN: usize = 40;
+/// Most images one package holds: an image and an initial RAM disk per domain.
+pub const MAX_IMAGES: usize = 2 * crate::plan::MAX_DOMAINS;
 
 /// Why a package cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,8 +223,8 @@ impl<'a> Package<'a> {
             if core::str::from_utf8(&name.0[..nlen]).is_err() {
                 return Err(PackageError::BadName);
             }
-            let data = slice(bytes, u64_at(bytes, e + 32), u64_at(bytes, e + 40), "image")?;
-            check_crc(name, data, u32_at(bytes, e + 48))?;
+            let data = slice(bytes, u64_at(bytes, e + 40), u64_at(bytes, e + 48), "image")?;
+            check_crc(name, data, u32_at(bytes, e + 56))?;
             *slot = (name, data);
         }
         Ok(Self {
@@ -296,9 +296,9 @@ pub fn build(config: &[u8], images: &[(&str, &[u8])]) -> Result<std::vec::Vec<u8
         out.extend_from_slice(data);
         let e = HEADER_LEN + ENTRY_LEN * i;
         out[e..e + name.len()].copy_from_slice(name.as_bytes());
-        out[e + 32..e + 40].copy_from_slice(&(off as u64).to_le_bytes());
-        out[e + 40..e + 48].copy_from_slice(&(data.len() as u64).to_le_bytes());
-        out[e + 48..e + 52].copy_from_slice(&crc32(data).to_le_bytes());
+        out[e + 40..e + 48].copy_from_slice(&(off as u64).to_le_bytes());
+        out[e + 48..e + 56].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        out[e + 56..e + 60].copy_from_slice(&crc32(data).to_le_bytes());
     }
     let total = out.len() as u64;
     out[16..24].copy_from_slice(&total.to_le_bytes());
@@ -387,5 +387,59 @@ mod tests {
         let mut m = sample();
         m[0] = b'X';
         assert_eq!(Package::parse(&m).unwrap_err(), PackageError::BadMagic);
+    }
+}
+
+/// Memory an image needs from its load address: its length, or for an arm64
+/// Linux `Image` the larger `image_size` of its header (which counts the
+/// kernel's .bss). The host check and the firmware both size images with this.
+pub fn load_size(image: &[u8]) -> u64 {
+    let len = image.len() as u64;
+    if image.len() >= 64 && &image[56..60] == b"ARM\x64" {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&image[16..24]);
+        let footprint = u64::from_le_bytes(v);
+        // text_offset (bytes 8..16) is 0 for every kernel since Linux 3.17;
+        // the image is loaded at the entry point itself.
+        return len.max(footprint);
+    }
+    len
+}
+
+#[cfg(test)]
+mod load_size_tests {
+    use super::load_size;
+
+    #[test]
+    fn linux_images_count_their_bss() {
+        let mut img = std::vec![0u8; 4096];
+        assert_eq!(load_size(&img), 4096);
+        img[56..60].copy_from_slice(b"ARM\x64");
+        img[16..24].copy_from_slice(&0x20_0000u64.to_le_bytes());
+        assert_eq!(load_size(&img), 0x20_0000);
+        img[16..24].copy_from_slice(&16u64.to_le_bytes());
+        assert_eq!(load_size(&img), 4096, "never less than the file");
+        assert_eq!(load_size(b"ARM"), 3);
+    }
+}
+
+/// The package entry holding what a domain's config names `image`: the
+/// domain's own name for its `image`, `<name>.initrd` for its `initrd`.
+pub fn entry_name(config: &[u8], domain: &str, image: &str) -> heapless::String<40> {
+    let is_initrd = crate::config::parse(config)
+        .ok()
+        .and_then(|c| {
+            c.domains
+                .iter()
+                .find(|d| d.name == domain)
+                .and_then(|d| d.initrd)
+        })
+        .is_some_and(|rd| rd == image);
+    if is_initrd {
+        crate::plan::initrd_name(domain)
+    } else {
+        let mut s = heapless::String::new();
+        let _ = s.push_str(domain);
+        s
     }
 }

@@ -95,6 +95,8 @@ pub struct DomainPlan {
     pub entry: u64,
     /// Size of the domain's image in the package.
     pub image_size: u64,
+    /// Size of its initial RAM disk (0 = none), placed below its device tree.
+    pub initrd_size: u64,
     /// Extra kernel command line / arguments handed to the domain in `/chosen`.
     pub bootargs: heapless::String<128>,
     pub fault_policy: FaultPolicy,
@@ -120,6 +122,14 @@ impl DomainPlan {
 pub struct Plan {
     pub board: &'static str,
     pub domains: Vec<DomainPlan, MAX_DOMAINS>,
+}
+
+/// Name of a domain's initial RAM disk in the package.
+pub fn initrd_name(domain: &str) -> heapless::String<40> {
+    let mut s = heapless::String::new();
+    let _ = s.push_str(domain);
+    let _ = s.push_str(".initrd");
+    s
 }
 
 /// Guest address of the virtual console of a domain without its own UART:

@@ -156,6 +156,7 @@ struct DomainState {
     /// Some region or device failed a check (or was left out by the parser).
     regions_ok: bool,
     image_size: Option<u64>,
+    initrd_size: Option<u64>,
 }
 
 /// Physical memory claimed so far (fixed, then allocated regions).
@@ -926,6 +927,19 @@ impl Resolver<'_, '_, '_> {
                 size
             });
             state.image_size = size.flatten();
+            state.initrd_size = match domain.initrd {
+                None => Some(0),
+                Some(rd) => {
+                    let size = image_size(domain.name, rd);
+                    if size.is_none() {
+                        self.errors.push(Error::MissingImage {
+                            at: self.site(d, &["initrd"]),
+                            image: bounded(rd),
+                        });
+                    }
+                    size
+                }
+            };
             let Some(entry) = domain.entry else { continue };
             if !entry.is_multiple_of(4) {
                 self.errors.push(Error::EntryMisaligned {
@@ -947,12 +961,15 @@ impl Resolver<'_, '_, '_> {
                 None => {}
                 Some((r, rs)) => {
                     // The region's end is known not to overflow (checked with the region).
+                    // The initial RAM disk sits between the image and the
+                    // device tree, so it takes from the image's room.
                     let room = rs
                         .ipa
                         .end()
                         .unwrap_or(u64::MAX)
                         .saturating_sub(entry)
-                        .saturating_sub(DTB_RESERVED);
+                        .saturating_sub(DTB_RESERVED)
+                        .saturating_sub(state.initrd_size.unwrap_or(0).next_multiple_of(PAGE_SIZE));
                     let tight =
                         rs.ipa.end().unwrap_or(u64::MAX).saturating_sub(entry) < DTB_RESERVED;
                     if let Some(size) = state.image_size.filter(|&s| s > room || tight) {
@@ -1010,6 +1027,7 @@ impl Resolver<'_, '_, '_> {
                 devices,
                 entry: domain.entry?,
                 image_size: state.image_size?,
+                initrd_size: state.initrd_size?,
                 bootargs: heapless::String::try_from(domain.bootargs).ok()?,
                 fault_policy: domain.fault_policy,
                 virtual_console: (self.console(d, state) == Console::Virtual)
@@ -1144,6 +1162,8 @@ mod tests {
             "domain:hello" => Some(0x4000),
             "domain:probe" => Some(0x3000),
             "domain:irq" => Some(0x4_0000),
+            "linux:kernel" => Some(0x200_0000),
+            "linux:initramfs" => Some(0x20_0000),
             _ => None,
         }
     }

@@ -1901,6 +1901,7 @@ mod tests {
             devices: heapless::Vec::new(),
             entry: 0x4000_0000,
             image_size: 0,
+            initrd_size: 0,
             bootargs: heapless::String::new(),
             fault_policy: FaultPolicy::InjectAbort,
             virtual_console: None,

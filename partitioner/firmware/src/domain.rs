@@ -176,6 +176,15 @@ fn load(i: usize, d: &DomainPlan, gic: GicVersion) {
     // SAFETY: validation proved the image fits between the entry point and
     // the end of the RAM mapping that holds it.
     unsafe { phys_mut(load, image.len() as u64) }.copy_from_slice(image);
+    if let Some(ipa) = dtb::initrd_ipa(d) {
+        let rd = pkg
+            .image(&bulkhead_core::plan::initrd_name(&d.name))
+            .unwrap_or(&[]);
+        let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
+        // SAFETY: validation left room for the initial RAM disk between the
+        // image and the device tree, inside the same RAM mapping.
+        unsafe { phys_mut(pa, rd.len() as u64) }.copy_from_slice(rd);
+    }
     let mut buf = [0u8; dtb::DTB_MAX];
     match (dtb::domain_tree(d, gic, &mut buf), dtb::dtb_ipa(d)) {
         (Ok(len), Some(ipa)) => {

@@ -95,9 +95,15 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         pkg.config.len(),
         pkg.images().count()
     );
-    let plan = validate::check(pkg.config, &board_support::by_name, &layout, &|name, _| {
-        pkg.image(name).map(|i| i.len() as u64)
-    });
+    let plan = validate::check(
+        pkg.config,
+        &board_support::by_name,
+        &layout,
+        &|name, image| {
+            let entry = bulkhead_core::package::entry_name(pkg.config, name, image);
+            pkg.image(&entry).map(bulkhead_core::package::load_size)
+        },
+    );
     let plan = match plan {
         Ok(p) => p,
         Err(errors) => {
