@@ -1,16 +1,16 @@
-//! The default configuration boots under QEMU virt and every domain gets
+//! The isolation demo configuration boots under QEMU virt and every domain gets
 //! exactly the cores and memory its config gives it; broken configurations
 //! and damaged images are refused at boot, with the reason on the console.
 
 use bulkhead_tests::{boot, lines_with, wait_heartbeat_after, Machine, UART0, UART1, WAIT};
 
-fn default_boot_reports_resources(cpu: &str, gic: u32) {
+fn isolation_boot_reports_resources(cpu: &str, gic: u32) {
     let m = Machine {
         cpu: cpu.into(),
         gic,
         ..Machine::default()
     };
-    let mut run = boot("default", &format!("default-{cpu}-v{gic}"), &m);
+    let mut run = boot("isolation", &format!("default-{cpu}-v{gic}"), &m);
     // hello owns the second UART outright; its first line describes what it got.
     let hello = run
         .wait_line(UART1, "hello: domain cpus=", WAIT)
@@ -55,18 +55,18 @@ fn default_boot_reports_resources(cpu: &str, gic: u32) {
 }
 
 #[test]
-fn default_config_boots_on_cortex_a72() {
-    default_boot_reports_resources("cortex-a72", 3);
+fn isolation_config_boots_on_cortex_a72() {
+    isolation_boot_reports_resources("cortex-a72", 3);
 }
 
 #[test]
-fn default_config_boots_on_max() {
-    default_boot_reports_resources("max", 3);
+fn isolation_config_boots_on_max() {
+    isolation_boot_reports_resources("max", 3);
 }
 
 #[test]
-fn default_config_boots_on_gicv2() {
-    default_boot_reports_resources("cortex-a72", 2);
+fn isolation_config_boots_on_gicv2() {
+    isolation_boot_reports_resources("cortex-a72", 2);
 }
 
 fn refused(image: &str, expect: &[&str]) {

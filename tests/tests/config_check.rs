@@ -90,7 +90,7 @@ fn host_check_refuses_overlap_with_the_partitioner_image() {
     // the first free 2 MiB after a small image must be refused once the image
     // is large enough to reach it.
     let root = xtask::root();
-    let f = root.join("configs/qemu-virt/default.dts");
+    let f = root.join("configs/qemu-virt/isolation.dts");
     let blob = compile_dts(&f).unwrap();
     let big_firmware = 0x1000_0000; // 256 MiB: covers every fixed region
     let errors = match check_blob(&f, blob, big_firmware) {

@@ -30,7 +30,7 @@ fn attacks_abort_once(gic: u32) {
         gic,
         ..Machine::default()
     };
-    let mut run = boot("default", &format!("isolation-inject-v{gic}"), &m);
+    let mut run = boot("isolation", &format!("isolation-inject-v{gic}"), &m);
     run.wait_line(UART0, "probe: attacks done", WAIT)
         .unwrap_or_else(|e| panic!("{e}"));
     let hello_at_attack_end = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);

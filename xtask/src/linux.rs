@@ -131,11 +131,13 @@ pub fn guest() -> std::result::Result<&'static LinuxGuest, &'static str> {
 /// does not exist, so the config check reports the image as missing.
 pub fn image_path(part: &str) -> PathBuf {
     let unavailable = linux_dir().join("unavailable").join(part);
-    match (guest(), part) {
-        (Ok(g), "kernel") => g.kernel.clone(),
-        (Ok(g), "initramfs") => g.initramfs.clone(),
-        (Ok(_), _) => unavailable,
-        (Err(e), _) => {
+    if part != "kernel" && part != "initramfs" {
+        return unavailable;
+    }
+    match guest() {
+        Ok(g) if part == "kernel" => g.kernel.clone(),
+        Ok(g) => g.initramfs.clone(),
+        Err(e) => {
             static REPORTED: OnceLock<()> = OnceLock::new();
             REPORTED.get_or_init(|| eprintln!("xtask: error: no Linux guest: {e}"));
             unavailable
@@ -295,12 +297,14 @@ fn output(cmd: &mut Command, what: &str) -> Result<String> {
         }
     })?;
     if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        )
-        .into());
+        // apt's note that root downloads into a directory its `_apt` user
+        // cannot write is noise here.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains("Download is performed unsandboxed"))
+            .collect();
+        return Err(format!("{what} failed ({}): {}", out.status, stderr.join("\n")).into());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -310,7 +314,9 @@ fn package_hint(tool: &str) -> &'static str {
         "apt-get" | "apt-cache" => {
             " (Debian package apt; the Linux guest is fetched from Debian's archive)"
         }
-        "dpkg" | "dpkg-deb" => " (Debian package dpkg)",
+        "dpkg" | "dpkg-deb" => {
+            " (Debian package dpkg; the Linux guest comes from Debian's archive through apt and dpkg)"
+        }
         "gzip" => " (Debian package gzip)",
         "zstd" => " (Debian package zstd)",
         "xz" => " (Debian package xz-utils)",
@@ -352,7 +358,7 @@ impl Apt {
                 .env("DEBIAN_FRONTEND", "noninteractive"),
             "apt-get update",
         )
-        .map_err(|e| format!("{e}\n(apt-get update needs root)"))?;
+        .map_err(|e| format!("{e}\n(apt-get update needs root and the network)"))?;
         Ok(true)
     }
 
@@ -829,6 +835,31 @@ pub fn parse_cpio(mut b: &[u8]) -> std::result::Result<Vec<CpioEntry>, String> {
 /// `virt` (no Bulkhead) on the terminal, the extra words appended to the
 /// kernel command line (`bulkhead.devmem=0x...`, `bulkhead.poweroff-after=2`).
 pub fn cmd_linux(args: &[String]) -> Result<()> {
+    let run = match args.split_first() {
+        None => None,
+        Some((first, rest)) if first == "run" => {
+            let mut timeout = 120u64;
+            let mut append = vec!["console=ttyAMA0".to_string(), "rdinit=/init".to_string()];
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                if a == "--timeout" {
+                    timeout = it
+                        .next()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or("linux run: --timeout takes seconds")?;
+                } else {
+                    append.push(a.clone());
+                }
+            }
+            Some((append.join(" "), timeout))
+        }
+        Some((first, _)) => {
+            return Err(format!(
+                "linux: unknown argument {first:?}; usage: linux [run [--timeout SECS] [KERNEL ARGS...]]"
+            )
+            .into())
+        }
+    };
     let g = ensure_guest()?;
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     println!(
@@ -842,29 +873,11 @@ pub fn cmd_linux(args: &[String]) -> Result<()> {
         g.initramfs.display(),
         size(&g.initramfs)
     );
-    let Some((first, rest)) = args.split_first() else {
+    let Some((append, timeout)) = run else {
         return Ok(());
     };
-    if first != "run" {
-        return Err(format!("linux: unknown argument {first:?} (expected `run`)").into());
-    }
-    let mut timeout = 120u64;
-    let mut extra = Vec::new();
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        if a == "--timeout" {
-            timeout = it
-                .next()
-                .and_then(|s| s.parse().ok())
-                .ok_or("--timeout takes seconds")?;
-        } else {
-            extra.push(a.as_str());
-        }
-    }
-    let mut append = vec!["console=ttyAMA0", "rdinit=/init"];
-    append.extend(extra);
     crate::run_shown(
-        &mut native_qemu(&g, &append.join(" "), timeout),
+        &mut native_qemu(&g, &append, timeout),
         "native QEMU boot of the Linux guest",
     )
 }
@@ -1072,6 +1085,53 @@ mod tests {
         );
         // A second call reuses everything.
         assert_eq!(ensure_guest().unwrap(), g);
+    }
+
+    /// Boots the guest natively under QEMU (no Bulkhead): run by hand with
+    /// `cargo test -p xtask --lib linux -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "needs the guest (downloads it) and QEMU"]
+    fn native_boot_prints_every_line() {
+        let g = ensure_guest().unwrap_or_else(|e| panic!("{e}"));
+        let started = std::time::Instant::now();
+        let out = native_qemu(
+            &g,
+            "console=ttyAMA0 rdinit=/init bulkhead.devmem=0x0e000000 bulkhead.poweroff-after=2",
+            120,
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("linux-init: "))
+            .collect();
+        let has = |p: &str| lines.iter().any(|l| l.starts_with(p));
+        assert!(out.status.success(), "{}\n{text}", out.status);
+        assert!(has("start"), "{text}");
+        assert!(
+            lines.contains(&format!("kernel {}", g.version).as_str()),
+            "{text}"
+        );
+        assert!(lines.contains(&"cpus 2"), "{text}");
+        assert!(has("memtotal "), "{text}");
+        assert!(
+            has("device-tree ") && text.contains(" chosen cpus "),
+            "{text}"
+        );
+        assert!(has("cmdline console=ttyAMA0"), "{text}");
+        // 0x0e000000 is nothing on virt (secure RAM, absent without
+        // secure=on): QEMU answers with an external abort, the kernel with SIGBUS.
+        assert!(
+            lines.contains(&"devmem 0x0e000000 -> Bus error (exit 135)"),
+            "{text}"
+        );
+        assert!(lines.contains(&"still alive after devmem"), "{text}");
+        assert!(lines.contains(&"heartbeat 1"), "{text}");
+        assert!(lines.contains(&"poweroff -f"), "{text}");
+        assert!(text.contains("reboot: Power down"), "{text}");
+        println!("native boot and power off in {:?}", started.elapsed());
     }
 
     fn fake_image() -> Vec<u8> {

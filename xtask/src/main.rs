@@ -244,7 +244,14 @@ fn check(args: &[String]) -> Result<()> {
 
 /// Images the QEMU tests boot, built once and shared by every test.
 pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
-    ("default", "configs/qemu-virt/default.dts", Tamper::None),
+    ("isolation", "configs/qemu-virt/isolation.dts", Tamper::None),
+    ("linux", "configs/qemu-virt/default.dts", Tamper::None),
+    (
+        "linux-attack",
+        "tests/configs/linux-attack.dts",
+        Tamper::None,
+    ),
+    ("linux-pair", "tests/configs/linux-pair.dts", Tamper::None),
     ("stop-policy", "tests/configs/stop-policy.dts", Tamper::None),
     ("irq", "tests/configs/irq.dts", Tamper::None),
     ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
@@ -255,12 +262,12 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ),
     (
         "truncated-config",
-        "configs/qemu-virt/default.dts",
+        "configs/qemu-virt/isolation.dts",
         Tamper::TruncateConfig,
     ),
     (
         "corrupt-config",
-        "configs/qemu-virt/default.dts",
+        "configs/qemu-virt/isolation.dts",
         Tamper::CorruptConfig,
     ),
 ];
