@@ -36,7 +36,7 @@ pub const BUSYBOX_PACKAGE: &str = "busybox-static:arm64";
 pub const APPLETS: &[&str] = &[
     "sh", "ash", "mount", "umount", "mkdir", "mknod", "cat", "echo", "ls", "grep", "sort", "tr",
     "head", "tail", "sed", "wc", "devmem", "reboot", "poweroff", "halt", "sleep", "nproc", "uname",
-    "dmesg", "ps", "kill", "printf", "test", "[",
+    "dmesg", "ps", "kill", "printf", "test", "[", "dd", "md5sum", "cut",
 ];
 
 /// The kernel and initramfs to boot, and the kernel's release (`uname -r`).

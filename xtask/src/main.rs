@@ -19,6 +19,9 @@ fn usage() -> &'static str {
                   build the bootable image (target/bulkhead/<config>.img)
   check CONFIG...
                   validate configs as the firmware will, printing every error
+  dtb CONFIG DOMAIN [--gic 2|3] [-o OUT]
+                  write the device tree Bulkhead generates for DOMAIN
+                  (default OUT: target/bulkhead/<config>-<domain>.dtb)
   test            run every test: host unit tests, config checks, QEMU integration
   bench           measure firmware size, EL2 code size and boot time
   lint            cargo fmt --check and clippy (warnings are errors) on every crate
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "build" => build(rest),
         "check" => check(rest),
+        "dtb" => dtb(rest),
         "test" => test(rest),
         "bench" => bench(rest),
         "lint" => lint(),
@@ -191,6 +195,62 @@ fn run(args: &[String]) -> Result<()> {
     if !st.success() && st.code() != Some(124) {
         return Err(format!("QEMU failed ({st})").into());
     }
+    Ok(())
+}
+
+fn dtb(args: &[String]) -> Result<()> {
+    let mut pos = Vec::new();
+    let mut gic = bulkhead_core::plan::GicVersion::V3;
+    let mut out = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--gic" => {
+                gic = match it.next().map(String::as_str) {
+                    Some("2") => bulkhead_core::plan::GicVersion::V2,
+                    Some("3") => bulkhead_core::plan::GicVersion::V3,
+                    other => return Err(format!("--gic {other:?}: expected 2 or 3").into()),
+                }
+            }
+            "-o" => out = Some(PathBuf::from(it.next().ok_or("-o needs a path")?)),
+            _ => pos.push(a.clone()),
+        }
+    }
+    let [config, domain] = pos.as_slice() else {
+        return Err("usage: cargo xtask dtb CONFIG DOMAIN [--gic 2|3] [-o OUT]".into());
+    };
+    let config = Path::new(config);
+    image::build_binaries()?;
+    let fw = image::firmware_image()?;
+    let blob = image::compile_dts(config)?;
+    let checked = image::check_blob(config, blob, fw.len() as u64)
+        .map_err(|r| report_errors(config, &r.errors))?;
+    let d = checked
+        .plan
+        .domains
+        .iter()
+        .find(|d| d.name.as_str() == domain.as_str())
+        .ok_or_else(|| format!("{}: no domain named {domain:?}", config.display()))?;
+    let mut buf = vec![0u8; bulkhead_core::dtb::DTB_MAX];
+    let len = bulkhead_core::dtb::domain_tree(d, gic, &mut buf).map_err(|e| format!("{e}"))?;
+    let stem = config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("config");
+    let out = out.unwrap_or_else(|| {
+        target_dir()
+            .join("bulkhead")
+            .join(format!("{stem}-{domain}.dtb"))
+    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &buf[..len])?;
+    println!(
+        "{} ({len} bytes); inspect it with: dtc -I dtb -O dts {}",
+        out.display(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -399,11 +459,83 @@ fn lint() -> Result<()> {
 fn bench(_args: &[String]) -> Result<()> {
     tools::ensure()?;
     image::build_binaries()?;
-    let config = image::default_config();
+    // Boot figures of the bare-metal isolation demo (Linux has its own below).
+    let config = root().join("configs/qemu-virt/isolation.dts");
     let img = image::image_path(&config);
     image::build_image(&config, &img, Tamper::None)?;
     bench_report(&img)?;
-    bench_latency()
+    bench_latency()?;
+    bench_linux()
+}
+
+/// `<t0> to <t1> s` of the init's md5 line, as seconds.
+fn md5_seconds(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.contains("linux-init: md5 "))?;
+    let rest = line.split(" from ").nth(1)?;
+    let (t0, rest) = rest.split_once(" to ")?;
+    let t1 = rest.strip_suffix(" s")?;
+    Some(t1.trim().parse::<f64>().ok()? - t0.trim().parse::<f64>().ok()?)
+}
+
+/// Linux boot time to its init and an md5sum workload inside it, natively
+/// and under Bulkhead (same kernel, initramfs, 2 vCPUs and 256 MiB), median
+/// of three runs each. Wall clock, so the figures move with host load.
+fn bench_linux() -> Result<()> {
+    let guest = xtask::linux::ensure_guest()?;
+    let config = root().join("configs/qemu-virt/linux-bench.dts");
+    let img = image::image_path(&config);
+    image::build_image(&config, &img, Tamper::None)?;
+    let dir = target_dir().join("bulkhead").join("bench-linux");
+    let append = "console=ttyAMA0 rdinit=/init quiet bulkhead.md5=64";
+    let mut results: Vec<(&str, Vec<f64>, Vec<f64>)> = Vec::new();
+    for native in [true, false] {
+        let (mut boots, mut md5s) = (Vec::new(), Vec::new());
+        for i in 0..3 {
+            let (m, kernel, uart) = if native {
+                let m = Machine {
+                    virtualization: false,
+                    smp: 2,
+                    mem_mib: 256,
+                    extra: vec![
+                        "-initrd".into(),
+                        guest.initramfs.display().to_string(),
+                        "-append".into(),
+                        append.into(),
+                    ],
+                    ..Machine::default()
+                };
+                (m, guest.kernel.clone(), xtask::qemu::UART0)
+            } else {
+                (Machine::default(), img.clone(), xtask::qemu::UART1)
+            };
+            let name = format!("{}-{i}", if native { "native" } else { "bulkhead" });
+            let mut run = xtask::qemu::Run::start(&m, &kernel, &dir.join(name))?;
+            run.wait_line(uart, "linux-init: start", Duration::from_secs(300))?;
+            boots.push(run.elapsed().as_secs_f64());
+            run.wait_line(uart, "linux-init: md5 ", Duration::from_secs(300))?;
+            md5s.push(md5_seconds(&run.output(uart)).ok_or("no md5 timing")?);
+        }
+        results.push((if native { "native" } else { "Bulkhead" }, boots, md5s));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (n_boot, n_md5) = (median(results[0].1.clone()), median(results[0].2.clone()));
+    let (b_boot, b_md5) = (median(results[1].1.clone()), median(results[1].2.clone()));
+    println!(
+        "Linux {} (2 vCPUs, 256 MiB), wall clock, median of 3:",
+        guest.version
+    );
+    println!(
+        "  QEMU start -> init: native {n_boot:.2} s, Bulkhead {b_boot:.2} s (ratio {:.2})",
+        b_boot / n_boot
+    );
+    println!(
+        "  md5sum over 64 MiB in the guest: native {n_md5:.2} s, Bulkhead {b_md5:.2} s (ratio {:.2})",
+        b_md5 / n_md5.max(0.01)
+    );
+    Ok(())
 }
 
 /// Every sample of `<name>: <what>: latencies a,b,c` lines (counter ticks;

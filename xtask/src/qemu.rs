@@ -26,6 +26,8 @@ pub struct Machine {
     /// EL2 available (the partitioner needs it; native runs of a domain
     /// program turn it off so QEMU starts them at EL1).
     pub virtualization: bool,
+    /// More QEMU arguments (e.g. `-initrd`/`-append` for a native Linux run).
+    pub extra: Vec<String>,
 }
 
 impl Default for Machine {
@@ -39,6 +41,7 @@ impl Default for Machine {
             timeout: Duration::from_secs(120),
             uart1_input: false,
             virtualization: true,
+            extra: Vec::new(),
         }
     }
 }
@@ -65,6 +68,7 @@ impl Machine {
             "-kernel".into(),
             kernel.display().to_string(),
         ];
+        a.extend(self.extra.iter().cloned());
         if self.icount {
             a.extend(["-icount".into(), "shift=0,sleep=off".into()]);
         }

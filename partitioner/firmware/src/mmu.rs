@@ -191,3 +191,35 @@ pub fn clean_to_poc(base: u64, size: u64) {
     }
     barrier::dsb(barrier::SY);
 }
+
+/// Zero physical RAM `[pa, pa + size)` with `DC ZVA` (a cache block per
+/// instruction), which is many times faster than stores, on real cores and
+/// under emulation alike.
+///
+/// # Safety
+/// The range must be RAM mapped as normal memory at EL2 that nothing else
+/// uses meanwhile (a domain's memory while it is not running).
+pub unsafe fn zero(pa: u64, size: u64) {
+    let dczid: u64;
+    // SAFETY: reading DCZID_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack)) };
+    let block = 4u64 << (dczid & 0xf);
+    let prohibited = dczid & (1 << 4) != 0;
+    let mut at = pa;
+    let end = pa + size;
+    if !prohibited {
+        let head = pa.next_multiple_of(block).min(end);
+        // SAFETY: inside the caller's range.
+        unsafe { core::ptr::write_bytes(at as *mut u8, 0, (head - at) as usize) };
+        at = head;
+        while at + block <= end {
+            // SAFETY: `at` is block aligned and the whole block lies inside
+            // the caller's range of normal memory.
+            unsafe { core::arch::asm!("dc zva, {}", in(reg) at, options(nostack)) };
+            at += block;
+        }
+    }
+    // SAFETY: inside the caller's range.
+    unsafe { core::ptr::write_bytes(at as *mut u8, 0, (end - at) as usize) };
+    barrier::dsb(barrier::SY);
+}
