@@ -114,3 +114,25 @@ fn corrupted_package_is_refused_at_boot() {
         &["bulkhead: error: config corrupted: CRC-32"],
     );
 }
+
+#[test]
+fn hand_written_device_tree_is_used() {
+    let mut run = boot("supplied-tree", "supplied-tree", &Machine::default());
+    // The domain's name and resources come from the tree in its config.
+    let l = run
+        .wait_line(UART0, "[handmade] handmade: domain cpus=", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        l.trim(),
+        "[handmade] handmade: domain cpus=1 memory=0x40000000+0x200000"
+    );
+    wait_heartbeat_after(&mut run, UART0, "handmade", 2);
+}
+
+#[test]
+fn hand_written_tree_naming_foreign_hardware_is_refused_at_boot() {
+    refused(
+        "foreign-tree-unchecked",
+        &["bulkhead: error: config: domain \"handmade\": device-tree: device tree /stolen@9040000", "config: 1 error(s)"],
+    );
+}

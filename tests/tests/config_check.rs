@@ -78,7 +78,7 @@ fn shipped_configs_pass() {
         for f in dts_files(&root.join(dir)) {
             let blob = compile_dts(&f).unwrap_or_else(|e| panic!("{e}"));
             if let Err(r) = check_blob(&f, blob, fw) {
-                panic!("{}", xtask::report_errors(&f, &r.errors));
+                panic!("{}", xtask::report_rejected(&f, &r));
             }
         }
     }
@@ -101,5 +101,30 @@ fn host_check_refuses_overlap_with_the_partitioner_image() {
         errors.iter().any(|e| e.code().contains("partitioner")),
         "{:?}",
         errors.iter().map(|e| e.code()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn hand_written_device_trees_may_name_only_owned_hardware() {
+    let fw = firmware_len();
+    let root = xtask::root();
+    let good = root.join("tests/configs/supplied-tree.dts");
+    let blob = compile_dts(&good).unwrap_or_else(|e| panic!("{e}"));
+    let checked = check_blob(&good, blob, fw)
+        .unwrap_or_else(|r| panic!("{}", xtask::report_rejected(&good, &r)));
+    // The supplied tree travels in the package in place of the generated one.
+    assert!(checked.images.iter().any(|(n, _)| n == "handmade.dtb"));
+    let bad = root.join("tests/configs/rejected-trees/foreign-uart.dts");
+    let blob = compile_dts(&bad).unwrap_or_else(|e| panic!("{e}"));
+    let r = match check_blob(&bad, blob, fw) {
+        Ok(_) => panic!("a tree naming another domain's UART was accepted"),
+        Err(r) => r,
+    };
+    assert!(r.errors.is_empty(), "only the tree is wrong");
+    assert_eq!(r.trees.len(), 1, "{:?}", r.trees);
+    assert!(
+        r.trees[0].contains("/stolen@9040000") && r.trees[0].contains("does not own"),
+        "{}",
+        r.trees[0]
     );
 }

@@ -92,8 +92,13 @@ pub fn resolve_image(config: &Path, image: &str) -> PathBuf {
 }
 
 /// The bytes to load for an image: ELF files are flattened to their memory
-/// image (from the lowest loaded address), anything else is loaded as is.
+/// image (from the lowest loaded address), `.dts` files are compiled, anything
+/// else is loaded as is.
 pub fn load_image(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    if path.extension().is_some_and(|e| e == "dts") {
+        // A hand-written device tree source: compiled here.
+        return compile_dts(path).map_err(|e| e.to_string());
+    }
     let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.starts_with(b"\x7fELF") {
         crate::elf::flatten(&bytes)
@@ -115,6 +120,8 @@ pub struct Checked {
 /// A config the check refused.
 pub struct Rejected {
     pub errors: Box<Errors>,
+    /// Problems of hand-written device trees (`device-tree`), one line each.
+    pub trees: Vec<String>,
     /// `(domain, image)` pairs the config names, for packing it anyway (tests).
     pub images: Vec<(String, String)>,
 }
@@ -173,9 +180,32 @@ pub fn check_blob(
         .map(|(d, i, _)| (package_name(&blob, d, i), i.clone()))
         .collect();
     match result {
-        Ok(plan) => Ok(Checked { plan, blob, images }),
+        Ok(plan) => {
+            // Hand-written device trees may only name what their domain owns.
+            let mut trees = Vec::new();
+            for d in &plan.domains {
+                let name = bulkhead_core::plan::dtb_name(&d.name);
+                if let Some((_, tree)) = images.iter().find(|(n, _)| n.as_str() == name.as_str()) {
+                    if let Err(problems) = bulkhead_core::dtb_check::check_supplied(d, None, tree) {
+                        for p in problems.iter() {
+                            trees.push(format!("domain \"{}\": device-tree: {p}", d.name));
+                        }
+                    }
+                }
+            }
+            if trees.is_empty() {
+                Ok(Checked { plan, blob, images })
+            } else {
+                Err(Rejected {
+                    errors: Box::new(Errors::new()),
+                    trees,
+                    images: names,
+                })
+            }
+        }
         Err(e) => Err(Rejected {
             errors: Box::new(e),
+            trees: Vec::new(),
             images: names,
         }),
     }
@@ -238,7 +268,7 @@ pub fn build_image(config: &Path, out: &Path, tamper: Tamper) -> Result<Option<P
         match check_blob(config, blob, fw.len() as u64) {
             Ok(c) => (Some(c.plan), c.blob, c.images),
             Err(r) => {
-                return Err(crate::report_errors(config, &r.errors).into());
+                return Err(crate::report_rejected(config, &r).into());
             }
         }
     } else {

@@ -67,7 +67,22 @@ pub fn run_shown(cmd: &mut Command, what: &str) -> Result<()> {
 
 /// Every error of a rejected config, one per line, then a summary.
 pub fn report_errors(config: &Path, errors: &Errors) -> String {
+    report(config, errors, &[])
+}
+
+/// Every error of a rejected config, including its device-tree problems.
+pub fn report_rejected(config: &Path, r: &image::Rejected) -> String {
+    report(config, &r.errors, &r.trees)
+}
+
+fn report(config: &Path, errors: &Errors, trees: &[String]) -> String {
     let mut s = String::new();
+    for t in trees {
+        s.push_str(&format!(
+            "{}: error[device-tree-rejected]: {t}\n",
+            config.display()
+        ));
+    }
     for e in errors.iter() {
         s.push_str(&format!(
             "{}: error[{}]: {}\n",
@@ -85,7 +100,7 @@ pub fn report_errors(config: &Path, errors: &Errors) -> String {
     s.push_str(&format!(
         "{}: {} error(s); the configuration is rejected",
         config.display(),
-        errors.len()
+        errors.len() + trees.len()
     ));
     s
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use xtask::image::{self, Tamper};
 use xtask::qemu::Machine;
-use xtask::{cargo, report_errors, root, run_shown, target_dir, tools, Result};
+use xtask::{cargo, root, run_shown, target_dir, tools, Result};
 
 fn usage() -> &'static str {
     "usage: cargo xtask <command>
@@ -224,7 +224,7 @@ fn dtb(args: &[String]) -> Result<()> {
     let fw = image::firmware_image()?;
     let blob = image::compile_dts(config)?;
     let checked = image::check_blob(config, blob, fw.len() as u64)
-        .map_err(|r| report_errors(config, &r.errors))?;
+        .map_err(|r| xtask::report_rejected(config, &r))?;
     let d = checked
         .plan
         .domains
@@ -291,7 +291,7 @@ fn check(args: &[String]) -> Result<()> {
                 }
             }
             Err(r) => {
-                eprintln!("{}", report_errors(path, &r.errors));
+                eprintln!("{}", xtask::report_rejected(path, &r));
                 failed += 1;
             }
         }
@@ -314,6 +314,16 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("linux-pair", "tests/configs/linux-pair.dts", Tamper::None),
     ("stop-policy", "tests/configs/stop-policy.dts", Tamper::None),
     ("irq", "tests/configs/irq.dts", Tamper::None),
+    (
+        "supplied-tree",
+        "tests/configs/supplied-tree.dts",
+        Tamper::None,
+    ),
+    (
+        "foreign-tree-unchecked",
+        "tests/configs/rejected-trees/foreign-uart.dts",
+        Tamper::Unchecked,
+    ),
     ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
     (
         "invalid-unchecked",

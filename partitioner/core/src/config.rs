@@ -60,6 +60,10 @@ pub struct DomainConfig<'b> {
     pub image: Option<&'b str>,
     /// `initrd`: an initial RAM disk handed to a Linux kernel; optional.
     pub initrd: Option<&'b str>,
+    /// `device-tree`: a hand-written device tree (compiled `.dtb`, or `.dts`
+    /// compiled at build time) given to the domain instead of the generated
+    /// one; checked against the domain's resources. Optional.
+    pub device_tree: Option<&'b str>,
     /// `entry`; `None` when missing or malformed (reported).
     pub entry: Option<u64>,
     /// `bootargs`, empty when absent.
@@ -425,6 +429,7 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
             "cpus",
             "image",
             "initrd",
+            "device-tree",
             "entry",
             "bootargs",
             "fault-policy",
@@ -477,6 +482,13 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
         }
         other => other,
     };
+    let device_tree = match r.opt_str("device-tree") {
+        Some("") => {
+            r.bad("device-tree", "device-tree must not be empty");
+            None
+        }
+        other => other,
+    };
     let entry = r.req_u64("entry");
     let mut bootargs = r.opt_str("bootargs").unwrap_or("");
     if bootargs.len() > MAX_BOOTARGS {
@@ -515,6 +527,7 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
         cpus,
         image,
         initrd,
+        device_tree,
         entry,
         bootargs,
         fault_policy,

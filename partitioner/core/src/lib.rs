@@ -7,6 +7,7 @@
 pub mod board;
 pub mod config;
 pub mod dtb;
+pub mod dtb_check;
 pub mod error;
 pub mod fdt_check;
 pub mod package;

@@ -23,8 +23,9 @@ pub const MAGIC: &[u8; 8] = b"BHPKG002";
 pub const HEADER_LEN: usize = 48;
 pub const ENTRY_LEN: usize = 64;
 pub const NAME_LEN: usize = 40;
-/// Most images one package holds: an image and an initial RAM disk per domain.
-pub const MAX_IMAGES: usize = 2 * crate::plan::MAX_DOMAINS;
+/// Most images one package holds: an image, an initial RAM disk and a
+/// device tree per domain.
+pub const MAX_IMAGES: usize = 3 * crate::plan::MAX_DOMAINS;
 
 /// Why a package cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -424,19 +425,17 @@ mod load_size_tests {
 }
 
 /// The package entry holding what a domain's config names `image`: the
-/// domain's own name for its `image`, `<name>.initrd` for its `initrd`.
+/// domain's own name for its `image`, `<name>.initrd` for its `initrd`,
+/// `<name>.dtb` for its `device-tree`.
 pub fn entry_name(config: &[u8], domain: &str, image: &str) -> heapless::String<40> {
-    let is_initrd = crate::config::parse(config)
-        .ok()
-        .and_then(|c| {
-            c.domains
-                .iter()
-                .find(|d| d.name == domain)
-                .and_then(|d| d.initrd)
-        })
-        .is_some_and(|rd| rd == image);
-    if is_initrd {
+    let parsed = crate::config::parse(config).ok();
+    let d = parsed
+        .as_ref()
+        .and_then(|c| c.domains.iter().find(|d| d.name == domain));
+    if d.and_then(|d| d.initrd).is_some_and(|rd| rd == image) {
         crate::plan::initrd_name(domain)
+    } else if d.and_then(|d| d.device_tree).is_some_and(|dt| dt == image) {
+        crate::plan::dtb_name(domain)
     } else {
         let mut s = heapless::String::new();
         let _ = s.push_str(domain);

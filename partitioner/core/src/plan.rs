@@ -132,6 +132,14 @@ pub fn initrd_name(domain: &str) -> heapless::String<40> {
     s
 }
 
+/// Name of a domain's hand-written device tree in the package.
+pub fn dtb_name(domain: &str) -> heapless::String<40> {
+    let mut s = heapless::String::new();
+    let _ = s.push_str(domain);
+    let _ = s.push_str(".dtb");
+    s
+}
+
 /// Guest address of the virtual console of a domain without its own UART:
 /// the place the first PL011 sits on QEMU's `virt`, so unmodified guests find it.
 pub const VIRTUAL_CONSOLE_IPA: u64 = 0x0900_0000;

@@ -940,6 +940,21 @@ impl Resolver<'_, '_, '_> {
                     size
                 }
             };
+            if let Some(dt) = domain.device_tree {
+                match image_size(domain.name, dt) {
+                    None => self.errors.push(Error::MissingImage {
+                        at: self.site(d, &["device-tree"]),
+                        image: bounded(dt),
+                    }),
+                    Some(size) if size > crate::dtb::DTB_MAX as u64 => {
+                        self.errors.push(Error::BadProperty {
+                            at: self.site(d, &["device-tree"]),
+                            problem: "the device tree is larger than the 16 KiB a domain's tree may take",
+                        })
+                    }
+                    Some(_) => {}
+                }
+            }
             let Some(entry) = domain.entry else { continue };
             if !entry.is_multiple_of(4) {
                 self.errors.push(Error::EntryMisaligned {
@@ -1164,6 +1179,7 @@ mod tests {
             "domain:irq" => Some(0x4_0000),
             "linux:kernel" => Some(0x200_0000),
             "linux:initramfs" => Some(0x20_0000),
+            "trees/hello.dts" => Some(0x400),
             _ => None,
         }
     }

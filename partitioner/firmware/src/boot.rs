@@ -6,7 +6,7 @@ use crate::exceptions::TrapFrame;
 use bulkhead_core::plan::MAX_CPUS;
 
 /// Bytes of stack per core.
-pub const STACK_SIZE: usize = 128 * 1024;
+pub const STACK_SIZE: usize = 256 * 1024;
 /// Unmapped guard page below each stack: an overflow faults instead of
 /// silently overwriting the data below.
 pub const GUARD_SIZE: usize = 4096;

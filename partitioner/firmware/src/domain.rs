@@ -186,7 +186,16 @@ fn load(i: usize, d: &DomainPlan, gic: GicVersion) {
         unsafe { phys_mut(pa, rd.len() as u64) }.copy_from_slice(rd);
     }
     let mut buf = [0u8; dtb::DTB_MAX];
-    match (dtb::domain_tree(d, gic, &mut buf), dtb::dtb_ipa(d)) {
+    // A hand-written tree (checked at boot against the domain's resources)
+    // replaces the generated one.
+    let tree = match pkg.image(&bulkhead_core::plan::dtb_name(&d.name)) {
+        Some(supplied) if supplied.len() <= buf.len() => {
+            buf[..supplied.len()].copy_from_slice(supplied);
+            Ok(supplied.len())
+        }
+        _ => dtb::domain_tree(d, gic, &mut buf),
+    };
+    match (tree, dtb::dtb_ipa(d)) {
         (Ok(len), Some(ipa)) => {
             let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
             // SAFETY: `dtb_ipa` places the tree inside the RAM mapping of the

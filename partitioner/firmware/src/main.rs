@@ -133,6 +133,24 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         board_gic_number(version),
         gic::lr_count()
     );
+    // Hand-written device trees may only name what their domain owns, on
+    // the GIC this board turned out to have.
+    let mut rejected = 0;
+    for d in plan.domains.iter() {
+        if let Some(tree) = pkg.image(&bulkhead_core::plan::dtb_name(&d.name)) {
+            if let Err(problems) = bulkhead_core::dtb_check::check_supplied(d, Some(version), tree)
+            {
+                for p in problems.iter() {
+                    error!("config: domain \"{}\": device-tree: {p}", d.name);
+                    rejected += 1;
+                }
+            }
+        }
+    }
+    if rejected > 0 {
+        error!("config: {rejected} error(s)");
+        refuse();
+    }
     domain::setup(plan, pkg, version);
     domain::start_all(core)
 }
