@@ -58,11 +58,9 @@ pub fn base() -> usize {
 /// Writes one byte, waiting for room in the transmit FIFO.
 pub fn write_byte(byte: u8) {
     let base = base();
-    // SAFETY: `base` is the console PL011's register block: either the
-    // default UART or the `reg` of the node the device tree's stdout-path
-    // names, which `info::console_from_dtb` checked lies outside the image
-    // and the device tree. FR and DR are 32-bit registers at 4-byte aligned
-    // offsets; reading FR and writing DR have no effect on memory Rust owns.
+    // SAFETY: `base` is the console PL011's register block: either the default UART or the `reg` of the node the device tree's
+    // stdout-path names, which `info::console_from_dtb` checked lies outside the image and the device tree. FR and DR are 32-bit
+    // registers at 4-byte aligned offsets; reading FR and writing DR have no effect on memory Rust owns.
     unsafe {
         while core::ptr::read_volatile((base + UARTFR) as *const u32) & FR_TXFF != 0 {
             core::hint::spin_loop();
@@ -72,10 +70,9 @@ pub fn write_byte(byte: u8) {
 }
 
 fn read_reg(offset: usize) -> u32 {
-    // SAFETY: a 4-byte aligned register of the console PL011 (see
-    // `write_byte` for why its base is sound); reading FR, DR or IMSC
-    // changes no memory Rust owns (reading DR pops the receive FIFO, which
-    // is the point).
+    // SAFETY: a 4-byte aligned register of the console PL011 (see `write_byte` for
+    // why its base is sound); reading FR, DR or IMSC changes no memory Rust owns
+    // (reading DR pops the receive FIFO, which is the point).
     unsafe { core::ptr::read_volatile((base() + offset) as *const u32) }
 }
 

@@ -41,11 +41,9 @@ fn check(addr: usize) -> Option<usize> {
     if crate::image::overlaps(addr, end) {
         return None;
     }
-    // SAFETY: `[addr, addr + size)` was just shown readable at both ends (the
-    // partitioner maps guest RAM in whole ranges, so the middle is too), lies
-    // outside this image, and nothing in the domain writes it: `try_write`
-    // refuses to, and nothing else addresses it. It therefore stays a valid,
-    // unchanging byte slice for the rest of the domain's life.
+    // SAFETY: `[addr, addr + size)` was just shown readable at both ends (the partitioner maps guest RAM in whole ranges, so
+    // the middle is too), lies outside this image, and nothing in the domain writes it: `try_write` refuses to, and nothing
+    // else addresses it. It therefore stays a valid, unchanging byte slice for the rest of the domain's life.
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, size) };
     Fdt::new(bytes).ok()?;
     Some(size)

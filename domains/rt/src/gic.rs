@@ -313,10 +313,9 @@ fn version() -> Option<Version> {
 }
 
 fn read32(addr: usize) -> u32 {
-    // SAFETY: every address the driver computes lies inside a GIC register
-    // window found by `discover`, which refuses windows overlapping the
-    // image or the device tree: device registers, no memory Rust owns. The
-    // offsets are 4-byte aligned.
+    // SAFETY: every address the driver computes lies inside a GIC register window found by
+    // `discover`, which refuses windows overlapping the image or the device tree: device
+    // registers, no memory Rust owns. The offsets are 4-byte aligned.
     unsafe { core::ptr::read_volatile(addr as *const u32) }
 }
 

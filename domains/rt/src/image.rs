@@ -39,10 +39,9 @@ pub fn checksum() -> u64 {
     let (start, end) = code_rodata();
     let mut hash = FNV_OFFSET;
     for at in (start..end).step_by(8) {
-        // SAFETY: `at` is an 8-byte aligned address inside this image's code
-        // and read-only data (the linker script aligns both ends to 8), which
-        // is mapped and readable for the domain's whole life. A volatile read
-        // of it creates no reference and changes nothing.
+        // SAFETY: `at` is an 8-byte aligned address inside this image's code and read-only data (the
+        // linker script aligns both ends to 8), which is mapped and readable for the domain's whole
+        // life. A volatile read of it creates no reference and changes nothing.
         let word = unsafe { core::ptr::read_volatile(at as *const u64) };
         for byte in word.to_le_bytes() {
             hash ^= u64::from(byte);

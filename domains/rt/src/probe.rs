@@ -156,13 +156,9 @@ fn guarded<T>(access: impl FnOnce() -> T) -> Result<T, Abort> {
 /// instead of dying of it.
 pub fn try_read(addr: u64) -> Result<u64, Abort> {
     guarded(|| {
-        // SAFETY: the routine performs one 8-byte load from `addr` into a
-        // register and returns; it follows the C calling convention. The
-        // load creates no Rust reference and cannot break any invariant of
-        // memory Rust owns (it only copies bytes out). If `addr` is not
-        // readable the abort is taken at the routine's load instruction,
-        // which the exception handler recognises while armed and skips, so
-        // the routine still returns.
+        // SAFETY: the routine performs one 8-byte load from `addr` into a register and returns; it follows the C calling convention. The load creates no
+        // Rust reference and cannot break any invariant of memory Rust owns (it only copies bytes out). If `addr` is not readable the abort is taken at
+        // the routine's load instruction, which the exception handler recognises while armed and skips, so the routine still returns.
         unsafe { __bulkhead_probe_read(addr) }
     })
 }
@@ -180,14 +176,9 @@ pub fn try_write(addr: u64, value: u64) -> Result<(), Abort> {
         "try_write({addr:#x}) refused: the domain's own image or device tree"
     );
     guarded(|| {
-        // SAFETY: the routine performs one 8-byte store to `addr` and
-        // returns; it follows the C calling convention. `addr` is outside
-        // the image (code, statics, stacks) and the device tree, checked
-        // just above, and Rust owns no other memory in this heap-less
-        // domain, so the store cannot change anything the program relies
-        // on. If `addr` is not writable the abort is taken at the routine's
-        // store instruction, which the exception handler recognises while
-        // armed and skips.
+        // SAFETY: the routine performs one 8-byte store to `addr` and returns; it follows the C calling convention. `addr` is outside the image (code, statics, stacks)
+        // and the device tree, checked just above, and Rust owns no other memory in this heap-less domain, so the store cannot change anything the program relies on. If
+        // `addr` is not writable the abort is taken at the routine's store instruction, which the exception handler recognises while armed and skips.
         unsafe { __bulkhead_probe_write(addr, value) }
     })
 }

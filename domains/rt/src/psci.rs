@@ -136,12 +136,9 @@ pub fn try_call(conduit: Conduit, fid: u32, args: [u64; 3]) -> Result<i64, Undef
         ARMED[me].store(true, Ordering::SeqCst);
         let [a1, a2, a3] = args;
         let x0 = match conduit {
-            // SAFETY: the routine issues one HVC with x0..x3 as given and
-            // returns x0, following the C calling convention, which covers
-            // every register SMCCC lets the callee change (x0-x17). The
-            // partitioner (or QEMU's PSCI) changes no memory of the domain;
-            // a CPU_ON starts another vCPU at an entry point the caller
-            // chose. If HVC is UNDEFINED, the exception handler skips it.
+            // SAFETY: the routine issues one HVC with x0..x3 as given and returns x0, following the C calling convention, which covers every
+            // register SMCCC lets the callee change (x0-x17). The partitioner (or QEMU's PSCI) changes no memory of the domain; a CPU_ON
+            // starts another vCPU at an entry point the caller chose. If HVC is UNDEFINED, the exception handler skips it.
             Conduit::Hvc => unsafe { __bulkhead_hvc_call(u64::from(fid), a1, a2, a3) },
             // SAFETY: as above, with SMC.
             Conduit::Smc => unsafe { __bulkhead_smc_call(u64::from(fid), a1, a2, a3) },

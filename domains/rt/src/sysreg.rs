@@ -9,12 +9,9 @@
 macro_rules! read_sysreg {
     ($reg:literal) => {{
         let value: u64;
-        // SAFETY: `mrs` of an EL1/EL0-readable register only copies its
-        // value into a general-purpose register; no memory is touched. (The
-        // one read with a side effect, ICC_IAR1_EL1, acknowledges an
-        // interrupt: a GIC state change, not a memory one, which the caller
-        // owns. Not `nomem`, so that memory accesses stay on their side of
-        // such reads.)
+        // SAFETY: `mrs` of an EL1/EL0-readable register only copies its value into a general-purpose register; no memory is
+        // touched. (The one read with a side effect, ICC_IAR1_EL1, acknowledges an interrupt: a GIC state change, not a memory
+        // one, which the caller owns. Not `nomem`, so that memory accesses stay on their side of such reads.)
         unsafe {
             core::arch::asm!(
                 concat!("mrs {}, ", $reg),
@@ -34,10 +31,9 @@ pub(crate) use read_sysreg;
 macro_rules! write_sysreg {
     ($reg:literal, $value:expr) => {{
         let value: u64 = $value;
-        // SAFETY: an `msr` to one of the EL1/EL0 interrupt-controller or
-        // timer registers the runtime manages; none of them changes memory
-        // Rust owns, translation, or the stack. Their effect (masking,
-        // enabling or signalling interrupts) is what the caller asked for.
+        // SAFETY: an `msr` to one of the EL1/EL0 interrupt-controller or timer registers the runtime
+        // manages; none of them changes memory Rust owns, translation, or the stack. Their effect
+        // (masking, enabling or signalling interrupts) is what the caller asked for.
         unsafe {
             core::arch::asm!(
                 concat!("msr ", $reg, ", {}"),

@@ -159,10 +159,8 @@ pub fn enter_guest(frame: &TrapFrame, core: usize) -> ! {
         *slot = *frame;
         &*slot as *const TrapFrame
     };
-    // SAFETY: `ptr` points into a static that only this core writes, so it
-    // stays valid and unchanged while `run_guest` copies it onto the top of
-    // this core's own stack (no overlap: the static is not on any stack). The
-    // caller has set up all EL2 state for the domain, so the `eret` at the end
-    // of `run_guest` enters the domain as intended.
+    // SAFETY: `ptr` points into a static that only this core writes, so it stays valid and unchanged while `run_guest`
+    // copies it onto the top of this core's own stack (no overlap: the static is not on any stack). The caller has set up
+    // all EL2 state for the domain, so the `eret` at the end of `run_guest` enters the domain as intended.
     unsafe { run_guest(ptr, stack_top(core)) }
 }

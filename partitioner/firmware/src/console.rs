@@ -29,10 +29,9 @@ struct Pl011 {
 
 impl Pl011 {
     fn regs(&self) -> &Pl011Regs {
-        // SAFETY: `base` is the board's console PL011, which the partitioner
-        // owns exclusively (validation rejects any domain mapping it), is
-        // mapped as device memory at EL2 (or the MMU is off), and is valid for
-        // the whole life of the firmware.
+        // SAFETY: `base` is the board's console PL011, which the partitioner owns exclusively
+        // (validation rejects any domain mapping it), is mapped as device memory at EL2 (or the
+        // MMU is off), and is valid for the whole life of the firmware.
         unsafe { &*(self.base as *const Pl011Regs) }
     }
 

@@ -159,10 +159,9 @@ fn policy_name(p: FaultPolicy) -> &'static str {
 /// point, its device tree at the top of its entry region.
 fn load(i: usize, d: &DomainPlan, gic: GicVersion) {
     for m in d.ram.iter() {
-        // SAFETY: validation proved every RAM mapping lies in board RAM
-        // (mapped normal, read/write at EL2), outside the partitioner and every
-        // other domain; the domain is not running (not yet started, or all its
-        // cores are off), so nothing else touches it.
+        // SAFETY: validation proved every RAM mapping lies in board RAM (mapped normal, read/write
+        // at EL2), outside the partitioner and every other domain; the domain is not running (not
+        // yet started, or all its cores are off), so nothing else touches it.
         unsafe { mmu::zero(m.pa, m.size) };
     }
     let pkg = PACKAGE.get().expect("set before any load");

@@ -73,9 +73,8 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     }
     mmu::enable();
 
-    // SAFETY: the boot loader loaded `image_size` bytes from `start` (the
-    // Image header says so); the package part is mapped read-only and never
-    // written, so a shared slice of it is sound for the firmware's life.
+    // SAFETY: the boot loader loaded `image_size` bytes from `start` (the Image header says so); the package part is
+    // mapped read-only and never written, so a shared slice of it is sound for the firmware's life.
     let bytes =
         unsafe { core::slice::from_raw_parts(package.base as *const u8, package.size as usize) };
     let pkg = match Package::parse(bytes) {
