@@ -70,6 +70,9 @@ pub struct DomainConfig<'b> {
     pub bootargs: &'b str,
     /// `fault-policy`, default [`FaultPolicy::InjectAbort`].
     pub fault_policy: FaultPolicy,
+    /// `restart-limit`: restarts allowed before the domain is stopped for
+    /// good, default [`crate::plan::RESTART_LIMIT`].
+    pub restart_limit: u32,
     /// `console`; `None` when absent (the validator picks the default).
     pub console: Option<Console>,
     /// The well-formed regions under `memory`, in config order.
@@ -433,6 +436,7 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
             "entry",
             "bootargs",
             "fault-policy",
+            "restart-limit",
             "console",
         ],
         domain,
@@ -508,6 +512,16 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
             FaultPolicy::InjectAbort
         }
     };
+    let restart_limit = match node.prop("restart-limit") {
+        None => crate::plan::RESTART_LIMIT,
+        Some(p) => match p.as_u32() {
+            Some(n) => n,
+            None => {
+                r.bad("restart-limit", "restart-limit must be one 32-bit cell");
+                crate::plan::RESTART_LIMIT
+            }
+        },
+    };
     let console = match r.opt_str("console") {
         None => None,
         Some("virtual") => Some(Console::Virtual),
@@ -531,6 +545,7 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
         entry,
         bootargs,
         fault_policy,
+        restart_limit,
         console,
         regions: Vec::new(),
         regions_complete: true,

@@ -674,6 +674,7 @@ mod tests {
             initrd_size: 0,
             bootargs: "".try_into().unwrap(),
             fault_policy: FaultPolicy::InjectAbort,
+            restart_limit: crate::plan::RESTART_LIMIT,
             virtual_console: None,
         }
     }

@@ -36,7 +36,8 @@ pub enum FaultPolicy {
 }
 
 /// How many times a domain may be restarted (by its own SYSTEM_RESET or by
-/// the `restart` fault policy) before the partitioner stops it for good.
+/// the `restart` fault policy) before the partitioner stops it for good,
+/// unless its config says otherwise (`restart-limit`).
 pub const RESTART_LIMIT: u32 = 8;
 
 /// The kind of memory a stage-2 mapping gives the domain.
@@ -100,6 +101,9 @@ pub struct DomainPlan {
     /// Extra kernel command line / arguments handed to the domain in `/chosen`.
     pub bootargs: heapless::String<128>,
     pub fault_policy: FaultPolicy,
+    /// Restarts allowed (SYSTEM_RESET or the `restart` policy) before the
+    /// domain is stopped for good.
+    pub restart_limit: u32,
     /// Guest address of the mediated (virtual) console, if the domain has one.
     pub virtual_console: Option<u64>,
 }

@@ -39,6 +39,7 @@ mod tests {
             initrd_size: 0,
             bootargs: heapless::String::new(),
             fault_policy: FaultPolicy::InjectAbort,
+            restart_limit: crate::plan::RESTART_LIMIT,
             virtual_console: None,
         };
         p.ram

@@ -1045,6 +1045,7 @@ impl Resolver<'_, '_, '_> {
                 initrd_size: state.initrd_size?,
                 bootargs: heapless::String::try_from(domain.bootargs).ok()?,
                 fault_policy: domain.fault_policy,
+                restart_limit: domain.restart_limit,
                 virtual_console: (self.console(d, state) == Console::Virtual)
                     .then_some(VIRTUAL_CONSOLE_IPA),
             };
@@ -1513,6 +1514,24 @@ mod tests {
             );
             assert!(!Error::CODES[..i].contains(code), "{code} twice");
         }
+    }
+
+    #[test]
+    fn restart_limit_defaults_and_can_be_set() {
+        let p = plan(&base());
+        assert!(p
+            .domains
+            .iter()
+            .all(|d| d.restart_limit == crate::plan::RESTART_LIMIT));
+        let cfg = config(vec![
+            domain("hello", &[0], "domain:hello", 2 * MIB).cells("restart-limit", &[3])
+        ]);
+        assert_eq!(plan(&cfg).domains[0].restart_limit, 3);
+        let bad = config(vec![
+            domain("hello", &[0], "domain:hello", 2 * MIB).cells("restart-limit", &[1, 2])
+        ]);
+        let e = run(&bad).unwrap_err();
+        assert_eq!(codes(&e), ["bad-property"]);
     }
 
     #[test]

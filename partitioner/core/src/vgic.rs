@@ -1904,6 +1904,7 @@ mod tests {
             initrd_size: 0,
             bootargs: heapless::String::new(),
             fault_policy: FaultPolicy::InjectAbort,
+            restart_limit: crate::plan::RESTART_LIMIT,
             virtual_console: None,
         };
         for (name, spis) in [("serial", &[1u32][..]), ("net", &[5, 6][..])] {

@@ -8,9 +8,7 @@ use aarch64_cpu::registers::{
     FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SCTLR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
 };
 use bulkhead_core::package::Package;
-use bulkhead_core::plan::{
-    DomainPlan, FaultPolicy, GicVersion, Plan, MAX_CPUS, MAX_DOMAINS, RESTART_LIMIT,
-};
+use bulkhead_core::plan::{DomainPlan, FaultPolicy, GicVersion, Plan, MAX_CPUS, MAX_DOMAINS};
 use bulkhead_core::trap::{self, Exit, Syndrome};
 use bulkhead_core::vconsole::VirtualConsole;
 use bulkhead_core::{dtb, stage2, sysregs};
@@ -531,12 +529,12 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
 /// Restart domain `di` from its pristine image; stop it past the limit.
 pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     let n = RESTARTS[di].fetch_add(1, Ordering::AcqRel) + 1;
-    if n > RESTART_LIMIT {
+    if n > d.restart_limit {
         stop_domain(di, d, "restart limit reached");
     }
     warn!(
         "domain \"{}\" restarting ({} of at most {}): {}",
-        d.name, n, RESTART_LIMIT, why
+        d.name, n, d.restart_limit, why
     );
     stop_other_cores(d);
     irq::reset_domain(di, d);
