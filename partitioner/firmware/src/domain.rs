@@ -513,7 +513,22 @@ pub fn check_requests() {
 }
 
 /// Stop domain `di` for good: all its cores off.
+/// A stop or restart of the domain is under way (set by the core doing it).
+static TRANSITION: [core::sync::atomic::AtomicBool; MAX_DOMAINS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; MAX_DOMAINS];
+
+/// Claim the domain's stop/restart; a core that loses the race (two vCPUs
+/// asking at once) just turns its own vCPU off and lets the winner finish.
+fn claim_transition(di: usize) {
+    if TRANSITION[di].swap(true, Ordering::AcqRel) {
+        irq::clear_vcpu();
+        CORE_STATE[this_core()].store(OFF, Ordering::Release);
+        park();
+    }
+}
+
 pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
+    claim_transition(di);
     STATE[di].lock().stopped = true;
     stop_other_cores(d);
     irq::reset_domain(di, d);
@@ -528,10 +543,12 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
 
 /// Restart domain `di` from its pristine image; stop it past the limit.
 pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
-    let n = RESTARTS[di].fetch_add(1, Ordering::AcqRel) + 1;
+    let n = RESTARTS[di].load(Ordering::Acquire) + 1;
     if n > d.restart_limit {
         stop_domain(di, d, "restart limit reached");
     }
+    claim_transition(di);
+    RESTARTS[di].store(n, Ordering::Release);
     warn!(
         "domain \"{}\" restarting ({} of at most {}): {}",
         d.name, n, d.restart_limit, why
@@ -548,9 +565,12 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     let me = this_core();
     for &c in d.cpus.iter() {
         CORE_STATE[c].store(OFF, Ordering::Release);
+        // A core that stopped on its own never consumed its stop request.
+        CORE_REQUEST[c].store(REQ_NONE, Ordering::Release);
     }
     let first = d.cpus[0];
     CORE_STATE[first].store(ON_PENDING, Ordering::Release);
+    TRANSITION[di].store(false, Ordering::Release);
     if first == me {
         launch(me);
     }
