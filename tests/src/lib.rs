@@ -38,14 +38,32 @@ pub fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.contains(needle)).collect()
 }
 
-/// The highest heartbeat number a domain printed in `text` (lines like
+/// Every heartbeat number a domain printed in `text`, in order (lines like
 /// `<name>: heartbeat <n> ...`, possibly behind a `[<name>] ` tag).
-pub fn last_heartbeat(text: &str, name: &str) -> Option<u64> {
+pub fn heartbeats(text: &str, name: &str) -> Vec<u64> {
     let marker = format!("{name}: heartbeat ");
     text.lines()
-        .filter_map(|l| l.split_once(&marker))
-        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .max()
+        .filter_map(|l| {
+            l.split_once(&marker)?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// The highest heartbeat number a domain printed in `text`.
+pub fn last_heartbeat(text: &str, name: &str) -> Option<u64> {
+    heartbeats(text, name).into_iter().max()
+}
+
+/// Wait at most `timeout` for a line containing `needle`, failing the test
+/// with both consoles otherwise.
+pub fn expect_line(run: &mut Run, uart: &str, needle: &str, timeout: Duration) -> String {
+    run.wait_line(uart, needle, timeout)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Wait until domain `name` prints a heartbeat above `n` on `uart`.

@@ -11,8 +11,7 @@ use bulkhead_tests::{
 };
 
 fn expect_line(run: &mut bulkhead_tests::Run, uart: &str, needle: &str) -> String {
-    run.wait_line(uart, needle, WAIT)
-        .unwrap_or_else(|e| panic!("{e}"))
+    bulkhead_tests::expect_line(run, uart, needle, WAIT)
 }
 
 fn own_interrupts_work(gic: u32) {
@@ -195,16 +194,7 @@ fn attacks_are_stopped(gic: u32) {
     let victim = run.output(UART1);
     assert!(!victim.contains("CORRUPTED"), "{victim}");
     // Heartbeats are continuous: no gap in the sequence.
-    let beats: Vec<u64> = victim
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("victim: heartbeat ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let beats = bulkhead_tests::heartbeats(&victim, "victim");
     assert!(
         beats.windows(2).all(|w| w[1] == w[0] + 1),
         "victim heartbeat gap: {beats:?}"

@@ -15,24 +15,12 @@ use bulkhead_tests::{
 const LINUX: Duration = Duration::from_secs(240);
 
 fn expect(run: &mut Run, uart: &str, needle: &str) -> String {
-    run.wait_line(uart, needle, LINUX)
-        .unwrap_or_else(|e| panic!("{e}"))
+    bulkhead_tests::expect_line(run, uart, needle, LINUX)
 }
 
 /// Heartbeats of `name` in `text`, in order, with no gap.
 fn assert_continuous(text: &str, name: &str) {
-    let marker = format!("{name}: heartbeat ");
-    let beats: Vec<u64> = text
-        .lines()
-        .filter_map(|l| {
-            l.split_once(&marker)?
-                .1
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let beats = bulkhead_tests::heartbeats(text, name);
     assert!(beats.len() > 3, "{name} barely ran: {beats:?}");
     assert!(
         beats.windows(2).all(|w| w[1] == w[0] + 1),

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bulkhead_core::board::{partitioner_footprint, Range};
+use bulkhead_core::board::partitioner_footprint;
 use bulkhead_core::package;
 use bulkhead_core::plan::Plan;
 use bulkhead_core::validate::{self, Errors, Layout};
@@ -158,7 +158,10 @@ pub fn check_blob(
     let images: Vec<(String, Vec<u8>)> = seen
         .borrow()
         .iter()
-        .filter_map(|(d, i, img)| img.clone().map(|b| (package_name(&blob, d, i), b)))
+        .filter_map(|(d, i, img)| {
+            img.clone()
+                .map(|b| (package::entry_name(&blob, d, i).to_string(), b))
+        })
         .collect();
     let refs: Vec<(&str, &[u8])> = images
         .iter()
@@ -177,7 +180,7 @@ pub fn check_blob(
     let names = seen
         .borrow()
         .iter()
-        .map(|(d, i, _)| (package_name(&blob, d, i), i.clone()))
+        .map(|(d, i, _)| (package::entry_name(&blob, d, i).to_string(), i.clone()))
         .collect();
     match result {
         Ok(plan) => {
@@ -209,10 +212,6 @@ pub fn check_blob(
             images: names,
         }),
     }
-}
-
-fn package_name(blob: &[u8], domain: &str, image: &str) -> String {
-    package::entry_name(blob, domain, image).to_string()
 }
 
 /// The partitioner's footprint for a firmware of `firmware_len` bytes plus a
@@ -325,9 +324,4 @@ pub fn image_path(config: &Path) -> PathBuf {
 /// The default configuration.
 pub fn default_config() -> PathBuf {
     root().join("configs/qemu-virt/default.dts")
-}
-
-/// Physical RAM range a footprint computation uses (for reports).
-pub fn describe(r: Range) -> String {
-    format!("{:#x}..{:#x}", r.base, r.base + r.size)
 }

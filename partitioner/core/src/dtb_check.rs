@@ -48,7 +48,7 @@ use crate::dtb::DTB_MAX;
 use crate::error::{bounded, Path};
 use crate::fdt_check::{self, Cells, FdtError, Node, Prop};
 use crate::plan::{vgic_window, DomainPlan, GicVersion, MAX_DEVICES, MAX_IRQS, MAX_REGIONS};
-use core::fmt::{self, Write as _};
+use core::fmt;
 
 /// Most problems kept; [`Problems::overflowed`] says whether more were found.
 pub const MAX_PROBLEMS: usize = 16;
@@ -285,60 +285,12 @@ impl fmt::Display for Cell {
     }
 }
 
+impl crate::error::Finding for Problem {
+    const PLURAL: &'static str = "problems";
+}
+
 /// Every problem found in a supplied tree (up to [`MAX_PROBLEMS`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Problems {
-    list: heapless::Vec<Problem, MAX_PROBLEMS>,
-    overflowed: bool,
-}
-
-impl Problems {
-    pub const fn new() -> Self {
-        Self {
-            list: heapless::Vec::new(),
-            overflowed: false,
-        }
-    }
-    /// Records a problem; past [`MAX_PROBLEMS`] only `overflowed` is set.
-    pub fn push(&mut self, problem: Problem) {
-        if self.list.push(problem).is_err() {
-            self.overflowed = true;
-        }
-    }
-    pub fn iter(&self) -> impl Iterator<Item = &Problem> {
-        self.list.iter()
-    }
-    /// Number of problems kept.
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-    /// Whether more problems were found than could be kept.
-    pub fn overflowed(&self) -> bool {
-        self.overflowed
-    }
-}
-
-impl fmt::Display for Problems {
-    /// One problem per line, then a note if some were dropped.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.list.iter().enumerate() {
-            if i != 0 {
-                f.write_char('\n')?;
-            }
-            write!(f, "{p}")?;
-        }
-        if self.overflowed {
-            write!(
-                f,
-                "\n(more than {MAX_PROBLEMS} problems; the rest are not shown)"
-            )?;
-        }
-        Ok(())
-    }
-}
+pub type Problems = crate::error::Capped<Problem, MAX_PROBLEMS>;
 
 /// Checks a device tree supplied for the domain `plan` describes (see the
 /// module docs for the rules). `gic` is the interrupt controller generation

@@ -599,44 +599,57 @@ impl fmt::Display for Error {
     }
 }
 
-/// Every error found in a config (up to [`MAX_ERRORS`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Errors {
-    list: heapless::Vec<Error, MAX_ERRORS>,
+/// A list that keeps at most `N` entries and remembers whether more were
+/// reported: the firmware has no allocator, and a hostile input could
+/// produce any number of findings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capped<T, const N: usize> {
+    list: heapless::Vec<T, N>,
     overflowed: bool,
 }
 
-impl Errors {
+/// What a [`Capped`] list is called in its overflow note ("errors").
+pub trait Finding {
+    const PLURAL: &'static str;
+}
+
+impl<T, const N: usize> Default for Capped<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, const N: usize> Capped<T, N> {
     pub const fn new() -> Self {
         Self {
             list: heapless::Vec::new(),
             overflowed: false,
         }
     }
-    /// Records an error; past [`MAX_ERRORS`] only `overflowed` is set.
-    pub fn push(&mut self, error: Error) {
-        if self.list.push(error).is_err() {
+    /// Records an entry; past `N` only `overflowed` is set.
+    pub fn push(&mut self, entry: T) {
+        if self.list.push(entry).is_err() {
             self.overflowed = true;
         }
     }
-    pub fn iter(&self) -> impl Iterator<Item = &Error> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.list.iter()
     }
-    /// Number of errors kept.
+    /// Number of entries kept.
     pub fn len(&self) -> usize {
         self.list.len()
     }
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
-    /// Whether more errors were found than could be kept.
+    /// Whether more entries were reported than could be kept.
     pub fn overflowed(&self) -> bool {
         self.overflowed
     }
 }
 
-impl fmt::Display for Errors {
-    /// One error per line, then a note if some were dropped.
+impl<T: fmt::Display + Finding, const N: usize> fmt::Display for Capped<T, N> {
+    /// One entry per line, then a note if some were dropped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.list.iter().enumerate() {
             if i != 0 {
@@ -645,11 +658,15 @@ impl fmt::Display for Errors {
             write!(f, "{e}")?;
         }
         if self.overflowed {
-            write!(
-                f,
-                "\n(more than {MAX_ERRORS} errors; the rest are not shown)"
-            )?;
+            write!(f, "\n(more than {N} {}; the rest are not shown)", T::PLURAL)?;
         }
         Ok(())
     }
 }
+
+impl Finding for Error {
+    const PLURAL: &'static str = "errors";
+}
+
+/// Every error found in a config (up to [`MAX_ERRORS`]).
+pub type Errors = Capped<Error, MAX_ERRORS>;

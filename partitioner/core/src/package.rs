@@ -437,8 +437,6 @@ pub fn entry_name(config: &[u8], domain: &str, image: &str) -> heapless::String<
     } else if d.and_then(|d| d.device_tree).is_some_and(|dt| dt == image) {
         crate::plan::dtb_name(domain)
     } else {
-        let mut s = heapless::String::new();
-        let _ = s.push_str(domain);
-        s
+        crate::plan::package_entry(domain, "")
     }
 }

@@ -130,17 +130,19 @@ pub struct Plan {
 
 /// Name of a domain's initial RAM disk in the package.
 pub fn initrd_name(domain: &str) -> heapless::String<40> {
-    let mut s = heapless::String::new();
-    let _ = s.push_str(domain);
-    let _ = s.push_str(".initrd");
-    s
+    package_entry(domain, ".initrd")
 }
 
 /// Name of a domain's hand-written device tree in the package.
 pub fn dtb_name(domain: &str) -> heapless::String<40> {
+    package_entry(domain, ".dtb")
+}
+
+/// `<domain><suffix>`; domain names are at most [`MAX_NAME`] bytes, so it fits.
+pub fn package_entry(domain: &str, suffix: &str) -> heapless::String<40> {
     let mut s = heapless::String::new();
     let _ = s.push_str(domain);
-    let _ = s.push_str(".dtb");
+    let _ = s.push_str(suffix);
     s
 }
 

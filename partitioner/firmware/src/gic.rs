@@ -230,7 +230,7 @@ pub fn init_distributor(board: &Board) {
         wr32(gicd + GICD_IGROUPR + reg, group);
     }
     for i in 32..n {
-        set_priority(i, DEFAULT_PRIORITY);
+        set_priority(i, 0, DEFAULT_PRIORITY);
     }
     match hw() {
         // ARE (bit 4) + EnableGrp1 (bit 1) + EnableGrp0: single security state.
@@ -292,8 +292,8 @@ pub fn init_cpu(core: usize) {
         }
     }
     set_virtual_interface(true, false);
-    enable_ppi(core, SGI_KICK, true);
-    enable_ppi(core, MAINTENANCE_INTID, true);
+    set_enabled(SGI_KICK, core, true);
+    set_enabled(MAINTENANCE_INTID, core, true);
 }
 
 fn write_byte(addr: usize, v: u8) {
@@ -380,12 +380,8 @@ fn bit_reg(base: usize, intid: u32) -> (usize, u32) {
     (base + (intid / 32) as usize * 4, 1 << (intid % 32))
 }
 
-/// Enable or disable an SGI/PPI of physical core `core` (GICv2: this core).
-pub fn enable_ppi(core: usize, intid: u32, on: bool) {
-    let (r, b) = bit_reg(bank(intid, core), intid);
-    wr32(r + if on { GICD_ISENABLER } else { GICD_ICENABLER }, b);
-}
-
+/// Enable or disable `intid`; an SGI/PPI on physical core `core` (GICv2:
+/// only this core's bank is reachable).
 pub fn set_enabled(intid: u32, core: usize, on: bool) {
     let (r, b) = bit_reg(bank(intid, core), intid);
     wr32(r + if on { GICD_ISENABLER } else { GICD_ICENABLER }, b);
@@ -416,11 +412,7 @@ pub fn active(intid: u32, core: usize) -> bool {
     rd32(r + GICD_ISACTIVER) & b != 0
 }
 
-fn set_priority(intid: u32, prio: u8) {
-    write_byte(gicd() + GICD_IPRIORITYR + intid as usize, prio);
-}
-
-pub fn set_priority_on(intid: u32, core: usize, prio: u8) {
+pub fn set_priority(intid: u32, core: usize, prio: u8) {
     write_byte(bank(intid, core) + GICD_IPRIORITYR + intid as usize, prio);
 }
 

@@ -73,7 +73,7 @@ impl PhysGic for Phys<'_> {
         gic::active(intid, self.core(vcpu))
     }
     fn set_priority(&mut self, intid: u32, vcpu: Option<usize>, prio: u8) {
-        gic::set_priority_on(intid, self.core(vcpu), prio)
+        gic::set_priority(intid, self.core(vcpu), prio)
     }
     fn priority(&self, intid: u32, vcpu: Option<usize>) -> u8 {
         gic::priority(intid, self.core(vcpu))
@@ -191,22 +191,17 @@ pub fn handle_physical() {
                 let (di, d, vcpu) = domain::current();
                 let owned = intid == VTIMER_INTID
                     || OWNER[intid as usize].load(Ordering::Acquire) as usize == di + 1;
-                let deliverable = owned && {
-                    let dom = VDOM[di].get();
-                    let vd = VDIST[di].get();
-                    match (dom, vd) {
-                        (Some(dom), Some(vd)) => {
-                            let phys = Phys { d };
-                            vd.lock().deliverable(dom, &phys, vcpu, intid)
-                        }
-                        _ => false,
+                // One look at the model: is it wanted, and at what priority.
+                let wanted = match (owned, VDOM[di].get(), VDIST[di].get()) {
+                    (true, Some(dom), Some(vd)) => {
+                        let phys = Phys { d };
+                        let vd = vd.lock();
+                        vd.deliverable(dom, &phys, vcpu, intid)
+                            .then(|| vd.priority(dom, &phys, vcpu, intid))
                     }
+                    _ => None,
                 };
-                if deliverable {
-                    let prio = match (VDOM[di].get(), VDIST[di].get()) {
-                        (Some(dom), Some(vd)) => vd.lock().priority(dom, &Phys { d }, vcpu, intid),
-                        _ => 0xa0,
-                    };
+                if let Some(prio) = wanted {
                     queue(
                         core,
                         Virq {
