@@ -215,24 +215,13 @@ fn load(i: usize, d: &DomainPlan, gic: GicVersion) {
 /// Start each domain's first vCPU; this core then runs its own vCPU, or
 /// powers off until a domain asks for it.
 pub fn start_all(boot_core: usize) -> ! {
-    let board = crate::board();
     for d in plan().domains.iter() {
         let first = d.cpus[0];
         CORE_STATE[first].store(ON_PENDING, Ordering::Release);
         if first == boot_core {
             continue;
         }
-        let r = psci::cpu_on(
-            board.cpus[first],
-            boot::secondary_entry as *const () as u64,
-            first as u64,
-        );
-        if r != 0 {
-            error!(
-                "domain \"{}\": PSCI CPU_ON of core {} failed ({})",
-                d.name, first, r
-            );
-        }
+        power_on(d, first);
     }
     if CORE_STATE[boot_core].load(Ordering::Acquire) == ON_PENDING {
         launch(boot_core);
@@ -241,6 +230,20 @@ pub fn start_all(boot_core: usize) -> ! {
         info!("core {boot_core} belongs to no domain: powering it off");
     }
     park()
+}
+
+/// Power physical core `core` on at the secondary entry (it then runs
+/// [`launch`]); false, reported, if the platform firmware refuses.
+fn power_on(d: &DomainPlan, core: usize) -> bool {
+    let entry = boot::secondary_entry as *const () as u64;
+    let r = psci::cpu_on(crate::board().cpus[core], entry, core as u64);
+    if r != 0 {
+        error!(
+            "domain \"{}\": PSCI CPU_ON of core {} failed ({})",
+            d.name, core, r
+        );
+    }
+    r == 0
 }
 
 /// Power this core off (until a CPU_ON), or halt it if the firmware refuses.
@@ -574,17 +577,7 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     if first == me {
         launch(me);
     }
-    let r = psci::cpu_on(
-        crate::board().cpus[first],
-        boot::secondary_entry as *const () as u64,
-        first as u64,
-    );
-    if r != 0 {
-        error!(
-            "domain \"{}\": PSCI CPU_ON of core {} failed ({}) while restarting",
-            d.name, first, r
-        );
-    }
+    power_on(d, first);
     park()
 }
 
@@ -605,17 +598,8 @@ pub fn start_vcpu(d: &DomainPlan, vcpu: usize, entry: u64, ctx: u64) -> i64 {
         Err(_) => return RET_ON_PENDING,
     }
     *CORE_START[core].lock() = (entry, ctx);
-    let r = psci::cpu_on(
-        crate::board().cpus[core],
-        boot::secondary_entry as *const () as u64,
-        core as u64,
-    );
-    if r != 0 {
+    if !power_on(d, core) {
         CORE_STATE[core].store(OFF, Ordering::Release);
-        error!(
-            "domain \"{}\": physical CPU_ON of core {} failed ({})",
-            d.name, core, r
-        );
         return INVALID_PARAMETERS;
     }
     SUCCESS
