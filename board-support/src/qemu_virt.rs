@@ -6,6 +6,7 @@
 //! by QEMU's built-in PSCI (SMC conduit) until `CPU_ON`.
 
 use bulkhead_core::board::{Board, Conduit, Device, DeviceUse, Gic, Range};
+use bulkhead_core::vgic::Deactivation;
 
 const MIB: u64 = 1 << 20;
 
@@ -67,6 +68,15 @@ pub static BOARD: Board = Board {
             cpu_interface: Range::new(0x0801_0000, 0x1_0000),
             hyp_interface: Range::new(0x0803_0000, 0x1_0000),
             virtual_cpu: Range::new(0x0804_0000, 0x1_0000),
+            // QEMU's GICv2 model (hw/intc/arm_gic.c, still in QEMU 10) clears
+            // the physical active state when a hardware list register is
+            // EOIed, but does not look again for a pending physical
+            // interrupt: a level interrupt that re-asserted while active
+            // (a timer whose next deadline has already passed, a UART with
+            // more bytes) is then not signalled until some other GIC event
+            // on that core, and a vCPU waiting for it hangs. The
+            // partitioner's own deactivation (GICC_DIR) does look again.
+            deactivation: Deactivation::Maintenance,
         },
     ],
     console: Range::new(0x0900_0000, 0x1000),

@@ -69,6 +69,11 @@ impl Machine {
             kernel.display().to_string(),
         ];
         a.extend(self.extra.iter().cloned());
+        // Debugging aid: more arguments for every QEMU started (for example
+        // `-d guest_errors` or `-trace gic_*`), whitespace-separated.
+        if let Ok(more) = std::env::var("BULKHEAD_QEMU_ARGS") {
+            a.extend(more.split_whitespace().map(String::from));
+        }
         if self.icount {
             a.extend(["-icount".into(), "shift=0,sleep=off".into()]);
         }

@@ -11,6 +11,7 @@
 //! | `sgi=N` | N SGI ping-pongs: vCPU 0 sends SGI 1 to vCPU 1, which answers with SGI 2 (needs `smp`) |
 //! | `timer=N` | N virtual-timer interrupts at a fixed period, latency = counter at IRQ entry - CNTV_CVAL |
 //! | `timer-period-us=P` | the timer period, in microseconds (default 2000) |
+//! | `timer-late=K` | every K-th timer interrupt leaves its deadline in the past, as if the next one were missed: the timer's level stays asserted through the EOI, and the next interrupt must follow at once (a GIC that loses a level still high at the end of an interrupt hangs here) |
 //! | `attack-gic` | enable, prioritise, route and pend a foreign SPI (`foreign-spi=<n>`, an SPI number: INTID n + 32), then the domain's own first SPI, reading each back |
 //! | `attack-sgi` | SGIs to all but self and to target lists beyond the domain |
 //! | `attack-cpu-on=<mpidr>` | PSCI CPU_ON of a core the domain does not have |
@@ -132,6 +133,7 @@ struct Config {
     sgi: Option<usize>,
     timer: Option<usize>,
     timer_period_us: Option<u64>,
+    timer_late: Option<u64>,
     attack_gic: bool,
     foreign_spi: Option<u32>,
     attack_sgi: bool,
@@ -194,6 +196,10 @@ fn parse(bootargs: &str) -> Config {
                 c.timer_period_us = Some(n);
                 true
             }
+            ("timer-late", Some(n)) if n > 0 => {
+                c.timer_late = Some(n);
+                true
+            }
             ("foreign-spi", Some(n)) if n < 988 => {
                 c.foreign_spi = Some(n as u32);
                 true
@@ -229,6 +235,8 @@ static MEASURING: AtomicBool = AtomicBool::new(false);
 static TIMER_WANTED: AtomicUsize = AtomicUsize::new(0);
 static TIMER_TAKEN: AtomicUsize = AtomicUsize::new(0);
 static TIMER_PERIOD: AtomicU64 = AtomicU64::new(0);
+/// `timer-late=K` (0 = off).
+static TIMER_LATE: AtomicU64 = AtomicU64::new(0);
 static TIMER_SAMPLES: [AtomicU32; MAX_TIMER_SAMPLES] =
     [const { AtomicU32::new(0) }; MAX_TIMER_SAMPLES];
 /// Secondary vCPUs that reported in.
@@ -295,9 +303,13 @@ fn on_timer() {
         slot.store(ticks_u32(at - cval), Ordering::Relaxed);
     }
     let taken = taken + 1;
+    let late = TIMER_LATE.load(Ordering::Relaxed);
     if taken >= TIMER_WANTED.load(Ordering::Relaxed) {
         timer::stop();
         MEASURING.store(false, Ordering::Release);
+    } else if late != 0 && (taken as u64).is_multiple_of(late) {
+        // Leave the deadline where it is, in the past: the interrupt stays
+        // asserted through our EOI and must be taken again right away.
     } else {
         // Fixed period from the last deadline; re-anchored on a miss, so a
         // late interrupt does not make the next ones late too.
@@ -545,7 +557,7 @@ fn run_sgi(have_gic: bool, rounds: usize) {
     print_values("sgi: latencies", &SGI_SAMPLES, done);
 }
 
-fn run_timer(wanted: usize, period_us: u64) {
+fn run_timer(wanted: usize, period_us: u64, late: u64) {
     let wanted = if wanted > MAX_TIMER_SAMPLES {
         say!("timer: note: clamped to {MAX_TIMER_SAMPLES} samples");
         MAX_TIMER_SAMPLES
@@ -560,6 +572,7 @@ fn run_timer(wanted: usize, period_us: u64) {
         return;
     }
     TIMER_PERIOD.store(period, Ordering::Relaxed);
+    TIMER_LATE.store(late, Ordering::Relaxed);
     TIMER_WANTED.store(wanted, Ordering::Relaxed);
     TIMER_TAKEN.store(0, Ordering::Relaxed);
     MEASURING.store(true, Ordering::Release);
@@ -837,7 +850,7 @@ fn main(_dtb: usize) -> ! {
     if let Some(n) = config.timer {
         if have_gic {
             let period = config.timer_period_us.unwrap_or(DEFAULT_TIMER_PERIOD_US);
-            run_timer(n, period);
+            run_timer(n, period, config.timer_late.unwrap_or(0));
         } else {
             skipped("timer");
         }

@@ -47,6 +47,10 @@ pub enum Gic {
         /// Virtual CPU interface (GICV), mapped into a domain where its
         /// GICC would be.
         virtual_cpu: Range,
+        /// How a passed-through interrupt's end reaches the hardware: the
+        /// list register's hardware bit where it works, EOI maintenance
+        /// where it does not (see `board-support`'s QEMU `virt`).
+        deactivation: crate::vgic::Deactivation,
     },
     /// GICv3: CPU interfaces are system registers.
     V3 {
@@ -78,6 +82,7 @@ impl Gic {
                 cpu_interface,
                 hyp_interface,
                 virtual_cpu,
+                ..
             } => &[
                 (*distributor, "GIC distributor"),
                 (*cpu_interface, "GIC CPU interface"),

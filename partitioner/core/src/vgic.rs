@@ -120,7 +120,8 @@
 //!   .deliverable(dom, phys, vcpu, intid) -> bool; .priority(..) -> u8
 //!   .reset(dom, phys); .reset_vcpu(dom, phys, vcpu)
 //! PendingIrqs::new().push(Virq)/.pop()/.peek()/.remove(intid)/.clear()
-//! lr(version, &Virq) -> u64; lr_v3; lr_v2; lr_is_free(_v3/_v2); lr_hw_active
+//! lr(version, &Virq, Deactivation) -> u64; lr_v3; lr_v2; lr_is_free(_v3/_v2);
+//! lr_physical(version, lr) -> Option<u32>; lr_match(version, lr, &Virq) -> LrMatch
 //! ```
 
 use crate::plan::{
@@ -1617,35 +1618,54 @@ impl PendingIrqs {
     }
 }
 
+/// How the end of a virtual interrupt backed by a physical one (`Virq::hw`)
+/// reaches the physical interrupt, which stays active until then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deactivation {
+    /// The list register's hardware bit: the guest's EOI deactivates the
+    /// physical interrupt itself, with no exit to EL2.
+    Hardware,
+    /// The list register's EOI bit: the guest's EOI raises the maintenance
+    /// interrupt, and the partitioner deactivates the physical interrupt
+    /// ([`lr_physical`] names it). One exit more per interrupt; for GICs on
+    /// which hardware deactivation does not work (see `board::Gic::V2`).
+    Maintenance,
+}
+
 /// `ICH_LR<n>_EL2` (GICv3) for `v`, pending: State (63:62) = 0b01, HW (61),
-/// Group 1 (60), Priority (55:48), pINTID (41:32, when HW), vINTID (31:0).
-pub fn lr_v3(v: &Virq) -> u64 {
+/// Group 1 (60), Priority (55:48), vINTID (31:0); pINTID (41:32) when HW,
+/// else EOI (41) for [`Deactivation::Maintenance`].
+pub fn lr_v3(v: &Virq, how: Deactivation) -> u64 {
     let mut lr = (0b01 << 62) | (1 << 60) | (u64::from(v.priority) << 48) | u64::from(v.intid);
-    if v.hw {
-        lr |= (1 << 61) | (u64::from(v.intid & 0x3ff) << 32);
+    match (v.hw, how) {
+        (false, _) => {}
+        (true, Deactivation::Hardware) => lr |= (1 << 61) | (u64::from(v.intid & 0x3ff) << 32),
+        (true, Deactivation::Maintenance) => lr |= 1 << 41,
     }
     lr
 }
 
 /// `GICH_LR<n>` (GICv2) for `v`, pending: HW (31), Grp1 (30) = 0 (group 0,
 /// see the module docs), State (29:28) = 0b01, Priority (27:23) = the top
-/// five priority bits, PhysicalID (19:10) when HW, else CPUID (12:10) = the
-/// source of an SGI, VirtualID (9:0).
-pub fn lr_v2(v: &Virq) -> u32 {
+/// five priority bits, VirtualID (9:0); PhysicalID (19:10) when HW, else
+/// EOI (19) for [`Deactivation::Maintenance`] and CPUID (12:10) = the
+/// source of an SGI.
+pub fn lr_v2(v: &Virq, how: Deactivation) -> u32 {
     let mut lr = (0b01 << 28) | (u32::from(v.priority >> 3) << 23) | (v.intid & 0x3ff);
-    if v.hw {
-        lr |= (1 << 31) | ((v.intid & 0x3ff) << 10);
-    } else if v.intid < SGIS as u32 {
-        lr |= u32::from(v.source & 0b111) << 10;
+    match (v.hw, how) {
+        (true, Deactivation::Hardware) => lr |= (1 << 31) | ((v.intid & 0x3ff) << 10),
+        (true, Deactivation::Maintenance) => lr |= 1 << 19,
+        (false, _) if v.intid < SGIS as u32 => lr |= u32::from(v.source & 0b111) << 10,
+        (false, _) => {}
     }
     lr
 }
 
 /// The list register value for `v` on a GIC of generation `version`.
-pub fn lr(version: GicVersion, v: &Virq) -> u64 {
+pub fn lr(version: GicVersion, v: &Virq, how: Deactivation) -> u64 {
     match version {
-        GicVersion::V3 => lr_v3(v),
-        GicVersion::V2 => u64::from(lr_v2(v)),
+        GicVersion::V3 => lr_v3(v, how),
+        GicVersion::V2 => u64::from(lr_v2(v, how)),
     }
 }
 
@@ -1667,15 +1687,101 @@ pub fn lr_is_free(version: GicVersion, lr: u64) -> bool {
     }
 }
 
-/// The physical INTID a list register still holds (hardware entry, pending
-/// or active): the firmware deactivates it when the vCPU stops, since the
-/// guest's EOI will never come.
-pub fn lr_hw_active(version: GicVersion, lr: u64) -> Option<u32> {
-    let (hw, pintid) = match version {
-        GicVersion::V3 => (lr & (1 << 61) != 0, ((lr >> 32) & 0x1fff) as u32),
-        GicVersion::V2 => (lr & (1 << 31) != 0, ((lr >> 10) & 0x3ff) as u32),
+/// The fields of a list register value that matter here: state (0b01
+/// pending, 0b10 active, 0b11 both), HW bit, EOI bit, the INTID behind a
+/// hardware entry, vINTID, and the GICv2 SGI source (CPUID).
+struct LrFields {
+    state: u64,
+    hw: bool,
+    eoi: bool,
+    pintid: u32,
+    vintid: u32,
+    source: u8,
+}
+
+fn lr_fields(version: GicVersion, lr: u64) -> LrFields {
+    match version {
+        GicVersion::V3 => {
+            let hw = lr & (1 << 61) != 0;
+            LrFields {
+                state: (lr >> 62) & 0b11,
+                hw,
+                eoi: !hw && lr & (1 << 41) != 0,
+                pintid: ((lr >> 32) & 0x1fff) as u32,
+                vintid: lr as u32,
+                source: 0,
+            }
+        }
+        GicVersion::V2 => {
+            let hw = lr & (1 << 31) != 0;
+            let vintid = (lr & 0x3ff) as u32;
+            LrFields {
+                state: (lr >> 28) & 0b11,
+                hw,
+                eoi: !hw && lr & (1 << 19) != 0,
+                pintid: ((lr >> 10) & 0x3ff) as u32,
+                vintid,
+                source: if !hw && vintid < SGIS as u32 {
+                    ((lr >> 10) & 0b111) as u8
+                } else {
+                    0
+                },
+            }
+        }
+    }
+}
+
+/// The physical INTID still active behind list register value `lr`: a
+/// hardware entry that is pending or active, or a
+/// [`Deactivation::Maintenance`] entry in any state (the physical
+/// interrupt stays active until the partitioner deactivates it and clears
+/// the entry). The firmware deactivates it when the guest's EOI raised the
+/// maintenance interrupt, or when the vCPU stops and no EOI will come.
+pub fn lr_physical(version: GicVersion, lr: u64) -> Option<u32> {
+    let f = lr_fields(version, lr);
+    let intid = if f.hw && f.state != 0 {
+        f.pintid
+    } else if f.eoi && f.vintid >= SGIS as u32 {
+        f.vintid
+    } else {
+        return None;
     };
-    (hw && !lr_is_free(version, lr) && pintid < INTID_LIMIT).then_some(pintid)
+    (intid < INTID_LIMIT).then_some(intid)
+}
+
+/// What to do with a waiting virtual interrupt given one list register
+/// already in use (see [`lr_match`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LrMatch {
+    /// The register holds something else.
+    Other,
+    /// The same interrupt is already pending there: nothing more to do
+    /// (pending is a state, not a count).
+    AlreadyPending,
+    /// The same interrupt is active there (the guest is handling it): make
+    /// it pending again in place by writing this value. The architecture
+    /// forbids the same virtual interrupt in two list registers.
+    Repend(u64),
+}
+
+/// Whether waiting `v` is already held by list register value `lr`, and
+/// what to do then.
+pub fn lr_match(version: GicVersion, lr: u64, v: &Virq) -> LrMatch {
+    let f = lr_fields(version, lr);
+    let same_source = version == GicVersion::V3 || v.hw || f.source == v.source;
+    if f.state == 0 || f.vintid != v.intid || !same_source {
+        return LrMatch::Other;
+    }
+    if f.state & 0b01 != 0 || f.hw || f.eoi {
+        // Pending already; or a physically backed entry, which cannot be
+        // re-raised while its physical interrupt is active, and so cannot
+        // be waiting at the same time.
+        return LrMatch::AlreadyPending;
+    }
+    LrMatch::Repend(match version {
+        GicVersion::V3 => lr | (0b01 << 62),
+        GicVersion::V2 => lr | (0b01 << 28),
+    })
 }
 
 #[cfg(test)]
@@ -2662,42 +2768,109 @@ mod tests {
             priority: 0xa0,
             source: 0,
         };
-        assert_eq!(lr_v3(&spi), 0x70a0_0021_0000_0021);
-        assert_eq!(lr_v3(&sgi), 0x5080_0000_0000_0005);
-        assert_eq!(lr_v3(&timer), 0x70a0_001b_0000_001b);
-        assert_eq!(lr_v2(&timer), 0x9a00_6c1b);
-        assert_eq!(lr_v2(&sgi), 0x1800_0c05);
-        assert_eq!(lr_v2(&spi), 0x9a00_8421);
+        use Deactivation::{Hardware as Hw, Maintenance as Eoi};
+        assert_eq!(lr_v3(&spi, Hw), 0x70a0_0021_0000_0021);
+        assert_eq!(lr_v3(&sgi, Hw), 0x5080_0000_0000_0005);
+        assert_eq!(lr_v3(&timer, Hw), 0x70a0_001b_0000_001b);
+        assert_eq!(lr_v2(&timer, Hw), 0x9a00_6c1b);
+        assert_eq!(lr_v2(&sgi, Hw), 0x1800_0c05);
+        assert_eq!(lr_v2(&spi, Hw), 0x9a00_8421);
+        // EOI maintenance instead of the hardware bit: no HW, no pINTID.
+        assert_eq!(lr_v2(&timer, Eoi), 0x1a08_001b);
+        assert_eq!(lr_v3(&spi, Eoi), 0x50a0_0200_0000_0021);
+        assert_eq!(lr_v2(&sgi, Eoi), lr_v2(&sgi, Hw), "software SGIs unchanged");
         let low = Virq {
             intid: 1019,
             hw: false,
             priority: 0xff,
             source: 7,
         };
-        assert_eq!(lr_v2(&low), 0x1f80_03fb, "no CPUID outside SGIs");
-        assert_eq!(lr_v3(&low), 0x50ff_0000_0000_03fb);
-        assert_eq!(lr(V3, &spi), lr_v3(&spi));
-        assert_eq!(lr(V2, &sgi), u64::from(lr_v2(&sgi)));
+        assert_eq!(lr_v2(&low, Hw), 0x1f80_03fb, "no CPUID outside SGIs");
+        assert_eq!(lr_v3(&low, Hw), 0x50ff_0000_0000_03fb);
+        assert_eq!(lr(V3, &spi, Hw), lr_v3(&spi, Hw));
+        assert_eq!(lr(V2, &sgi, Hw), u64::from(lr_v2(&sgi, Hw)));
 
         assert!(lr_is_free_v3(0) && lr_is_free_v2(0));
-        assert!(!lr_is_free_v3(lr_v3(&spi)) && !lr_is_free_v2(lr_v2(&spi)));
+        assert!(!lr_is_free_v3(lr_v3(&spi, Hw)) && !lr_is_free_v2(lr_v2(&spi, Hw)));
         assert!(
             !lr_is_free_v3(0b10 << 62) && !lr_is_free_v2(0b10 << 28),
             "active"
         );
-        assert!(lr_is_free_v3(lr_v3(&spi) & !(0b11 << 62)));
+        assert!(lr_is_free_v3(lr_v3(&spi, Hw) & !(0b11 << 62)));
         assert!(lr_is_free(V2, 0xcfff_ffff));
-        assert_eq!(lr_hw_active(V3, lr_v3(&spi)), Some(33));
+        assert_eq!(lr_physical(V3, lr_v3(&spi, Hw)), Some(33));
         assert_eq!(
-            lr_hw_active(V3, (lr_v3(&timer) & !(0b11 << 62)) | (0b10 << 62)),
+            lr_physical(V3, (lr_v3(&timer, Hw) & !(0b11 << 62)) | (0b10 << 62)),
             Some(27)
         );
-        assert_eq!(lr_hw_active(V3, lr_v3(&sgi)), None);
-        assert_eq!(lr_hw_active(V3, lr_v3(&spi) & !(0b11 << 62)), None);
-        assert_eq!(lr_hw_active(V2, u64::from(lr_v2(&timer))), Some(27));
-        assert_eq!(lr_hw_active(V2, u64::from(lr_v2(&sgi))), None);
-        assert_eq!(lr_hw_active(V2, 0x8000_0000), None);
-        assert_eq!(lr_hw_active(V3, !0), None, "INTID 1020+ is never returned");
+        assert_eq!(lr_physical(V3, lr_v3(&sgi, Hw)), None);
+        assert_eq!(lr_physical(V3, lr_v3(&spi, Hw) & !(0b11 << 62)), None);
+        assert_eq!(lr_physical(V2, u64::from(lr_v2(&timer, Hw))), Some(27));
+        assert_eq!(lr_physical(V2, u64::from(lr_v2(&sgi, Hw))), None);
+        assert_eq!(lr_physical(V2, 0x8000_0000), None);
+        assert_eq!(lr_physical(V3, !0), None, "INTID 1020+ is never returned");
+        // A maintenance entry names its physical interrupt in every state,
+        // including after the guest's EOI (invalid, EOI bit still set).
+        let eoi_timer = u64::from(lr_v2(&timer, Eoi));
+        assert_eq!(lr_physical(V2, eoi_timer), Some(27));
+        assert_eq!(lr_physical(V2, eoi_timer & !(0b11 << 28)), Some(27));
+        assert_eq!(lr_physical(V3, lr_v3(&spi, Eoi) & !(0b11 << 62)), Some(33));
+        // An SGI never names a physical interrupt, whatever its bits say.
+        assert_eq!(
+            lr_physical(V2, u64::from(lr_v2(&sgi, Hw)) | (1 << 19)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_waiting_interrupt_never_takes_a_second_list_register() {
+        use Deactivation::{Hardware as Hw, Maintenance as Eoi};
+        let sgi = |source| Virq {
+            intid: 5,
+            hw: false,
+            priority: 0x80,
+            source,
+        };
+        let timer = Virq {
+            intid: 27,
+            hw: true,
+            priority: 0xa0,
+            source: 0,
+        };
+        for v in [V2, V3] {
+            let pending = lr(v, &sgi(1), Hw);
+            let (state, active) = match v {
+                V3 => (0b11u64 << 62, 0b10u64 << 62),
+                V2 => (0b11 << 28, 0b10 << 28),
+            };
+            let active_lr = (pending & !state) | active;
+            assert_eq!(lr_match(v, 0, &sgi(1)), LrMatch::Other, "{v:?} free");
+            assert_eq!(lr_match(v, pending, &sgi(1)), LrMatch::AlreadyPending);
+            assert_eq!(
+                lr_match(v, active_lr, &sgi(1)),
+                LrMatch::Repend(active_lr | (state & !active))
+            );
+            assert_eq!(
+                lr_match(v, pending | active, &sgi(1)),
+                LrMatch::AlreadyPending
+            );
+            assert_eq!(lr_match(v, lr(v, &timer, Hw), &sgi(1)), LrMatch::Other);
+            for how in [Hw, Eoi] {
+                let t = lr(v, &timer, how);
+                assert_eq!(lr_match(v, t, &timer), LrMatch::AlreadyPending);
+                assert_eq!(
+                    lr_match(v, (t & !state) | active, &timer),
+                    LrMatch::AlreadyPending
+                );
+            }
+        }
+        // GICv2 SGIs from different senders are different interrupts.
+        assert_eq!(lr_match(V2, lr(V2, &sgi(1), Hw), &sgi(2)), LrMatch::Other);
+        // GICv3 SGIs from different senders merge.
+        assert_eq!(
+            lr_match(V3, lr(V3, &sgi(1), Hw), &sgi(2)),
+            LrMatch::AlreadyPending
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use bulkhead_core::board::{Board, Gic};
 use bulkhead_core::plan::{GicVersion, MAX_CPUS};
+use bulkhead_core::vgic::Deactivation;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Once;
 
@@ -29,6 +30,7 @@ enum Hw {
         gicd: usize,
         gicc: usize,
         gich: usize,
+        deactivation: Deactivation,
     },
 }
 
@@ -111,6 +113,7 @@ const GICC_EOIR: usize = 0x10;
 const GICC_DIR: usize = 0x1000;
 const GICH_HCR: usize = 0x0;
 const GICH_VTR: usize = 0x4;
+const GICH_EISR0: usize = 0x20;
 const GICH_ELRSR0: usize = 0x30;
 const GICH_LR0: usize = 0x100;
 
@@ -142,6 +145,7 @@ pub fn probe(board: &Board) -> Option<GicVersion> {
                     distributor,
                     cpu_interface,
                     hyp_interface,
+                    deactivation,
                     ..
                 },
                 1 | 2,
@@ -150,6 +154,7 @@ pub fn probe(board: &Board) -> Option<GicVersion> {
                     gicd: distributor.base as usize,
                     gicc: cpu_interface.base as usize,
                     gich: hyp_interface.base as usize,
+                    deactivation: *deactivation,
                 });
                 return Some(GicVersion::V2);
             }
@@ -269,7 +274,9 @@ pub fn init_cpu(core: usize) {
                 write_lr(i, 0);
             }
         }
-        Hw::V2 { gicd, gicc, gich } => {
+        Hw::V2 {
+            gicd, gicc, gich, ..
+        } => {
             wr32(gicd + GICD_ICENABLER, !0);
             wr32(gicd + GICD_ICPENDR, !0);
             wr32(gicd + GICD_ICACTIVER, !0);
@@ -316,24 +323,42 @@ pub fn set_virtual_interface(on: bool, underflow: bool) {
     }
 }
 
+/// An acknowledged physical interrupt: its INTID, and the whole
+/// acknowledge value (on GICv2 an SGI's also names its sender, and the EOI
+/// and deactivation must name it too).
+#[derive(Clone, Copy)]
+pub struct Ack {
+    pub intid: u32,
+    raw: u32,
+}
+
 /// Acknowledge the highest-priority pending physical interrupt.
-pub fn ack() -> Option<u32> {
-    let intid = match hw() {
+pub fn ack() -> Option<Ack> {
+    let raw = match hw() {
         Hw::V3 { .. } => sysreg!(read "S3_0_C12_C12_0") as u32 & 0xff_ffff,
-        Hw::V2 { gicc, .. } => rd32(gicc + GICC_IAR) & 0x3ff,
+        Hw::V2 { gicc, .. } => rd32(gicc + GICC_IAR) & 0x1fff,
     };
-    (intid < SPURIOUS).then_some(intid)
+    let intid = match hw() {
+        Hw::V3 { .. } => raw,
+        Hw::V2 { .. } => raw & 0x3ff,
+    };
+    (intid < SPURIOUS).then_some(Ack { intid, raw })
 }
 
 /// Drop the running priority (the interrupt stays active).
-pub fn eoi(intid: u32) {
+pub fn eoi(a: Ack) {
     match hw() {
-        Hw::V3 { .. } => sysreg!(write "S3_0_C12_C12_1", intid as u64),
-        Hw::V2 { gicc, .. } => wr32(gicc + GICC_EOIR, intid),
+        Hw::V3 { .. } => sysreg!(write "S3_0_C12_C12_1", a.raw as u64),
+        Hw::V2 { gicc, .. } => wr32(gicc + GICC_EOIR, a.raw),
     }
 }
 
-/// Deactivate an interrupt the partitioner handled itself.
+/// Deactivate an interrupt the partitioner acknowledged and handled itself.
+pub fn deactivate_ack(a: Ack) {
+    deactivate(a.raw)
+}
+
+/// Deactivate a passed-through SPI or PPI (its guest will not, or cannot).
 pub fn deactivate(intid: u32) {
     match hw() {
         Hw::V3 { .. } => sysreg!(write "S3_0_C12_C11_1", intid as u64),
@@ -503,6 +528,23 @@ pub fn write_lr(i: usize, v: u64) {
             _ => sysreg!(write "S3_4_C12_C13_7", v),
         },
         Hw::V2 { gich, .. } => wr32(gich + GICH_LR0 + 4 * i, v as u32),
+    }
+}
+
+/// Bitmap of list registers whose interrupt the guest ended and that ask
+/// for EOI maintenance (ICH_EISR_EL2 / GICH_EISR0).
+pub fn eoied_lrs() -> u64 {
+    match hw() {
+        Hw::V3 { .. } => sysreg!(read "S3_4_C12_C11_3"),
+        Hw::V2 { gich, .. } => rd32(gich + GICH_EISR0) as u64,
+    }
+}
+
+/// How passed-through interrupts are deactivated on this GIC.
+pub fn deactivation() -> Deactivation {
+    match hw() {
+        Hw::V3 { .. } => Deactivation::Hardware,
+        Hw::V2 { deactivation, .. } => deactivation,
     }
 }
 

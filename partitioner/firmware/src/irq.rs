@@ -4,7 +4,10 @@
 //!
 //! - A physical interrupt of a domain (its SPIs, the virtual timer PPI on its
 //!   cores) is acknowledged at EL2, its priority dropped, and queued for the
-//!   vCPU as a hardware interrupt: the domain's own EOI deactivates it.
+//!   vCPU as a hardware interrupt: the domain's own EOI deactivates it,
+//!   through the list register's hardware bit, or (on a GIC where that does
+//!   not work, `Deactivation::Maintenance`) through the EOI maintenance
+//!   interrupt, on which the partitioner deactivates it.
 //! - Distributor and (GICv3) redistributor accesses trap and are emulated by
 //!   the model, which only ever touches what the domain owns.
 //! - SGIs are virtual: a domain's ICC_SGI1R_EL1 (GICv3) or GICD_SGIR (GICv2)
@@ -152,7 +155,7 @@ pub fn reset_vcpu() {
 pub fn clear_vcpu() {
     for i in 0..gic::lr_count() {
         let lr = gic::read_lr(i);
-        if let Some(pintid) = vgic::lr_hw_active(gic::version(), lr) {
+        if let Some(pintid) = vgic::lr_physical(gic::version(), lr) {
             gic::deactivate(pintid);
         }
         gic::write_lr(i, 0);
@@ -176,16 +179,20 @@ fn queue(core: usize, v: Virq) {
 /// Take every pending physical interrupt.
 pub fn handle_physical() {
     let core = this_core();
-    while let Some(intid) = gic::ack() {
-        gic::eoi(intid);
+    while let Some(ack) = gic::ack() {
+        gic::eoi(ack);
+        let intid = ack.intid;
         match intid {
-            gic::SGI_KICK | gic::MAINTENANCE_INTID => {
-                // Kicks only make this core look at its queue and requests;
-                // the maintenance interrupt only makes it refill.
-                gic::deactivate(intid);
-                if intid == gic::MAINTENANCE_INTID {
-                    gic::set_virtual_interface(true, false);
-                }
+            gic::SGI_KICK => {
+                // Kicks only make this core look at its queue and requests.
+                gic::deactivate_ack(ack);
+            }
+            gic::MAINTENANCE_INTID => {
+                // The guest ended interrupts whose physical side is ours to
+                // deactivate, or list registers ran low (refilled on return).
+                end_eoied();
+                gic::set_virtual_interface(true, false);
+                gic::deactivate_ack(ack);
             }
             _ => {
                 let (di, d, vcpu) = domain::current();
@@ -213,28 +220,72 @@ pub fn handle_physical() {
                     );
                 } else {
                     // Not (or no longer) wanted by the domain on this core.
-                    gic::deactivate(intid);
+                    gic::deactivate_ack(ack);
                 }
             }
         }
     }
 }
 
+/// EOI maintenance (`Deactivation::Maintenance`): deactivate the physical
+/// interrupt behind each list register the guest ended, and free it.
+fn end_eoied() {
+    let mut eoied = gic::eoied_lrs();
+    let v = gic::version();
+    while eoied != 0 {
+        let i = eoied.trailing_zeros() as usize;
+        eoied &= eoied - 1;
+        let lr = gic::read_lr(i);
+        gic::write_lr(i, 0);
+        if let Some(pintid) = vgic::lr_physical(v, lr) {
+            gic::deactivate(pintid);
+        }
+    }
+}
+
 /// Move queued virtual interrupts into free list registers; ask for the
-/// underflow maintenance interrupt if some are left waiting.
+/// underflow maintenance interrupt if some are left waiting. An interrupt
+/// a list register already holds is never given a second one (the
+/// architecture forbids it): it is merged, or made pending again in place.
 pub fn flush() {
     let mut q = QUEUE[this_core()].lock();
     if q.is_empty() {
         return;
     }
-    let mut free = gic::empty_lrs();
     let v = gic::version();
-    for i in 0..gic::lr_count() {
-        if free & 1 != 0 {
-            let Some(virq) = q.pop() else { break };
-            gic::write_lr(i, vgic::lr(v, &virq));
+    let how = gic::deactivation();
+    let n = gic::lr_count().min(16);
+    let free = gic::empty_lrs();
+    let mut lrs = [0u64; 16];
+    for (i, lr) in lrs.iter_mut().enumerate().take(n) {
+        if free & (1 << i) == 0 {
+            *lr = gic::read_lr(i);
         }
-        free >>= 1;
+    }
+    let mut free = free & ((1u64 << n) - 1);
+    while let Some(virq) = q.pop() {
+        let held = (0..n).find_map(|i| match vgic::lr_match(v, lrs[i], &virq) {
+            vgic::LrMatch::Other => None,
+            m => Some((i, m)),
+        });
+        match held {
+            Some((_, vgic::LrMatch::AlreadyPending)) => continue,
+            Some((i, vgic::LrMatch::Repend(value))) => {
+                gic::write_lr(i, value);
+                lrs[i] = value;
+                continue;
+            }
+            _ => {}
+        }
+        if free == 0 {
+            // Put it back: it waits for the underflow interrupt.
+            let _ = q.push(virq);
+            break;
+        }
+        let i = free.trailing_zeros() as usize;
+        free &= free - 1;
+        lrs[i] = vgic::lr(v, &virq, how);
+        gic::write_lr(i, lrs[i]);
     }
     gic::set_virtual_interface(true, !q.is_empty());
 }
