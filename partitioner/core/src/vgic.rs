@@ -1635,6 +1635,7 @@ pub enum Deactivation {
 /// `ICH_LR<n>_EL2` (GICv3) for `v`, pending: State (63:62) = 0b01, HW (61),
 /// Group 1 (60), Priority (55:48), vINTID (31:0); pINTID (41:32) when HW,
 /// else EOI (41) for [`Deactivation::Maintenance`].
+#[inline]
 pub fn lr_v3(v: &Virq, how: Deactivation) -> u64 {
     let mut lr = (0b01 << 62) | (1 << 60) | (u64::from(v.priority) << 48) | u64::from(v.intid);
     match (v.hw, how) {
@@ -1650,6 +1651,7 @@ pub fn lr_v3(v: &Virq, how: Deactivation) -> u64 {
 /// five priority bits, VirtualID (9:0); PhysicalID (19:10) when HW, else
 /// EOI (19) for [`Deactivation::Maintenance`] and CPUID (12:10) = the
 /// source of an SGI.
+#[inline]
 pub fn lr_v2(v: &Virq, how: Deactivation) -> u32 {
     let mut lr = (0b01 << 28) | (u32::from(v.priority >> 3) << 23) | (v.intid & 0x3ff);
     match (v.hw, how) {
@@ -1662,6 +1664,7 @@ pub fn lr_v2(v: &Virq, how: Deactivation) -> u32 {
 }
 
 /// The list register value for `v` on a GIC of generation `version`.
+#[inline]
 pub fn lr(version: GicVersion, v: &Virq, how: Deactivation) -> u64 {
     match version {
         GicVersion::V3 => lr_v3(v, how),

@@ -508,7 +508,10 @@ fn stop_other_cores(d: &DomainPlan) {
 /// Called on a core at every exit: honour a stop request left by another core.
 pub fn check_requests() {
     let core = this_core();
-    if CORE_REQUEST[core].swap(REQ_NONE, Ordering::AcqRel) == REQ_STOP {
+    // A plain load first: requests are rare, and this is on every exit.
+    if CORE_REQUEST[core].load(Ordering::Acquire) != REQ_NONE
+        && CORE_REQUEST[core].swap(REQ_NONE, Ordering::AcqRel) == REQ_STOP
+    {
         irq::clear_vcpu();
         CORE_STATE[core].store(OFF, Ordering::Release);
         park();
@@ -627,7 +630,7 @@ pub fn report_call_once(di: usize, d: &DomainPlan, conduit: &str, fid: u32, pc: 
 }
 
 /// A physical interrupt reached EL2 while a domain ran.
-pub fn handle_interrupt(_frame: &mut TrapFrame) {
+pub fn handle_interrupt() {
     irq::handle_physical();
     check_requests();
     irq::flush();

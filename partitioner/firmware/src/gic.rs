@@ -11,8 +11,7 @@
 use bulkhead_core::board::{Board, Gic};
 use bulkhead_core::plan::{GicVersion, MAX_CPUS};
 use bulkhead_core::vgic::Deactivation;
-use core::sync::atomic::{AtomicUsize, Ordering};
-use spin::Once;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Physical SGI the partitioner uses to kick another core (new virtual
 /// interrupts queued for it, or a stop/restart request).
@@ -34,15 +33,55 @@ enum Hw {
     },
 }
 
-static HW: Once<Hw> = Once::new();
+/// What `probe` found, in plain atomics rather than a `Once`: `hw()` is on
+/// every interrupt's path, and the probe happens once, on the boot core,
+/// before any core takes an interrupt (secondaries start after it).
+static IS_V2: AtomicBool = AtomicBool::new(false);
+static MAINTENANCE_DEACTIVATION: AtomicBool = AtomicBool::new(false);
+/// GICD, GICC, GICH bases (the last two GICv2 only).
+static BASES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+
+fn set_hw(h: Hw) {
+    let (v2, bases, maint) = match h {
+        Hw::V3 { gicd } => (false, [gicd, 0, 0], false),
+        Hw::V2 {
+            gicd,
+            gicc,
+            gich,
+            deactivation,
+        } => (
+            true,
+            [gicd, gicc, gich],
+            deactivation == Deactivation::Maintenance,
+        ),
+    };
+    for (slot, b) in BASES.iter().zip(bases) {
+        slot.store(b, Ordering::Relaxed);
+    }
+    MAINTENANCE_DEACTIVATION.store(maint, Ordering::Relaxed);
+    IS_V2.store(v2, Ordering::Release);
+}
 /// GICv3: base of each core's redistributor (RD_base); found by affinity.
 static GICR: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 /// Number of list registers (the same on every core).
 static LRS: AtomicUsize = AtomicUsize::new(0);
 
 fn hw() -> Hw {
-    *HW.get()
-        .expect("the GIC is probed before any interrupt work")
+    let gicd = BASES[0].load(Ordering::Relaxed);
+    if IS_V2.load(Ordering::Relaxed) {
+        Hw::V2 {
+            gicd,
+            gicc: BASES[1].load(Ordering::Relaxed),
+            gich: BASES[2].load(Ordering::Relaxed),
+            deactivation: if MAINTENANCE_DEACTIVATION.load(Ordering::Relaxed) {
+                Deactivation::Maintenance
+            } else {
+                Deactivation::Hardware
+            },
+        }
+    } else {
+        Hw::V3 { gicd }
+    }
 }
 
 fn rd32(addr: usize) -> u32 {
@@ -135,7 +174,7 @@ pub fn probe(board: &Board) -> Option<GicVersion> {
         };
         match (g, rev) {
             (Gic::V3 { distributor, .. }, 3 | 4) => {
-                HW.call_once(|| Hw::V3 {
+                set_hw(Hw::V3 {
                     gicd: distributor.base as usize,
                 });
                 return Some(GicVersion::V3);
@@ -150,7 +189,7 @@ pub fn probe(board: &Board) -> Option<GicVersion> {
                 },
                 1 | 2,
             ) => {
-                HW.call_once(|| Hw::V2 {
+                set_hw(Hw::V2 {
                     gicd: distributor.base as usize,
                     gicc: cpu_interface.base as usize,
                     gich: hyp_interface.base as usize,
@@ -368,6 +407,9 @@ pub fn deactivate(intid: u32) {
 
 /// Send the partitioner's SGI `intid` to physical core `core`.
 pub fn send_sgi(intid: u32, core: usize, mpidr: u64) {
+    // What the receiver is kicked to look at (its queue, its request) must
+    // be visible before the SGI can arrive.
+    aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
     match hw() {
         Hw::V3 { .. } => {
             let aff1 = (mpidr >> 8) & 0xff;

@@ -24,7 +24,7 @@ use bulkhead_core::plan::{
 };
 use bulkhead_core::trap::Access;
 use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering};
 use log::warn;
 use spin::{Mutex, Once};
 
@@ -40,6 +40,15 @@ static VDIST: [Once<Mutex<VDistributor>>; MAX_DOMAINS] = [const { Once::new() };
 static VDOM: [Once<vgic::Domain>; MAX_DOMAINS] = [const { Once::new() }; MAX_DOMAINS];
 /// Virtual interrupts waiting for a list register, per physical core.
 static QUEUE: [Mutex<PendingIrqs>; MAX_CPUS] = [const { Mutex::new(PendingIrqs::new()) }; MAX_CPUS];
+/// Per core: something may be waiting in its `QUEUE` (only changed with
+/// that queue locked), so an empty queue costs no lock on the way back.
+static QUEUED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per core: whether the virtual timer PPI of the vCPU there may be
+/// injected (`TIMER_ON | priority`) or not (0). A copy of what the domain's
+/// virtual distributor says, refreshed after every change to it, so the
+/// most frequent interrupt needs neither the model's lock nor a look-up.
+static TIMER: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
+const TIMER_ON: u16 = 0x100;
 /// First foreign GIC access of each domain already reported.
 static REPORTED: [AtomicU8; MAX_DOMAINS] = [const { AtomicU8::new(0) }; MAX_DOMAINS];
 
@@ -124,7 +133,21 @@ pub fn init_domain(di: usize, d: &DomainPlan) {
     let mut phys = Phys { d };
     let mut vd = VDistributor::new(dom);
     vd.reset(dom, &mut phys);
+    refresh_timer(dom, d, &vd);
     VDIST[di].call_once(|| Mutex::new(vd));
+}
+
+/// Recompute the `TIMER` copy for every vCPU of the domain, from its model.
+fn refresh_timer(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
+    let phys = Phys { d };
+    for (vcpu, &core) in d.cpus.iter().enumerate() {
+        let v = if vd.deliverable(dom, &phys, vcpu, VTIMER_INTID) {
+            TIMER_ON | u16::from(vd.priority(dom, &phys, vcpu, VTIMER_INTID))
+        } else {
+            0
+        };
+        TIMER[core].store(v, Ordering::Release);
+    }
 }
 
 /// Back to reset state: every interrupt of the domain disabled and
@@ -132,7 +155,9 @@ pub fn init_domain(di: usize, d: &DomainPlan) {
 pub fn reset_domain(di: usize, d: &DomainPlan) {
     if let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) {
         let mut phys = Phys { d };
-        vd.lock().reset(dom, &mut phys);
+        let mut vd = vd.lock();
+        vd.reset(dom, &mut phys);
+        refresh_timer(dom, d, &vd);
     }
     for &c in d.cpus.iter() {
         QUEUE[c].lock().clear();
@@ -145,7 +170,9 @@ pub fn reset_vcpu() {
     clear_vcpu();
     let (di, d, vcpu) = domain::current();
     if let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) {
-        vd.lock().reset_vcpu(dom, &mut Phys { d }, vcpu);
+        let mut vd = vd.lock();
+        vd.reset_vcpu(dom, &mut Phys { d }, vcpu);
+        refresh_timer(dom, d, &vd);
     }
     gic::set_virtual_interface(true, false);
 }
@@ -165,7 +192,11 @@ pub fn clear_vcpu() {
 
 /// Queue a virtual interrupt for `core`'s vCPU, kicking it if it is not us.
 fn queue(core: usize, v: Virq) {
-    if QUEUE[core].lock().push(v).is_err() {
+    let mut q = QUEUE[core].lock();
+    let pushed = q.push(v);
+    QUEUED[core].store(true, Ordering::Release);
+    drop(q);
+    if pushed.is_err() {
         warn!(
             "virtual interrupt queue of core {core} full: INTID {} dropped",
             v.intid
@@ -176,10 +207,12 @@ fn queue(core: usize, v: Virq) {
     }
 }
 
-/// Take every pending physical interrupt.
+/// Take the highest-priority pending physical interrupt. One per exit:
+/// another one pending takes the core straight back to EL2, and the common
+/// case (one interrupt) saves a look at the GIC.
 pub fn handle_physical() {
     let core = this_core();
-    while let Some(ack) = gic::ack() {
+    if let Some(ack) = gic::ack() {
         gic::eoi(ack);
         let intid = ack.intid;
         match intid {
@@ -194,10 +227,26 @@ pub fn handle_physical() {
                 gic::set_virtual_interface(true, false);
                 gic::deactivate_ack(ack);
             }
+            VTIMER_INTID => {
+                // The hot path: the vCPU on this core's own timer.
+                let t = TIMER[core].load(Ordering::Acquire);
+                if t & TIMER_ON != 0 {
+                    let virq = Virq {
+                        intid,
+                        hw: true,
+                        priority: t as u8,
+                        source: 0,
+                    };
+                    if !inject_here(&virq) {
+                        queue(core, virq);
+                    }
+                } else {
+                    gic::deactivate_ack(ack);
+                }
+            }
             _ => {
                 let (di, d, vcpu) = domain::current();
-                let owned = intid == VTIMER_INTID
-                    || OWNER[intid as usize].load(Ordering::Acquire) as usize == di + 1;
+                let owned = OWNER[intid as usize].load(Ordering::Acquire) as usize == di + 1;
                 // One look at the model: is it wanted, and at what priority.
                 let wanted = match (owned, VDOM[di].get(), VDIST[di].get()) {
                     (true, Some(dom), Some(vd)) => {
@@ -209,15 +258,15 @@ pub fn handle_physical() {
                     _ => None,
                 };
                 if let Some(prio) = wanted {
-                    queue(
-                        core,
-                        Virq {
-                            intid,
-                            hw: true,
-                            priority: prio,
-                            source: 0,
-                        },
-                    );
+                    let virq = Virq {
+                        intid,
+                        hw: true,
+                        priority: prio,
+                        source: 0,
+                    };
+                    if !inject_here(&virq) {
+                        queue(core, virq);
+                    }
                 } else {
                     // Not (or no longer) wanted by the domain on this core.
                     gic::deactivate_ack(ack);
@@ -243,51 +292,88 @@ fn end_eoied() {
     }
 }
 
-/// Move queued virtual interrupts into free list registers; ask for the
-/// underflow maintenance interrupt if some are left waiting. An interrupt
-/// a list register already holds is never given a second one (the
-/// architecture forbids it): it is merged, or made pending again in place.
-pub fn flush() {
-    let mut q = QUEUE[this_core()].lock();
-    if q.is_empty() {
-        return;
+/// Mask of the list registers this core has.
+fn lr_mask() -> u64 {
+    match gic::lr_count() {
+        n @ 0..64 => (1u64 << n) - 1,
+        _ => !0,
     }
+}
+
+/// The fast path for a physical interrupt taken on the core of the vCPU it
+/// is for: straight into a free list register, unless others are waiting
+/// (they may come first) or none is free. A physically backed interrupt
+/// cannot already be in a list register: its physical side is still active
+/// until the guest ends it. False if it must be queued instead.
+fn inject_here(virq: &Virq) -> bool {
+    // Others only ever add to this core's queue (and then kick it); its list
+    // registers are this core's alone.
+    if !virq.hw || QUEUED[this_core()].load(Ordering::Acquire) {
+        return false;
+    }
+    let free = gic::empty_lrs() & lr_mask();
+    if free == 0 {
+        return false;
+    }
+    gic::write_lr(
+        free.trailing_zeros() as usize,
+        vgic::lr(gic::version(), virq, gic::deactivation()),
+    );
+    true
+}
+
+/// Move queued virtual interrupts into free list registers; ask for the
+/// underflow maintenance interrupt if some are left waiting. An SGI a list
+/// register already holds is never given a second one (the architecture
+/// forbids it): it is merged, or made pending again in place.
+#[inline(always)]
+pub fn flush() {
+    let core = this_core();
+    if QUEUED[core].load(Ordering::Acquire) {
+        flush_queue(core);
+    }
+}
+
+#[inline(never)]
+fn flush_queue(core: usize) {
+    let mut q = QUEUE[core].lock();
     let v = gic::version();
     let how = gic::deactivation();
-    let n = gic::lr_count().min(16);
-    let free = gic::empty_lrs();
-    let mut lrs = [0u64; 16];
-    for (i, lr) in lrs.iter_mut().enumerate().take(n) {
-        if free & (1 << i) == 0 {
-            *lr = gic::read_lr(i);
-        }
-    }
-    let mut free = free & ((1u64 << n) - 1);
-    while let Some(virq) = q.pop() {
-        let held = (0..n).find_map(|i| match vgic::lr_match(v, lrs[i], &virq) {
-            vgic::LrMatch::Other => None,
-            m => Some((i, m)),
-        });
-        match held {
-            Some((_, vgic::LrMatch::AlreadyPending)) => continue,
-            Some((i, vgic::LrMatch::Repend(value))) => {
-                gic::write_lr(i, value);
-                lrs[i] = value;
-                continue;
-            }
-            _ => {}
+    let mask = lr_mask();
+    let mut free = gic::empty_lrs() & mask;
+    while let Some(&virq) = q.peek() {
+        if !virq.hw && merge(v, !free & mask, &virq) {
+            q.pop();
+            continue;
         }
         if free == 0 {
-            // Put it back: it waits for the underflow interrupt.
-            let _ = q.push(virq);
             break;
         }
+        q.pop();
         let i = free.trailing_zeros() as usize;
         free &= free - 1;
-        lrs[i] = vgic::lr(v, &virq, how);
-        gic::write_lr(i, lrs[i]);
+        gic::write_lr(i, vgic::lr(v, &virq, how));
     }
+    QUEUED[core].store(!q.is_empty(), Ordering::Release);
     gic::set_virtual_interface(true, !q.is_empty());
+}
+
+/// Whether software interrupt `virq` is already held by one of the `used`
+/// list registers: merged if pending there, made pending again if active.
+fn merge(v: GicVersion, mut used: u64, virq: &Virq) -> bool {
+    while used != 0 {
+        let i = used.trailing_zeros() as usize;
+        used &= used - 1;
+        match vgic::lr_match(v, gic::read_lr(i), virq) {
+            vgic::LrMatch::Other => {}
+            vgic::LrMatch::AlreadyPending => return true,
+            vgic::LrMatch::Repend(value) => {
+                gic::write_lr(i, value);
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn report_foreign(di: usize, d: &DomainPlan, what: &dyn core::fmt::Display) {
@@ -326,12 +412,16 @@ pub fn emulate_mmio(
     let value = frame.reg(a.reg);
     let outcome = {
         let mut vd = vd.lock();
-        match (in_dist, write) {
+        let outcome = match (in_dist, write) {
             (true, false) => vd.read(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size),
             (true, true) => vd.write(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size, value),
             (false, false) => vd.read_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size),
             (false, true) => vd.write_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size, value),
+        };
+        if write {
+            refresh_timer(dom, d, &vd);
         }
+        outcome
     };
     if let Some(f) = &outcome.foreign {
         report_foreign(di, d, f);
