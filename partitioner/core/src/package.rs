@@ -124,8 +124,13 @@ const CRC_TABLE: [u32; 256] = {
     t
 };
 
+/// A CRC-32 state update, as [`crc32_update`] computes it: the firmware may
+/// pass a faster one to [`Package::parse_with`] (the CPU's CRC32
+/// instructions), which must give the same results.
+pub type CrcUpdate = fn(u32, &[u8]) -> u32;
+
 /// Feed `data` into a running CRC-32 state (start with `!0`, finish with `!`).
-fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
+pub fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
     for &b in data {
         crc = CRC_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
     }
@@ -177,6 +182,11 @@ pub struct Package<'a> {
 impl<'a> Package<'a> {
     /// Check a package. `bytes` may extend past its end.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, PackageError> {
+        Self::parse_with(bytes, crc32_update)
+    }
+
+    /// [`Package::parse`] with another implementation of [`crc32_update`].
+    pub fn parse_with(bytes: &'a [u8], crc: CrcUpdate) -> Result<Self, PackageError> {
         if bytes.len() < HEADER_LEN {
             return Err(PackageError::Truncated {
                 needed: HEADER_LEN as u64,
@@ -198,7 +208,7 @@ impl<'a> Package<'a> {
             });
         }
         let stored = u32_at(bytes, 12);
-        let computed = header_crc(&bytes[..table_end]);
+        let computed = header_crc(crc, &bytes[..table_end]);
         if stored != computed {
             return Err(PackageError::HeaderChecksum { stored, computed });
         }
@@ -213,7 +223,7 @@ impl<'a> Package<'a> {
         let config = slice(bytes, u64_at(bytes, 24), u64_at(bytes, 32), "config")?;
         let mut cfg_name = [0u8; NAME_LEN];
         cfg_name[..6].copy_from_slice(b"config");
-        check_crc(Name(cfg_name), config, u32_at(bytes, 40))?;
+        check_crc(crc, Name(cfg_name), config, u32_at(bytes, 40))?;
         let mut images = [(Name([0; NAME_LEN]), &bytes[..0]); MAX_IMAGES];
         for (i, slot) in images.iter_mut().enumerate().take(count as usize) {
             let e = HEADER_LEN + ENTRY_LEN * i;
@@ -225,7 +235,7 @@ impl<'a> Package<'a> {
                 return Err(PackageError::BadName);
             }
             let data = slice(bytes, u64_at(bytes, e + 40), u64_at(bytes, e + 48), "image")?;
-            check_crc(name, data, u32_at(bytes, e + 56))?;
+            check_crc(crc, name, data, u32_at(bytes, e + 56))?;
             *slot = (name, data);
         }
         Ok(Self {
@@ -253,14 +263,14 @@ impl<'a> Package<'a> {
 }
 
 /// CRC-32 of the header and entry table, with the CRC field taken as zero.
-fn header_crc(table: &[u8]) -> u32 {
-    let crc = crc32_update(!0, &table[..12]);
-    let crc = crc32_update(crc, &[0; 4]);
-    !crc32_update(crc, &table[16..])
+fn header_crc(update: CrcUpdate, table: &[u8]) -> u32 {
+    let crc = update(!0, &table[..12]);
+    let crc = update(crc, &[0; 4]);
+    !update(crc, &table[16..])
 }
 
-fn check_crc(what: Name, data: &[u8], stored: u32) -> Result<(), PackageError> {
-    let computed = crc32(data);
+fn check_crc(update: CrcUpdate, what: Name, data: &[u8], stored: u32) -> Result<(), PackageError> {
+    let computed = !update(!0, data);
     if computed != stored {
         return Err(PackageError::Checksum {
             what,
@@ -304,7 +314,7 @@ pub fn build(config: &[u8], images: &[(&str, &[u8])]) -> Result<std::vec::Vec<u8
     let total = out.len() as u64;
     out[16..24].copy_from_slice(&total.to_le_bytes());
     let table_end = HEADER_LEN + ENTRY_LEN * images.len();
-    let crc = header_crc(&out[..table_end]);
+    let crc = header_crc(crc32_update, &out[..table_end]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
@@ -324,6 +334,34 @@ mod tests {
     #[test]
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn parse_with_uses_the_given_crc() {
+        let bytes = sample();
+        // Another correct implementation (bit by bit) gives the same package.
+        fn bitwise(mut crc: u32, data: &[u8]) -> u32 {
+            for &b in data {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 {
+                        0xedb8_8320 ^ (crc >> 1)
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            crc
+        }
+        assert_eq!(
+            Package::parse_with(&bytes, bitwise).unwrap().config,
+            Package::parse(&bytes).unwrap().config
+        );
+        // A wrong one is caught by the stored checksums.
+        fn broken(crc: u32, _: &[u8]) -> u32 {
+            crc
+        }
+        assert!(Package::parse_with(&bytes, broken).is_err());
     }
 
     #[test]

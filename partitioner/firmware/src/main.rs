@@ -9,6 +9,7 @@
 #![no_main]
 
 mod boot;
+mod checksum;
 mod console;
 mod domain;
 mod exceptions;
@@ -77,7 +78,7 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     // mapped read-only and never written, so a shared slice of it is sound for the firmware's life.
     let bytes =
         unsafe { core::slice::from_raw_parts(package.base as *const u8, package.size as usize) };
-    let pkg = match Package::parse(bytes) {
+    let pkg = match Package::parse_with(bytes, checksum::crc32_updater()) {
         Ok(p) => p,
         Err(e) => {
             error!("{e}");
