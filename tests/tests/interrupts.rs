@@ -41,6 +41,20 @@ fn own_interrupts_work(gic: u32) {
         run.send_uart1(&[*b]).expect("type into uart1");
         expect_line(&mut run, UART1, &format!("irq: uart: rx 0x{b:02x}"));
     }
+    // Then a burst: the receive interrupt stays asserted while bytes keep
+    // coming, and none may be lost.
+    run.send_uart1(b"burst").expect("type into uart1");
+    for b in b"burst" {
+        expect_line(&mut run, UART1, &format!("irq: uart: rx 0x{b:02x}"));
+    }
+    let out = run.output(UART1);
+    let rx: Vec<&str> = lines_with(&out, "irq: uart: rx ");
+    assert_eq!(rx.len(), 8, "every byte once, in order:\n{out}");
+    let got: Vec<u8> = rx
+        .iter()
+        .filter_map(|l| u8::from_str_radix(l.rsplit("0x").next()?.trim(), 16).ok())
+        .collect();
+    assert_eq!(got, b"Hi!burst", "{out}");
     let hb = last_heartbeat(&run.output(UART0), "hello").unwrap_or(0);
     wait_heartbeat_after(&mut run, UART0, "hello", hb + 2);
     let out = run.output(UART1);
