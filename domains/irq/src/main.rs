@@ -324,10 +324,12 @@ fn on_timer() {
 }
 
 fn on_uart() {
+    // Clear first, then drain: a byte that arrives after the last read
+    // raises the interrupt again instead of waiting unseen in the FIFO.
+    bulkhead_rt::console::clear_rx_interrupt();
     while let Some(byte) = bulkhead_rt::console::read_byte() {
         say!("uart: rx 0x{byte:02x}");
     }
-    bulkhead_rt::console::clear_rx_interrupt();
 }
 
 // ---- Waiting (vCPU 0) ----

@@ -95,7 +95,8 @@ pub fn read_byte() -> Option<u8> {
     (read_reg(UARTFR) & FR_RXFE == 0).then(|| read_reg(UARTDR) as u8)
 }
 
-/// Clears the receive interrupts (after emptying the FIFO with [`read_byte`]).
+/// Clears the receive interrupts. Call it before emptying the FIFO with
+/// [`read_byte`], so a byte arriving meanwhile raises them again.
 pub fn clear_rx_interrupt() {
     write_reg(UARTICR, INT_RX | INT_RT);
 }

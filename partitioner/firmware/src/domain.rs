@@ -8,11 +8,11 @@ use aarch64_cpu::registers::{
     FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SCTLR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
 };
 use bulkhead_core::package::Package;
-use bulkhead_core::plan::{DomainPlan, FaultPolicy, GicVersion, Plan, MAX_CPUS, MAX_DOMAINS};
+use bulkhead_core::plan::{DomainPlan, FaultPolicy, Plan, MAX_CPUS, MAX_DOMAINS};
 use bulkhead_core::trap::{self, Exit, Syndrome};
 use bulkhead_core::vconsole::VirtualConsole;
 use bulkhead_core::{dtb, stage2, sysregs};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use log::{error, info, warn};
 use spin::{Mutex, Once};
 
@@ -26,6 +26,12 @@ static ROOTS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAI
 /// Guest address of each domain's device tree.
 static DTBS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAINS];
 /// Restarts so far.
+/// Each domain's memory is in its boot state (image, initrd, device tree
+/// in place); cleared by a restart, set by the domain's first core, which
+/// loads it just before it starts the domain. Domains thus load in
+/// parallel, each on its own core: a small real-time domain starts at once,
+/// whatever a Linux neighbour has to copy and zero.
+static LOADED: [AtomicBool; MAX_DOMAINS] = [const { AtomicBool::new(false) }; MAX_DOMAINS];
 static RESTARTS: [AtomicU32; MAX_DOMAINS] = [const { AtomicU32::new(0) }; MAX_DOMAINS];
 
 /// What each physical core runs: domain index + 1 (0 = none) and vCPU index.
@@ -87,8 +93,9 @@ unsafe fn phys_mut(pa: u64, len: u64) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, len as usize) }
 }
 
-/// Build every domain's stage 2, load its image and device tree.
-pub fn setup(plan: Plan, pkg: Package<'static>, gic: GicVersion) {
+/// Build every domain's stage 2 and its virtual GIC (its memory is loaded
+/// later, by its own first core: see `LOADED`).
+pub fn setup(plan: Plan, pkg: Package<'static>) {
     let plan = PLAN.call_once(|| plan);
     PACKAGE.call_once(|| pkg);
     let board = crate::board();
@@ -113,7 +120,6 @@ pub fn setup(plan: Plan, pkg: Package<'static>, gic: GicVersion) {
             CORE_VCPU[c].store(v, Ordering::Release);
         }
         irq::init_domain(i, d);
-        load(i, d, gic);
         let cores: heapless::Vec<u64, MAX_CPUS> = d.cpus.iter().map(|&c| board.cpus[c]).collect();
         info!(
             "domain \"{}\": VMID {}, cores {:?}, {} RAM region(s), {} device(s), image {} bytes, fault policy {}",
@@ -155,7 +161,8 @@ fn policy_name(p: FaultPolicy) -> &'static str {
 /// Put a domain's memory in its boot state: all RAM zeroed, the image copied
 /// from the package (which is read-only, so always pristine) to its entry
 /// point, its device tree at the top of its entry region.
-fn load(i: usize, d: &DomainPlan, gic: GicVersion) {
+fn load(i: usize, d: &DomainPlan) {
+    let gic = gic::version();
     for m in d.ram.iter() {
         // SAFETY: validation proved every RAM mapping lies in board RAM (mapped normal, read/write
         // at EL2), outside the partitioner and every other domain; the domain is not running (not
@@ -288,6 +295,10 @@ pub fn launch(core: usize) -> ! {
     let vcpu = CORE_VCPU[core].load(Ordering::Acquire);
     let mut frame = TrapFrame::ZERO;
     if vcpu == 0 {
+        if !LOADED[di - 1].load(Ordering::Acquire) {
+            load(di - 1, d);
+            LOADED[di - 1].store(true, Ordering::Release);
+        }
         frame.x[0] = DTBS[di - 1].load(Ordering::Acquire);
         frame.elr = d.entry;
     } else {
@@ -562,7 +573,8 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     stop_other_cores(d);
     irq::reset_domain(di, d);
     irq::clear_vcpu();
-    load(di, d, gic::version());
+    // Its first core reloads its memory when it starts it again.
+    LOADED[di].store(false, Ordering::Release);
     {
         let mut st = STATE[di].lock();
         st.console = VirtualConsole::new();

@@ -151,7 +151,7 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         error!("config: {rejected} error(s)");
         refuse();
     }
-    domain::setup(plan, pkg, version);
+    domain::setup(plan, pkg);
     domain::start_all(core)
 }
 
