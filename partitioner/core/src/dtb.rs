@@ -629,9 +629,9 @@ pub fn initrd_ipa(plan: &DomainPlan) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::fixtures::{device, domain as plan};
     use crate::plan::{
-        DevicePlan, FaultPolicy, Mapping, MemKind, MAX_CPUS, MAX_DEVICES, MAX_IRQS, MAX_REGIONS,
-        VIRTUAL_CONSOLE_IPA,
+        Mapping, MemKind, MAX_CPUS, MAX_DEVICES, MAX_IRQS, MAX_REGIONS, VIRTUAL_CONSOLE_IPA,
     };
     use fdt::node::FdtNode;
     use fdt::Fdt;
@@ -644,38 +644,6 @@ mod tests {
             pa,
             size,
             kind: MemKind::Ram,
-        }
-    }
-
-    fn device(name: &str, compatible: &str, ipa: u64, size: u64, spis: &[u32]) -> DevicePlan {
-        DevicePlan {
-            name: name.try_into().unwrap(),
-            board_device: None,
-            compatible: compatible.try_into().unwrap(),
-            mapping: Mapping {
-                ipa,
-                pa: ipa,
-                size,
-                kind: MemKind::Device,
-            },
-            spis: spis.iter().copied().collect(),
-        }
-    }
-
-    fn plan(name: &str, ncpus: usize, rams: &[Mapping], devices: &[DevicePlan]) -> DomainPlan {
-        DomainPlan {
-            name: name.try_into().unwrap(),
-            vmid: 1,
-            cpus: (0..ncpus).collect(),
-            ram: rams.iter().copied().collect(),
-            devices: devices.iter().cloned().collect(),
-            entry: 0x4000_0000,
-            image_size: 0x1_0000,
-            initrd_size: 0,
-            bootargs: "".try_into().unwrap(),
-            fault_policy: FaultPolicy::InjectAbort,
-            restart_limit: crate::plan::RESTART_LIMIT,
-            virtual_console: None,
         }
     }
 

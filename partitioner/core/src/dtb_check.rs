@@ -750,9 +750,10 @@ fn covered(range: Range, owned: &[Range]) -> bool {
 mod tests {
     use super::*;
     use crate::dtb::{domain_tree, FdtWriter};
+    use crate::plan::fixtures::{device, domain as plan};
     use crate::plan::{
-        DevicePlan, FaultPolicy, Mapping, MemKind, MAX_CPUS, MAX_NAME, VGICC_IPA, VGICD_IPA,
-        VGICR_IPA, VGICR_STRIDE, VIRTUAL_CONSOLE_IPA,
+        Mapping, MemKind, MAX_CPUS, MAX_NAME, VGICC_IPA, VGICD_IPA, VGICR_IPA, VGICR_STRIDE,
+        VIRTUAL_CONSOLE_IPA,
     };
     use std::format;
     use std::string::ToString;
@@ -770,38 +771,6 @@ mod tests {
             pa: ipa + 0x1000_0000,
             size,
             kind: MemKind::Ram,
-        }
-    }
-
-    fn device(name: &str, compatible: &str, ipa: u64, size: u64, spis: &[u32]) -> DevicePlan {
-        DevicePlan {
-            name: name.try_into().unwrap(),
-            board_device: None,
-            compatible: compatible.try_into().unwrap(),
-            mapping: Mapping {
-                ipa,
-                pa: ipa,
-                size,
-                kind: MemKind::Device,
-            },
-            spis: spis.iter().copied().collect(),
-        }
-    }
-
-    fn plan(name: &str, ncpus: usize, rams: &[Mapping], devices: &[DevicePlan]) -> DomainPlan {
-        DomainPlan {
-            name: name.try_into().unwrap(),
-            vmid: 1,
-            cpus: (0..ncpus).collect(),
-            ram: rams.iter().copied().collect(),
-            devices: devices.iter().cloned().collect(),
-            entry: rams[0].ipa,
-            image_size: 0x1_0000,
-            initrd_size: 0,
-            bootargs: "".try_into().unwrap(),
-            fault_policy: FaultPolicy::InjectAbort,
-            restart_limit: crate::plan::RESTART_LIMIT,
-            virtual_console: None,
         }
     }
 

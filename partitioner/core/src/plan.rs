@@ -190,3 +190,48 @@ pub fn vgic_window(version: GicVersion, vcpus: usize) -> [crate::board::Range; 2
 /// Virtual timer interrupt (PPI 27): each domain uses the EL1 virtual timer
 /// directly; its interrupt is injected into the vCPU it fired on.
 pub const VTIMER_INTID: u32 = 27;
+
+/// Builders for the host tests of the modules that read plans.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// A passthrough device at `ipa` (identity-mapped) with `spis`.
+    pub fn device(name: &str, compatible: &str, ipa: u64, size: u64, spis: &[u32]) -> DevicePlan {
+        DevicePlan {
+            name: name.try_into().unwrap(),
+            board_device: None,
+            compatible: compatible.try_into().unwrap(),
+            mapping: Mapping {
+                ipa,
+                pa: ipa,
+                size,
+                kind: MemKind::Device,
+            },
+            spis: spis.iter().copied().collect(),
+        }
+    }
+
+    /// A domain on cores 0..ncpus, entered at its first RAM region.
+    pub fn domain(
+        name: &str,
+        ncpus: usize,
+        rams: &[Mapping],
+        devices: &[DevicePlan],
+    ) -> DomainPlan {
+        DomainPlan {
+            name: name.try_into().unwrap(),
+            vmid: 1,
+            cpus: (0..ncpus).collect(),
+            ram: rams.iter().copied().collect(),
+            devices: devices.iter().cloned().collect(),
+            entry: rams[0].ipa,
+            image_size: 0x1_0000,
+            initrd_size: 0,
+            bootargs: "".try_into().unwrap(),
+            fault_policy: FaultPolicy::InjectAbort,
+            restart_limit: RESTART_LIMIT,
+            virtual_console: None,
+        }
+    }
+}
