@@ -5,13 +5,21 @@
 use crate::exceptions::TrapFrame;
 use bulkhead_core::plan::MAX_CPUS;
 
-/// Bytes of stack per core.
-pub const STACK_SIZE: usize = 256 * 1024;
+/// Bytes of stack per core: traps, and loading a domain (its deepest path,
+/// about 20 KiB with the device-tree buffer). Every test passes with 24 KiB.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// Bytes of the boot core's stack while it checks the config and builds
+/// the plan (149 KiB deep for the test configs, printed at every boot: the
+/// plan, the error lists and the parser's state live on it; 128 KiB
+/// overflows). It then moves to its own core's stack to run its
+/// domain.
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
 /// Unmapped guard page below each stack: an overflow faults instead of
 /// silently overwriting the data below.
 pub const GUARD_SIZE: usize = 4096;
 /// Distance between two cores' stacks.
 pub const STACK_SLOT: usize = STACK_SIZE + GUARD_SIZE;
+const BOOT_STACK_SLOT: usize = BOOT_STACK_SIZE + GUARD_SIZE;
 
 core::arch::global_asm!(
     r#"
@@ -42,9 +50,9 @@ _start:
     ldr     x2, =_start
     cmp     x1, x2
     b.ne    .Lwrong_address
-    // Stack of core 0 (the boot core's index is fixed up in Rust).
-    ldr     x1, =__stacks_base
-    ldr     x2, ={stack_slot}
+    // The boot stack (whichever core boots).
+    ldr     x1, =__boot_stack_base
+    ldr     x2, ={boot_stack_slot}
     add     sp, x1, x2
     // Zero .bss (includes the stacks; nothing is on them yet).
     ldr     x1, =__bss_start
@@ -107,11 +115,15 @@ run_guest:
 
     .section .bss.stacks, "aw", @nobits
     .balign 4096
+    .global __boot_stack_base
+__boot_stack_base:
+    .space  {boot_stack_slot}
     .global __stacks_base
 __stacks_base:
     .space  {stack_slot} * {max_cpus}
     "#,
     stack_slot = const STACK_SLOT,
+    boot_stack_slot = const BOOT_STACK_SLOT,
     max_cpus = const MAX_CPUS,
     frame_size = const core::mem::size_of::<TrapFrame>(),
     primary_main = sym crate::primary_main,
@@ -123,6 +135,7 @@ unsafe extern "C" {
     pub fn secondary_entry();
     fn run_guest(frame: *const TrapFrame, stack_top: usize) -> !;
     static __stacks_base: u8;
+    static __boot_stack_base: u8;
     pub static __image_start: u8;
     pub static __text_end: u8;
     pub static __rodata_end: u8;
@@ -143,8 +156,28 @@ pub fn stack_top(index: usize) -> usize {
 }
 
 /// The guard page below the stack of core `index`.
-pub fn stack_guard(index: usize) -> u64 {
+fn stack_guard(index: usize) -> u64 {
     (symbol_addr!(__stacks_base) as usize + index * STACK_SLOT) as u64
+}
+
+/// Bytes of the boot stack used so far: its lowest non-zero word (it is in
+/// `.bss`, zeroed before first use, and the deepest frame holds at least a
+/// return address).
+pub fn boot_stack_used() -> usize {
+    let base = symbol_addr!(__boot_stack_base) as usize + GUARD_SIZE;
+    let words = BOOT_STACK_SIZE / 8;
+    // SAFETY: the boot stack is mapped read/write for the partitioner's
+    // whole life; reading words of it below the current stack pointer (dead
+    // frames) or in live frames only reads initialised memory.
+    let stack = unsafe { core::slice::from_raw_parts(base as *const u64, words) };
+    let lowest = stack.iter().position(|&w| w != 0).unwrap_or(words);
+    (words - lowest) * 8
+}
+
+/// Every stack's guard page, lowest first: the boot stack's, then each
+/// core's.
+pub fn stack_guards() -> impl Iterator<Item = u64> {
+    core::iter::once(symbol_addr!(__boot_stack_base)).chain((0..MAX_CPUS).map(stack_guard))
 }
 
 /// Where each core keeps the registers a domain starts with while its stack

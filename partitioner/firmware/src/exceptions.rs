@@ -187,7 +187,7 @@ extern "C" fn el2_trap(kind: u64, frame: &mut TrapFrame) {
             let esr = ESR_EL2.get();
             let far = FAR_EL2.get();
             let core = crate::domain::this_core();
-            let overflow = if far & !0xfff == crate::boot::stack_guard(core) {
+            let overflow = if crate::boot::stack_guards().any(|g| g == far & !0xfff) {
                 " (stack overflow)"
             } else {
                 ""

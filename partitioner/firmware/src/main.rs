@@ -152,6 +152,11 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         refuse();
     }
     domain::setup(plan, pkg);
+    info!(
+        "boot stack: {} KiB used of {} KiB",
+        boot::boot_stack_used() / 1024,
+        boot::BOOT_STACK_SIZE / 1024
+    );
     domain::start_all(core)
 }
 

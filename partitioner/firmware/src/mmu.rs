@@ -9,7 +9,6 @@ use aarch64_cpu::registers::{
 };
 use bulkhead_core::board::{Board, Range};
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Regime, Tables, PAGE};
-use bulkhead_core::plan::MAX_CPUS;
 use bulkhead_core::sysregs;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
@@ -80,8 +79,7 @@ pub fn build_el2_map(board: &Board, package: Range) -> Result<(), MapError> {
     // Data, .bss and stacks read/write, except one unmapped guard page below
     // each core's stack.
     let mut at = ro_end;
-    for core in 0..MAX_CPUS {
-        let guard = crate::boot::stack_guard(core);
+    for guard in crate::boot::stack_guards() {
         t.map(&mut a, at, at, guard - at, Attrs::RAM_RW)?;
         at = guard + PAGE;
     }
