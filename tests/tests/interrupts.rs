@@ -32,6 +32,13 @@ fn own_interrupts_work(gic: u32) {
     // Its second vCPU starts with CPU_ON, and SGIs go back and forth.
     expect_line(&mut run, UART1, "irq: smp: 2 vcpus up");
     expect_line(&mut run, UART1, "irq: sgi: 10 round trips");
+    // More SGIs at once than there are list registers: the rest queue in
+    // the partitioner and follow, each exactly once.
+    expect_line(
+        &mut run,
+        UART1,
+        "irq: sgi-burst: 12 of 12 received, 12 deliveries",
+    );
     // Periodic virtual timer interrupts, each one delivered.
     expect_line(&mut run, UART1, "irq: timer: 20 interrupts, latency ticks");
     // The UART's receive interrupt: every byte typed arrives.

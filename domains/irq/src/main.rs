@@ -9,6 +9,7 @@
 //! | `psci` | PSCI/SMCCC versions, PSCI_FEATURES of every function, CPU_SUSPEND standby, an unknown SMC and HVC |
 //! | `smp` | start every other vCPU (count: the device tree's `/cpus`; natively, the MPIDRs AFFINITY_INFO knows) with PSCI CPU_ON |
 //! | `sgi=N` | N SGI ping-pongs: vCPU 0 sends SGI 1 to vCPU 1, which answers with SGI 2 (needs `smp`) |
+//! | `sgi-burst` | with IRQs masked, send itself 12 distinct SGIs (4..15), more than a vCPU has list registers, then take them: each must arrive exactly once |
 //! | `timer=N` | N virtual-timer interrupts at a fixed period, latency = counter at IRQ entry - CNTV_CVAL |
 //! | `timer-period-us=P` | the timer period, in microseconds (default 2000) |
 //! | `timer-late=K` | every K-th timer interrupt leaves its deadline in the past, as if the next one were missed: the timer's level stays asserted through the EOI, and the next interrupt must follow at once (a GIC that loses a level still high at the end of an interrupt hangs here) |
@@ -119,6 +120,8 @@ const MAX_SGI_SAMPLES: usize = 1024;
 const SGI_PING: u32 = 1;
 const SGI_PONG: u32 = 2;
 const SGI_ATTACK: u32 = 3;
+/// The `sgi-burst` SGIs.
+const BURST_SGIS: core::ops::Range<u32> = 4..16;
 /// Values printed per `latencies` line: short enough for the virtual
 /// console's 120-character lines.
 const VALUES_PER_LINE: usize = 8;
@@ -134,6 +137,7 @@ struct Config {
     timer: Option<usize>,
     timer_period_us: Option<u64>,
     timer_late: Option<u64>,
+    sgi_burst: bool,
     attack_gic: bool,
     foreign_spi: Option<u32>,
     attack_sgi: bool,
@@ -169,6 +173,10 @@ fn parse(bootargs: &str) -> Config {
             }
             ("attack-gic", None) => {
                 c.attack_gic = true;
+                true
+            }
+            ("sgi-burst", None) => {
+                c.sgi_burst = true;
                 true
             }
             ("attack-sgi", None) => {
@@ -235,6 +243,9 @@ static MEASURING: AtomicBool = AtomicBool::new(false);
 static TIMER_WANTED: AtomicUsize = AtomicUsize::new(0);
 static TIMER_TAKEN: AtomicUsize = AtomicUsize::new(0);
 static TIMER_PERIOD: AtomicU64 = AtomicU64::new(0);
+/// `sgi-burst`: which burst SGIs arrived, and how many deliveries in all.
+static BURST_SEEN: AtomicU32 = AtomicU32::new(0);
+static BURST_TAKEN: AtomicU32 = AtomicU32::new(0);
 /// `timer-late=K` (0 = off).
 static TIMER_LATE: AtomicU64 = AtomicU64::new(0);
 static TIMER_SAMPLES: [AtomicU32; MAX_TIMER_SAMPLES] =
@@ -270,6 +281,10 @@ fn on_irq(intid: u32) {
         }
         SGI_ATTACK => {
             ATTACK_SEEN[cpu::index() % cpu::MAX_VCPUS].fetch_add(1, Ordering::AcqRel);
+        }
+        i if BURST_SGIS.contains(&i) => {
+            BURST_SEEN.fetch_or(1 << i, Ordering::AcqRel);
+            BURST_TAKEN.fetch_add(1, Ordering::AcqRel);
         }
         i if i == VTIMER_INTID.load(Ordering::Relaxed) => on_timer(),
         i if i == UART_INTID.load(Ordering::Relaxed) && i != 0 => on_uart(),
@@ -557,6 +572,30 @@ fn run_sgi(have_gic: bool, rounds: usize) {
         say!("sgi: 0 round trips");
     }
     print_values("sgi: latencies", &SGI_SAMPLES, done);
+}
+
+/// More SGIs pending at once than the vCPU has list registers: the rest
+/// wait in the partitioner's queue and must follow, each exactly once.
+fn run_sgi_burst(have_gic: bool) {
+    let all = BURST_SGIS.fold(0u32, |m, i| m | 1 << i);
+    for sgi in BURST_SGIS {
+        gic::configure(sgi, gic::DEFAULT_PRIORITY);
+    }
+    let me = cpu::index();
+    irq::masked(|| {
+        for sgi in BURST_SGIS {
+            gic::send_sgi(sgi, SgiTarget::Vcpu(me));
+        }
+    });
+    wait_for(have_gic, || BURST_SEEN.load(Ordering::Acquire) == all, 100);
+    // Give a duplicate time to show up.
+    sleep_ms(have_gic, 5);
+    say!(
+        "sgi-burst: {} of {} received, {} deliveries",
+        BURST_SEEN.load(Ordering::Acquire).count_ones(),
+        BURST_SGIS.len(),
+        BURST_TAKEN.load(Ordering::Acquire)
+    );
 }
 
 fn run_timer(wanted: usize, period_us: u64, late: u64) {
@@ -847,6 +886,13 @@ fn main(_dtb: usize) -> ! {
             say!("sgi: skipped (needs smp and a second vcpu up)");
         } else {
             run_sgi(have_gic, rounds);
+        }
+    }
+    if config.sgi_burst {
+        if have_gic {
+            run_sgi_burst(have_gic);
+        } else {
+            skipped("sgi-burst");
         }
     }
     if let Some(n) = config.timer {
