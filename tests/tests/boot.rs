@@ -2,7 +2,9 @@
 //! exactly the cores and memory its config gives it; broken configurations
 //! and damaged images are refused at boot, with the reason on the console.
 
-use bulkhead_tests::{boot, lines_with, wait_heartbeat_after, Machine, UART0, UART1, WAIT};
+use bulkhead_tests::{
+    boot, last_heartbeat, lines_with, wait_heartbeat_after, Machine, UART0, UART1, WAIT,
+};
 
 fn isolation_boot_reports_resources(cpu: &str, gic: u32) {
     let m = Machine {
@@ -113,6 +115,40 @@ fn corrupted_package_is_refused_at_boot() {
         "corrupt-config",
         &["bulkhead: error: config corrupted: CRC-32"],
     );
+}
+
+#[test]
+fn a_damaged_image_stops_only_its_own_domain() {
+    // The probe's image had a byte flipped after packing: its checksum
+    // fails on the core that loads it, which stops that domain alone.
+    let mut run = boot("corrupt-image", "corrupt-image", &Machine::default());
+    run.wait_line(
+        UART0,
+        "domain \"probe\" stopped: its image failed its CRC-32 check; the other domains are unaffected",
+        WAIT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Its neighbours run: hello on its own UART, ticker on the virtual console.
+    let hb = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART1, "hello", hb + 3);
+    let hb = last_heartbeat(&run.output(UART0), "ticker").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART0, "ticker", hb + 3);
+    let log = run.output(UART0);
+    let crc = lines_with(&log, "domain \"probe\": ");
+    assert!(
+        crc.iter()
+            .any(|l| l.contains("CRC-32") && l.contains("probe")),
+        "the partitioner names the damaged image:\n{log}"
+    );
+    assert!(
+        lines_with(&log, "domain \"probe\": vCPU 0 starts").is_empty(),
+        "the damaged domain never ran:\n{log}"
+    );
+    assert!(
+        lines_with(&log, "domain \"hello\": vCPU 0 starts").len() == 1,
+        "{log}"
+    );
+    assert!(!log.contains("FATAL") && !log.contains("panic"), "{log}");
 }
 
 #[test]

@@ -256,6 +256,8 @@ pub enum Tamper {
     TruncateConfig,
     /// Flip a byte of the config after checksumming.
     CorruptConfig,
+    /// Flip a byte of this domain's image after checksumming.
+    CorruptImage(&'static str),
 }
 
 /// Build `config` into a bootable image at `out`. Returns the plan (None when
@@ -298,6 +300,16 @@ pub fn build_image(config: &Path, out: &Path, tamper: Tamper) -> Result<Option<P
     if tamper == Tamper::CorruptConfig {
         let cfg_off = u64::from_le_bytes(pkg[24..32].try_into().expect("8 bytes")) as usize;
         pkg[cfg_off + 8] ^= 0x55;
+    }
+    if let Tamper::CorruptImage(domain) = tamper {
+        let at = {
+            let p = package::Package::parse(&pkg).map_err(|e| e.to_string())?;
+            let image = p
+                .image(domain)
+                .ok_or(format!("no image of domain \"{domain}\" to corrupt"))?;
+            image.as_ptr() as usize - pkg.as_ptr() as usize + image.len() / 2
+        };
+        pkg[at] ^= 0x55;
     }
     let mut img = fw;
     let pkg_off = img.len() as u64;

@@ -305,6 +305,11 @@ fn check(args: &[String]) -> Result<()> {
 /// Images the QEMU tests boot, built once and shared by every test.
 pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("isolation", "configs/qemu-virt/isolation.dts", Tamper::None),
+    (
+        "corrupt-image",
+        "configs/qemu-virt/isolation.dts",
+        Tamper::CorruptImage("probe"),
+    ),
     ("linux", "configs/qemu-virt/default.dts", Tamper::None),
     (
         "linux-attack",

@@ -173,7 +173,8 @@ fn slice<'a>(
 #[derive(Clone, Copy, Debug)]
 pub struct Package<'a> {
     pub config: &'a [u8],
-    images: [(Name, &'a [u8]); MAX_IMAGES],
+    /// Name, bytes and stored CRC-32 of each image.
+    images: [(Name, &'a [u8], u32); MAX_IMAGES],
     count: usize,
     /// Total length in bytes.
     pub len: u64,
@@ -187,6 +188,18 @@ impl<'a> Package<'a> {
 
     /// [`Package::parse`] with another implementation of [`crc32_update`].
     pub fn parse_with(bytes: &'a [u8], crc: CrcUpdate) -> Result<Self, PackageError> {
+        let p = Self::parse_deferring_images(bytes, crc)?;
+        for (name, data, stored) in p.images[..p.count].iter() {
+            check_crc(crc, *name, data, *stored)?;
+        }
+        Ok(p)
+    }
+
+    /// Check the header, the entry table and the config, and leave each
+    /// image's CRC-32 to [`Package::verify`]: the firmware checks a domain's
+    /// images on the core that loads them, so a large image delays only its
+    /// own domain, and a damaged one stops only its own domain.
+    pub fn parse_deferring_images(bytes: &'a [u8], crc: CrcUpdate) -> Result<Self, PackageError> {
         if bytes.len() < HEADER_LEN {
             return Err(PackageError::Truncated {
                 needed: HEADER_LEN as u64,
@@ -224,7 +237,7 @@ impl<'a> Package<'a> {
         let mut cfg_name = [0u8; NAME_LEN];
         cfg_name[..6].copy_from_slice(b"config");
         check_crc(crc, Name(cfg_name), config, u32_at(bytes, 40))?;
-        let mut images = [(Name([0; NAME_LEN]), &bytes[..0]); MAX_IMAGES];
+        let mut images = [(Name([0; NAME_LEN]), &bytes[..0], 0); MAX_IMAGES];
         for (i, slot) in images.iter_mut().enumerate().take(count as usize) {
             let e = HEADER_LEN + ENTRY_LEN * i;
             let mut name = [0u8; NAME_LEN];
@@ -235,8 +248,7 @@ impl<'a> Package<'a> {
                 return Err(PackageError::BadName);
             }
             let data = slice(bytes, u64_at(bytes, e + 40), u64_at(bytes, e + 48), "image")?;
-            check_crc(crc, name, data, u32_at(bytes, e + 56))?;
-            *slot = (name, data);
+            *slot = (name, data, u32_at(bytes, e + 56));
         }
         Ok(Self {
             config,
@@ -250,15 +262,26 @@ impl<'a> Package<'a> {
     pub fn image(&self, name: &str) -> Option<&'a [u8]> {
         self.images[..self.count]
             .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, d)| *d)
+            .find(|(n, _, _)| n.as_str() == name)
+            .map(|(_, d, _)| *d)
     }
 
     /// `(name, image)` pairs.
     pub fn images(&self) -> impl Iterator<Item = (&str, &'a [u8])> + '_ {
         self.images[..self.count]
             .iter()
-            .map(|(n, d)| (n.as_str(), *d))
+            .map(|(n, d, _)| (n.as_str(), *d))
+    }
+
+    /// Check the CRC-32 of entry `name` (nothing to check if there is none).
+    pub fn verify(&self, name: &str, crc: CrcUpdate) -> Result<(), PackageError> {
+        match self.images[..self.count]
+            .iter()
+            .find(|(n, _, _)| n.as_str() == name)
+        {
+            Some((n, data, stored)) => check_crc(crc, *n, data, *stored),
+            None => Ok(()),
+        }
     }
 }
 
@@ -362,6 +385,27 @@ mod tests {
             crc
         }
         assert!(Package::parse_with(&bytes, broken).is_err());
+    }
+
+    #[test]
+    fn deferred_image_checks_find_the_damaged_image_only() {
+        let mut bytes = sample();
+        let p = Package::parse(&bytes).unwrap();
+        let at = p.image("probe").unwrap().as_ptr() as usize - bytes.as_ptr() as usize;
+        bytes[at + 100] ^= 0x40;
+        // The whole-package check refuses it; the deferred one accepts the
+        // header and config, then blames exactly the damaged image.
+        assert!(matches!(
+            Package::parse(&bytes),
+            Err(PackageError::Checksum { .. })
+        ));
+        let p = Package::parse_deferring_images(&bytes, crc32_update).unwrap();
+        assert!(p.verify("hello", crc32_update).is_ok());
+        assert!(p.verify("absent", crc32_update).is_ok());
+        match p.verify("probe", crc32_update) {
+            Err(PackageError::Checksum { what, .. }) => assert_eq!(what.as_str(), "probe"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

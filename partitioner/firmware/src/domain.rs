@@ -32,6 +32,9 @@ static DTBS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAIN
 /// parallel, each on its own core: a small real-time domain starts at once,
 /// whatever a Linux neighbour has to copy and zero.
 static LOADED: [AtomicBool; MAX_DOMAINS] = [const { AtomicBool::new(false) }; MAX_DOMAINS];
+/// Each domain's images passed their CRC-32 check (done once, by the core
+/// that first loads the domain).
+static VERIFIED: [AtomicBool; MAX_DOMAINS] = [const { AtomicBool::new(false) }; MAX_DOMAINS];
 static RESTARTS: [AtomicU32; MAX_DOMAINS] = [const { AtomicU32::new(0) }; MAX_DOMAINS];
 
 /// What each physical core runs: domain index + 1 (0 = none) and vCPU index.
@@ -163,13 +166,26 @@ fn policy_name(p: FaultPolicy) -> &'static str {
 /// point, its device tree at the top of its entry region.
 fn load(i: usize, d: &DomainPlan) {
     let gic = gic::version();
+    let pkg = PACKAGE.get().expect("set before any load");
+    // Its images' checksums, once (the package is read-only and no domain
+    // maps it): a damaged image stops only its own domain.
+    if !VERIFIED[i].load(Ordering::Acquire) {
+        let crc = crate::checksum::crc32_updater();
+        let initrd = bulkhead_core::plan::initrd_name(&d.name);
+        for entry in [d.name.as_str(), initrd.as_str()] {
+            if let Err(e) = pkg.verify(entry, crc) {
+                error!("domain \"{}\": {e}", d.name);
+                stop_domain(i, d, "its image failed its CRC-32 check");
+            }
+        }
+        VERIFIED[i].store(true, Ordering::Release);
+    }
     for m in d.ram.iter() {
         // SAFETY: validation proved every RAM mapping lies in board RAM (mapped normal, read/write
         // at EL2), outside the partitioner and every other domain; the domain is not running (not
         // yet started, or all its cores are off), so nothing else touches it.
         unsafe { mmu::zero(m.pa, m.size) };
     }
-    let pkg = PACKAGE.get().expect("set before any load");
     let image = pkg.image(&d.name).unwrap_or(&[]);
     let Some(load) = d.ram_at(d.entry).map(|m| m.pa + (d.entry - m.ipa)) else {
         crate::fatal(format_args!(

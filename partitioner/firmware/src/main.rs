@@ -78,7 +78,7 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     // mapped read-only and never written, so a shared slice of it is sound for the firmware's life.
     let bytes =
         unsafe { core::slice::from_raw_parts(package.base as *const u8, package.size as usize) };
-    let pkg = match Package::parse_with(bytes, checksum::crc32_updater()) {
+    let pkg = match Package::parse_deferring_images(bytes, checksum::crc32_updater()) {
         Ok(p) => p,
         Err(e) => {
             error!("{e}");
@@ -137,7 +137,13 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     // the GIC this board turned out to have.
     let mut rejected = 0;
     for d in plan.domains.iter() {
-        if let Some(tree) = pkg.image(&bulkhead_core::plan::dtb_name(&d.name)) {
+        let dtb_entry = bulkhead_core::plan::dtb_name(&d.name);
+        if let Err(e) = pkg.verify(&dtb_entry, checksum::crc32_updater()) {
+            error!("{e}");
+            rejected += 1;
+            continue;
+        }
+        if let Some(tree) = pkg.image(&dtb_entry) {
             if let Err(problems) = bulkhead_core::dtb_check::check_supplied(d, Some(version), tree)
             {
                 for p in problems.iter() {
