@@ -25,7 +25,6 @@ static PACKAGE: Once<Package<'static>> = Once::new();
 static ROOTS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAINS];
 /// Guest address of each domain's device tree.
 static DTBS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAINS];
-/// Restarts so far.
 /// Each domain's memory is in its boot state (image, initrd, device tree
 /// in place); cleared by a restart, set by the domain's first core, which
 /// loads it just before it starts the domain. Domains thus load in
@@ -35,6 +34,7 @@ static LOADED: [AtomicBool; MAX_DOMAINS] = [const { AtomicBool::new(false) }; MA
 /// Each domain's images passed their CRC-32 check (done once, by the core
 /// that first loads the domain).
 static VERIFIED: [AtomicBool; MAX_DOMAINS] = [const { AtomicBool::new(false) }; MAX_DOMAINS];
+/// Restarts so far.
 static RESTARTS: [AtomicU32; MAX_DOMAINS] = [const { AtomicU32::new(0) }; MAX_DOMAINS];
 
 /// What each physical core runs: domain index + 1 (0 = none) and vCPU index.
@@ -161,9 +161,10 @@ fn policy_name(p: FaultPolicy) -> &'static str {
     }
 }
 
-/// Put a domain's memory in its boot state: all RAM zeroed, the image copied
-/// from the package (which is read-only, so always pristine) to its entry
-/// point, its device tree at the top of its entry region.
+/// Put a domain's memory in its boot state: its images' checksums checked
+/// (the first time), all RAM zeroed, the image copied from the package
+/// (which is read-only, so always pristine) to its entry point, its device
+/// tree at the top of its entry region.
 fn load(i: usize, d: &DomainPlan) {
     let gic = gic::version();
     let pkg = PACKAGE.get().expect("set before any load");

@@ -231,15 +231,7 @@ pub fn handle_physical() {
                 // The hot path: the vCPU on this core's own timer.
                 let t = TIMER[core].load(Ordering::Acquire);
                 if t & TIMER_ON != 0 {
-                    let virq = Virq {
-                        intid,
-                        hw: true,
-                        priority: t as u8,
-                        source: 0,
-                    };
-                    if !inject_here(&virq) {
-                        queue(core, virq);
-                    }
+                    deliver_here(core, intid, t as u8);
                 } else {
                     gic::deactivate_ack(ack);
                 }
@@ -258,21 +250,26 @@ pub fn handle_physical() {
                     _ => None,
                 };
                 if let Some(prio) = wanted {
-                    let virq = Virq {
-                        intid,
-                        hw: true,
-                        priority: prio,
-                        source: 0,
-                    };
-                    if !inject_here(&virq) {
-                        queue(core, virq);
-                    }
+                    deliver_here(core, intid, prio);
                 } else {
                     // Not (or no longer) wanted by the domain on this core.
                     gic::deactivate_ack(ack);
                 }
             }
         }
+    }
+}
+
+/// Hand physical interrupt `intid`, taken on this core, to its vCPU here.
+fn deliver_here(core: usize, intid: u32, priority: u8) {
+    let virq = Virq {
+        intid,
+        hw: true,
+        priority,
+        source: 0,
+    };
+    if !inject_here(&virq) {
+        queue(core, virq);
     }
 }
 
