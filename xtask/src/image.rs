@@ -30,6 +30,7 @@ const PACKAGE_ALIGN: usize = 64 * 1024;
 
 /// Build the firmware and the domain programs (once; cargo skips work already done).
 pub fn build_binaries() -> Result<()> {
+    crate::tools::ensure_rust()?;
     run_quiet(
         cargo().args([
             "build",

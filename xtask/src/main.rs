@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "bench" => bench(rest),
         "lint" => lint(),
-        "setup" => tools::ensure(),
+        "setup" => tools::ensure_rust().and_then(|()| tools::ensure()),
         "help" | "--help" | "-h" => {
             println!("{}", usage());
             Ok(())
@@ -105,6 +105,10 @@ fn parse(args: &[String]) -> Result<Opts> {
                         .parse()
                         .map_err(|_| "--timeout takes seconds")?,
                 )
+            }
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
             }
             "--unchecked" => o.tamper = Tamper::Unchecked,
             "--truncate-config" => o.tamper = Tamper::TruncateConfig,
@@ -420,6 +424,7 @@ fn test(args: &[String]) -> Result<()> {
 }
 
 fn lint() -> Result<()> {
+    tools::ensure_rust()?;
     run_shown(
         cargo().args(["fmt", "--all", "--", "--check"]),
         "cargo fmt --check",

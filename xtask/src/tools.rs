@@ -130,3 +130,98 @@ pub fn have(tool: &str) -> bool {
         .status()
         .is_ok()
 }
+
+/// The `[toolchain]` table of `rust-toolchain.toml`: its channel, targets
+/// and components (a small reader: the file is ours and flat).
+fn pinned_toolchain() -> Result<(String, Vec<String>, Vec<String>)> {
+    let path = crate::root().join("rust-toolchain.toml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let list = |v: String| -> Vec<String> {
+        v.trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let channel = value("channel").trim_matches('"').to_string();
+    if channel.is_empty() {
+        return Err(format!("{}: no channel", path.display()).into());
+    }
+    Ok((channel, list(value("targets")), list(value("components"))))
+}
+
+/// Make sure the pinned toolchain has the targets and components that
+/// `rust-toolchain.toml` lists. rustup installs a missing toolchain with
+/// them, but not the targets of a toolchain it already has, so an existing
+/// one is completed here with `rustup target add` / `rustup component add`.
+pub fn ensure_rust() -> Result<()> {
+    let (channel, targets, components) = pinned_toolchain()?;
+    let sysroot = Command::new("rustc")
+        .current_dir(crate::root())
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e} (install Rust with rustup)"))?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    let missing: Vec<&str> = targets
+        .iter()
+        .filter(|t| !sysroot.join("lib/rustlib").join(t).join("lib").is_dir())
+        .map(String::as_str)
+        .collect();
+    let component_missing = |c: &str| match c {
+        "clippy" => !sysroot.join("bin/cargo-clippy").is_file(),
+        "rustfmt" => !sysroot.join("bin/rustfmt").is_file(),
+        "llvm-tools" | "llvm-tools-preview" => std::fs::read_dir(sysroot.join("lib/rustlib"))
+            .map(|dirs| {
+                !dirs
+                    .flatten()
+                    .any(|d| d.path().join("bin/llvm-objcopy").is_file())
+            })
+            .unwrap_or(true),
+        _ => false,
+    };
+    let missing_components: Vec<&str> = components
+        .iter()
+        .filter(|c| component_missing(c))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() && missing_components.is_empty() {
+        return Ok(());
+    }
+    if which("rustup").is_none() {
+        return Err(format!(
+            "the Rust toolchain lacks {:?} {:?}, and rustup is not installed to add them",
+            missing, missing_components
+        )
+        .into());
+    }
+    if !missing.is_empty() {
+        eprintln!("xtask: adding Rust targets {missing:?} to toolchain {channel}");
+        run_quiet(
+            Command::new("rustup")
+                .current_dir(crate::root())
+                .args(["target", "add", "--toolchain", &channel])
+                .args(&missing),
+            "rustup target add",
+        )?;
+    }
+    if !missing_components.is_empty() {
+        eprintln!("xtask: adding Rust components {missing_components:?} to toolchain {channel}");
+        run_quiet(
+            Command::new("rustup")
+                .current_dir(crate::root())
+                .args(["component", "add", "--toolchain", &channel])
+                .args(&missing_components),
+            "rustup component add",
+        )?;
+    }
+    Ok(())
+}
