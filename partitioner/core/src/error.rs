@@ -251,6 +251,15 @@ pub enum Error {
         device: &'static str,
         reason: &'static str,
     },
+    /// An explicit device carries an SPI that is not one of the interrupts
+    /// of the board device holding its registers.
+    IrqNotOfDevice {
+        at: Site,
+        spi: u32,
+        device: &'static str,
+        /// The board device the SPI belongs to, if any.
+        owner: Option<&'static str>,
+    },
     /// The domain's image does not exist.
     MissingImage { at: Site, image: Text },
     /// The image does not fit between the entry point and the end of its region.
@@ -328,6 +337,7 @@ impl Error {
             Error::IrqShared { .. } => "irq-shared",
             Error::IrqRange { .. } => "irq-range",
             Error::IrqReserved { .. } => "irq-reserved",
+            Error::IrqNotOfDevice { .. } => "irq-not-of-device",
             Error::MissingImage { .. } => "missing-image",
             Error::ImageTooLarge { .. } => "image-too-large",
             Error::EntryOutsideRam { .. } => "entry-outside-ram",
@@ -377,6 +387,7 @@ impl Error {
         "irq-shared",
         "irq-range",
         "irq-reserved",
+        "irq-not-of-device",
         "missing-image",
         "image-too-large",
         "entry-outside-ram",
@@ -422,6 +433,7 @@ impl Error {
             | Error::IrqShared { at, .. }
             | Error::IrqRange { at, .. }
             | Error::IrqReserved { at, .. }
+            | Error::IrqNotOfDevice { at, .. }
             | Error::MissingImage { at, .. }
             | Error::ImageTooLarge { at, .. }
             | Error::EntryOutsideRam { at, .. }
@@ -547,6 +559,16 @@ impl Error {
                 f,
                 "SPI {spi} belongs to device \"{device}\" kept by the partitioner ({reason})"
             ),
+            Error::IrqNotOfDevice { spi, device, owner, .. } => {
+                write!(
+                    f,
+                    "SPI {spi} is not an interrupt of board device \"{device}\", which holds these registers"
+                )?;
+                match owner {
+                    Some(o) => write!(f, " (it belongs to board device \"{o}\")"),
+                    None => write!(f, " (no board device has it)"),
+                }
+            }
             Error::MissingImage { image, .. } => write!(f, "image \"{image}\" not found"),
             Error::ImageTooLarge { size, room, entry, region, .. } => write!(
                 f,

@@ -763,6 +763,16 @@ impl Resolver<'_, '_, '_> {
         } else {
             "spis"
         };
+        // An explicit device's registers lie in one board device (checked
+        // when it was resolved).
+        let holder = match dev.board_device {
+            Some(_) => None,
+            None => self
+                .board
+                .devices
+                .iter()
+                .find(|x| x.reg.contains_addr(dev.mapping.pa)),
+        };
         for &spi in dev.spis.iter() {
             let at = || self.device_site(d, i, Some(prop));
             if spi >= self.board.spi_count {
@@ -795,6 +805,22 @@ impl Resolver<'_, '_, '_> {
                     other: bounded(self.device_name(owner.domain, owner.item)),
                 });
             } else {
+                // The registers of one device never come with the interrupt
+                // of another: an explicit device's SPIs are those of the
+                // board device that holds its registers.
+                if let Some(holder) = holder.filter(|h| !h.spis.contains(&spi)) {
+                    self.errors.push(Error::IrqNotOfDevice {
+                        at: at(),
+                        spi,
+                        device: holder.name,
+                        owner: self
+                            .board
+                            .devices
+                            .iter()
+                            .find(|x| x.spis.contains(&spi))
+                            .map(|x| x.name),
+                    });
+                }
                 let _ = claimed.push((spi, Owner { domain: d, item: i }));
             }
         }
@@ -1451,6 +1477,13 @@ mod tests {
                 })),
             ),
             (
+                "irq-not-of-device",
+                b(at_probe(|d| {
+                    // The RTC's registers with the GPIO block's interrupt.
+                    d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[7])))
+                })),
+            ),
+            (
                 "missing-image",
                 b(at_hello(|d| d.str("image", "does-not-exist.bin"))),
             ),
@@ -1663,7 +1696,7 @@ mod tests {
                             .u64("guest-address", 0x1c00_0000),
                     )
                     .child(
-                        explicit("blk", 0x0a00_0000, 0x200, &[16, 17])
+                        explicit("blk", 0x0a00_0000, 0x200, &[16])
                             .str("compatible", "virtio,mmio"),
                     )
                     .child(board_device("pins", "gpio").u64("guest-address", 0x1d00_0000)),
@@ -1706,7 +1739,7 @@ mod tests {
                     None,
                     "virtio,mmio",
                     dev(0x0a00_0000, 0x0a00_0000, 0x1000),
-                    vec![16, 17]
+                    vec![16]
                 ),
                 (
                     "pins",
