@@ -334,6 +334,7 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::Unchecked,
     ),
     ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
+    ("hardening", "tests/configs/hardening.dts", Tamper::None),
     (
         "invalid-unchecked",
         "tests/configs/invalid/cpu-shared.dts",

@@ -21,6 +21,20 @@
 //! <name>: heartbeat <k>
 //! ```
 //!
+//! With the word `cpu-checks` in the bootargs, after the attacks it also
+//! reports what it reaches on its own core (see `bulkhead_rt::hardening`):
+//!
+//! ```text
+//! <name>: cpu l2ctlr_el1 -> <value:#x>
+//! <name>: cpu cpuectlr_el1 write 0 -> reads <value:#x>
+//! <name>: cpu actlr_el1 -> <value:#x>
+//! <name>: cpu pmu v<PMUVer> pmcr_el0 -> <value:#x>   (or: cpu pmu none)
+//! <name>: cpu dc cisw -> done
+//! <name>: cpu sve vl -> <bytes> bytes                (or: cpu sve absent)
+//! <name>: cpu pauth pacia/autia -> ok|FAILED         (or: cpu pauth absent)
+//! <name>: cpu checks done
+//! ```
+//!
 //! `<t>` counts the entries of `attack=` (unparsable ones included).
 //! Exactly one `attack` line per access, a read then a write per target, in
 //! bootargs order; `<n>` counts accesses (two per target). Extra lines only
@@ -101,6 +115,34 @@ fn parse_target(entry: &str) -> Option<(&str, u64)> {
     (!label.is_empty()).then_some((label, addr))
 }
 
+/// The `cpu-checks` word: what the domain reaches on its own core.
+fn cpu_checks(name: &str) {
+    use bulkhead_rt::hardening as h;
+    println!("{name}: cpu l2ctlr_el1 -> {:#x}", h::l2ctlr());
+    h::set_cpuectlr(0);
+    println!(
+        "{name}: cpu cpuectlr_el1 write 0 -> reads {:#x}",
+        h::cpuectlr()
+    );
+    println!("{name}: cpu actlr_el1 -> {:#x}", h::actlr_el1());
+    match h::pmu_version() {
+        0 => println!("{name}: cpu pmu none"),
+        v => println!("{name}: cpu pmu v{v} pmcr_el0 -> {:#x}", h::pmcr()),
+    }
+    h::dc_cisw();
+    println!("{name}: cpu dc cisw -> done");
+    match h::sve_vector_bytes() {
+        Some(b) => println!("{name}: cpu sve vl -> {b} bytes"),
+        None => println!("{name}: cpu sve absent"),
+    }
+    match h::pointer_auth_round_trip() {
+        Some(true) => println!("{name}: cpu pauth pacia/autia -> ok"),
+        Some(false) => println!("{name}: cpu pauth pacia/autia -> FAILED"),
+        None => println!("{name}: cpu pauth absent"),
+    }
+    println!("{name}: cpu checks done");
+}
+
 fn main(_dtb: usize) -> ! {
     let info = bulkhead_rt::info();
     let name = info.name();
@@ -131,6 +173,9 @@ fn main(_dtb: usize) -> ! {
         "{name}: attacks done: {} attempted, {} aborted",
         tally.attempted, tally.aborted
     );
+    if bootargs.split_ascii_whitespace().any(|w| w == "cpu-checks") {
+        cpu_checks(name);
+    }
 
     let mut beat: u64 = 0;
     loop {

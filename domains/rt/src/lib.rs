@@ -41,6 +41,7 @@ pub mod cpu;
 mod dtb;
 mod exception;
 pub mod gic;
+pub mod hardening;
 pub mod image;
 mod info;
 pub mod irq;

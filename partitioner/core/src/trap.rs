@@ -112,6 +112,28 @@ pub fn decode(esr: u64) -> Exit {
     }
 }
 
+/// Bytes of the trapped instruction (ESR_EL2.IL): 4, or 2 for a 16-bit
+/// T32 instruction from a domain's AArch32 EL0. An emulated instruction is
+/// stepped over by exactly this much.
+pub fn instruction_len(esr: u64) -> u64 {
+    if esr & (1 << 25) != 0 {
+        4
+    } else {
+        2
+    }
+}
+
+/// Data cache maintenance by set/way (`DC ISW`, `DC CSW`, `DC CISW`), as a
+/// trapped system instruction's encoding; `None` for anything else.
+pub fn set_way_op(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> Option<&'static str> {
+    match (op0, op1, crn, crm, op2) {
+        (1, 0, 7, 6, 2) => Some("DC ISW"),
+        (1, 0, 7, 10, 2) => Some("DC CSW"),
+        (1, 0, 7, 14, 2) => Some("DC CISW"),
+        _ => None,
+    }
+}
+
 /// A fault status code in words.
 pub fn fsc_name(fsc: u8) -> &'static str {
     match fsc {
@@ -304,6 +326,38 @@ mod tests {
             "MSR S3_0_C12_C11_5 from x3"
         );
         assert_eq!(decode(0x3f << 26), Exit::Other { ec: 0x3f });
+    }
+
+    #[test]
+    fn emulated_instructions_are_stepped_by_their_length() {
+        assert_eq!(instruction_len(STORE_FAULT), 4);
+        // A 16-bit T32 store from AArch32 EL0: IL clear.
+        assert_eq!(instruction_len(STORE_FAULT & !(1 << 25)), 2);
+    }
+
+    #[test]
+    fn set_way_operations_are_recognised() {
+        // DC CISW, x0: op0=1 op1=0 CRn=7 CRm=14 op2=2.
+        let iss = (1 << 20) | (2 << 17) | (7 << 10) | (14 << 1);
+        let Exit::SysReg {
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+            read,
+            ..
+        } = decode((0x18 << 26) | (1 << 25) | iss)
+        else {
+            panic!("not a system instruction trap")
+        };
+        assert!(!read);
+        assert_eq!(set_way_op(op0, op1, crn, crm, op2), Some("DC CISW"));
+        assert_eq!(set_way_op(1, 0, 7, 6, 2), Some("DC ISW"));
+        assert_eq!(set_way_op(1, 0, 7, 10, 2), Some("DC CSW"));
+        // DC CIVAC (by address) and DC ZVA are not set/way operations.
+        assert_eq!(set_way_op(1, 3, 7, 14, 1), None);
+        assert_eq!(set_way_op(1, 3, 7, 4, 1), None);
     }
 
     #[test]

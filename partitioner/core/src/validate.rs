@@ -1696,8 +1696,7 @@ mod tests {
                             .u64("guest-address", 0x1c00_0000),
                     )
                     .child(
-                        explicit("blk", 0x0a00_0000, 0x200, &[16])
-                            .str("compatible", "virtio,mmio"),
+                        explicit("blk", 0x0a00_0000, 0x200, &[16]).str("compatible", "virtio,mmio"),
                     )
                     .child(board_device("pins", "gpio").u64("guest-address", 0x1d00_0000)),
             )

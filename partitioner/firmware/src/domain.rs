@@ -62,6 +62,7 @@ struct DomainState {
     /// Unsupported calls already reported (only the first is logged).
     reported_call: bool,
     reported_sysreg: bool,
+    reported_set_way: bool,
 }
 
 static STATE: [Mutex<DomainState>; MAX_DOMAINS] = [const {
@@ -71,6 +72,7 @@ static STATE: [Mutex<DomainState>; MAX_DOMAINS] = [const {
         faults: 0,
         reported_call: false,
         reported_sysreg: false,
+        reported_set_way: false,
     })
 }; MAX_DOMAINS];
 
@@ -331,17 +333,10 @@ pub fn launch(core: usize) -> ! {
     // offset is zero, so it sees the same time as the partitioner.
     set_vmpidr(vcpu as u64);
     CNTVOFF_EL2.set(0);
-    // SAFETY: CNTHCTL_EL2 and CPTR_EL2 only decide which EL1 accesses to timers
-    // and FP/SIMD trap to EL2; they don't affect memory safety.
-    unsafe {
-        core::arch::asm!("msr cnthctl_el2, {}", in(reg) sysregs::CNTHCTL_EL2);
-        // CPTR_EL2 RES1 bits with TFP clear: the domain's FP/SIMD does not trap
-        // (the partitioner is built soft-float, so it never touches FP state).
-        core::arch::asm!("msr cptr_el2, {}", "isb", in(reg) 0x33ffu64);
-    }
+    crate::cpu::enter_guest_controls(core);
     irq::reset_vcpu();
     mmu::install_stage2(ROOTS[di - 1].load(Ordering::Acquire), d.vmid);
-    HCR_EL2.set(sysregs::hcr_el2_guest());
+    HCR_EL2.set(crate::cpu::hcr_el2());
     CORE_STATE[core].store(ON, Ordering::Release);
     let (ms, frac) = ms_since_reset();
     info!(
@@ -376,7 +371,13 @@ pub fn core_of(d: &DomainPlan, vcpu: usize) -> Option<usize> {
 pub fn handle_sync(frame: &mut TrapFrame) {
     let (di, d, vcpu) = current();
     let esr = ESR_EL2.get();
-    match trap::decode(esr) {
+    // Emulated instructions are stepped over by their own length.
+    let step = trap::instruction_len(esr);
+    let exit = trap::decode(esr);
+    if !matches!(exit, Exit::SysReg { op0: 1, .. }) {
+        SET_WAY_DONE[this_core()].store(false, Ordering::Relaxed);
+    }
+    match exit {
         Exit::DataAbort {
             write,
             access: Some(a),
@@ -394,9 +395,9 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                     let v = st.console.read(off);
                     frame.set_reg(a.reg, v);
                 }
-                frame.elr += 4;
+                frame.elr += step;
             } else if irq::emulate_mmio(di, d, vcpu, ipa, write, a, frame) {
-                frame.elr += 4;
+                frame.elr += step;
             } else {
                 outside_access(di, d, vcpu, frame, esr);
             }
@@ -407,8 +408,25 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         Exit::Hvc { .. } => psci::guest_call(di, d, vcpu, frame, "HVC"),
         Exit::Smc { .. } => {
             // A trapped SMC leaves ELR_EL2 on the SMC itself.
-            frame.elr += 4;
+            frame.elr += step;
             psci::guest_call(di, d, vcpu, frame, "SMC");
+        }
+        Exit::SysReg {
+            read,
+            reg,
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+        } if trap::set_way_op(op0, op1, crn, crm, op2).is_some() => {
+            set_way(
+                di,
+                d,
+                trap::set_way_op(op0, op1, crn, crm, op2).unwrap_or(""),
+                reg,
+            );
+            frame.elr += step;
         }
         Exit::SysReg {
             read,
@@ -436,9 +454,9 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                     frame.set_reg(reg, 0);
                 }
             }
-            frame.elr += 4;
+            frame.elr += step;
         }
-        Exit::Wfx => frame.elr += 4,
+        Exit::Wfx => frame.elr += step,
         Exit::Other { .. } => {
             error!(
                 "domain \"{}\" core {}: unexpected exception {} (ESR_EL2 {:#x}) at PC {:#x}",
@@ -452,6 +470,37 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         }
     }
     irq::flush();
+}
+
+/// Per core: the domain's set/way maintenance since its last other exit
+/// has already been carried out (see [`set_way`]).
+static SET_WAY_DONE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// A trapped data cache maintenance by set/way (HCR_EL2.TSW). On a cache
+/// shared with other cores, a domain's `DC ISW` would discard other
+/// domains' dirty lines, and its `DC CISW` would cost them their cached
+/// data. The operation is turned into a clean and invalidate, by address,
+/// of the domain's own memory only, which is what the domain wants from
+/// any whole-cache set/way loop (never a plain invalidate, which could lose
+/// data). A loop issues one operation per set and way: the first one does
+/// the work, the rest of the loop (until the domain exits to EL2 for any
+/// other reason) costs only the trap.
+fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
+    let core = this_core();
+    if SET_WAY_DONE[core].swap(true, Ordering::Relaxed) {
+        return;
+    }
+    for m in d.ram.iter() {
+        mmu::clean_to_poc(m.pa, m.size);
+    }
+    let mut st = STATE[di].lock();
+    if !st.reported_set_way {
+        st.reported_set_way = true;
+        info!(
+            "domain \"{}\" core {}: set/way cache maintenance ({op}, x{reg}) carried out as clean and invalidate of its own memory only (reported once)",
+            d.name, core
+        );
+    }
 }
 
 /// The faulting guest-physical address of a stage-2 abort.

@@ -11,6 +11,7 @@
 mod boot;
 mod checksum;
 mod console;
+mod cpu;
 mod domain;
 mod exceptions;
 mod gic;

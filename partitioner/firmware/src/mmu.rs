@@ -179,7 +179,11 @@ pub fn install_stage2(root: u64, vmid: u16) {
 /// Clean and invalidate a range of memory to the point of coherency, so a
 /// domain that starts with its caches off sees what the partitioner wrote.
 pub fn clean_to_poc(base: u64, size: u64) {
-    let line = 64;
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    // The smallest data cache line of any cache (CTR_EL0.DminLine, in words).
+    let line = 4u64 << ((ctr >> 16) & 0xf);
     let mut a = base & !(line - 1);
     while a < base + size {
         // SAFETY: cache maintenance by address on memory mapped at EL2; it

@@ -1,0 +1,108 @@
+//! Probes of what a domain can reach on its own core: implementation
+//! defined and auxiliary control registers, the PMU, set/way cache
+//! maintenance, and the SVE and pointer-authentication extensions. Used by
+//! the `probe` domain's `cpu-checks` mode; each function says what it does
+//! on bare hardware, the partitioner decides what the domain really gets.
+
+use crate::sysreg::{isb, read_sysreg, write_sysreg};
+
+/// L2CTLR_EL1 of Cortex-A53/A57/A72 (S3_1_C11_C0_2): cluster-wide L2
+/// control. Bulkhead traps implementation defined registers (HCR_EL2.TIDCP):
+/// reads as zero.
+pub fn l2ctlr() -> u64 {
+    read_sysreg!("S3_1_C11_C0_2")
+}
+
+/// CPUECTLR_EL1 of Cortex-A53/A57/A72 (S3_1_C15_C2_1), whose SMPEN bit
+/// takes the core out of the cluster's coherency.
+pub fn cpuectlr() -> u64 {
+    read_sysreg!("S3_1_C15_C2_1")
+}
+
+/// Writes CPUECTLR_EL1.
+pub fn set_cpuectlr(value: u64) {
+    write_sysreg!("S3_1_C15_C2_1", value);
+    isb();
+}
+
+/// ACTLR_EL1 (trapped by HCR_EL2.TACR under Bulkhead).
+pub fn actlr_el1() -> u64 {
+    read_sysreg!("actlr_el1")
+}
+
+/// ID_AA64DFR0_EL1.PMUVer (0 = no PMU).
+pub fn pmu_version() -> u64 {
+    (read_sysreg!("id_aa64dfr0_el1") >> 8) & 0xf
+}
+
+/// PMCR_EL0 (only with a PMU).
+pub fn pmcr() -> u64 {
+    read_sysreg!("pmcr_el0")
+}
+
+/// `DC CISW` on set 0, way 0 of level 1: clean and invalidate by set/way.
+pub fn dc_cisw() {
+    // SAFETY: cleaning and invalidating a data cache line by set/way never
+    // loses data (it is written back first), so no memory Rust relies on
+    // changes.
+    unsafe { core::arch::asm!("dc cisw, {}", in(reg) 0u64, options(nostack, preserves_flags)) };
+}
+
+/// The SVE vector length in bytes (`RDVL`), after enabling SVE and FP at
+/// EL1 and EL0 (CPACR_EL1.ZEN, FPEN) and asking for the longest vector
+/// (ZCR_EL1.LEN); `None` if the core has no SVE.
+pub fn sve_vector_bytes() -> Option<u64> {
+    if (read_sysreg!("id_aa64pfr0_el1") >> 32) & 0xf == 0 {
+        return None;
+    }
+    let cpacr = read_sysreg!("cpacr_el1");
+    write_sysreg!("cpacr_el1", cpacr | (0b11 << 16) | (0b11 << 20));
+    isb();
+    write_sysreg!("S3_0_C1_C2_0", 0xf);
+    isb();
+    let bytes: u64;
+    // SAFETY: RDVL only reads the vector length into a register.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension sve",
+            "rdvl {}, #1",
+            out(reg) bytes,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    Some(bytes)
+}
+
+/// Signs and authenticates a pointer with the IA key (PACIA/AUTIA) after
+/// setting the key and SCTLR_EL1.EnIA: `Some(true)` if the pointer came
+/// back intact, `None` if the core has no address authentication.
+pub fn pointer_auth_round_trip() -> Option<bool> {
+    let isar1 = read_sysreg!("id_aa64isar1_el1");
+    let isar2 = read_sysreg!("S3_0_C0_C6_2");
+    let apa_api = (isar1 >> 4) & 0xff;
+    let apa3 = (isar2 >> 12) & 0xf;
+    if apa_api == 0 && apa3 == 0 {
+        return None;
+    }
+    write_sysreg!("S3_0_C2_C1_0", 0x0123_4567_89ab_cdef); // APIAKeyLo_EL1
+    write_sysreg!("S3_0_C2_C1_1", 0xfedc_ba98_7654_3210); // APIAKeyHi_EL1
+    let sctlr = read_sysreg!("sctlr_el1");
+    write_sysreg!("sctlr_el1", sctlr | (1 << 31));
+    isb();
+    let pointer: u64 = 0x4000_1234;
+    let mut p = pointer;
+    // SAFETY: PACIA/AUTIA only compute on registers.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension pauth",
+            "pacia {p}, {m}",
+            "autia {p}, {m}",
+            p = inout(reg) p,
+            m = in(reg) 42u64,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    write_sysreg!("sctlr_el1", sctlr);
+    isb();
+    Some(p == pointer)
+}

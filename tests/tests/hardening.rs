@@ -1,0 +1,144 @@
+//! What a domain can reach on its own core, beyond its own state. QEMU has
+//! no caches, no cluster controls behind CPUECTLR/L2CTLR and no
+//! speculation, so these tests prove what can be proven here: the trap is
+//! taken (the partitioner reports it, the domain reads the safe value) and
+//! each EL2 control register holds the value docs/security.md gives, read
+//! back from the hardware. The victim keeps running throughout.
+
+use bulkhead_tests::{
+    boot, last_heartbeat, lines_with, wait_heartbeat_after, Machine, UART0, UART1, WAIT,
+};
+
+/// The register values the partitioner read back and printed for `core`.
+fn el2_controls(log: &str, core: usize) -> Vec<(String, u64)> {
+    let line = lines_with(log, &format!("core {core}: EL2 controls "))
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no EL2 controls line for core {core}\n{log}"))
+        .to_string();
+    line.split_whitespace()
+        .filter_map(|w| {
+            let (k, v) = w.split_once("=0x")?;
+            Some((k.to_string(), u64::from_str_radix(v, 16).ok()?))
+        })
+        .collect()
+}
+
+fn reg(regs: &[(String, u64)], name: &str) -> u64 {
+    regs.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("{name} missing from {regs:?}"))
+}
+
+fn run_checks(cpu: &str) -> (String, String) {
+    let m = Machine {
+        cpu: cpu.into(),
+        ..Machine::default()
+    };
+    let mut run = boot("hardening", &format!("hardening-{cpu}"), &m);
+    run.wait_line(UART0, "probe: cpu checks done", WAIT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", run.output(UART0)));
+    let hb = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART1, "hello", hb + 2);
+    (run.output(UART0), run.output(UART1))
+}
+
+#[test]
+fn cluster_controls_pmu_and_set_way_maintenance_trap_on_cortex_a72() {
+    let (log, hello) = run_checks("cortex-a72");
+    // Implementation defined registers (L2CTLR, CPUECTLR: cluster-wide on
+    // Cortex-A53/A72) trap and read as zero; the write of CPUECTLR (SMPEN
+    // off) is dropped.
+    for needle in [
+        "probe: cpu l2ctlr_el1 -> 0x0",
+        "probe: cpu cpuectlr_el1 write 0 -> reads 0x0",
+        "probe: cpu actlr_el1 -> 0x0",
+        // PMUv3 cannot keep EL2 out of its counters: denied, reads as zero.
+        "probe: cpu pmu v1 pmcr_el0 -> 0x0",
+        "probe: cpu dc cisw -> done",
+        "probe: cpu sve absent",
+        "probe: cpu pauth absent",
+    ] {
+        assert_eq!(lines_with(&log, needle).len(), 1, "{needle}\n{log}");
+    }
+    // The partitioner saw the traps: the first ignored register access,
+    // and the set/way operation carried out on the domain's memory only.
+    assert_eq!(
+        lines_with(
+            &log,
+            "domain \"probe\" core 1: trapped MRS S3_1_C11_C0_2 into x"
+        )
+        .len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(
+            &log,
+            "domain \"probe\" core 1: set/way cache maintenance (DC CISW, x"
+        )
+        .len(),
+        1,
+        "{log}"
+    );
+    // The EL2 controls, as read back from the hardware.
+    let r = el2_controls(&log, 1);
+    let hcr = reg(&r, "HCR_EL2");
+    for (bit, name) in [(22, "TSW"), (21, "TACR"), (20, "TIDCP"), (19, "TSC")] {
+        assert_ne!(hcr & (1 << bit), 0, "HCR_EL2.{name}: {hcr:#x}");
+    }
+    let mdcr = reg(&r, "MDCR_EL2");
+    for (bit, name) in [(5, "TPMCR"), (6, "TPM"), (10, "TDOSA"), (11, "TDRA")] {
+        assert_ne!(mdcr & (1 << bit), 0, "MDCR_EL2.{name}: {mdcr:#x}");
+    }
+    assert_eq!(mdcr & (0b111 << 7), 0, "HPME, TDE, TDA clear: {mdcr:#x}");
+    let cptr = reg(&r, "CPTR_EL2");
+    assert_eq!(cptr & (1 << 10), 0, "TFP clear: {cptr:#x}");
+    assert_ne!(cptr & (1 << 20), 0, "TTA: {cptr:#x}");
+    assert_eq!(reg(&r, "ACTLR_EL2"), 0);
+    assert_eq!(reg(&r, "HSTR_EL2"), 0);
+    assert!(
+        lines_with(&log, "domain \"probe\" stopped").is_empty(),
+        "{log}"
+    );
+    assert!(lines_with(&hello, "UNEXPECTED").is_empty(), "{hello}");
+}
+
+#[test]
+fn cpu_max_gives_the_domain_sve_pointer_auth_and_a_pmu_that_cannot_see_el2() {
+    let (log, _) = run_checks("max");
+    // SVE and pointer authentication are the domain's own (they used to trap
+    // and stop it, exception classes 0x19 and 0x09).
+    let sve = lines_with(&log, "probe: cpu sve vl -> ");
+    assert_eq!(sve.len(), 1, "{log}");
+    let bytes: u64 = sve[0]
+        .rsplit("-> ")
+        .next()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(bytes >= 16 && bytes.is_power_of_two(), "{}", sve[0]);
+    assert_eq!(
+        lines_with(&log, "probe: cpu pauth pacia/autia -> ok").len(),
+        1,
+        "{log}"
+    );
+    // FEAT_PMUv3p5: the PMU is the domain's, and EL2 is never counted.
+    let pmu = lines_with(&log, "probe: cpu pmu v");
+    assert_eq!(pmu.len(), 1, "{log}");
+    assert!(!pmu[0].ends_with("pmcr_el0 -> 0x0"), "{}", pmu[0]);
+    let r = el2_controls(&log, 1);
+    let mdcr = reg(&r, "MDCR_EL2");
+    assert_ne!(mdcr & (1 << 17), 0, "HPMD: {mdcr:#x}");
+    assert_ne!(mdcr & (1 << 23), 0, "HCCD: {mdcr:#x}");
+    assert_eq!(mdcr & (0b11 << 5), 0, "PMU not trapped: {mdcr:#x}");
+    let hcr = reg(&r, "HCR_EL2");
+    assert_eq!(hcr & (0b11 << 40), 0b11 << 40, "API, APK: {hcr:#x}");
+    let cptr = reg(&r, "CPTR_EL2");
+    assert_eq!(cptr & ((1 << 8) | (1 << 12)), 0, "TZ, TSM clear: {cptr:#x}");
+    assert!(
+        lines_with(&log, "domain \"probe\" stopped").is_empty(),
+        "{log}"
+    );
+    assert!(lines_with(&log, "UNEXPECTED").is_empty(), "{log}");
+}
