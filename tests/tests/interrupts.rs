@@ -26,6 +26,14 @@ fn own_interrupts_work(gic: u32) {
     // PSCI as the domain sees it: versions, and nothing forwarded to firmware.
     expect_line(&mut run, UART1, "irq: psci: version 0x10001");
     expect_line(&mut run, UART1, "irq: psci: smccc 0x10001");
+    // The Arm workarounds, answered for the core (QEMU's cortex-a72):
+    // Spectre v2 and store bypass need platform firmware Bulkhead does not
+    // have (not supported), Spectre-BHB is cleared on every entry to EL2.
+    expect_line(
+        &mut run,
+        UART1,
+        "irq: psci: arch-features workaround_1=-1 workaround_2=-1 workaround_3=0",
+    );
     expect_line(&mut run, UART1, "irq: psci: cpu_suspend standby -> 0");
     expect_line(&mut run, UART1, "irq: psci: vendor-smc -> -1");
     expect_line(&mut run, UART1, "irq: psci: unknown-hvc -> -1");

@@ -39,7 +39,7 @@
 //! psci: features <function>=<ret>          one line per function, in this order:
 //!       psci_version cpu_suspend cpu_off cpu_on affinity_info system_off
 //!       system_reset psci_features smccc_version migrate system_suspend
-//! psci: arch-features workaround_1=<ret>
+//! psci: arch-features workaround_1=<ret> workaround_2=<ret> workaround_3=<ret>
 //! psci: cpu_suspend standby -> <ret>
 //! psci: vendor-smc -> <ret|undefined>       SMC 0xc2000000, expected -1
 //! psci: unknown-hvc -> <ret|undefined>      HVC 0x86000000, expected -1
@@ -441,8 +441,10 @@ fn run_psci(have_gic: bool) {
         say!("psci: features {name}={}", psci::features(f));
     }
     say!(
-        "psci: arch-features workaround_1={}",
-        psci::smccc_arch_features(fid::SMCCC_ARCH_WORKAROUND_1)
+        "psci: arch-features workaround_1={} workaround_2={} workaround_3={}",
+        psci::smccc_arch_features(fid::SMCCC_ARCH_WORKAROUND_1),
+        psci::smccc_arch_features(fid::SMCCC_ARCH_WORKAROUND_2),
+        psci::smccc_arch_features(fid::SMCCC_ARCH_WORKAROUND_3)
     );
     if have_gic {
         // Standby returns at the next interrupt: the timer, 1 ms on.

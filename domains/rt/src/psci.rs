@@ -17,6 +17,10 @@ pub mod fid {
     pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
     /// SMCCC_ARCH_WORKAROUND_1 (Spectre v2 mitigation), as a feature to ask about.
     pub const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
+    /// SMCCC_ARCH_WORKAROUND_2 (speculative store bypass).
+    pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7fff;
+    /// SMCCC_ARCH_WORKAROUND_3 (Spectre-BHB).
+    pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3fff;
     pub const PSCI_VERSION: u32 = 0x8400_0000;
     pub const CPU_SUSPEND_64: u32 = 0xc400_0001;
     pub const CPU_OFF: u32 = 0x8400_0002;

@@ -14,6 +14,7 @@ pub mod package;
 pub mod pagetable;
 pub mod plan;
 pub mod psci;
+pub mod speculation;
 pub mod stage2;
 pub mod sysregs;
 pub mod trap;

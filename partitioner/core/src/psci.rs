@@ -37,8 +37,8 @@ pub const SMCCC_VERSION_VALUE: i64 = 0x1_0001;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Call {
     SmcccVersion,
-    /// SMCCC_ARCH_FEATURES of a function: none of the Arm architecture
-    /// workarounds are offered (the partitioner gives no firmware services).
+    /// SMCCC_ARCH_FEATURES of a function: the Arm architecture workarounds
+    /// are answered from the core's exposure (`crate::speculation`).
     SmcccArchFeatures(u32),
     Version,
     Features(u32),
@@ -56,6 +56,8 @@ pub enum Call {
     },
     SystemOff,
     SystemReset,
+    /// SMCCC_ARCH_WORKAROUND_1/2/3 (see `crate::speculation`).
+    ArchWorkaround(u32),
     /// Anything else: answered NOT_SUPPORTED.
     Unknown(u32),
 }
@@ -90,6 +92,9 @@ pub fn decode(x: [u64; 4]) -> Call {
         },
         fid::SYSTEM_OFF => Call::SystemOff,
         fid::SYSTEM_RESET => Call::SystemReset,
+        crate::speculation::ARCH_WORKAROUND_1
+        | crate::speculation::ARCH_WORKAROUND_2
+        | crate::speculation::ARCH_WORKAROUND_3 => Call::ArchWorkaround(f),
         other => Call::Unknown(other),
     }
 }
@@ -97,7 +102,7 @@ pub fn decode(x: [u64; 4]) -> Call {
 /// PSCI_FEATURES: 0 for what is implemented, NOT_SUPPORTED otherwise.
 pub fn features(f: u32) -> i64 {
     match decode([f as u64, 0, 0, 0]) {
-        Call::Unknown(_) => NOT_SUPPORTED,
+        Call::Unknown(_) | Call::ArchWorkaround(_) => NOT_SUPPORTED,
         // CPU_SUSPEND's feature flags: original power_state format, no OS-initiated mode.
         Call::CpuSuspend => 0,
         _ => SUCCESS,

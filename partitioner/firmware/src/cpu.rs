@@ -3,6 +3,8 @@
 //! (values from `bulkhead_core::sysregs`, decided from the core's ID
 //! registers), never left at its reset value. See docs/security.md.
 
+use aarch64_cpu::registers::{Writeable, VBAR_EL2};
+use bulkhead_core::speculation::{self, Exposure};
 use bulkhead_core::sysregs::{self, CpuFeatures, IdRegs};
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::info;
@@ -46,6 +48,16 @@ pub fn features() -> CpuFeatures {
     })
 }
 
+/// The speculative-execution exposure of the core we run on.
+pub fn exposure() -> Exposure {
+    speculation::exposure(
+        mrs!("midr_el1"),
+        mrs!("id_aa64pfr0_el1"),
+        mrs!("id_aa64pfr1_el1"),
+        mrs!("id_aa64mmfr1_el1"),
+    )
+}
+
 static SHOWN: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 /// Program this core's EL2 controls for its domain (HCR_EL2 last: it turns
@@ -76,7 +88,22 @@ pub fn enter_guest_controls(core: usize) {
         }
         core::arch::asm!("isb");
     }
+    // Entries from the domain clear the branch history first where the
+    // core needs it (Spectre-BHB).
+    let e = exposure();
+    if e.bhb_loop != 0 {
+        crate::exceptions::harden(u64::from(e.bhb_loop));
+    }
+    VBAR_EL2.set(crate::exceptions::vectors());
     if !SHOWN[core].swap(true, Ordering::AcqRel) {
+        info!(
+            "core {core}: speculation: {e}; EL2 vectors {} (VBAR_EL2 read back)",
+            if mrs!("vbar_el2") == crate::exceptions::hardened_vectors() {
+                "hardened"
+            } else {
+                "plain"
+            }
+        );
         info!(
             "core {core}: EL2 controls HCR_EL2={:#x} MDCR_EL2={:#x} CPTR_EL2={:#x} ACTLR_EL2={:#x} HSTR_EL2={:#x} (read back); PMU {}",
             sysregs::hcr_el2_guest(&f),

@@ -5,7 +5,9 @@
 //! partitioner itself takes is reported on the console and stops the core.
 
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2};
+use bulkhead_core::plan::MAX_CPUS;
 use bulkhead_core::trap::Syndrome;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// General-purpose registers, ELR_EL2 and SPSR_EL2 of the interrupted context.
 /// For a domain this *is* its vCPU's register state.
@@ -74,6 +76,28 @@ core::arch::global_asm!(
     b       save_and_dispatch
 .endm
 
+// Spectre-BHB: overwrite the branch history the domain left with
+// BHB_LOOP taken branches before any partitioner code runs (x0 is free:
+// it was just saved).
+.macro CLEAR_BHB
+    adrp    x0, {bhb_loop}
+    ldr     x0, [x0, :lo12:{bhb_loop}]
+1:  b       2f
+2:  subs    x0, x0, #1
+    b.ne    1b
+    dsb     nsh
+    isb
+.endm
+
+.macro VECTOR_HARDENED kind
+    .balign 0x80
+    sub     sp, sp, #{frame}
+    stp     x0, x1, [sp, #0]
+    CLEAR_BHB
+    mov     x0, #\kind
+    b       save_and_dispatch
+.endm
+
     .section .text
     .balign 0x800
     .global el2_vectors
@@ -98,6 +122,32 @@ el2_vectors:
     VECTOR 13
     VECTOR 14
     VECTOR 15
+
+    // The same table with every entry from a domain hardened (CLEAR_BHB),
+    // for cores exposed to Spectre-BHB (see `harden`).
+    .balign 0x800
+    .global el2_vectors_hardened
+el2_vectors_hardened:
+    VECTOR 0
+    VECTOR 1
+    VECTOR 2
+    VECTOR 3
+    VECTOR 4
+    VECTOR 5
+    VECTOR 6
+    VECTOR 7
+    VECTOR_HARDENED 8
+    .balign 0x80
+    sub     sp, sp, #{irq_frame}
+    stp     x0, x1, [sp, #0]
+    CLEAR_BHB
+    b       irq_save_and_dispatch
+    VECTOR_HARDENED 10
+    VECTOR_HARDENED 11
+    VECTOR_HARDENED 12
+    VECTOR_HARDENED 13
+    VECTOR_HARDENED 14
+    VECTOR_HARDENED 15
 
 save_and_dispatch:
     SAVE_X2_X17
@@ -148,7 +198,14 @@ irq_save_and_dispatch:
     handler = sym el2_trap,
     irq_frame = const IRQ_FRAME,
     irq_handler = sym irq_from_domain,
+    bhb_loop = sym BHB_LOOP,
 );
+
+/// Iterations of the branch-history clearing loop of the hardened vectors
+/// (the largest any core needs); never 0 once they are in use.
+static BHB_LOOP: AtomicU64 = AtomicU64::new(0);
+/// Cores that use the hardened vectors.
+static HARDENED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 /// Bytes the IRQ vector saves: x0-x18 and x30.
 const IRQ_FRAME: usize = 160;
@@ -162,11 +219,34 @@ extern "C" fn irq_from_domain() {
 
 unsafe extern "C" {
     static el2_vectors: u8;
+    static el2_vectors_hardened: u8;
 }
 
-/// Address of the vector table, for VBAR_EL2.
+/// Address of this core's vector table, for VBAR_EL2.
 pub fn vectors() -> u64 {
-    core::ptr::addr_of!(el2_vectors) as u64
+    // (Also called before this core knows its index: then not hardened.)
+    let hardened = HARDENED
+        .get(crate::domain::this_core())
+        .is_some_and(|h| h.load(Ordering::Acquire));
+    if hardened {
+        core::ptr::addr_of!(el2_vectors_hardened) as u64
+    } else {
+        core::ptr::addr_of!(el2_vectors) as u64
+    }
+}
+
+/// Address of the hardened vector table.
+pub fn hardened_vectors() -> u64 {
+    core::ptr::addr_of!(el2_vectors_hardened) as u64
+}
+
+/// From now on, entries to EL2 from a domain on this core clear the
+/// branch history with (at least) `iterations` taken branches first.
+pub fn harden(iterations: u64) {
+    BHB_LOOP.fetch_max(iterations, Ordering::AcqRel);
+    if let Some(h) = HARDENED.get(crate::domain::this_core()) {
+        h.store(true, Ordering::Release);
+    }
 }
 
 const KINDS: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];

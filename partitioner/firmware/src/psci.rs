@@ -51,7 +51,16 @@ pub fn guest_call(
     let call = p::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
     let ret: i64 = match call {
         Call::SmcccVersion => p::SMCCC_VERSION_VALUE,
-        Call::SmcccArchFeatures(_) => p::NOT_SUPPORTED,
+        Call::SmcccArchFeatures(f) => match f {
+            p::fid::SMCCC_VERSION | p::fid::SMCCC_ARCH_FEATURES => p::SUCCESS,
+            _ => bulkhead_core::speculation::arch_features(f, &crate::cpu::exposure())
+                .unwrap_or(p::NOT_SUPPORTED),
+        },
+        // The domain's exit to EL2 already ran the hardened entry (the
+        // branch-history clearing loop where the core needs it): nothing
+        // more to do for a workaround it was told is there. One it was told
+        // is not supported or not required stays a no-op too.
+        Call::ArchWorkaround(_) => return,
         Call::Version => p::PSCI_VERSION_VALUE,
         Call::Features(f) => p::features(f),
         Call::CpuSuspend => {
