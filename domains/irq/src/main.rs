@@ -12,7 +12,7 @@
 //! | `sgi-burst` | with IRQs masked, send itself 12 distinct SGIs (4..15), more than a vCPU has list registers, then take them: each must arrive exactly once |
 //! | `trigger-flip=<ms>` | for that long, flip the trigger mode (`GICD_ICFGR`) of the domain's first SPI, edge and level in turn, reading the word back after every write: what reads back must be what was written (two domains doing this at once, with SPIs in the same `ICFGR` word, must not lose each other's writes); leaves it level |
 //! | `sgi-regs` | GICv3: SGI 0 through `ICC_ASGI1R_EL1` and `ICC_SGI0R_EL1` to itself, to vCPU 1 (with `smp`), to vCPUs 2-15 (beyond its 2) and to cluster Aff1 = 1: its own vCPUs receive each once, the others nobody |
-//! | `suspend-pending` | with IRQs masked, let its virtual timer fire, then PSCI CPU_SUSPEND (standby): it must return, and the interrupt be taken once IRQs are unmasked; then the same with SGI 0 sent to itself |
+//! | `suspend-pending` | with IRQs masked, let its virtual timer fire, then PSCI CPU_SUSPEND (standby): it must return, and the interrupt be taken once IRQs are unmasked; then the same with SGI 0 sent to itself; then with an SGI that waits in the partitioner's queue (SGIs 4.. of rising priority sent to itself and acknowledged until every list register holds an active one) |
 //! | `timer=N` | N virtual-timer interrupts at a fixed period, latency = counter at IRQ entry - CNTV_CVAL |
 //! | `timer-period-us=P` | the timer period, in microseconds (default 2000) |
 //! | `timer-late=K` | every K-th timer interrupt leaves its deadline in the past, as if the next one were missed: the timer's level stays asserted through the EOI, and the next interrupt must follow at once (a GIC that loses a level still high at the end of an interrupt hangs here) |
@@ -64,6 +64,8 @@
 //!       vcpu 1, list 2-15, aff1=1 list 0-15
 //! sgi-regs: skipped (<reason>)
 //! suspend: <timer|sgi> pending -> <ret>, taken <k> while masked, <m> after unmasking
+//! suspend: queued pending -> <ret>, taken <k> while masked, <m> after unmasking (<n> list registers active)
+//! suspend: queued skipped (more than <n> list registers)
 //! timer: period <ticks> ticks, counter <hz> Hz
 //! timer: <N> interrupts, latency ticks min=<t> median=<t> p99=<t> max=<t>
 //! timer: latencies <t>,<t>,...              samples in order, at most 8 per line
@@ -635,7 +637,7 @@ fn run_sgi_burst(have_gic: bool) {
 }
 
 /// Flips the trigger mode of the domain's first SPI for `ms` milliseconds,
-/// reading its `GICD_ICFGR` word back after every write. The word holds
+/// writing its `GICD_ICFGR` word and reading it back, again and again. The word holds
 /// 16 interrupts, possibly other domains' too (they read as zero here and
 /// writing zero to them is ignored): a partitioner that read-modify-writes
 /// the shared physical word without excluding the others loses writes,
@@ -655,15 +657,16 @@ fn run_trigger_flip(info: &gic::GicInfo, ms: u64) {
     let result = (|| -> Access<()> {
         while time::ticks() < end {
             edge = !edge;
-            let v = try_read32(word)?;
-            try_write32(word, if edge { v | bit } else { v & !bit })?;
+            // The domain sees only its own interrupts' fields in the word
+            // (the rest read as zero): writing just its own bit is the
+            // read-modify-write of its view, one access fewer.
+            try_write32(word, if edge { bit } else { 0 })?;
             writes += 1;
             if (try_read32(word)? & bit != 0) != edge {
                 lost += 1;
             }
         }
-        let v = try_read32(word)?;
-        try_write32(word, v & !bit)
+        try_write32(word, 0)
     })();
     match result {
         Ok(()) => say!(
@@ -788,6 +791,68 @@ fn run_suspend_pending() {
             "suspend: {what} pending -> {ret}, taken {masked} while masked, {} after unmasking",
             count() - before - masked
         );
+    }
+    suspend_queued();
+}
+
+/// CPU_SUSPEND with an SGI pending for this vCPU that waits in the
+/// partitioner's queue, not in a list register: every list register holds
+/// an interrupt this vCPU acknowledged (IRQs masked, each new SGI of a
+/// higher priority than the last, so it can be acknowledged over the
+/// others) until one more finds none free. Nothing in a list register is
+/// pending then, so no virtual interrupt is signalled at all: only the
+/// partitioner knows one is waiting.
+fn suspend_queued() {
+    // Distinct group priorities (steps of 0x20 hold for every binary point
+    // a GIC may impose), lowest first.
+    const LEVELS: usize = 8;
+    let sgis = BURST_SGIS.start..BURST_SGIS.start + LEVELS as u32;
+    let me = cpu::index();
+    let before = BURST_TAKEN.load(Ordering::Acquire);
+    let mut acked: [Option<gic::Ack>; LEVELS] = [None; LEVELS];
+    let mut queued = None;
+    irq::disable();
+    for (k, sgi) in sgis.clone().enumerate() {
+        gic::configure(sgi, 0xe0 - 0x20 * k as u8);
+        gic::send_sgi(sgi, SgiTarget::Vcpu(me));
+        match gic::ack() {
+            Some(a) if a.intid() == sgi => acked[k] = Some(a),
+            Some(a) => {
+                say!(
+                    "suspend: queued: acknowledged {} instead of {sgi}",
+                    a.intid()
+                );
+                acked[k] = Some(a);
+                break;
+            }
+            None => {
+                queued = Some(k);
+                break;
+            }
+        }
+    }
+    let ret = queued.map(|_| psci::cpu_suspend(0));
+    let masked = BURST_TAKEN.load(Ordering::Acquire) - before;
+    for a in acked.iter().rev().flatten() {
+        gic::eoi(*a);
+    }
+    irq::enable();
+    let deadline = time::ticks() + ms_to_ticks(1000);
+    while queued.is_some()
+        && BURST_TAKEN.load(Ordering::Acquire) == before
+        && time::ticks() < deadline
+    {
+        core::hint::spin_loop();
+    }
+    for sgi in sgis {
+        gic::set_priority(sgi, gic::DEFAULT_PRIORITY);
+    }
+    match (queued, ret) {
+        (Some(k), Some(ret)) => say!(
+            "suspend: queued pending -> {ret}, taken {masked} while masked, {} after unmasking ({k} list registers active)",
+            BURST_TAKEN.load(Ordering::Acquire) - before - masked
+        ),
+        _ => say!("suspend: queued skipped (more than {LEVELS} list registers)"),
     }
 }
 
