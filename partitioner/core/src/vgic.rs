@@ -58,7 +58,8 @@
 //!   SGI and PPI priorities are virtual, per vCPU, with five implemented
 //!   bits ([`PRIORITY_MASK`], the number a GICv2 list register holds); the
 //!   virtual timer's physical priority stays the partitioner's.
-//! * **SGIs.** [`VDistributor::sgi1r`] (GICv3 `ICC_SGI1R_EL1`) and a GICv2
+//! * **SGIs.** [`VDistributor::sgi1r`] (GICv3 `ICC_SGI1R_EL1`, and
+//!   `ICC_ASGI1R_EL1` / `ICC_SGI0R_EL1` alike, see [`SgiRegister`]) and a GICv2
 //!   `GICD_SGIR` write (returned in [`Outcome::sgi`]) give an
 //!   [`SgiRequest`] whose targets are only ever the domain's own vCPUs.
 //!   Targets that have the SGI enabled (and their distributor on) are in
@@ -396,7 +397,10 @@ pub trait PhysGic {
     fn active(&self, intid: u32, vcpu: Option<usize>) -> bool;
     fn set_priority(&mut self, intid: u32, vcpu: Option<usize>, prio: u8);
     fn priority(&self, intid: u32, vcpu: Option<usize>) -> u8;
-    /// Edge-triggered (true) or level-sensitive (false).
+    /// Edge-triggered (true) or level-sensitive (false). The physical
+    /// register is shared with other domains' interrupts: the implementation
+    /// must change only `intid`'s field, excluding other cores'
+    /// read-modify-writes of the same register.
     fn set_edge(&mut self, intid: u32, vcpu: Option<usize>, edge: bool);
     fn edge(&self, intid: u32, vcpu: Option<usize>) -> bool;
     /// Route SPI `intid` to the physical core running `vcpu` (`IROUTER` /

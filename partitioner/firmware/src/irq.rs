@@ -10,9 +10,10 @@
 //!   interrupt, on which the partitioner deactivates it.
 //! - Distributor and (GICv3) redistributor accesses trap and are emulated by
 //!   the model, which only ever touches what the domain owns.
-//! - SGIs are virtual: a domain's ICC_SGI1R_EL1 (GICv3) or GICD_SGIR (GICv2)
-//!   write is turned into virtual SGIs for its own vCPUs only, queued on
-//!   their cores, which are kicked with the partitioner's physical SGI.
+//! - SGIs are virtual: a domain's ICC_SGI1R_EL1, ICC_ASGI1R_EL1 or
+//!   ICC_SGI0R_EL1 (GICv3) or GICD_SGIR (GICv2) write is turned into virtual
+//!   SGIs for its own vCPUs only, queued on their cores, which are kicked
+//!   with the partitioner's physical SGI.
 //! - Queued interrupts go to free list registers before every return to the
 //!   domain; if they run out, the underflow maintenance interrupt refills them.
 
