@@ -637,11 +637,12 @@ fn run_sgi_burst(have_gic: bool) {
 }
 
 /// Flips the trigger mode of the domain's first SPI for `ms` milliseconds,
-/// writing its `GICD_ICFGR` word and reading it back, again and again. The word holds
-/// 16 interrupts, possibly other domains' too (they read as zero here and
-/// writing zero to them is ignored): a partitioner that read-modify-writes
-/// the shared physical word without excluding the others loses writes,
-/// which shows as a read-back that differs from what was just written.
+/// writing its `GICD_ICFGR` word and reading it back, again and again.
+/// The word holds 16 interrupts, possibly other domains' too (they read as
+/// zero here and writing zero to them is ignored): a partitioner that
+/// read-modify-writes the shared physical word without excluding the
+/// others loses writes, which shows as a read-back that differs from what
+/// was just written.
 fn run_trigger_flip(info: &gic::GicInfo, ms: u64) {
     let mut own = [0u32; 1];
     if bulkhead_rt::device_spis(&mut own) == 0 || own[0] < 32 {
