@@ -239,3 +239,145 @@ fn gic_and_psci_attacks_are_stopped_gicv3() {
 fn gic_and_psci_attacks_are_stopped_gicv2() {
     attacks_are_stopped(2);
 }
+
+/// Two domains whose SPIs share one physical `GICD_ICFGR` word flip their
+/// own trigger mode at the same time: neither may lose a write to the
+/// other, and both keep running.
+fn trigger_modes_do_not_interfere(gic: u32) {
+    let m = Machine {
+        gic,
+        ..Machine::default()
+    };
+    let mut run = boot("trigger-flip", &format!("trigger-flip-v{gic}"), &m);
+    let mut counts = Vec::new();
+    for (name, spi) in [("rtc", 2), ("gpio", 7)] {
+        let l = expect_line(
+            &mut run,
+            UART0,
+            &format!("{name}: trigger-flip: spi {spi} "),
+        );
+        let words: Vec<&str> = l
+            .rsplit(&format!("spi {spi} "))
+            .next()
+            .unwrap()
+            .split(' ')
+            .collect();
+        // "<w> writes, <k> lost"
+        let writes: u64 = words[0].parse().unwrap_or_else(|_| panic!("{l}"));
+        let lost: u64 = words[2].parse().unwrap_or_else(|_| panic!("{l}"));
+        counts.push((name, writes, lost));
+    }
+    let log = run.output(UART0);
+    for &(name, writes, lost) in &counts {
+        // Not vacuous: each domain really flipped its mode, many times.
+        assert!(writes > 100, "{name}: {writes} writes\n{log}");
+        assert_eq!(
+            lost, 0,
+            "{name} lost trigger-mode writes: {counts:?}\n{log}"
+        );
+    }
+    // Both keep their heartbeat, without a gap.
+    for name in ["rtc", "gpio"] {
+        let now = last_heartbeat(&run.output(UART0), name).unwrap_or(0);
+        wait_heartbeat_after(&mut run, UART0, name, now + 2);
+        let beats = bulkhead_tests::heartbeats(&run.output(UART0), name);
+        assert!(
+            beats.windows(2).all(|w| w[1] == w[0] + 1),
+            "{name} heartbeat gap: {beats:?}"
+        );
+    }
+    let log = run.output(UART0);
+    // Each wrote only its own interrupt's field: nothing foreign to report.
+    assert!(lines_with(&log, "does not own").is_empty(), "{log}");
+    assert!(lines_with(&log, "unexpected").is_empty(), "{log}");
+    assert!(lines_with(&log, "FATAL").is_empty(), "{log}");
+}
+
+#[test]
+fn trigger_modes_of_two_domains_sharing_an_icfgr_word_gicv3() {
+    trigger_modes_do_not_interfere(3);
+}
+
+#[test]
+fn trigger_modes_of_two_domains_sharing_an_icfgr_word_gicv2() {
+    trigger_modes_do_not_interfere(2);
+}
+
+/// GICv3: SGIs through ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 reach the domain's
+/// own vCPUs, each once, and no one else.
+#[test]
+fn sgi_through_asgi1r_and_sgi0r_gicv3() {
+    let m = Machine {
+        gic: 3,
+        ..Machine::default()
+    };
+    let mut run = boot("sgi-suspend", "sgi-regs-v3", &m);
+    expect_line(&mut run, UART0, "irq: smp: 2 vcpus up");
+    for reg in ["asgi1r", "sgi0r"] {
+        for (target, got) in [
+            ("self", "1,0"),
+            ("vcpu 1", "0,1"),
+            ("list 2-15", "0,0"),
+            ("aff1=1 list 0-15", "0,0"),
+        ] {
+            let l = expect_line(&mut run, UART0, &format!("irq: sgi-regs: {reg} {target}: "));
+            assert!(
+                l.ends_with(&format!("received {got}")),
+                "{reg} {target}: expected {got}: {l}"
+            );
+        }
+    }
+    let log = run.output(UART0);
+    // The foreign targets were reported, once.
+    assert_eq!(
+        lines_with(&log, "domain \"irq\" core")
+            .iter()
+            .filter(|l| l.contains("does not own") || l.contains("does not have"))
+            .count(),
+        1,
+        "{log}"
+    );
+    // Every SGI register write was understood: none was ignored as unknown.
+    assert!(lines_with(&log, "trapped").is_empty(), "{log}");
+    // It and its neighbour keep going.
+    let hb = last_heartbeat(&log, "irq").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART0, "irq", hb + 2);
+    let hb = last_heartbeat(&run.output(UART0), "hello").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART0, "hello", hb + 2);
+    let log = run.output(UART0);
+    assert!(lines_with(&log, "unexpected").is_empty(), "{log}");
+}
+
+/// CPU_SUSPEND with an interrupt already pending for the vCPU (IRQs
+/// masked) returns, and the interrupt is then taken: its own timer's, an
+/// SGI it sent itself (both in a list register), and an SGI waiting in the
+/// partitioner's queue because every list register holds an active one.
+fn suspend_returns_with_interrupt_pending(gic: u32) {
+    let m = Machine {
+        gic,
+        ..Machine::default()
+    };
+    let mut run = boot("sgi-suspend", &format!("suspend-pending-v{gic}"), &m);
+    for what in ["timer", "sgi", "queued"] {
+        expect_line(
+            &mut run,
+            UART0,
+            &format!("irq: suspend: {what} pending -> 0, taken 0 while masked, 1 after unmasking"),
+        );
+    }
+    let hb = last_heartbeat(&run.output(UART0), "irq").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART0, "irq", hb + 2);
+    let log = run.output(UART0);
+    assert!(lines_with(&log, "unexpected").is_empty(), "{log}");
+    assert!(lines_with(&log, "FATAL").is_empty(), "{log}");
+}
+
+#[test]
+fn cpu_suspend_with_interrupt_pending_returns_gicv3() {
+    suspend_returns_with_interrupt_pending(3);
+}
+
+#[test]
+fn cpu_suspend_with_interrupt_pending_returns_gicv2() {
+    suspend_returns_with_interrupt_pending(2);
+}

@@ -324,6 +324,12 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("stop-policy", "tests/configs/stop-policy.dts", Tamper::None),
     ("irq", "tests/configs/irq.dts", Tamper::None),
     (
+        "trigger-flip",
+        "tests/configs/trigger-flip.dts",
+        Tamper::None,
+    ),
+    ("sgi-suspend", "tests/configs/sgi-suspend.dts", Tamper::None),
+    (
         "supplied-tree",
         "tests/configs/supplied-tree.dts",
         Tamper::None,

@@ -10,6 +10,9 @@
 //! | `smp` | start every other vCPU (count: the device tree's `/cpus`; natively, the MPIDRs AFFINITY_INFO knows) with PSCI CPU_ON |
 //! | `sgi=N` | N SGI ping-pongs: vCPU 0 sends SGI 1 to vCPU 1, which answers with SGI 2 (needs `smp`) |
 //! | `sgi-burst` | with IRQs masked, send itself 12 distinct SGIs (4..15), more than a vCPU has list registers, then take them: each must arrive exactly once |
+//! | `trigger-flip=<ms>` | for that long, flip the trigger mode (`GICD_ICFGR`) of the domain's first SPI, edge and level in turn, reading the word back after every write: what reads back must be what was written (two domains doing this at once, with SPIs in the same `ICFGR` word, must not lose each other's writes); leaves it level |
+//! | `sgi-regs` | GICv3: SGI 0 through `ICC_ASGI1R_EL1` and `ICC_SGI0R_EL1` to itself, to vCPU 1 (with `smp`), to vCPUs 2-15 (beyond its 2) and to cluster Aff1 = 1: its own vCPUs receive each once, the others nobody |
+//! | `suspend-pending` | with IRQs masked, let its virtual timer fire, then PSCI CPU_SUSPEND (standby): it must return, and the interrupt be taken once IRQs are unmasked; then the same with SGI 0 sent to itself; then with an SGI that waits in the partitioner's queue (SGIs 4.. of rising priority sent to itself and acknowledged until every list register holds an active one) |
 //! | `timer=N` | N virtual-timer interrupts at a fixed period, latency = counter at IRQ entry - CNTV_CVAL |
 //! | `timer-period-us=P` | the timer period, in microseconds (default 2000) |
 //! | `timer-late=K` | every K-th timer interrupt leaves its deadline in the past, as if the next one were missed: the timer's level stays asserted through the EOI, and the next interrupt must follow at once (a GIC that loses a level still high at the end of an interrupt hangs here) |
@@ -53,6 +56,16 @@
 //! sgi: latencies <t>,<t>,...                round trips in order, at most 8 per line
 //! sgi: timeout after <k> round trips        (if a pong does not come within 100 ms)
 //! sgi: skipped (<reason>)
+//! trigger-flip: spi <n> <w> writes, <k> lost        <k>: read back differently
+//! trigger-flip: spi <n> aborted esr=<#x> far=<#x>
+//! trigger-flip: no spi
+//! sgi-regs: <reg> <target>: received <a>,<b>,...   SGI 0 deliveries per vCPU
+//!       (0, 1, ...) within 10 ms; <reg> asgi1r, sgi0r; <target> self,
+//!       vcpu 1, list 2-15, aff1=1 list 0-15
+//! sgi-regs: skipped (<reason>)
+//! suspend: <timer|sgi> pending -> <ret>, taken <k> while masked, <m> after unmasking
+//! suspend: queued pending -> <ret>, taken <k> while masked, <m> after unmasking (<n> list registers active)
+//! suspend: queued skipped (more than <n> list registers)
 //! timer: period <ticks> ticks, counter <hz> Hz
 //! timer: <N> interrupts, latency ticks min=<t> median=<t> p99=<t> max=<t>
 //! timer: latencies <t>,<t>,...              samples in order, at most 8 per line
@@ -120,6 +133,8 @@ const MAX_SGI_SAMPLES: usize = 1024;
 const SGI_PING: u32 = 1;
 const SGI_PONG: u32 = 2;
 const SGI_ATTACK: u32 = 3;
+/// SGI 0: the `sgi-regs` and `suspend-pending` probes.
+const SGI_PROBE: u32 = 0;
 /// The `sgi-burst` SGIs.
 const BURST_SGIS: core::ops::Range<u32> = 4..16;
 /// Values printed per `latencies` line: short enough for the virtual
@@ -138,6 +153,9 @@ struct Config {
     timer_period_us: Option<u64>,
     timer_late: Option<u64>,
     sgi_burst: bool,
+    trigger_flip: Option<u64>,
+    sgi_regs: bool,
+    suspend_pending: bool,
     attack_gic: bool,
     foreign_spi: Option<u32>,
     attack_sgi: bool,
@@ -177,6 +195,18 @@ fn parse(bootargs: &str) -> Config {
             }
             ("sgi-burst", None) => {
                 c.sgi_burst = true;
+                true
+            }
+            ("sgi-regs", None) => {
+                c.sgi_regs = true;
+                true
+            }
+            ("suspend-pending", None) => {
+                c.suspend_pending = true;
+                true
+            }
+            ("trigger-flip", Some(n)) => {
+                c.trigger_flip = Some(n);
                 true
             }
             ("attack-sgi", None) => {
@@ -262,6 +292,10 @@ static ATTACK_SPIS: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
 static ATTACK_SPI_DELIVERED: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
 /// Attack SGIs each vCPU received.
 static ATTACK_SEEN: [AtomicU32; cpu::MAX_VCPUS] = [const { AtomicU32::new(0) }; cpu::MAX_VCPUS];
+/// `SGI_PROBE`s each vCPU received.
+static PROBE_SEEN: [AtomicU32; cpu::MAX_VCPUS] = [const { AtomicU32::new(0) }; cpu::MAX_VCPUS];
+/// Virtual timer interrupts taken (any purpose).
+static TIMER_IRQS: AtomicU32 = AtomicU32::new(0);
 
 fn ticks_u32(t: u64) -> u32 {
     u32::try_from(t).unwrap_or(u32::MAX)
@@ -282,6 +316,9 @@ fn on_irq(intid: u32) {
         SGI_ATTACK => {
             ATTACK_SEEN[cpu::index() % cpu::MAX_VCPUS].fetch_add(1, Ordering::AcqRel);
         }
+        SGI_PROBE => {
+            PROBE_SEEN[cpu::index() % cpu::MAX_VCPUS].fetch_add(1, Ordering::AcqRel);
+        }
         i if BURST_SGIS.contains(&i) => {
             BURST_SEEN.fetch_or(1 << i, Ordering::AcqRel);
             BURST_TAKEN.fetch_add(1, Ordering::AcqRel);
@@ -299,6 +336,7 @@ fn on_irq(intid: u32) {
 }
 
 fn on_timer() {
+    TIMER_IRQS.fetch_add(1, Ordering::AcqRel);
     let now = time::ticks();
     let cval = timer::compare();
     if !MEASURING.load(Ordering::Acquire) {
@@ -512,7 +550,7 @@ fn vcpu_count(info: &bulkhead_rt::DomainInfo) -> usize {
 
 fn secondary_main(vcpu: usize) -> ! {
     if gic::present() {
-        for sgi in [SGI_PING, SGI_PONG, SGI_ATTACK] {
+        for sgi in [SGI_PING, SGI_PONG, SGI_ATTACK, SGI_PROBE] {
             gic::configure(sgi, gic::DEFAULT_PRIORITY);
         }
     }
@@ -598,6 +636,227 @@ fn run_sgi_burst(have_gic: bool) {
         BURST_SGIS.len(),
         BURST_TAKEN.load(Ordering::Acquire)
     );
+}
+
+/// Flips the trigger mode of the domain's first SPI for `ms` milliseconds,
+/// writing its `GICD_ICFGR` word and reading it back, again and again.
+/// The word holds 16 interrupts, possibly other domains' too (they read as
+/// zero here and writing zero to them is ignored): a partitioner that
+/// read-modify-writes the shared physical word without excluding the
+/// others loses writes, which shows as a read-back that differs from what
+/// was just written.
+fn run_trigger_flip(info: &gic::GicInfo, ms: u64) {
+    let mut own = [0u32; 1];
+    if bulkhead_rt::device_spis(&mut own) == 0 || own[0] < 32 {
+        say!("trigger-flip: no spi");
+        return;
+    }
+    let intid = own[0];
+    let word = (info.dist + gic::regs::GICD_ICFGR + 4 * (intid as usize / 16)) as u64;
+    let bit = 2u32 << (2 * (intid % 16));
+    let end = time::ticks() + ms_to_ticks(ms);
+    let (mut writes, mut lost) = (0u64, 0u64);
+    let mut edge = false;
+    let result = (|| -> Access<()> {
+        while time::ticks() < end {
+            edge = !edge;
+            // The domain sees only its own interrupts' fields in the word
+            // (the rest read as zero): writing just its own bit is the
+            // read-modify-write of its view, one access fewer.
+            try_write32(word, if edge { bit } else { 0 })?;
+            writes += 1;
+            if (try_read32(word)? & bit != 0) != edge {
+                lost += 1;
+            }
+        }
+        try_write32(word, 0)
+    })();
+    match result {
+        Ok(()) => say!(
+            "trigger-flip: spi {} {writes} writes, {lost} lost",
+            intid - 32
+        ),
+        Err(a) => say!(
+            "trigger-flip: spi {} aborted esr={:#x} far={:#x}",
+            intid - 32,
+            a.esr,
+            a.far
+        ),
+    }
+}
+
+fn probes_seen(vcpus: usize) -> [u32; cpu::MAX_VCPUS] {
+    let mut seen = [0; cpu::MAX_VCPUS];
+    for (s, p) in seen.iter_mut().zip(&PROBE_SEEN).take(vcpus) {
+        *s = p.load(Ordering::Acquire);
+    }
+    seen
+}
+
+/// SGI 0 through `ICC_ASGI1R_EL1` and `ICC_SGI0R_EL1` (GICv3), to its own
+/// vCPUs (each must receive it once) and to vCPUs it does not have
+/// (nobody may). `vcpus`: how many are up.
+fn run_sgi_regs(have_gic: bool, vcpus: usize) {
+    let sgi = u64::from(SGI_PROBE) << 24;
+    let me = cpu::index() as u64;
+    let mut targets: [(&str, u64, bool); 4] = [
+        ("self", (1 << (me % 16)) | ((me / 16) << 16), true),
+        ("vcpu 1", 1 << 1, true),
+        ("list 2-15", 0xfffc, false),
+        ("aff1=1 list 0-15", (1 << 16) | 0xffff, false),
+    ];
+    if vcpus < 2 {
+        say!("sgi-regs: note: one vcpu up, vcpu 1 skipped");
+        targets[1].2 = false;
+        targets[1].0 = "";
+    }
+    for (reg, send) in [
+        ("asgi1r", gic::send_asgi1r as fn(u64)),
+        ("sgi0r", gic::send_sgi0r as fn(u64)),
+    ] {
+        for &(what, value, own) in targets.iter().filter(|t| !t.0.is_empty()) {
+            let before = probes_seen(vcpus);
+            let total = |s: &[u32]| s.iter().map(|&v| u64::from(v)).sum::<u64>();
+            send(value | sgi);
+            if own {
+                wait_for(
+                    have_gic,
+                    || total(&probes_seen(vcpus)) > total(&before),
+                    1000,
+                );
+            }
+            // Time for a duplicate, or a foreign delivery, to show up.
+            sleep_ms(have_gic, 10);
+            let after = probes_seen(vcpus);
+            let mut got = [0u32; cpu::MAX_VCPUS];
+            for (g, (a, b)) in got.iter_mut().zip(after.iter().zip(&before)) {
+                *g = a - b;
+            }
+            say!(
+                "sgi-regs: {reg} {what}: received {}",
+                Counts(&got[..vcpus.max(1)])
+            );
+        }
+    }
+}
+
+/// Comma-separated counts.
+struct Counts<'a>(&'a [u32]);
+
+impl core::fmt::Display for Counts<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// CPU_SUSPEND (standby) with an interrupt already pending for this vCPU,
+/// IRQs masked: first its own virtual timer, then SGI 0 to itself. The
+/// call must return at once (a pending interrupt is a wake-up event), and
+/// the interrupt be taken when IRQs are unmasked.
+fn run_suspend_pending() {
+    let me = cpu::index() % cpu::MAX_VCPUS;
+    for what in ["timer", "sgi"] {
+        let count = || match what {
+            "timer" => TIMER_IRQS.load(Ordering::Acquire),
+            _ => PROBE_SEEN[me].load(Ordering::Acquire),
+        };
+        let before = count();
+        irq::disable();
+        if what == "timer" {
+            // Fires at once; once its condition shows, the interrupt has
+            // reached the GIC (and, a few instructions on, the vCPU).
+            timer::arm_in(0);
+            while timer::control() & timer::CTL_ISTATUS == 0 {
+                core::hint::spin_loop();
+            }
+            let settle = time::ticks() + ms_to_ticks(1);
+            while time::ticks() < settle {
+                core::hint::spin_loop();
+            }
+        } else {
+            gic::send_sgi(SGI_PROBE, SgiTarget::Vcpu(me));
+        }
+        let ret = psci::cpu_suspend(0);
+        let masked = count() - before;
+        irq::enable();
+        // Spin rather than sleep: a sleep would re-arm the timer, and its
+        // interrupt would then come for the wrong reason.
+        let deadline = time::ticks() + ms_to_ticks(1000);
+        while count() == before && time::ticks() < deadline {
+            core::hint::spin_loop();
+        }
+        timer::stop();
+        say!(
+            "suspend: {what} pending -> {ret}, taken {masked} while masked, {} after unmasking",
+            count() - before - masked
+        );
+    }
+    suspend_queued();
+}
+
+/// CPU_SUSPEND with an SGI pending for this vCPU that waits in the
+/// partitioner's queue, not in a list register: every list register holds
+/// an interrupt this vCPU acknowledged (IRQs masked, each new SGI of a
+/// higher priority than the last, so it can be acknowledged over the
+/// others) until one more finds none free. Nothing in a list register is
+/// pending then, so no virtual interrupt is signalled at all: only the
+/// partitioner knows one is waiting.
+fn suspend_queued() {
+    // Distinct group priorities (steps of 0x20 hold for every binary point
+    // a GIC may impose), lowest first.
+    const LEVELS: usize = 8;
+    let sgis = BURST_SGIS.start..BURST_SGIS.start + LEVELS as u32;
+    let me = cpu::index();
+    let before = BURST_TAKEN.load(Ordering::Acquire);
+    let mut acked: [Option<gic::Ack>; LEVELS] = [None; LEVELS];
+    let mut queued = None;
+    irq::disable();
+    for (k, sgi) in sgis.clone().enumerate() {
+        gic::configure(sgi, 0xe0 - 0x20 * k as u8);
+        gic::send_sgi(sgi, SgiTarget::Vcpu(me));
+        match gic::ack() {
+            Some(a) if a.intid() == sgi => acked[k] = Some(a),
+            Some(a) => {
+                say!(
+                    "suspend: queued: acknowledged {} instead of {sgi}",
+                    a.intid()
+                );
+                acked[k] = Some(a);
+                break;
+            }
+            None => {
+                queued = Some(k);
+                break;
+            }
+        }
+    }
+    let ret = queued.map(|_| psci::cpu_suspend(0));
+    let masked = BURST_TAKEN.load(Ordering::Acquire) - before;
+    for a in acked.iter().rev().flatten() {
+        gic::eoi(*a);
+    }
+    irq::enable();
+    let deadline = time::ticks() + ms_to_ticks(1000);
+    while queued.is_some()
+        && BURST_TAKEN.load(Ordering::Acquire) == before
+        && time::ticks() < deadline
+    {
+        core::hint::spin_loop();
+    }
+    for sgi in sgis {
+        gic::set_priority(sgi, gic::DEFAULT_PRIORITY);
+    }
+    match (queued, ret) {
+        (Some(k), Some(ret)) => say!(
+            "suspend: queued pending -> {ret}, taken {masked} while masked, {} after unmasking ({k} list registers active)",
+            BURST_TAKEN.load(Ordering::Acquire) - before - masked
+        ),
+        _ => say!("suspend: queued skipped (more than {LEVELS} list registers)"),
+    }
 }
 
 fn run_timer(wanted: usize, period_us: u64, late: u64) {
@@ -866,7 +1125,7 @@ fn main(_dtb: usize) -> ! {
         VTIMER_INTID.store(vtimer, Ordering::Relaxed);
         irq::set_handler(on_irq);
         gic::configure(vtimer, gic::DEFAULT_PRIORITY);
-        for sgi in [SGI_PING, SGI_PONG, SGI_ATTACK] {
+        for sgi in [SGI_PING, SGI_PONG, SGI_ATTACK, SGI_PROBE] {
             gic::configure(sgi, gic::DEFAULT_PRIORITY);
         }
         irq::enable();
@@ -895,6 +1154,26 @@ fn main(_dtb: usize) -> ! {
             run_sgi_burst(have_gic);
         } else {
             skipped("sgi-burst");
+        }
+    }
+    if let Some(ms) = config.trigger_flip {
+        match &gic_info {
+            Some(g) => run_trigger_flip(g, ms),
+            None => skipped("trigger-flip"),
+        }
+    }
+    if config.sgi_regs {
+        match &gic_info {
+            Some(g) if g.version == Version::V3 => run_sgi_regs(have_gic, vcpus.min(up.max(1))),
+            Some(_) => say!("sgi-regs: skipped (GICv3 only)"),
+            None => skipped("sgi-regs"),
+        }
+    }
+    if config.suspend_pending {
+        if have_gic {
+            run_suspend_pending();
+        } else {
+            skipped("suspend");
         }
     }
     if let Some(n) = config.timer {

@@ -49,6 +49,8 @@ pub mod regs {
     pub const GICD_IPRIORITYR: usize = 0x0400;
     /// GICv2: one byte of CPU interface mask per interrupt.
     pub const GICD_ITARGETSR: usize = 0x0800;
+    /// Two configuration bits per interrupt (bit 1 of each: edge-triggered).
+    pub const GICD_ICFGR: usize = 0x0c00;
     /// GICv2: software generated interrupts.
     pub const GICD_SGIR: usize = 0x0f00;
     /// GICv3: one 64-bit affinity route per SPI, at `+ 8 * INTID`.
@@ -721,6 +723,30 @@ pub fn send_sgi1r(value: u64) {
     dsb_sy();
     // ICC_SGI1R_EL1.
     write_sysreg!("S3_0_C12_C11_5", value);
+    isb();
+}
+
+/// GICv3: writes `value` to `ICC_ASGI1R_EL1` as is (same layout as
+/// `ICC_SGI1R_EL1`, see [`send_sgi1r`]). Does nothing on GICv2.
+pub fn send_asgi1r(value: u64) {
+    if version() != Some(Version::V3) {
+        return;
+    }
+    dsb_sy();
+    // ICC_ASGI1R_EL1.
+    write_sysreg!("S3_0_C12_C11_6", value);
+    isb();
+}
+
+/// GICv3: writes `value` to `ICC_SGI0R_EL1` as is (same layout as
+/// `ICC_SGI1R_EL1`, see [`send_sgi1r`]). Does nothing on GICv2.
+pub fn send_sgi0r(value: u64) {
+    if version() != Some(Version::V3) {
+        return;
+    }
+    dsb_sy();
+    // ICC_SGI0R_EL1.
+    write_sysreg!("S3_0_C12_C11_7", value);
     isb();
 }
 

@@ -58,7 +58,8 @@
 //!   SGI and PPI priorities are virtual, per vCPU, with five implemented
 //!   bits ([`PRIORITY_MASK`], the number a GICv2 list register holds); the
 //!   virtual timer's physical priority stays the partitioner's.
-//! * **SGIs.** [`VDistributor::sgi1r`] (GICv3 `ICC_SGI1R_EL1`) and a GICv2
+//! * **SGIs.** [`VDistributor::sgi1r`] (GICv3 `ICC_SGI1R_EL1`, and
+//!   `ICC_ASGI1R_EL1` / `ICC_SGI0R_EL1` alike, see [`SgiRegister`]) and a GICv2
 //!   `GICD_SGIR` write (returned in [`Outcome::sgi`]) give an
 //!   [`SgiRequest`] whose targets are only ever the domain's own vCPUs.
 //!   Targets that have the SGI enabled (and their distributor on) are in
@@ -122,6 +123,8 @@
 //! PendingIrqs::new().push(Virq)/.pop()/.peek()/.remove(intid)/.clear()
 //! lr(version, &Virq, Deactivation) -> u64; lr_v3; lr_v2; lr_is_free(_v3/_v2);
 //! lr_physical(version, lr) -> Option<u32>; lr_match(version, lr, &Virq) -> LrMatch
+//! lr_pending(version, lr) -> bool
+//! SgiRegister::decode((op0, op1, CRn, CRm, op2)) -> Option<SgiRegister>
 //! ```
 
 use crate::plan::{
@@ -133,6 +136,43 @@ use core::fmt;
 pub const FIRST_SPI: u32 = 32;
 /// First INTID that is not an interrupt (1020-1023 are special).
 pub const INTID_LIMIT: u32 = 1020;
+
+/// The GICv3 CPU interface registers that generate SGIs. All three have the
+/// layout of `ICC_SGI1R_EL1` and are handled alike by
+/// [`VDistributor::sgi1r`]: a domain has one group of interrupts (group 1,
+/// see the module docs), so an SGI of either group reaches its own target
+/// vCPUs as that group's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgiRegister {
+    /// `ICC_SGI1R_EL1`, `S3_0_C12_C11_5`.
+    Sgi1r,
+    /// `ICC_ASGI1R_EL1`, `S3_0_C12_C11_6` (the other Security state's
+    /// group 1; with one Security state, group 1 as well).
+    Asgi1r,
+    /// `ICC_SGI0R_EL1`, `S3_0_C12_C11_7`.
+    Sgi0r,
+}
+
+impl SgiRegister {
+    /// The register a trapped `MSR`/`MRS` names, from its encoding (op0,
+    /// op1, CRn, CRm, op2); `None` for any other register.
+    pub fn decode(enc: (u8, u8, u8, u8, u8)) -> Option<Self> {
+        match enc {
+            (3, 0, 12, 11, 5) => Some(Self::Sgi1r),
+            (3, 0, 12, 11, 6) => Some(Self::Asgi1r),
+            (3, 0, 12, 11, 7) => Some(Self::Sgi0r),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sgi1r => "ICC_SGI1R_EL1",
+            Self::Asgi1r => "ICC_ASGI1R_EL1",
+            Self::Sgi0r => "ICC_SGI0R_EL1",
+        }
+    }
+}
 /// Number of SGIs.
 const SGIS: usize = 16;
 /// SGI bits of a banked (INTID 0-31) bit register.
@@ -357,7 +397,10 @@ pub trait PhysGic {
     fn active(&self, intid: u32, vcpu: Option<usize>) -> bool;
     fn set_priority(&mut self, intid: u32, vcpu: Option<usize>, prio: u8);
     fn priority(&self, intid: u32, vcpu: Option<usize>) -> u8;
-    /// Edge-triggered (true) or level-sensitive (false).
+    /// Edge-triggered (true) or level-sensitive (false). The physical
+    /// register is shared with other domains' interrupts: the implementation
+    /// must change only `intid`'s field, excluding other cores'
+    /// read-modify-writes of the same register.
     fn set_edge(&mut self, intid: u32, vcpu: Option<usize>, edge: bool);
     fn edge(&self, intid: u32, vcpu: Option<usize>) -> bool;
     /// Route SPI `intid` to the physical core running `vcpu` (`IROUTER` /
@@ -1734,6 +1777,13 @@ fn lr_fields(version: GicVersion, lr: u64) -> LrFields {
     }
 }
 
+/// Whether list register value `lr` holds a pending interrupt (state
+/// pending, or pending and active): one the vCPU has yet to take, which
+/// ends a wait for an interrupt.
+pub fn lr_pending(version: GicVersion, lr: u64) -> bool {
+    lr_fields(version, lr).state & 0b01 != 0
+}
+
 /// The physical INTID still active behind list register value `lr`: a
 /// hardware entry that is pending or active, or a
 /// [`Deactivation::Maintenance`] entry in any state (the physical
@@ -2264,6 +2314,36 @@ mod tests {
         assert_eq!(t.read32(0, GICD_ITARGETSR + 16), 0);
         assert_eq!(t.w(0, GICD_ITARGETSR, 4, 0xffff_ffff), Outcome::default());
         assert_eq!(t.m.take(), []);
+    }
+
+    #[test]
+    fn sgi_registers_are_decoded_by_their_architectural_encodings() {
+        assert_eq!(
+            SgiRegister::decode((3, 0, 12, 11, 5)),
+            Some(SgiRegister::Sgi1r)
+        );
+        assert_eq!(
+            SgiRegister::decode((3, 0, 12, 11, 6)),
+            Some(SgiRegister::Asgi1r)
+        );
+        assert_eq!(
+            SgiRegister::decode((3, 0, 12, 11, 7)),
+            Some(SgiRegister::Sgi0r)
+        );
+        // Not SGI registers: other op1 values (no such registers), and the
+        // neighbours in CRm 11 (ICC_DIR_EL1, ICC_RPR_EL1).
+        for enc in [
+            (3, 1, 12, 11, 6),
+            (3, 2, 12, 11, 7),
+            (3, 4, 12, 11, 5),
+            (3, 0, 12, 11, 1),
+            (3, 0, 12, 11, 3),
+            (3, 0, 12, 12, 5),
+            (2, 0, 12, 11, 5),
+        ] {
+            assert_eq!(SgiRegister::decode(enc), None, "{enc:?}");
+        }
+        assert_eq!(SgiRegister::Sgi0r.name(), "ICC_SGI0R_EL1");
     }
 
     #[test]
@@ -2802,6 +2882,16 @@ mod tests {
         assert!(lr_is_free_v3(lr_v3(&spi, Hw) & !(0b11 << 62)));
         assert!(lr_is_free(V2, 0xcfff_ffff));
         assert_eq!(lr_physical(V3, lr_v3(&spi, Hw)), Some(33));
+        // Pending, pending and active: yet to be taken. Active or free: no.
+        for version in [V2, V3] {
+            let shift = if version == V3 { 62 } else { 28 };
+            let base = lr(version, &sgi, Hw) & !(0b11 << shift);
+            assert!(lr_pending(version, lr(version, &sgi, Hw)));
+            assert!(lr_pending(version, base | (0b11 << shift)));
+            assert!(!lr_pending(version, base | (0b10 << shift)));
+            assert!(!lr_pending(version, base));
+            assert!(!lr_pending(version, 0));
+        }
         assert_eq!(
             lr_physical(V3, (lr_v3(&timer, Hw) & !(0b11 << 62)) | (0b10 << 62)),
             Some(27)

@@ -487,19 +487,33 @@ pub fn priority(intid: u32, core: usize) -> u8 {
     read_byte(bank(intid, core) + GICD_IPRIORITYR + intid as usize)
 }
 
-/// Edge (true) or level (false) triggered.
+/// Serialises every read-modify-write of a physical GIC register that
+/// holds the state of more than one interrupt (and so possibly of more than
+/// one domain): without it, two cores changing their own interrupts' fields
+/// in the same word at once could each write back the other's old value.
+/// Registers with a set and a clear register (enable, pending, active),
+/// byte-per-interrupt ones (priority, GICv2 targets, written as bytes) and
+/// GICv3 IROUTER need no lock: they are written one interrupt at a time.
+/// Every other shared register (GICD_CTLR, IGROUPR) is written only at boot,
+/// on the boot core, before any other core runs. A leaf lock, taken with
+/// interrupts masked (as at EL2 always), held for two register accesses.
+static RMW: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Replace the bits of `mask` in the 32-bit register at `addr` by those of
+/// `value`, other cores' read-modify-writes excluded.
+fn rmw32(addr: usize, mask: u32, value: u32) {
+    let _held = RMW.lock();
+    let v = rd32(addr);
+    wr32(addr, (v & !mask) | (value & mask));
+}
+
+/// Edge (true) or level (false) triggered. The configuration register
+/// holds 16 interrupts (on `virt`, every assignable SPI shares one): a
+/// read-modify-write under [`RMW`].
 pub fn set_edge(intid: u32, core: usize, edge: bool) {
     let r = bank(intid, core) + GICD_ICFGR + (intid / 16) as usize * 4;
-    let shift = (intid % 16) * 2 + 1;
-    let v = rd32(r);
-    wr32(
-        r,
-        if edge {
-            v | (1 << shift)
-        } else {
-            v & !(1 << shift)
-        },
-    );
+    let bit = 1 << ((intid % 16) * 2 + 1);
+    rmw32(r, bit, if edge { bit } else { 0 });
 }
 
 pub fn edge(intid: u32, core: usize) -> bool {

@@ -10,9 +10,10 @@
 //!   interrupt, on which the partitioner deactivates it.
 //! - Distributor and (GICv3) redistributor accesses trap and are emulated by
 //!   the model, which only ever touches what the domain owns.
-//! - SGIs are virtual: a domain's ICC_SGI1R_EL1 (GICv3) or GICD_SGIR (GICv2)
-//!   write is turned into virtual SGIs for its own vCPUs only, queued on
-//!   their cores, which are kicked with the partitioner's physical SGI.
+//! - SGIs are virtual: a domain's ICC_SGI1R_EL1, ICC_ASGI1R_EL1 or
+//!   ICC_SGI0R_EL1 (GICv3) or GICD_SGIR (GICv2) write is turned into virtual
+//!   SGIs for its own vCPUs only, queued on their cores, which are kicked
+//!   with the partitioner's physical SGI.
 //! - Queued interrupts go to free list registers before every return to the
 //!   domain; if they run out, the underflow maintenance interrupt refills them.
 
@@ -204,6 +205,29 @@ fn queue(core: usize, v: Virq) {
     }
     if core != this_core() {
         gic::send_sgi(gic::SGI_KICK, core, crate::board().cpus[core]);
+    }
+}
+
+/// Wait, at EL2, until this core's vCPU has an interrupt to take (PSCI
+/// CPU_SUSPEND standby). A `wfi` here wakes only for a physical interrupt:
+/// a virtual one already pending in a list register, or waiting in this
+/// core's queue for a free one, does not end it (virtual interrupts are
+/// not signalled at EL2). So those end the wait before it starts. Every
+/// virtual interrupt that comes later arrives with a physical one to this
+/// core (its own timer or SPIs, or another core's kick after queueing for
+/// it), which ends the `wfi`, masked as interrupts are at EL2; it is taken
+/// on the way back to the vCPU. May return early, which standby allows.
+pub fn wait_for_vcpu_interrupt() {
+    if QUEUED[this_core()].load(Ordering::Acquire) {
+        return;
+    }
+    let v = gic::version();
+    let lrs = gic::empty_lrs();
+    let pending = (0..gic::lr_count())
+        .filter(|&i| lrs & (1 << i) == 0)
+        .any(|i| vgic::lr_pending(v, gic::read_lr(i)));
+    if !pending {
+        aarch64_cpu::asm::wfi();
     }
 }
 
@@ -460,8 +484,8 @@ fn drain_latched(di: usize, d: &DomainPlan, ready: u8) {
     }
 }
 
-/// Emulate a trapped GIC system register access (GICv3 SGI generation).
-/// False if it is not one.
+/// Emulate a trapped GIC system register access (GICv3 SGI generation:
+/// `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1`, `ICC_SGI0R_EL1`). False if it is not one.
 pub fn emulate_sysreg(
     di: usize,
     d: &DomainPlan,
@@ -470,15 +494,11 @@ pub fn emulate_sysreg(
     enc: (u8, u8, u8, u8, u8),
     value: u64,
 ) -> bool {
-    // ICC_SGI1R_EL1 = S3_0_C12_C11_5; ICC_ASGI1R_EL1 = S3_1_C12_C11_6 and
-    // ICC_SGI0R_EL1 = S3_2_C12_C11_7 are treated the same (one group here).
-    let sgi = matches!(
-        enc,
-        (3, 0, 12, 11, 5) | (3, 1, 12, 11, 6) | (3, 2, 12, 11, 7)
-    );
-    if !sgi || read {
+    // ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1, treated the same
+    // (one group here): see `vgic::SgiRegister`.
+    let Some(reg) = vgic::SgiRegister::decode(enc).filter(|_| !read) else {
         return false;
-    }
+    };
     let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
         return false;
     };
@@ -488,8 +508,9 @@ pub fn emulate_sysreg(
             di,
             d,
             &format_args!(
-                "SGI {} to vCPUs it does not have (ICC_SGI1R_EL1 {value:#x})",
-                req.intid
+                "SGI {} to vCPUs it does not have ({} {value:#x})",
+                req.intid,
+                reg.name()
             ),
         );
     }

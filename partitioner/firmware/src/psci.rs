@@ -64,9 +64,9 @@ pub fn guest_call(
         Call::Version => p::PSCI_VERSION_VALUE,
         Call::Features(f) => p::features(f),
         Call::CpuSuspend => {
-            // Standby: wait for an interrupt for this vCPU, then return. A
-            // pending one ends the wait at once; it is taken after the return.
-            aarch64_cpu::asm::wfi();
+            // Standby: wait for an interrupt for this vCPU, then return; it
+            // is taken after the return.
+            crate::irq::wait_for_vcpu_interrupt();
             p::SUCCESS
         }
         Call::CpuOff => domain::stop_this_vcpu(d),
