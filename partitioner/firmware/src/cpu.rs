@@ -88,6 +88,7 @@ pub fn enter_guest_controls(core: usize) {
         }
         core::arch::asm!("isb");
     }
+    reset_core_extensions(&f);
     // Entries from the domain clear the branch history first where the
     // core needs it (Spectre-BHB).
     let e = exposure();
@@ -125,4 +126,98 @@ pub fn enter_guest_controls(core: usize) {
 /// HCR_EL2 for the domain on this core.
 pub fn hcr_el2() -> u64 {
     sysregs::hcr_el2_guest(&features())
+}
+
+macro_rules! msr {
+    ($name:expr, $v:expr) => {{
+        let v: u64 = $v;
+        // SAFETY: resetting a register of the domain's own core state (PMU,
+        // debug, SVE/SME controls) before the domain starts; none of them
+        // changes memory the partitioner relies on.
+        unsafe { core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) v, options(nostack)) };
+    }};
+}
+
+/// Put the core's PMU, self-hosted debug and SVE/SME state into their
+/// cold-boot state, so nothing of a domain's previous life (or of whoever
+/// ran on the core before) survives a (re)start: counters stopped and
+/// zeroed, no breakpoint or watchpoint armed, streaming mode and ZA off,
+/// every SVE predicate and the first-fault register clear. (The general
+/// purpose, FP/SIMD and other EL1 registers are reset by `domain::launch`.)
+fn reset_core_extensions(f: &CpuFeatures) {
+    if f.pmu_version != 0 {
+        // PMCR_EL0: P and C zero every counter; E off.
+        msr!("pmcr_el0", 0b110);
+        msr!("pmcntenclr_el0", !0);
+        msr!("pmintenclr_el1", !0);
+        msr!("pmovsclr_el0", !0);
+        msr!("pmuserenr_el0", 0);
+        msr!("pmselr_el0", 0);
+        msr!("pmccfiltr_el0", 0);
+    }
+    let dfr0 = mrs!("id_aa64dfr0_el1");
+    let breakpoints = ((dfr0 >> 12) & 0xf) + 1;
+    let watchpoints = ((dfr0 >> 20) & 0xf) + 1;
+    macro_rules! disarm {
+        ($n:literal) => {
+            if $n < breakpoints {
+                msr!(concat!("dbgbcr", $n, "_el1"), 0);
+            }
+            if $n < watchpoints {
+                msr!(concat!("dbgwcr", $n, "_el1"), 0);
+            }
+        };
+    }
+    disarm!(0);
+    disarm!(1);
+    disarm!(2);
+    disarm!(3);
+    disarm!(4);
+    disarm!(5);
+    disarm!(6);
+    disarm!(7);
+    disarm!(8);
+    disarm!(9);
+    disarm!(10);
+    disarm!(11);
+    disarm!(12);
+    disarm!(13);
+    disarm!(14);
+    disarm!(15);
+    if f.sme {
+        // SVCR = 0: out of streaming mode (which zeroes the SVE state) and
+        // ZA off; SMCR_EL1, SMPRI_EL1 and TPIDR2_EL0 at their reset values.
+        msr!("S3_3_C4_C2_2", 0);
+        msr!("S3_0_C1_C2_6", 0);
+        msr!("S3_0_C1_C2_4", 0);
+        msr!("S3_3_C13_C0_5", 0);
+    }
+    if f.sve {
+        msr!("S3_0_C1_C2_0", 0); // ZCR_EL1
+                                 // SAFETY: clears the SVE predicate registers and FFR, which only the
+                                 // domain (never the partitioner) uses; SVE does not trap at EL2 now.
+        unsafe {
+            core::arch::asm!(
+                ".arch_extension sve",
+                "pfalse p0.b",
+                "pfalse p1.b",
+                "pfalse p2.b",
+                "pfalse p3.b",
+                "pfalse p4.b",
+                "pfalse p5.b",
+                "pfalse p6.b",
+                "pfalse p7.b",
+                "pfalse p8.b",
+                "pfalse p9.b",
+                "pfalse p10.b",
+                "pfalse p11.b",
+                "pfalse p12.b",
+                "pfalse p13.b",
+                "pfalse p14.b",
+                "pfalse p15.b",
+                "wrffr p0.b",
+                options(nomem, nostack)
+            )
+        };
+    }
 }

@@ -412,20 +412,15 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             psci::guest_call(di, d, vcpu, frame, "SMC");
         }
         Exit::SysReg {
-            read,
             reg,
             op0,
             op1,
             crn,
             crm,
             op2,
-        } if trap::set_way_op(op0, op1, crn, crm, op2).is_some() => {
-            set_way(
-                di,
-                d,
-                trap::set_way_op(op0, op1, crn, crm, op2).unwrap_or(""),
-                reg,
-            );
+            ..
+        } if let Some(op) = trap::set_way_op(op0, op1, crn, crm, op2) => {
+            set_way(di, d, op, reg);
             frame.elr += step;
         }
         Exit::SysReg {
