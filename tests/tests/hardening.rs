@@ -98,6 +98,20 @@ fn cluster_controls_pmu_and_set_way_maintenance_trap_on_cortex_a72() {
     assert_ne!(cptr & (1 << 20), 0, "TTA: {cptr:#x}");
     assert_eq!(reg(&r, "ACTLR_EL2"), 0);
     assert_eq!(reg(&r, "HSTR_EL2"), 0);
+    // Secret-free partitioner: while domains run, no core's EL2 tables map
+    // any domain's RAM (each core maps its own domain's RAM, in its own
+    // tables, only while loading or cleaning it; a walk proves it).
+    for core in [0, 1] {
+        assert_eq!(
+            lines_with(
+                &log,
+                &format!("core {core}: EL2 maps no domain's RAM while domains run (checked)")
+            )
+            .len(),
+            1,
+            "{log}"
+        );
+    }
     // Cortex-A72 is exposed to Spectre-BHB: every entry from a domain runs
     // the clearing loop first (the hardened vectors are installed).
     assert_eq!(

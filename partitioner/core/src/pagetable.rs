@@ -238,6 +238,59 @@ impl Tables {
         Ok(())
     }
 
+    /// Remove the mapping of `[input, input + size)`, which must be covered
+    /// by whole leaves (as `map` made them for the same range). The tables
+    /// below stay in place, so mapping the same range again needs no new
+    /// frames. The caller invalidates the TLB.
+    pub fn unmap(
+        &mut self,
+        alloc: &mut dyn FrameAllocator,
+        input: u64,
+        size: u64,
+    ) -> Result<(), MapError> {
+        if size == 0 || !(input | size).is_multiple_of(PAGE) {
+            return Err(MapError::Unaligned);
+        }
+        let end = input.checked_add(size).ok_or(MapError::OutOfRange)?;
+        // Check first so that a refused unmap leaves the tables unchanged.
+        let mut at = input;
+        while at < end {
+            match self.leaf_slot(alloc, at) {
+                Some((_, _, span)) if at.is_multiple_of(span) && at + span <= end => at += span,
+                Some(_) => return Err(MapError::Unaligned),
+                None => at += PAGE,
+            }
+        }
+        let mut at = input;
+        while at < end {
+            match self.leaf_slot(alloc, at) {
+                Some((table, idx, span)) => {
+                    alloc.table(table)[idx] = 0;
+                    at += span;
+                }
+                None => at += PAGE,
+            }
+        }
+        Ok(())
+    }
+
+    /// The table and index of the leaf mapping `input`, and the leaf's span.
+    fn leaf_slot(&self, alloc: &mut dyn FrameAllocator, input: u64) -> Option<(u64, usize, u64)> {
+        let mut table = self.root;
+        for level in 1..=3 {
+            let idx = index(level, input);
+            let desc = alloc.table(table)[idx];
+            if desc & VALID == 0 {
+                return None;
+            }
+            if level == 3 || desc & TABLE == 0 {
+                return Some((table, idx, 1u64 << level_shift(level)));
+            }
+            table = desc & ADDR_MASK;
+        }
+        None
+    }
+
     /// Walk the tables for `input`: `(output address, level, bytes left in the
     /// leaf from input, attributes)` or `None` when unmapped.
     pub fn translate(
@@ -505,5 +558,35 @@ pub mod tests {
             s.map(&mut small, 0x1000, 0x1000, 0x1000, Attrs::DEVICE),
             Err(MapError::OutOfFrames)
         );
+    }
+
+    #[test]
+    fn unmap_removes_exactly_the_range_and_remap_needs_no_frames() {
+        let mut a = HostFrames::new(64);
+        let mut t = Tables::new(Regime::El2Stage1, &mut a).unwrap();
+        // Pages, a 2 MiB block and pages again.
+        let base = 0x4000_0000 + 0x1f_f000;
+        let size = 0x1000 + 0x20_0000 + 0x3000;
+        t.map(&mut a, base, base, size, Attrs::RAM_RW).unwrap();
+        t.map(&mut a, 0x3000_0000, 0x3000_0000, 0x1000, Attrs::RAM_RO)
+            .unwrap();
+        let frames = a.frames.len();
+        t.unmap(&mut a, base, size).unwrap();
+        let mut left = Vec::new();
+        t.runs(&mut a, |i, o, s, at| left.push((i, o, s, at)));
+        assert_eq!(left, [(0x3000_0000, 0x3000_0000, 0x1000, Attrs::RAM_RO)]);
+        t.map(&mut a, base, base, size, Attrs::RAM_RW).unwrap();
+        assert_eq!(a.frames.len(), frames, "the tables were kept");
+        assert!(t.translate(&mut a, base + 0x10_0000).is_some());
+        // Part of a block cannot be unmapped; unmapped ranges are fine.
+        assert_eq!(
+            t.unmap(&mut a, 0x4020_0000, 0x1000),
+            Err(MapError::Unaligned)
+        );
+        assert!(
+            t.translate(&mut a, 0x4020_0000).is_some(),
+            "refused: unchanged"
+        );
+        t.unmap(&mut a, 0x6000_0000, 0x20_0000).unwrap();
     }
 }

@@ -97,6 +97,14 @@ pub fn enter_guest_controls(core: usize) {
     }
     VBAR_EL2.set(crate::exceptions::vectors());
     if !SHOWN[core].swap(true, Ordering::AcqRel) {
+        // Secret-free: this core's EL2 tables hold no domain's RAM now that
+        // its domain is loaded (a walk of the tables proves it).
+        if crate::mmu::maps_domain_ram(&crate::domain::plan().domains) {
+            crate::fatal(format_args!(
+                "core {core}: EL2 still maps domain RAM before entering a domain"
+            ));
+        }
+        info!("core {core}: EL2 maps no domain's RAM while domains run (checked)");
         info!(
             "core {core}: speculation: {e}; EL2 vectors {} (VBAR_EL2 read back)",
             if mrs!("vbar_el2") == crate::exceptions::hardened_vectors() {

@@ -183,10 +183,13 @@ fn load(i: usize, d: &DomainPlan) {
         }
         VERIFIED[i].store(true, Ordering::Release);
     }
+    // The domain's RAM is mapped at EL2 on this core only, and only until
+    // it is loaded.
+    mmu::map_domain_ram(d);
     for m in d.ram.iter() {
         // SAFETY: validation proved every RAM mapping lies in board RAM (mapped normal, read/write
-        // at EL2), outside the partitioner and every other domain; the domain is not running (not
-        // yet started, or all its cores are off), so nothing else touches it.
+        // at EL2 on this core just above), outside the partitioner and every other domain; the domain
+        // is not running (not yet started, or all its cores are off), so nothing else touches it.
         unsafe { mmu::zero(m.pa, m.size) };
     }
     let image = pkg.image(&d.name).unwrap_or(&[]);
@@ -236,6 +239,7 @@ fn load(i: usize, d: &DomainPlan) {
     for m in d.ram.iter() {
         mmu::clean_to_poc(m.pa, m.size);
     }
+    mmu::unmap_domain_ram(d);
 }
 
 /// Start each domain's first vCPU; this core then runs its own vCPU, or
@@ -485,9 +489,11 @@ fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
     if SET_WAY_DONE[core].swap(true, Ordering::Relaxed) {
         return;
     }
+    mmu::map_domain_ram(d);
     for m in d.ram.iter() {
         mmu::clean_to_poc(m.pa, m.size);
     }
+    mmu::unmap_domain_ram(d);
     let mut st = STATE[di].lock();
     if !st.reported_set_way {
         st.reported_set_way = true;

@@ -73,7 +73,7 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
             "cannot build the partitioner's own page tables: {e:?}"
         ));
     }
-    mmu::enable();
+    mmu::enable(core);
 
     // SAFETY: the boot loader loaded `image_size` bytes from `start` (the Image header says so); the package part is
     // mapped read-only and never written, so a shared slice of it is sound for the firmware's life.
@@ -169,7 +169,12 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
 
 /// Rust entry of a secondary core (PSCI CPU_ON), with its board index.
 pub extern "C" fn secondary_main(core: u64) -> ! {
-    mmu::enable();
+    if core as usize >= board().cpus.len() {
+        fatal(format_args!(
+            "started as core {core}, which the board does not have"
+        ));
+    }
+    mmu::enable(core as usize);
     VBAR_EL2.set(exceptions::vectors());
     let me = domain::identify_core();
     if me != core as usize {

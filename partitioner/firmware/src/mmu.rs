@@ -1,7 +1,8 @@
 //! Memory management at EL2: the static pool that every translation table
-//! comes from, the partitioner's own identity map (code RX, read-only data
-//! and the package R, everything else RW and never executable: no page is both
-//! writable and executable), and installing a domain's stage-2 tables.
+//! comes from, each core's own identity map (code RX, read-only data and the
+//! package R, data RW and never executable: no page is both writable and
+//! executable; no domain RAM but a core's own domain's, while it loads or
+//! cleans it), and installing a domain's stage-2 tables.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
@@ -9,6 +10,7 @@ use aarch64_cpu::registers::{
 };
 use bulkhead_core::board::{Board, Range};
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Regime, Tables, PAGE};
+use bulkhead_core::plan::{DomainPlan, MAX_CPUS};
 use bulkhead_core::sysregs;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
@@ -63,11 +65,25 @@ impl FrameAllocator for PoolAlloc<'_> {
     }
 }
 
-static EL2_ROOT: AtomicU64 = AtomicU64::new(0);
+/// Each core's own EL2 translation tables (identical but for the window of
+/// [`map_domain_ram`]).
+static EL2_ROOTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Build the partitioner's identity map: its image by section, the package
-/// read-only, the rest of RAM read/write, and only its own devices.
+/// Build each core's EL2 identity map: the partitioner's image by section,
+/// the package read-only, and only its own devices. No domain's RAM: the
+/// partitioner is secret-free while domains run, so a speculative gadget at
+/// EL2 has no domain memory to reach. A core maps its own domain's RAM, in
+/// its own tables, only while it loads, scrubs or cleans it
+/// ([`map_domain_ram`]).
 pub fn build_el2_map(board: &Board, package: Range) -> Result<(), MapError> {
+    for (core, root) in EL2_ROOTS.iter().enumerate().take(board.cpus.len()) {
+        let _ = core;
+        root.store(build_core_map(board, package)?, Ordering::Release);
+    }
+    Ok(())
+}
+
+fn build_core_map(board: &Board, package: Range) -> Result<u64, MapError> {
     let mut a = PoolAlloc::lock();
     let mut t = Tables::new(Regime::El2Stage1, &mut a)?;
     let start = symbol_addr!(__image_start);
@@ -93,34 +109,6 @@ pub fn build_el2_map(board: &Board, package: Range) -> Result<(), MapError> {
             pkg_end - package.base,
             Attrs::RAM_RO,
         )?;
-    }
-    let taken = Range::new(start, pkg_end.max(end) - start);
-    for bank in board.ram {
-        // RAM below and above the image, read/write, never executable.
-        let bank_end = bank.end().unwrap_or(u64::MAX);
-        if !bank.overlaps(&taken) {
-            t.map(&mut a, bank.base, bank.base, bank.size, Attrs::RAM_RW)?;
-            continue;
-        }
-        if taken.base > bank.base {
-            t.map(
-                &mut a,
-                bank.base,
-                bank.base,
-                taken.base - bank.base,
-                Attrs::RAM_RW,
-            )?;
-        }
-        let taken_end = taken.base + taken.size;
-        if bank_end > taken_end {
-            t.map(
-                &mut a,
-                taken_end,
-                taken_end,
-                bank_end - taken_end,
-                Attrs::RAM_RW,
-            )?;
-        }
     }
     let page = |r: Range| {
         Range::new(
@@ -148,15 +136,14 @@ pub fn build_el2_map(board: &Board, package: Range) -> Result<(), MapError> {
             }
         }
     }
-    EL2_ROOT.store(t.root, Ordering::Release);
-    Ok(())
+    Ok(t.root)
 }
 
-/// Turn on the EL2 MMU with the identity map (on every core).
-pub fn enable() {
+/// Turn on the EL2 MMU with core `core`'s identity map.
+pub fn enable(core: usize) {
     MAIR_EL2.set(sysregs::mair());
     TCR_EL2.set(sysregs::tcr_el2());
-    TTBR0_EL2.set(EL2_ROOT.load(Ordering::Acquire));
+    TTBR0_EL2.set(EL2_ROOTS[core].load(Ordering::Acquire));
     barrier::dsb(barrier::ISH);
     barrier::isb(barrier::SY);
     // SAFETY: TLB invalidation of the EL2 regime has no memory-safety effect;
@@ -164,6 +151,75 @@ pub fn enable() {
     unsafe { core::arch::asm!("tlbi alle2", "dsb ish", "isb") };
     SCTLR_EL2.set(sysregs::sctlr_el2_mmu_on());
     barrier::isb(barrier::SY);
+}
+
+/// This core's EL2 tables.
+fn own_tables(core: usize) -> Tables {
+    Tables {
+        regime: Regime::El2Stage1,
+        root: EL2_ROOTS[core].load(Ordering::Acquire),
+    }
+}
+
+/// Map domain `d`'s RAM read/write (never executable) into this core's own
+/// EL2 tables, for loading, scrubbing or cleaning it; undone by
+/// [`unmap_domain_ram`]. Other cores never see it: their tables are their
+/// own.
+pub fn map_domain_ram(d: &DomainPlan) {
+    let core = crate::domain::this_core();
+    let mut t = own_tables(core);
+    let mut a = PoolAlloc::lock();
+    for m in d.ram.iter() {
+        if let Err(e) = t.map(&mut a, m.pa, m.pa, m.size, Attrs::RAM_RW) {
+            drop(a);
+            crate::fatal(format_args!(
+                "domain \"{}\": cannot map its RAM {:#x}+{:#x} at EL2: {e:?}",
+                d.name, m.pa, m.size
+            ));
+        }
+    }
+    drop(a);
+    // New valid entries need no invalidation, only to be visible to the
+    // table walker before the first access.
+    barrier::dsb(barrier::ISHST);
+    barrier::isb(barrier::SY);
+}
+
+/// Remove the window of [`map_domain_ram`] and forget its translations.
+pub fn unmap_domain_ram(d: &DomainPlan) {
+    let core = crate::domain::this_core();
+    let mut t = own_tables(core);
+    let mut a = PoolAlloc::lock();
+    for m in d.ram.iter() {
+        if let Err(e) = t.unmap(&mut a, m.pa, m.size) {
+            drop(a);
+            crate::fatal(format_args!(
+                "domain \"{}\": cannot unmap its RAM at EL2: {e:?}",
+                d.name
+            ));
+        }
+    }
+    drop(a);
+    // SAFETY: invalidating this core's EL2 TLB entries only forgets
+    // translations (the tables are this core's alone, so no other core can
+    // hold them); nothing uses the unmapped range afterwards.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi alle2", "dsb nsh", "isb") };
+}
+
+/// Whether this core's EL2 tables map any byte of any domain's RAM (the
+/// check that the partitioner is secret-free while domains run).
+pub fn maps_domain_ram(domains: &[DomainPlan]) -> bool {
+    let t = own_tables(crate::domain::this_core());
+    let mut a = PoolAlloc::lock();
+    let mut found = false;
+    t.runs(&mut a, |input, _, size, _| {
+        let run = Range::new(input, size);
+        found |= domains
+            .iter()
+            .flat_map(|d| d.ram.iter())
+            .any(|m| run.overlaps(&Range::new(m.pa, m.size)));
+    });
+    found
 }
 
 /// Point stage 2 at a domain's tables and forget any stale translation.
