@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use xtask::image::{self, Tamper};
-use xtask::qemu::Machine;
+use xtask::qemu::{Machine, Run, UART0, UART1};
 use xtask::{cargo, root, run_shown, target_dir, tools, Result};
 
 fn usage() -> &'static str {
@@ -170,36 +170,94 @@ fn run(args: &[String]) -> Result<()> {
     } else {
         Some(60)
     });
-    eprintln!("xtask: booting under QEMU; both UARTs print here; Ctrl-a x quits");
-    let mut cmd = match timeout {
-        Some(t) => {
-            let mut c = Command::new("timeout");
-            c.args([
-                "--foreground",
-                "--kill-after=5",
-                &t.to_string(),
-                tools::QEMU,
-            ]);
-            c
-        }
-        None => Command::new(tools::QEMU),
+    eprintln!(
+        "xtask: booting under QEMU: partitioner console lines start with \"uart0| \", the second UART's with \"uart1| \"; \
+         typed lines go to the second UART; Ctrl-c quits"
+    );
+    let machine = Machine {
+        uart1_input: true,
+        // Interactive runs have no limit worth the name.
+        timeout: Duration::from_secs(timeout.unwrap_or(7 * 24 * 3600)),
+        ..o.machine.clone()
     };
-    cmd.args(o.machine.args(&img)).args([
-        "-chardev",
-        "stdio,mux=on,id=console,signal=off",
-        "-serial",
-        "chardev:console",
-        "-serial",
-        "chardev:console",
-        "-mon",
-        "chardev=console,mode=readline",
-    ]);
-    let st = cmd.status()?;
-    // `timeout` exits 124 when it ended the run: that is the requested limit.
-    if !st.success() && st.code() != Some(124) {
-        return Err(format!("QEMU failed ({st})").into());
+    let dir = target_dir().join("bulkhead").join("run");
+    let mut qemu = Run::start(&machine, &img, &dir)
+        .map_err(|e| format!("cannot start {}: {e}", tools::QEMU))?;
+    // What is typed goes to the second UART, a line at a time (Enter is a
+    // carriage return, as a terminal sends it).
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(mut line) = line else { break };
+            line.push('\r');
+            if tx.send(line.into_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut shown = [LineRelay::new("uart0| "), LineRelay::new("uart1| ")];
+    loop {
+        let done = qemu.finished();
+        for (relay, uart) in shown.iter_mut().zip([UART0, UART1]) {
+            relay.show(&qemu.output(uart), done);
+        }
+        if done {
+            break;
+        }
+        while let Ok(bytes) = rx.try_recv() {
+            let _ = qemu.send_uart1(&bytes);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Shows a UART's output on the terminal whole line by whole line, each
+/// behind the UART's tag, so two UARTs never mix within a line. A partial
+/// line (a shell prompt) is shown once it has waited a moment.
+struct LineRelay {
+    tag: &'static str,
+    /// Bytes of the output already shown.
+    done: usize,
+    /// The partial line already shown, and since when it was waiting.
+    partial_since: Option<std::time::Instant>,
+}
+
+impl LineRelay {
+    fn new(tag: &'static str) -> Self {
+        Self {
+            tag,
+            done: 0,
+            partial_since: None,
+        }
+    }
+
+    fn show(&mut self, out: &str, flush: bool) {
+        use std::io::Write;
+        let Some(new) = out.get(self.done..) else {
+            return;
+        };
+        let mut stdout = std::io::stdout().lock();
+        let whole = new.rfind('\n').map_or(0, |i| i + 1);
+        for line in new[..whole].lines() {
+            let _ = writeln!(stdout, "{}{line}", self.tag);
+        }
+        self.done += whole;
+        let rest = &new[whole..];
+        if rest.is_empty() {
+            self.partial_since = None;
+        } else {
+            let since = *self
+                .partial_since
+                .get_or_insert_with(std::time::Instant::now);
+            if flush || since.elapsed() > Duration::from_millis(300) {
+                let _ = writeln!(stdout, "{}{rest}", self.tag);
+                self.done += rest.len();
+                self.partial_since = None;
+            }
+        }
+        let _ = stdout.flush();
+    }
 }
 
 fn dtb(args: &[String]) -> Result<()> {

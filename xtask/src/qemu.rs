@@ -221,6 +221,11 @@ impl Run {
         )
     }
 
+    /// Whether QEMU has exited (or was ended by its time limit).
+    pub fn finished(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
