@@ -334,6 +334,12 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::Unchecked,
     ),
     ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
+    ("lifecycle", "tests/configs/lifecycle.dts", Tamper::None),
+    (
+        "restart-storm",
+        "tests/configs/restart-storm.dts",
+        Tamper::None,
+    ),
     (
         "invalid-unchecked",
         "tests/configs/invalid/cpu-shared.dts",

@@ -46,6 +46,7 @@ mod info;
 pub mod irq;
 mod probe;
 pub mod psci;
+pub mod reset_state;
 pub mod smp;
 mod sysreg;
 pub mod time;
