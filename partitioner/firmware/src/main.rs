@@ -12,6 +12,7 @@ mod boot;
 mod checksum;
 mod console;
 mod domain;
+mod el1;
 mod exceptions;
 mod gic;
 mod irq;
