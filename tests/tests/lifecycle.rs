@@ -139,9 +139,11 @@ fn cpu_on_of_vcpu0_follows_psci_gicv2() {
 /// Restarts in `storm`, from the partitioner's log.
 const STORM_LIMIT: usize = 100;
 
-/// `storm` resets itself from both vCPUs at once, at every boot: all 100
-/// restarts must happen, each once and in order, then the limit stops it.
-/// A restart must never wedge it (neither running nor reported stopped).
+/// `storm` resets itself from vCPU 1 while vCPU 0 resets it too or does
+/// CPU_OFF, racing, at every boot: all 100 restarts must happen, each once
+/// and in order, then the limit stops it. A restart must never wedge it
+/// (neither running nor reported stopped), as it did when the power-on of a
+/// first core still finishing its CPU_OFF met ALREADY_ON and was dropped.
 fn restart_storm(gic: u32) {
     let m = Machine {
         gic,
