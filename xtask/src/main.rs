@@ -399,6 +399,12 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ),
     ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
     ("hardening", "tests/configs/hardening.dts", Tamper::None),
+    ("lifecycle", "tests/configs/lifecycle.dts", Tamper::None),
+    (
+        "restart-storm",
+        "tests/configs/restart-storm.dts",
+        Tamper::None,
+    ),
     (
         "invalid-unchecked",
         "tests/configs/invalid/cpu-shared.dts",

@@ -22,6 +22,9 @@
 //! | `uart-echo` | receive interrupts of the console UART: print every byte received |
 //! | `no-heartbeat` | no heartbeat lines (heartbeats are on by default; `heartbeat` is accepted) |
 //! | `reset-after=<ms>` / `off-after=<ms>` | that long after the heartbeat phase starts, PSCI SYSTEM_RESET / SYSTEM_OFF |
+//! | `reset-state` | at boot, before the GIC is set up, check that every EL1/EL0 register the vCPU was entered with (system registers, virtual timer, V0-V31, FPCR, FPSR) and its GIC CPU interface (priority mask, binary points, group enables, EOImode, active and running priority) are in their cold reset state; then send itself an SGI at default priority, which must arrive; then dirty all of that state (an SGI left active without EOI, a restrictive priority mask, the largest binary points, Group 1 off) and call SYSTEM_RESET at once. With a `restart-limit`, every restart must be clean |
+//! | `cpu-on-0` | (2 vCPUs) vCPU 0 starts vCPU 1, which tries CPU_ON of vCPU 0 (must be ALREADY_ON), then, once vCPU 0 has done CPU_OFF, CPU_ON of vCPU 0 at the runtime's secondary entry with its own context id: vCPU 0 must come up there, with that context, over live memory |
+//! | `reset-race` | (2 vCPUs) vCPU 0 starts vCPU 1; once it is up, vCPU 1 calls SYSTEM_RESET and vCPU 0 SYSTEM_RESET or CPU_OFF (a random bit), each after a random delay of up to 1023 counter ticks, racing: with a `restart-limit`, a storm of restarts that must each be carried out |
 //!
 //! Numbers are decimal or `0x` hex. Unknown words are reported and ignored.
 //!
@@ -93,6 +96,25 @@
 //! lifecycle: SYSTEM_RESET in <ms> ms        (or SYSTEM_OFF) when the heartbeat phase starts
 //! lifecycle: calling SYSTEM_RESET           (or SYSTEM_OFF)
 //! lifecycle: SYSTEM_RESET returned <ret>    (only if it did)
+//! reset-state: clean                        every register at its reset value
+//! reset-state: dirty <register>=<#x>        one per register that is not
+//! reset-state: <k> dirty register(s)        (instead of clean)
+//! reset-state: sgi at default priority <arrived|did not arrive>
+//!                                           (an SGI to itself, within 1 s)
+//! reset-state: could not leave sgi 0 active (if its acknowledge failed)
+//! reset-state: dirtying every register, then SYSTEM_RESET
+//! reset-state: the call returned <ret>      (only if SYSTEM_RESET did)
+//! cpu-on-0: cpu_on vcpu 1 -> <ret>
+//! cpu-on-0: vcpu 1: cpu_on vcpu 0 while on -> <ret>           expected -4
+//! cpu-on-0: vcpu 0 powers off
+//! cpu-on-0: vcpu 1: cpu_on vcpu 0 after its cpu_off -> <ret>   expected 0
+//! cpu-on-0: vcpu 0 up at the secondary entry, context <#x>, marker <#x>
+//!       the context must be the one vCPU 1 gave (0xc0de00000000002a), the
+//!       marker the one vCPU 0 set before its CPU_OFF (0x5eed1234): the
+//!       domain's memory was not reloaded
+//! cpu-on-0: timeout (<what>)                (if a step does not come within 5 s)
+//! reset-race: cpu_on vcpu 1 -> <ret>        (only if it is not 0)
+//! reset-race: cpu_off returned <ret>        (only if CPU_OFF did)
 //! heartbeat <k>                             every 50 ms, from 1
 //! irq: unexpected intid <i> on vcpu <v>
 //! <mode>: skipped (no interrupt controller)
@@ -124,6 +146,8 @@ macro_rules! say {
         bulkhead_rt::println!("{}: {}", bulkhead_rt::name(), format_args!($($arg)*))
     };
 }
+
+mod lifecycle;
 
 const HEARTBEAT_MS: u64 = 50;
 const DEFAULT_TIMER_PERIOD_US: u64 = 2000;
@@ -164,6 +188,9 @@ struct Config {
     no_heartbeat: bool,
     reset_after: Option<u64>,
     off_after: Option<u64>,
+    reset_state: bool,
+    cpu_on_0: bool,
+    reset_race: bool,
 }
 
 fn number(text: &str) -> Option<u64> {
@@ -222,6 +249,18 @@ fn parse(bootargs: &str) -> Config {
                 true
             }
             ("heartbeat", None) => true,
+            ("reset-state", None) => {
+                c.reset_state = true;
+                true
+            }
+            ("cpu-on-0", None) => {
+                c.cpu_on_0 = true;
+                true
+            }
+            ("reset-race", None) => {
+                c.reset_race = true;
+                true
+            }
             ("sgi", Some(n)) => {
                 c.sgi = Some(n as usize);
                 true
@@ -304,6 +343,7 @@ fn ticks_u32(t: u64) -> u32 {
 /// Every interrupt of every vCPU.
 fn on_irq(intid: u32) {
     match intid {
+        lifecycle::SGI_SELF => lifecycle::on_sgi_self(),
         SGI_PING => gic::send_sgi(SGI_PONG, SgiTarget::Vcpu(0)),
         SGI_PONG => {
             let rt = irq::entry_ticks().wrapping_sub(SENT_AT.load(Ordering::Acquire));
@@ -1097,6 +1137,10 @@ fn main(_dtb: usize) -> ! {
     };
     say!("boot: bootargs \"{bootargs}\"");
     let config = parse(bootargs);
+    if config.reset_state {
+        // Before anything sets the GIC interface up.
+        lifecycle::check_reset_state();
+    }
 
     let gic_info = match gic::init() {
         Ok(g) => {
@@ -1131,6 +1175,9 @@ fn main(_dtb: usize) -> ! {
         irq::enable();
     }
     let skipped = |what: &str| say!("{what}: skipped (no interrupt controller)");
+    if config.reset_race {
+        lifecycle::run_reset_race();
+    }
 
     if config.psci {
         run_psci(have_gic);
@@ -1205,6 +1252,16 @@ fn main(_dtb: usize) -> ! {
             arm_uart();
         } else {
             skipped("uart");
+        }
+    }
+
+    if config.cpu_on_0 {
+        lifecycle::run_cpu_on_0(have_gic);
+    }
+    if config.reset_state {
+        match &gic_info {
+            Some(g) => lifecycle::run_reset_state(g),
+            None => skipped("reset-state"),
         }
     }
 

@@ -12,8 +12,10 @@ core::arch::global_asm!(
 _start:
     // Interrupts stay masked until the domain unmasks them (irq::enable).
     msr     daifset, #0xf
-    // Keep the device tree address in a callee-saved register.
+    // Keep the device tree address in a callee-saved register, and the
+    // stack pointer the domain was entered with (for the snapshot).
     mov     x19, x0
+    mov     x20, sp
 
     // Stack: its own NOLOAD region after .bss (see bulkhead-domain.ld).
     adrp    x1, __stack_top
@@ -30,6 +32,9 @@ _start:
     stp     xzr, xzr, [x1], #16
     b       1b
 2:
+    // The registers as the domain was entered with them (reset_state.rs),
+    // before anything below changes them.
+    bl      __bulkhead_rt_snapshot
     // FP/SIMD: CPACR_EL1.FPEN = 0b11 (compiled Rust uses the SIMD registers).
     mrs     x1, cpacr_el1
     orr     x1, x1, #(3 << 20)

@@ -5,8 +5,9 @@
 //! address `0x4000_0000` at EL1h, MMU off, interrupts masked, with `x0` = the
 //! guest address of its device tree. The runtime
 //!
-//! * sets up a stack, zeroes `.bss`, enables FP/SIMD and installs its
-//!   exception vectors (`_start`),
+//! * sets up a stack, zeroes `.bss`, records the registers it was entered
+//!   with ([`reset_state`]), enables FP/SIMD and installs its exception
+//!   vectors (`_start`),
 //! * checks the device tree (magic, size, readable, outside the image) and
 //!   falls back to defaults without one (name `native`, console `0x0900_0000`),
 //!   which lets a domain run directly under QEMU without the partitioner,
@@ -27,6 +28,9 @@
 //! (target MPIDR `n`, entry [`smp::entry`], context id `n`); the partitioner
 //! (or QEMU's PSCI) enters it there at EL1h with the MMU off, like the boot
 //! vCPU. It runs on its own 16 KiB stack, chosen by `MPIDR_EL1.Aff0`.
+//! vCPU 0, once it has done CPU_OFF, can be started there too
+//! ([`smp::set_main`]), on its boot stack; [`smp::context`] is the context
+//! id a vCPU came up with.
 //!
 //! Any exception other than an abort of a `try_*` access (or the UNDEFINED
 //! instruction of a [`psci::try_call`]) prints
@@ -47,6 +51,7 @@ mod info;
 pub mod irq;
 mod probe;
 pub mod psci;
+pub mod reset_state;
 pub mod smp;
 mod sysreg;
 pub mod time;

@@ -9,11 +9,14 @@
 //! see `bulkhead-domain.ld`), enables FP/SIMD, installs the exception
 //! vectors and calls Rust, which sets up this vCPU's GIC interface (if the
 //! boot vCPU initialised the GIC) and calls the `fn(usize) -> !` given to
-//! [`start`] with the vCPU index. vCPU 0 (the boot vCPU, on the boot stack)
-//! and indices from [`MAX_VCPUS`] on never run Rust here: they halt.
+//! [`start`] with the vCPU index. vCPU 0 (the boot vCPU) comes here only
+//! when another vCPU starts it again after its CPU_OFF ([`set_main`], then
+//! PSCI CPU_ON with [`entry`]): it reuses the boot stack, which its
+//! CPU_OFF left unused. Indices from [`MAX_VCPUS`] on never run Rust
+//! here: they halt. Each vCPU's context id is kept for [`context`].
 
 use crate::cpu::MAX_VCPUS;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 core::arch::global_asm!(
     r#"
@@ -26,17 +29,23 @@ __bulkhead_secondary_entry:
     mov     x20, x0                 // context id
     mrs     x19, mpidr_el1
     and     x19, x19, #0xff         // vCPU index = Aff0
-    cbz     x19, 9f                 // vCPU 0 has the boot stack
     cmp     x19, #{max_vcpus}
     b.hs    9f
+    cbnz    x19, 1f
+    // vCPU 0, started again after its CPU_OFF: its boot stack is free.
+    adrp    x1, __stack_top
+    add     x1, x1, :lo12:__stack_top
+    mov     sp, x1
+    b       2f
 
     // sp = __secondary_stacks_top - (index - 1) * size
-    adrp    x1, __secondary_stacks_top
+1:  adrp    x1, __secondary_stacks_top
     add     x1, x1, :lo12:__secondary_stacks_top
     mov     x2, #{stack_size}
     sub     x3, x19, #1
     msub    x1, x3, x2, x1
     mov     sp, x1
+2:
 
     // FP/SIMD: CPACR_EL1.FPEN = 0b11.
     mrs     x1, cpacr_el1
@@ -73,6 +82,21 @@ extern "C" {
 
 /// What each secondary vCPU runs: a `fn(usize) -> !` address; 0 = nothing.
 static MAIN: [AtomicUsize; MAX_VCPUS] = [const { AtomicUsize::new(0) }; MAX_VCPUS];
+/// The context id each vCPU was last started with at [`entry`].
+static CONTEXT: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+
+/// Sets what vCPU `vcpu` runs when it next comes up at [`entry`] (for
+/// vCPU 0, or a CPU_ON with a context id of the caller's choosing).
+pub fn set_main(vcpu: usize, main: fn(usize) -> !) {
+    if let Some(slot) = MAIN.get(vcpu) {
+        slot.store(main as usize, Ordering::Release);
+    }
+}
+
+/// The context id (x0) this vCPU was last started with at [`entry`].
+pub fn context() -> u64 {
+    CONTEXT[crate::cpu::index() % MAX_VCPUS].load(Ordering::Acquire)
+}
 
 /// Address of the secondary entry point, for PSCI `CPU_ON`.
 pub fn entry() -> u64 {
@@ -98,10 +122,11 @@ pub fn start(vcpu: usize, main: fn(usize) -> !) -> i64 {
     crate::psci::cpu_on(vcpu as u64, entry(), vcpu as u64)
 }
 
-/// Rust side of the secondary entry: a vCPU `1..MAX_VCPUS` with its stack,
+/// Rust side of the secondary entry: a vCPU `0..MAX_VCPUS` with its stack,
 /// FP/SIMD and vectors set up.
 #[no_mangle]
-extern "C" fn __bulkhead_rt_secondary(vcpu: usize, _context: u64) -> ! {
+extern "C" fn __bulkhead_rt_secondary(vcpu: usize, context: u64) -> ! {
+    CONTEXT[vcpu].store(context, Ordering::Release);
     if crate::gic::present() {
         if let Err(e) = crate::gic::init_cpu() {
             crate::println!("{}: vcpu {vcpu}: GIC setup failed: {e}", crate::name());

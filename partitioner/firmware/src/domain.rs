@@ -5,7 +5,7 @@
 
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
-    FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SCTLR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
+    FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
 };
 use bulkhead_core::package::Package;
 use bulkhead_core::plan::{DomainPlan, FaultPolicy, Plan, MAX_CPUS, MAX_DOMAINS};
@@ -48,6 +48,11 @@ pub const ON: usize = 2;
 static CORE_STATE: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(OFF) }; MAX_CPUS];
 /// Entry point and context id a guest's PSCI CPU_ON gave a vCPU.
 static CORE_START: [Mutex<(u64, u64)>; MAX_CPUS] = [const { Mutex::new((0, 0)) }; MAX_CPUS];
+/// The next start of this core's vCPU is its domain's boot (or restart):
+/// at the image entry, with the device tree in x0, the memory loaded first
+/// if it is not. Any other start (a PSCI CPU_ON from the domain, even of
+/// its vCPU 0) is at the entry and context id CPU_ON gave, over live memory.
+static CORE_BOOT: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// A request another core left for this one (see [`kick`]).
 const REQ_NONE: usize = 0;
 const REQ_STOP: usize = 1;
@@ -245,13 +250,18 @@ fn load(i: usize, d: &DomainPlan) {
 /// Start each domain's first vCPU; this core then runs its own vCPU, or
 /// powers off until a domain asks for it.
 pub fn start_all(boot_core: usize) -> ! {
-    for d in plan().domains.iter() {
+    for (i, d) in plan().domains.iter().enumerate() {
         let first = d.cpus[0];
+        CORE_BOOT[first].store(true, Ordering::Release);
         CORE_STATE[first].store(ON_PENDING, Ordering::Release);
         if first == boot_core {
             continue;
         }
-        power_on(d, first);
+        if let Err(why) = power_on(d, first) {
+            CORE_STATE[first].store(OFF, Ordering::Release);
+            STATE[i].lock().stopped = true;
+            error!("domain \"{}\" stopped: {why}", d.name);
+        }
     }
     if CORE_STATE[boot_core].load(Ordering::Acquire) == ON_PENDING {
         launch(boot_core);
@@ -262,18 +272,68 @@ pub fn start_all(boot_core: usize) -> ! {
     park()
 }
 
-/// Power physical core `core` on at the secondary entry (it then runs
-/// [`launch`]); false, reported, if the platform firmware refuses.
-fn power_on(d: &DomainPlan, core: usize) -> bool {
-    let entry = boot::secondary_entry as *const () as u64;
-    let r = psci::cpu_on(crate::board().cpus[core], entry, core as u64);
-    if r != 0 {
-        error!(
-            "domain \"{}\": PSCI CPU_ON of core {} failed ({})",
-            d.name, core, r
-        );
+/// Why a core could not be powered on.
+pub struct PowerOnFailed {
+    core: usize,
+    ret: i64,
+    attempts: u32,
+}
+
+impl core::fmt::Display for PowerOnFailed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "the platform's PSCI CPU_ON of core {} failed ({}) after {} attempt(s)",
+            self.core, self.ret, self.attempts
+        )
     }
-    r == 0
+}
+
+/// Power physical core `core` on at the secondary entry (it then runs
+/// [`launch`]). A core whose vCPU was just turned off may still be on its
+/// way to its own CPU_OFF (it marks itself off first), so the platform may
+/// answer ALREADY_ON (or ON_PENDING) for a while: that is retried, about a
+/// millisecond apart, a bounded number of times
+/// (`bulkhead_core::lifecycle::power_on_outcome`); an error, reported, if
+/// the core never comes.
+fn power_on(d: &DomainPlan, core: usize) -> Result<(), PowerOnFailed> {
+    use bulkhead_core::lifecycle::{power_on_outcome, PowerOn};
+    let entry = boot::secondary_entry as *const () as u64;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r = psci::cpu_on(crate::board().cpus[core], entry, core as u64);
+        match power_on_outcome(r, attempt) {
+            PowerOn::Started => {
+                if attempt > 1 {
+                    info!(
+                        "domain \"{}\": core {} powered on at attempt {} (it was still powering off)",
+                        d.name, core, attempt
+                    );
+                }
+                return Ok(());
+            }
+            PowerOn::Retry => spin_ms(1),
+            PowerOn::Failed => {
+                let e = PowerOnFailed {
+                    core,
+                    ret: r,
+                    attempts: attempt,
+                };
+                error!("domain \"{}\": {e}", d.name);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Busy-wait about `ms` milliseconds of the physical counter.
+fn spin_ms(ms: u64) {
+    let start = CNTPCT_EL0.get();
+    let ticks = CNTFRQ_EL0.get() * ms / 1000;
+    while CNTPCT_EL0.get().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
 }
 
 /// Power this core off (until a CPU_ON), or halt it if the firmware refuses.
@@ -310,14 +370,14 @@ pub fn core_state(core: usize) -> usize {
 /// Enter this core's vCPU from reset.
 pub fn launch(core: usize) -> ! {
     let di = CORE_DOMAIN[core].load(Ordering::Acquire);
-    if di == 0 || CORE_REQUEST[core].swap(REQ_NONE, Ordering::AcqRel) == REQ_STOP {
+    if di == 0 || CORE_REQUEST[core].swap(REQ_NONE, Ordering::SeqCst) == REQ_STOP {
         CORE_STATE[core].store(OFF, Ordering::Release);
         park();
     }
     let d = &plan().domains[di - 1];
     let vcpu = CORE_VCPU[core].load(Ordering::Acquire);
     let mut frame = TrapFrame::ZERO;
-    if vcpu == 0 {
+    if CORE_BOOT[core].swap(false, Ordering::AcqRel) {
         if !LOADED[di - 1].load(Ordering::Acquire) {
             load(di - 1, d);
             LOADED[di - 1].store(true, Ordering::Release);
@@ -330,15 +390,17 @@ pub fn launch(core: usize) -> ! {
         frame.elr = entry;
     }
     frame.spsr = trap::SPSR_EL1H_DAIF_MASKED;
-    // EL1 state a core has at reset: MMU off, no vectors.
-    SCTLR_EL1.set(sysregs::SCTLR_EL1_RESET);
-    VBAR_EL1.set(0);
     // The domain's identity: virtual MPIDR = its vCPU index; its counter
     // offset is zero, so it sees the same time as the partitioner.
     set_vmpidr(vcpu as u64);
     CNTVOFF_EL2.set(0);
     crate::cpu::enter_guest_controls(core);
+    // Every EL1/EL0 register the domain can see as at a cold boot (with
+    // FP/SIMD untrapped, as just set), and its virtual CPU interface too:
+    // nothing a previous run left behind survives a restart or a CPU_ON.
+    crate::el1::reset();
     irq::reset_vcpu();
+    gic::reset_virtual_cpu_interface();
     mmu::install_stage2(ROOTS[di - 1].load(Ordering::Acquire), d.vmid);
     HCR_EL2.set(crate::cpu::hcr_el2());
     CORE_STATE[core].store(ON, Ordering::Release);
@@ -550,36 +612,62 @@ pub fn crashed(di: usize, d: &DomainPlan, why: &str) -> ! {
     }
 }
 
-/// Ask every other running core of domain `di` to stop, and wait until they have.
+/// Ask every other core of domain `d` to stop, and wait until they have:
+/// until then, one of them may still run the domain, so its memory must
+/// not be touched. The request goes to every core, off ones included: a
+/// core the domain powers on (CPU_ON from a vCPU not stopped yet) while
+/// this runs sees it in `launch` and parks instead of entering the domain.
+/// The wait ends only once two passes in a row see every other core off: a
+/// vCPU's CPU_ON of another core comes before its own core goes off, so a
+/// pass that begins after the first pass saw the last core off sees any
+/// such power-on, and waits for that core to park. It never gives up (a
+/// kicked core stops at its next exit to EL2, which the kick forces); a
+/// core slow to stop is kicked again and reported.
 fn stop_other_cores(d: &DomainPlan) {
     let me = this_core();
     let board = crate::board();
-    for &c in d.cpus.iter() {
-        if c == me {
-            continue;
-        }
-        match CORE_STATE[c].load(Ordering::Acquire) {
-            OFF => {}
-            _ => {
-                CORE_REQUEST[c].store(REQ_STOP, Ordering::Release);
+    let kick_all = || {
+        for &c in d.cpus.iter().filter(|&&c| c != me) {
+            // SeqCst: the request is visible to a core before it can be seen
+            // off here and then powered on by a vCPU (see `launch`).
+            CORE_REQUEST[c].store(REQ_STOP, Ordering::SeqCst);
+            if CORE_STATE[c].load(Ordering::SeqCst) != OFF {
                 gic::send_sgi(gic::SGI_KICK, c, board.cpus[c]);
             }
         }
-    }
-    // A kicked core stops at its next exit to EL2, which the kick forces.
+    };
+    kick_all();
+    let freq = CNTFRQ_EL0.get().max(1);
     let start = CNTPCT_EL0.get();
-    let limit = CNTFRQ_EL0.get(); // one second
-    for &c in d.cpus.iter() {
-        while c != me && CORE_STATE[c].load(Ordering::Acquire) != OFF {
-            if CNTPCT_EL0.get() - start > limit {
-                error!(
-                    "domain \"{}\": core {c} did not stop within a second",
-                    d.name
-                );
+    let mut last_kick = start;
+    let mut reported = false;
+    let mut quiet_passes = 0;
+    loop {
+        let running = d
+            .cpus
+            .iter()
+            .find(|&&c| c != me && CORE_STATE[c].load(Ordering::SeqCst) != OFF);
+        let Some(&c) = running else {
+            quiet_passes += 1;
+            if quiet_passes == 2 {
                 break;
             }
-            core::hint::spin_loop();
+            continue;
+        };
+        quiet_passes = 0;
+        let now = CNTPCT_EL0.get();
+        if !reported && now.wrapping_sub(start) > freq {
+            reported = true;
+            warn!(
+                "domain \"{}\": core {c} has not stopped after a second; still waiting (its memory stays untouched until it has)",
+                d.name
+            );
         }
+        if now.wrapping_sub(last_kick) > freq / 10 {
+            last_kick = now;
+            kick_all();
+        }
+        core::hint::spin_loop();
     }
 }
 
@@ -654,13 +742,27 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
         CORE_REQUEST[c].store(REQ_NONE, Ordering::Release);
     }
     let first = d.cpus[0];
+    CORE_BOOT[first].store(true, Ordering::Release);
     CORE_STATE[first].store(ON_PENDING, Ordering::Release);
     TRANSITION[di].store(false, Ordering::Release);
     if first == me {
         launch(me);
     }
-    power_on(d, first);
+    if let Err(why) = power_on(d, first) {
+        // Nothing of the domain runs: its first core never came.
+        CORE_BOOT[first].store(false, Ordering::Release);
+        CORE_STATE[first].store(OFF, Ordering::Release);
+        stop_domain(di, d, alloc_free_reason(&why).as_str());
+    }
     park()
+}
+
+/// A stop reason naming a failed power-on, without an allocator.
+fn alloc_free_reason(why: &PowerOnFailed) -> heapless::String<96> {
+    use core::fmt::Write;
+    let mut s = heapless::String::new();
+    let _ = write!(s, "its first core could not be powered on ({why})");
+    s
 }
 
 /// Start vCPU `vcpu` of domain `d` at `entry` (PSCI CPU_ON from the domain).
@@ -674,15 +776,16 @@ pub fn start_vcpu(d: &DomainPlan, vcpu: usize, entry: u64, ctx: u64) -> i64 {
     if d.ram_at(entry).is_none() {
         return INVALID_PARAMETERS;
     }
-    match CORE_STATE[core].compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
+    match CORE_STATE[core].compare_exchange(OFF, ON_PENDING, Ordering::SeqCst, Ordering::SeqCst) {
         Ok(_) => {}
         Err(ON) => return ALREADY_ON,
         Err(_) => return RET_ON_PENDING,
     }
     *CORE_START[core].lock() = (entry, ctx);
-    if !power_on(d, core) {
+    CORE_BOOT[core].store(false, Ordering::Release);
+    if power_on(d, core).is_err() {
         CORE_STATE[core].store(OFF, Ordering::Release);
-        return INVALID_PARAMETERS;
+        return bulkhead_core::lifecycle::INTERNAL_FAILURE;
     }
     SUCCESS
 }

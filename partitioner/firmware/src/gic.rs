@@ -152,6 +152,8 @@ const GICC_EOIR: usize = 0x10;
 const GICC_DIR: usize = 0x1000;
 const GICH_HCR: usize = 0x0;
 const GICH_VTR: usize = 0x4;
+const GICH_VMCR: usize = 0x8;
+const GICH_APR: usize = 0xf0;
 const GICH_EISR0: usize = 0x20;
 const GICH_ELRSR0: usize = 0x30;
 const GICH_LR0: usize = 0x100;
@@ -616,5 +618,40 @@ pub fn version() -> GicVersion {
     match hw() {
         Hw::V3 { .. } => GicVersion::V3,
         Hw::V2 { .. } => GicVersion::V2,
+    }
+}
+
+/// The virtual CPU interface state a vCPU starts with, as at a cold reset
+/// (`bulkhead_core::lifecycle::vmcr_reset`): no active priorities (an
+/// interrupt a previous run left active without its EOI is forgotten),
+/// priority mask 0, binary points at their minimum, both groups disabled,
+/// EOImode 0. The list registers are emptied by `irq::clear_vcpu`.
+pub fn reset_virtual_cpu_interface() {
+    use bulkhead_core::lifecycle::{active_priority_registers, vmcr_reset};
+    match hw() {
+        Hw::V3 { .. } => {
+            let vtr = sysreg!(read "S3_4_C12_C11_1"); // ICH_VTR_EL2
+            let aprs = active_priority_registers(GicVersion::V3, vtr);
+            // ICH_AP0R<n>_EL2 and ICH_AP1R<n>_EL2, those the interface has.
+            sysreg!(write "S3_4_C12_C8_0", 0);
+            sysreg!(write "S3_4_C12_C9_0", 0);
+            if aprs > 1 {
+                sysreg!(write "S3_4_C12_C8_1", 0);
+                sysreg!(write "S3_4_C12_C9_1", 0);
+            }
+            if aprs > 2 {
+                sysreg!(write "S3_4_C12_C8_2", 0);
+                sysreg!(write "S3_4_C12_C9_2", 0);
+                sysreg!(write "S3_4_C12_C8_3", 0);
+                sysreg!(write "S3_4_C12_C9_3", 0);
+            }
+            // ICH_VMCR_EL2.
+            sysreg!(write "S3_4_C12_C11_7", vmcr_reset(GicVersion::V3, vtr));
+        }
+        Hw::V2 { gich, .. } => {
+            let vtr = u64::from(rd32(gich + GICH_VTR));
+            wr32(gich + GICH_APR, 0);
+            wr32(gich + GICH_VMCR, vmcr_reset(GicVersion::V2, vtr) as u32);
+        }
     }
 }

@@ -13,6 +13,7 @@ mod checksum;
 mod console;
 mod cpu;
 mod domain;
+mod el1;
 mod exceptions;
 mod gic;
 mod irq;
