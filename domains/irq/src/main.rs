@@ -158,7 +158,7 @@ const SGI_PING: u32 = 1;
 const SGI_PONG: u32 = 2;
 const SGI_ATTACK: u32 = 3;
 /// SGI 0: the `sgi-regs` and `suspend-pending` probes.
-const SGI_PROBE: u32 = 0;
+const SGI_PROBE: u32 = lifecycle::SGI_SELF;
 /// The `sgi-burst` SGIs.
 const BURST_SGIS: core::ops::Range<u32> = 4..16;
 /// Values printed per `latencies` line: short enough for the virtual
@@ -343,7 +343,6 @@ fn ticks_u32(t: u64) -> u32 {
 /// Every interrupt of every vCPU.
 fn on_irq(intid: u32) {
     match intid {
-        lifecycle::SGI_SELF => lifecycle::on_sgi_self(),
         SGI_PING => gic::send_sgi(SGI_PONG, SgiTarget::Vcpu(0)),
         SGI_PONG => {
             let rt = irq::entry_ticks().wrapping_sub(SENT_AT.load(Ordering::Acquire));
@@ -356,8 +355,11 @@ fn on_irq(intid: u32) {
         SGI_ATTACK => {
             ATTACK_SEEN[cpu::index() % cpu::MAX_VCPUS].fetch_add(1, Ordering::AcqRel);
         }
+        // SGI 0: the `sgi-regs` probe and the lifecycle modes' own SGI
+        // (never used by the same run); both count it.
         SGI_PROBE => {
             PROBE_SEEN[cpu::index() % cpu::MAX_VCPUS].fetch_add(1, Ordering::AcqRel);
+            lifecycle::on_sgi_self();
         }
         i if BURST_SGIS.contains(&i) => {
             BURST_SEEN.fetch_or(1 << i, Ordering::AcqRel);

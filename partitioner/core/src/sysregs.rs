@@ -71,8 +71,10 @@ impl CpuFeatures {
             sme,
             sme_fa64: sme && id.smfr0 & (1 << 63) != 0,
             sme2: sme && field(id.pfr1, 24) >= 2,
-            pauth: [4, 8, 24, 28].iter().any(|&lsb| field(id.isar1, lsb) != 0)
-                || [8, 12].iter().any(|&lsb| field(id.isar2, lsb) != 0),
+            pauth: {
+                let p = crate::lifecycle::pointer_auth(id.isar1, id.isar2);
+                p.address_keys || p.generic_key
+            },
             ras: field(id.pfr0, 28) != 0,
             amu: field(id.pfr0, 44) != 0,
             spe: field(id.dfr0, 32) != 0,

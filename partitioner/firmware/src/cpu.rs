@@ -146,12 +146,12 @@ macro_rules! msr {
     }};
 }
 
-/// Put the core's PMU, self-hosted debug and SVE/SME state into their
-/// cold-boot state, so nothing of a domain's previous life (or of whoever
-/// ran on the core before) survives a (re)start: counters stopped and
-/// zeroed, no breakpoint or watchpoint armed, streaming mode and ZA off,
-/// every SVE predicate and the first-fault register clear. (The general
-/// purpose, FP/SIMD and other EL1 registers are reset by `domain::launch`.)
+/// Put the core's PMU and SVE/SME state into their cold-boot state, so
+/// nothing of a domain's previous life (or of whoever ran on the core
+/// before) survives a (re)start: counters stopped and zeroed, streaming
+/// mode and ZA off, every SVE predicate and the first-fault register clear.
+/// (The EL1 system registers, debug registers and FP/SIMD are reset by
+/// `el1::reset`.)
 fn reset_core_extensions(f: &CpuFeatures) {
     if f.pmu_version != 0 {
         // PMCR_EL0: P and C zero every counter; E off.
@@ -163,35 +163,6 @@ fn reset_core_extensions(f: &CpuFeatures) {
         msr!("pmselr_el0", 0);
         msr!("pmccfiltr_el0", 0);
     }
-    let dfr0 = mrs!("id_aa64dfr0_el1");
-    let breakpoints = ((dfr0 >> 12) & 0xf) + 1;
-    let watchpoints = ((dfr0 >> 20) & 0xf) + 1;
-    macro_rules! disarm {
-        ($n:literal) => {
-            if $n < breakpoints {
-                msr!(concat!("dbgbcr", $n, "_el1"), 0);
-            }
-            if $n < watchpoints {
-                msr!(concat!("dbgwcr", $n, "_el1"), 0);
-            }
-        };
-    }
-    disarm!(0);
-    disarm!(1);
-    disarm!(2);
-    disarm!(3);
-    disarm!(4);
-    disarm!(5);
-    disarm!(6);
-    disarm!(7);
-    disarm!(8);
-    disarm!(9);
-    disarm!(10);
-    disarm!(11);
-    disarm!(12);
-    disarm!(13);
-    disarm!(14);
-    disarm!(15);
     if f.sme {
         // SVCR = 0: out of streaming mode (which zeroes the SVE state) and
         // ZA off; SMCR_EL1, SMPRI_EL1 and TPIDR2_EL0 at their reset values.

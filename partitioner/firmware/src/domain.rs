@@ -11,7 +11,7 @@ use bulkhead_core::package::Package;
 use bulkhead_core::plan::{DomainPlan, FaultPolicy, Plan, MAX_CPUS, MAX_DOMAINS};
 use bulkhead_core::trap::{self, Exit, Syndrome};
 use bulkhead_core::vconsole::VirtualConsole;
-use bulkhead_core::{dtb, stage2, sysregs};
+use bulkhead_core::{dtb, stage2};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use log::{error, info, warn};
 use spin::{Mutex, Once};
