@@ -179,4 +179,56 @@ fn cpu_max_gives_the_domain_sve_pointer_auth_and_a_pmu_that_cannot_see_el2() {
         "{log}"
     );
     assert!(lines_with(&log, "UNEXPECTED").is_empty(), "{log}");
+    // AArch32 at EL0 too: probe's Thumb line comes through whole.
+    assert_eq!(
+        log.lines().filter(|l| *l == "[probe] thumb").count(),
+        1,
+        "{log}"
+    );
+}
+
+/// The lines the virtual console printed for domain `name`, untagged.
+fn domain_lines<'a>(log: &'a str, name: &str) -> Vec<&'a str> {
+    let tag = format!("[{name}] ");
+    log.lines().filter_map(|l| l.strip_prefix(&tag)).collect()
+}
+
+#[test]
+fn thumb_el0_stores_to_the_virtual_console_are_stepped_by_their_two_bytes() {
+    // probe's `thumb-el0`: a Thumb program at AArch32 EL0 writes "thumb\n"
+    // to the virtual console with six 16-bit `str rN, [r0]`, each trapped
+    // and emulated by the partitioner, then `svc #0` back to EL1. Stepping
+    // over each store by 4 bytes instead of 2 (ESR_EL2.IL ignored) would
+    // skip every second one: "tub", no newline.
+    let mut run = boot("hardening", "hardening-thumb", &Machine::default());
+    run.wait_line(UART0, "probe: cpu checks done", WAIT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", run.output(UART0)));
+    let beat = wait_heartbeat_after(&mut run, UART0, "probe", 0);
+    let hb = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART1, "hello", hb + 2);
+    let log = run.output(UART0);
+    let probe = domain_lines(&log, "probe");
+    assert!(
+        !probe.contains(&"probe: thumb el0 absent"),
+        "cortex-a72 has AArch32 at EL0 (ID_AA64PFR0_EL1.EL0 = 2)\n{log}"
+    );
+    // Exactly the line written from EL0, then the domain's report that the
+    // program came back through its SVC at +0xc.
+    let thumb: Vec<usize> = (0..probe.len()).filter(|&i| probe[i] == "thumb").collect();
+    assert_eq!(thumb.len(), 1, "exactly one line \"[probe] thumb\"\n{log}");
+    let at = thumb[0] + 1;
+    assert_eq!(
+        probe.get(at).copied(),
+        Some("probe: thumb el0 -> svc #0 at +0xc"),
+        "{log}"
+    );
+    // The probe lives on: its cpu checks, then its heartbeat.
+    assert_eq!(probe[at + 1], "probe: cpu l2ctlr_el1 -> 0x0", "{log}");
+    assert!(beat >= 1);
+    assert!(lines_with(&log, "UNEXPECTED").is_empty(), "{log}");
+    assert!(
+        lines_with(&log, "domain \"probe\" stopped").is_empty(),
+        "{log}"
+    );
+    assert!(lines_with(&run.output(UART1), "UNEXPECTED").is_empty());
 }

@@ -35,6 +35,19 @@
 //! <name>: cpu checks done
 //! ```
 //!
+//! With the word `thumb-el0`, after the attacks (before the cpu checks) it
+//! runs a little hand-assembled Thumb program in AArch32 User mode (EL0)
+//! that stores the characters of a line, one 16-bit `STR` each, to the
+//! console's data register, then returns with `SVC #0` (see
+//! `bulkhead_rt::hardening::thumb_el0_line`). On the virtual console each
+//! store traps and is emulated, and the partitioner must step over exactly
+//! the 2 bytes of the instruction, or every second character is lost:
+//!
+//! ```text
+//! thumb                                              (written from EL0)
+//! <name>: thumb el0 -> svc #<imm> at +<offset:#x>    (or: thumb el0 absent)
+//! ```
+//!
 //! `<t>` counts the entries of `attack=` (unparsable ones included).
 //! Exactly one `attack` line per access, a read then a write per target, in
 //! bootargs order; `<n>` counts accesses (two per target). Extra lines only
@@ -173,6 +186,12 @@ fn main(_dtb: usize) -> ! {
         "{name}: attacks done: {} attempted, {} aborted",
         tally.attempted, tally.aborted
     );
+    if bootargs.split_ascii_whitespace().any(|w| w == "thumb-el0") {
+        match bulkhead_rt::hardening::thumb_el0_line() {
+            Some((imm, at)) => println!("{name}: thumb el0 -> svc #{imm} at +{at:#x}"),
+            None => println!("{name}: thumb el0 absent"),
+        }
+    }
     if bootargs.split_ascii_whitespace().any(|w| w == "cpu-checks") {
         cpu_checks(name);
     }

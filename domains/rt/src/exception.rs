@@ -7,7 +7,9 @@
 //! the vector restores the frame and `eret`s) only for an abort of a
 //! `try_*` access or an undefined HVC/SMC of a PSCI probe
 //! (`psci::try_call`); every other exception prints a decoded report and
-//! halts the core.
+//! halts the core. The synchronous vector of a lower EL using AArch32 first
+//! checks for an SVC, which ends a run of EL0 code and returns to the
+//! caller of `el0::run_t32` instead.
 
 use crate::sysreg::read_sysreg;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -58,8 +60,17 @@ __bulkhead_vectors:
     BULKHEAD_VECTOR 9
     BULKHEAD_VECTOR 10
     BULKHEAD_VECTOR 11
-    // Lower EL, AArch32.
-    BULKHEAD_VECTOR 12
+    // Lower EL, AArch32. Synchronous: an SVC ends a run of EL0 code
+    // (el0.rs) and returns to its caller; anything else is a trap.
+    .balign 0x80
+    sub     sp, sp, #272
+    stp     x0, x1, [sp, #0]
+    mrs     x0, esr_el1
+    lsr     x0, x0, #26
+    cmp     x0, #{ec_svc32}
+    b.eq    __bulkhead_el0_t32_return
+    mov     x0, #12
+    b       __bulkhead_trap
     BULKHEAD_VECTOR 13
     BULKHEAD_VECTOR 14
     BULKHEAD_VECTOR 15
@@ -112,6 +123,7 @@ __bulkhead_trap:
     eret
 "#,
     irq_frame = const crate::irq::IRQ_FRAME,
+    ec_svc32 = const crate::el0::EC_SVC_AARCH32,
 );
 
 /// Vector 4: synchronous exception from the current EL using SP_EL1, the

@@ -1,8 +1,10 @@
 //! Probes of what a domain can reach on its own core: implementation
 //! defined and auxiliary control registers, the PMU, set/way cache
-//! maintenance, and the SVE and pointer-authentication extensions. Used by
-//! the `probe` domain's `cpu-checks` mode; each function says what it does
-//! on bare hardware, the partitioner decides what the domain really gets.
+//! maintenance, the SVE and pointer-authentication extensions, and AArch32
+//! Thumb code at EL0 whose trapped stores the partitioner emulates. Used by
+//! the `probe` domain's `cpu-checks` and `thumb-el0` modes; each function
+//! says what it does on bare hardware, the partitioner decides what the
+//! domain really gets.
 
 use crate::sysreg::{isb, read_sysreg, write_sysreg};
 
@@ -105,4 +107,48 @@ pub fn pointer_auth_round_trip() -> Option<bool> {
     write_sysreg!("sctlr_el1", sctlr);
     isb();
     Some(p == pointer)
+}
+
+/// A T32 program for AArch32 EL0, hand-assembled (all 16-bit encodings):
+/// `r0` = the console's data register, `r1..r6` = the characters of a
+/// line. Each `STR (immediate)` T1 encoding is `0110 0 imm5 Rn Rt`, here
+/// with imm5 = 0 and Rn = r0: on the partitioner's virtual console every
+/// one of them traps to EL2, which emulates it and must step the PC over
+/// exactly 2 bytes. Stepping 4 would skip every second store (`t`, `u`,
+/// `b` only, no newline) and still reach the `SVC` at an even offset.
+static THUMB_LINE: [u16; 7] = [
+    0x6001, // +0x0: str r1, [r0]
+    0x6002, // +0x2: str r2, [r0]
+    0x6003, // +0x4: str r3, [r0]
+    0x6004, // +0x6: str r4, [r0]
+    0x6005, // +0x8: str r5, [r0]
+    0x6006, // +0xa: str r6, [r0]
+    0xdf00, // +0xc: svc #0 (T1: 1101 1111 imm8)
+];
+
+/// The characters [`thumb_el0_line`] prints, in `r1..r6`.
+const THUMB_TEXT: &[u8; 6] = b"thumb\n";
+
+/// Runs `THUMB_LINE` in AArch32 User mode, Thumb state, writing the line
+/// `thumb` to the console from EL0 (under the console lock), and returns
+/// how it ended: `Some((svc immediate, offset of the SVC in the program))`
+/// (`(0, 0xc)` when every instruction ran), `None` if the core has no
+/// AArch32 at EL0. The stores do not wait for room in the transmit FIFO:
+/// the virtual console never has it full, nor does QEMU's PL011.
+pub fn thumb_el0_line() -> Option<(u16, u64)> {
+    let Ok(console) = u32::try_from(crate::console::base()) else {
+        return None; // out of reach of AArch32
+    };
+    let mut args = [0u32; 8];
+    args[0] = console;
+    for (arg, &c) in args[1..].iter_mut().zip(THUMB_TEXT) {
+        *arg = u32::from(c);
+    }
+    // SAFETY: the program only stores to the console's data register (a
+    // device, not memory Rust owns: see `console::write_byte`) and ends in
+    // an SVC; it uses no FP/SIMD register. Under the console lock, its
+    // characters are the only ones written meanwhile.
+    let exit = crate::console::locked(|| unsafe { crate::el0::run_t32(&THUMB_LINE, args) })?;
+    let svc = exit.elr.wrapping_sub(2 + THUMB_LINE.as_ptr() as u64);
+    Some((exit.imm(), svc))
 }

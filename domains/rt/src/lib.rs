@@ -32,8 +32,13 @@
 //! ([`smp::set_main`]), on its boot stack; [`smp::context`] is the context
 //! id a vCPU came up with.
 //!
+//! [`hardening`] holds small probes of what a domain reaches on its own
+//! core, among them a Thumb program run at AArch32 EL0 through [`el0`]
+//! (which returns to EL1 on the program's `SVC`).
+//!
 //! Any exception other than an abort of a `try_*` access (or the UNDEFINED
-//! instruction of a [`psci::try_call`]) prints
+//! instruction of a [`psci::try_call`], or the `SVC` that ends a run of
+//! AArch32 EL0 code) prints
 //! `<name>: UNEXPECTED EXCEPTION: ...` (vector, ESR decoded, FAR, ELR, SPSR,
 //! LR, SP) then `<name>: core halted`, and halts the core; a panic prints
 //! `<name>: PANIC at <file>:<line>: <message>` and halts.
@@ -43,6 +48,7 @@ mod boot;
 pub mod console;
 pub mod cpu;
 mod dtb;
+pub mod el0;
 mod exception;
 pub mod gic;
 pub mod hardening;
