@@ -68,14 +68,6 @@ core::arch::global_asm!(
     ldp     x16, x17, [sp, #128]
 .endm
 
-.macro VECTOR kind
-    .balign 0x80
-    sub     sp, sp, #{frame}
-    stp     x0, x1, [sp, #0]
-    mov     x0, #\kind
-    b       save_and_dispatch
-.endm
-
 // Spectre-BHB: overwrite the branch history the domain left with
 // BHB_LOOP taken branches before any partitioner code runs (x0 is free:
 // it was just saved).
@@ -89,65 +81,62 @@ core::arch::global_asm!(
     isb
 .endm
 
-.macro VECTOR_HARDENED kind
+// Save x0/x1 and go to the common path with the vector's index; with
+// `hardened` (entries from a domain, vectors 8-15), the branch history is
+// cleared first.
+.macro VECTOR kind, hardened=0
     .balign 0x80
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp, #0]
+    .if \hardened
     CLEAR_BHB
+    .endif
     mov     x0, #\kind
     b       save_and_dispatch
+.endm
+
+// IRQ from a domain: the hot path, see `irq_from_domain`.
+.macro IRQ_VECTOR hardened
+    .balign 0x80
+    sub     sp, sp, #{irq_frame}
+    stp     x0, x1, [sp, #0]
+    .if \hardened
+    CLEAR_BHB
+    .endif
+    b       irq_save_and_dispatch
+.endm
+
+.macro VECTOR_TABLE hardened
+    VECTOR 0
+    VECTOR 1
+    VECTOR 2
+    VECTOR 3
+    VECTOR 4
+    VECTOR 5
+    VECTOR 6
+    VECTOR 7
+    VECTOR 8, \hardened
+    IRQ_VECTOR \hardened
+    VECTOR 10, \hardened
+    VECTOR 11, \hardened
+    VECTOR 12, \hardened
+    VECTOR 13, \hardened
+    VECTOR 14, \hardened
+    VECTOR 15, \hardened
 .endm
 
     .section .text
     .balign 0x800
     .global el2_vectors
 el2_vectors:
-    VECTOR 0
-    VECTOR 1
-    VECTOR 2
-    VECTOR 3
-    VECTOR 4
-    VECTOR 5
-    VECTOR 6
-    VECTOR 7
-    VECTOR 8
-    // IRQ from a domain: the hot path, see `irq_from_domain`.
-    .balign 0x80
-    sub     sp, sp, #{irq_frame}
-    stp     x0, x1, [sp, #0]
-    b       irq_save_and_dispatch
-    VECTOR 10
-    VECTOR 11
-    VECTOR 12
-    VECTOR 13
-    VECTOR 14
-    VECTOR 15
+    VECTOR_TABLE 0
 
     // The same table with every entry from a domain hardened (CLEAR_BHB),
     // for cores exposed to Spectre-BHB (see `harden`).
     .balign 0x800
     .global el2_vectors_hardened
 el2_vectors_hardened:
-    VECTOR 0
-    VECTOR 1
-    VECTOR 2
-    VECTOR 3
-    VECTOR 4
-    VECTOR 5
-    VECTOR 6
-    VECTOR 7
-    VECTOR_HARDENED 8
-    .balign 0x80
-    sub     sp, sp, #{irq_frame}
-    stp     x0, x1, [sp, #0]
-    CLEAR_BHB
-    b       irq_save_and_dispatch
-    VECTOR_HARDENED 10
-    VECTOR_HARDENED 11
-    VECTOR_HARDENED 12
-    VECTOR_HARDENED 13
-    VECTOR_HARDENED 14
-    VECTOR_HARDENED 15
+    VECTOR_TABLE 1
 
 save_and_dispatch:
     SAVE_X2_X17
