@@ -335,6 +335,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ),
     ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
     (
+        "console-flood",
+        "tests/configs/console-flood.dts",
+        Tamper::None,
+    ),
+    (
         "invalid-unchecked",
         "tests/configs/invalid/cpu-shared.dts",
         Tamper::Unchecked,

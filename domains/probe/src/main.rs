@@ -29,6 +29,20 @@
 //! target "<text>"` for an unparsable entry (skipped), and
 //! `<name>: attack write <label> @<addr:#x>: skipped (own image or device
 //! tree)` instead of a write that would hit the domain's own memory.
+//!
+//! Two more bootargs words turn it into a console flooder or a steady
+//! printer (the console fairness test):
+//!
+//! - `flood=<n>:<address>`: after the attacks, `n` rounds as fast as it can,
+//!   each an 8-byte read of `<address>` (which must abort), a PSCI CPU_ON of
+//!   a vCPU it does not have (which must be refused) and a line
+//!   `<name>: flood <i>`. Then `<name>: flood done: <n> faults, <n> cpu_on
+//!   refused, <a> aborted, <r> refused`, a pause of [`SETTLE_MS`] (long enough
+//!   for the partitioner's rate limit to allow lines again) and one more
+//!   round, `<name>: flood settled: <n + 1> faults, <n + 1> cpu_on refused`,
+//!   before the heartbeats.
+//! - `count`: instead of heartbeats, numbered lines as fast as it can,
+//!   `<name>: count <k>` from 1, for ever.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -41,6 +55,11 @@ bulkhead_rt::entry!(main);
 const PATTERN: u64 = 0xbad0_c0de_dead_beef;
 /// Time between heartbeats.
 const HEARTBEAT_MS: u64 = 50;
+/// Pause after a flood before its last round: the partitioner allows
+/// several lines a second again after that long.
+const SETTLE_MS: u64 = 1000;
+/// Virtual MPIDR of a vCPU no domain of this size has.
+const FOREIGN_VCPU: u64 = 0xff;
 
 /// Tally of the accesses made.
 #[derive(Default)]
@@ -91,14 +110,64 @@ fn targets(bootargs: &str) -> impl Iterator<Item = &str> {
         .filter(|entry| !entry.is_empty())
 }
 
+/// The value of the bootargs word starting with `key`.
+fn word<'a>(bootargs: &'a str, key: &str) -> Option<&'a str> {
+    bootargs
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+}
+
+/// `<n>:<address>` of `flood=`.
+fn parse_flood(value: &str) -> Option<(u64, u64)> {
+    let (n, addr) = value.split_once(':')?;
+    Some((n.parse().ok()?, parse_addr(addr)?))
+}
+
+/// One flood round: a fault, a refused CPU_ON, a line. Returns whether the
+/// access aborted and whether the CPU_ON was refused.
+fn flood_round(name: &str, i: u64, addr: u64) -> (bool, bool) {
+    let aborted = try_read(addr).is_err();
+    let refused = bulkhead_rt::psci::cpu_on(FOREIGN_VCPU, 0x4000_0000, 0)
+        == bulkhead_rt::psci::INVALID_PARAMETERS;
+    println!("{name}: flood {i}");
+    (aborted, refused)
+}
+
+/// Flood the partitioner console: see the module documentation.
+fn flood(name: &str, n: u64, addr: u64) {
+    let (mut aborted, mut refused) = (0u64, 0u64);
+    for i in 1..=n {
+        let (a, r) = flood_round(name, i, addr);
+        aborted += a as u64;
+        refused += r as u64;
+    }
+    println!(
+        "{name}: flood done: {n} faults, {n} cpu_on refused, {aborted} aborted, {refused} refused"
+    );
+    delay_ms(SETTLE_MS);
+    let (a, r) = flood_round(name, n + 1, addr);
+    println!(
+        "{name}: flood settled: {} faults, {} cpu_on refused, {} aborted, {} refused",
+        n + 1,
+        n + 1,
+        aborted + a as u64,
+        refused + r as u64
+    );
+}
+
 /// `label:address`, the address in hex with `0x` or in decimal.
 fn parse_target(entry: &str) -> Option<(&str, u64)> {
     let (label, addr) = entry.split_once(':')?;
-    let addr = match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => addr.parse().ok()?,
-    };
+    let addr = parse_addr(addr)?;
     (!label.is_empty()).then_some((label, addr))
+}
+
+/// An address in hex with `0x` or in decimal.
+fn parse_addr(addr: &str) -> Option<u64> {
+    match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => addr.parse().ok(),
+    }
 }
 
 fn main(_dtb: usize) -> ! {
@@ -131,6 +200,17 @@ fn main(_dtb: usize) -> ! {
         "{name}: attacks done: {} attempted, {} aborted",
         tally.attempted, tally.aborted
     );
+
+    if let Some((n, addr)) = word(bootargs, "flood=").and_then(parse_flood) {
+        flood(name, n, addr);
+    }
+    if bootargs.split_ascii_whitespace().any(|w| w == "count") {
+        let mut k: u64 = 0;
+        loop {
+            k += 1;
+            println!("{name}: count {k}");
+        }
+    }
 
     let mut beat: u64 = 0;
     loop {
