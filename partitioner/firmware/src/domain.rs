@@ -17,7 +17,9 @@ use log::{error, info, warn};
 use spin::{Mutex, Once};
 
 use crate::exceptions::TrapFrame;
+use crate::report::limited;
 use crate::{boot, gic, irq, mmu, psci};
+use bulkhead_core::ratelimit::Kind;
 
 static PLAN: Once<Plan> = Once::new();
 static PACKAGE: Once<Package<'static>> = Once::new();
@@ -262,9 +264,15 @@ fn power_on(d: &DomainPlan, core: usize) -> bool {
     let entry = boot::secondary_entry as *const () as u64;
     let r = psci::cpu_on(crate::board().cpus[core], entry, core as u64);
     if r != 0 {
-        error!(
-            "domain \"{}\": PSCI CPU_ON of core {} failed ({})",
-            d.name, core, r
+        let di = CORE_DOMAIN[core].load(Ordering::Acquire).wrapping_sub(1);
+        limited!(
+            di,
+            d,
+            Kind::Lifecycle,
+            error!(
+                "domain \"{}\": PSCI CPU_ON of core {} failed ({})",
+                d.name, core, r
+            )
         );
     }
     r == 0
@@ -344,9 +352,14 @@ pub fn launch(core: usize) -> ! {
     HCR_EL2.set(sysregs::hcr_el2_guest());
     CORE_STATE[core].store(ON, Ordering::Release);
     let (ms, frac) = ms_since_reset();
-    info!(
-        "domain \"{}\": vCPU {} starts on core {} at {:#x}, {}.{:03} ms after reset",
-        d.name, vcpu, core, frame.elr, ms, frac
+    limited!(
+        di - 1,
+        d,
+        Kind::Lifecycle,
+        info!(
+            "domain \"{}\": vCPU {} starts on core {} at {:#x}, {}.{:03} ms after reset",
+            d.name, vcpu, core, frame.elr, ms, frac
+        )
     );
     boot::enter_guest(&frame, core)
 }
@@ -385,14 +398,27 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             let ipa = fault_ipa();
             if d.virtual_console.is_some_and(|vc| ipa & !0xfff == vc) {
                 let off = ipa & 0xfff;
-                let mut st = STATE[di].lock();
-                if write {
-                    let v = frame.reg(a.reg);
-                    st.console
-                        .write(off, v, |line| crate::console::domain_line(&d.name, line));
-                } else {
-                    let v = st.console.read(off);
-                    frame.set_reg(a.reg, v);
+                // A finished line is copied out and printed after the
+                // domain's lock is released: its other vCPUs never wait
+                // for the console.
+                let mut line = heapless::Vec::<u8, { bulkhead_core::vconsole::LINE }>::new();
+                let mut done = false;
+                {
+                    let mut st = STATE[di].lock();
+                    if write {
+                        let v = frame.reg(a.reg);
+                        st.console.write(off, v, |l| {
+                            line.clear();
+                            let _ = line.extend_from_slice(l);
+                            done = true;
+                        });
+                    } else {
+                        let v = st.console.read(off);
+                        frame.set_reg(a.reg, v);
+                    }
+                }
+                if done {
+                    crate::console::domain_line(&d.name, &line);
                 }
                 frame.elr += 4;
             } else if irq::emulate_mmio(di, d, vcpu, ipa, write, a, frame) {
@@ -440,13 +466,18 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         }
         Exit::Wfx => frame.elr += 4,
         Exit::Other { .. } => {
-            error!(
-                "domain \"{}\" core {}: unexpected exception {} (ESR_EL2 {:#x}) at PC {:#x}",
-                d.name,
-                this_core(),
-                Syndrome(esr),
-                esr,
-                frame.elr
+            limited!(
+                di,
+                d,
+                Kind::Lifecycle,
+                error!(
+                    "domain \"{}\" core {}: unexpected exception {} (ESR_EL2 {:#x}) at PC {:#x}",
+                    d.name,
+                    this_core(),
+                    Syndrome(esr),
+                    esr,
+                    frame.elr
+                )
             );
             crashed(di, d, "it took an exception the partitioner cannot reflect");
         }
@@ -473,9 +504,14 @@ fn outside_access(di: usize, d: &DomainPlan, vcpu: usize, frame: &mut TrapFrame,
         FaultPolicy::Stop => "stopping the domain",
         FaultPolicy::Restart => "restarting the domain",
     };
-    warn!(
-        "domain \"{}\" vCPU {} core {}: access outside the domain #{}: IPA {:#x} (VA {:#x}, PC {:#x}): {} [ESR_EL2 {:#x}] -> {}",
-        d.name, vcpu, this_core(), n, ipa, far, frame.elr, Syndrome(esr), esr, action
+    limited!(
+        di,
+        d,
+        Kind::Fault,
+        warn!(
+            "domain \"{}\" vCPU {} core {}: access outside the domain #{}: IPA {:#x} (VA {:#x}, PC {:#x}): {} [ESR_EL2 {:#x}] -> {}",
+            d.name, vcpu, this_core(), n, ipa, far, frame.elr, Syndrome(esr), esr, action
+        )
     );
     match d.fault_policy {
         FaultPolicy::InjectAbort => {
@@ -566,6 +602,9 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     STATE[di].lock().stopped = true;
     stop_other_cores(d);
     irq::reset_domain(di, d);
+    // Once in a domain's life, so never suppressed; the counts of what was
+    // come first.
+    crate::report::flush(di, &d.name);
     warn!(
         "domain \"{}\" stopped: {}; the other domains are unaffected",
         d.name, why
@@ -583,9 +622,14 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     }
     claim_transition(di);
     RESTARTS[di].store(n, Ordering::Release);
-    warn!(
-        "domain \"{}\" restarting ({} of at most {}): {}",
-        d.name, n, d.restart_limit, why
+    limited!(
+        di,
+        d,
+        Kind::Lifecycle,
+        warn!(
+            "domain \"{}\" restarting ({} of at most {}): {}",
+            d.name, n, d.restart_limit, why
+        )
     );
     stop_other_cores(d);
     irq::reset_domain(di, d);
@@ -642,7 +686,13 @@ pub fn stop_this_vcpu(d: &DomainPlan) -> ! {
     let core = this_core();
     irq::clear_vcpu();
     CORE_STATE[core].store(OFF, Ordering::Release);
-    info!("domain \"{}\": vCPU on core {} powered off", d.name, core);
+    let di = CORE_DOMAIN[core].load(Ordering::Acquire).wrapping_sub(1);
+    limited!(
+        di,
+        d,
+        Kind::Lifecycle,
+        info!("domain \"{}\": vCPU on core {} powered off", d.name, core)
+    );
     park()
 }
 
@@ -668,12 +718,17 @@ pub fn handle_interrupt() {
 /// An SError from a domain: it cannot be reflected precisely.
 pub fn handle_serror(frame: &mut TrapFrame) {
     let (di, d, _) = current();
-    error!(
-        "domain \"{}\" core {}: SError (ESR_EL2 {:#x}) at PC {:#x}",
-        d.name,
-        this_core(),
-        ESR_EL2.get(),
-        frame.elr
+    limited!(
+        di,
+        d,
+        Kind::Lifecycle,
+        error!(
+            "domain \"{}\" core {}: SError (ESR_EL2 {:#x}) at PC {:#x}",
+            d.name,
+            this_core(),
+            ESR_EL2.get(),
+            frame.elr
+        )
     );
     crashed(di, d, "it caused an SError");
 }
