@@ -11,11 +11,18 @@ use bulkhead_tests::{boot, expect_line, lines_with, Machine, UART0, WAIT};
 /// Flood rounds the attacker makes before it pauses (its bootargs), and the
 /// one round after the pause.
 const ROUNDS: u64 = 2000 + 1;
-/// At most this many other lines between two consecutive victim lines while
-/// the flood lasts (a count of lines, not a time). With the console's FIFO
-/// turns, a waiting victim prints after at most the line being printed; the
-/// rest is slack for QEMU scheduling the two vCPU threads on a busy host.
-const MAX_BETWEEN_VICTIM_LINES: usize = 40;
+/// At most this many partitioner lines about the attacker between two
+/// consecutive victim lines: its burst (`bulkhead_core::ratelimit::BURST`,
+/// 32) and a few more. Without a rate limit, hundreds.
+const MAX_REPORTS_BETWEEN_VICTIM_LINES: usize = 40;
+/// Between two consecutive victim lines, usually (in [`USUALLY`] of the
+/// cases) at most this many other lines: with the console's FIFO turns, a
+/// waiting victim prints after the line being printed and at most one more.
+/// Not always: on a busy host, QEMU's thread for the victim's vCPU may not
+/// run for a while, and the attacker prints on meanwhile.
+const USUALLY_BETWEEN_VICTIM_LINES: usize = 2;
+/// The share of the gaps between victim lines that [`USUALLY_BETWEEN_VICTIM_LINES`] bounds.
+const USUALLY: f64 = 0.9;
 
 #[test]
 fn a_flood_is_rate_limited_and_the_console_stays_fair() {
@@ -151,8 +158,8 @@ fn flood(gic: u32) {
         assert_eq!(k, i as u64 + 1, "victim line numbers run on without a gap");
     }
 
-    // Fairness while the flood lasts: between two consecutive victim lines,
-    // only a few other lines.
+    // Fairness while the flood lasts, counted in lines (not time): the
+    // lines between each two consecutive victim lines.
     let lines: Vec<&str> = log.lines().collect();
     let first = lines
         .iter()
@@ -162,8 +169,9 @@ fn flood(gic: u32) {
         .iter()
         .position(|l| l.starts_with("[attacker] attacker: flood done"))
         .unwrap();
-    let mut gaps = Vec::new();
-    let mut between = 0;
+    // (other lines, partitioner lines about the attacker) per gap.
+    let mut gaps: Vec<(usize, usize)> = Vec::new();
+    let mut between = (0, 0);
     let mut seen_victim = false;
     for l in &lines[first..=done] {
         if victim_count(l).is_some() {
@@ -171,27 +179,43 @@ fn flood(gic: u32) {
                 gaps.push(between);
             }
             seen_victim = true;
-            between = 0;
+            between = (0, 0);
         } else {
-            between += 1;
+            between.0 += 1;
+            if l.starts_with("bulkhead: ") && l.contains("domain \"attacker\"") {
+                between.1 += 1;
+            }
         }
     }
-    let worst = gaps.iter().copied().max().unwrap_or(usize::MAX);
-    let mut sorted = gaps.clone();
-    sorted.sort_unstable();
-    eprintln!(
-        "GICv{gic}: {} victim lines during the flood; other lines between two of them: median {}, worst {worst}; {} fault lines and {} CPU_ON lines printed",
-        gaps.len() + 1,
-        sorted.get(sorted.len() / 2).copied().unwrap_or(0),
-        faults.len(),
-        refusals.len()
-    );
     assert!(
         !gaps.is_empty(),
         "the victim printed while the attacker flooded"
     );
+    let mut others: Vec<usize> = gaps.iter().map(|g| g.0).collect();
+    others.sort_unstable();
+    let worst_reports = gaps.iter().map(|g| g.1).max().unwrap_or(0);
+    let usually = others
+        .iter()
+        .filter(|&&n| n <= USUALLY_BETWEEN_VICTIM_LINES)
+        .count() as f64
+        / others.len() as f64;
+    eprintln!(
+        "GICv{gic}: {} victim lines during the flood; other lines between two of them: median {}, worst {}, at most {USUALLY_BETWEEN_VICTIM_LINES} in {:.1}%; partitioner lines about the attacker between two of them: worst {worst_reports}; {} fault lines and {} CPU_ON lines printed",
+        gaps.len() + 1,
+        others[others.len() / 2],
+        others[others.len() - 1],
+        usually * 100.0,
+        faults.len(),
+        refusals.len()
+    );
     assert!(
-        worst <= MAX_BETWEEN_VICTIM_LINES,
-        "at most {MAX_BETWEEN_VICTIM_LINES} other lines between two victim lines, saw {worst}"
+        worst_reports <= MAX_REPORTS_BETWEEN_VICTIM_LINES,
+        "at most {MAX_REPORTS_BETWEEN_VICTIM_LINES} partitioner lines about the attacker between two victim lines, saw {worst_reports}"
+    );
+    assert!(
+        usually >= USUALLY,
+        "at most {USUALLY_BETWEEN_VICTIM_LINES} other lines between two victim lines in {:.0}% of the cases, saw {:.1}%",
+        USUALLY * 100.0,
+        usually * 100.0
     );
 }
