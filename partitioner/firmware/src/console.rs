@@ -136,7 +136,7 @@ fn send(parts: &[&[u8]]) {
 /// Print one whole line, `prefix` then `args`, atomically.
 pub fn line(prefix: &str, args: fmt::Arguments) {
     let mut buf = LineBuf::new();
-    if write!(buf, "{prefix}{args}\n").is_ok() {
+    if writeln!(buf, "{prefix}{args}").is_ok() {
         send(&[buf.as_bytes()]);
     } else if let Some(mut uart) = uart() {
         // Too long to format first: format it while it goes out.
