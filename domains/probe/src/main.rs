@@ -39,8 +39,16 @@
 //!   `<name>: flood <i>`. Then `<name>: flood done: <n> faults, <n> cpu_on
 //!   refused, <a> aborted, <r> refused`, a pause of [`SETTLE_MS`] (long enough
 //!   for the partitioner's rate limit to allow lines again) and one more
-//!   round, `<name>: flood settled: <n + 1> faults, <n + 1> cpu_on refused`,
-//!   before the heartbeats.
+//!   round, `<name>: flood settled: <n + 1> faults, <n + 1> cpu_on refused,
+//!   <a> aborted, <r> refused, uptime <ms> ms` (the counter's milliseconds
+//!   since reset, which the partitioner's rate limit counts too).
+//! - `power-flood=<n>`: after that, `n` times, start vCPU 1 with PSCI
+//!   CPU_ON, let it power itself off with CPU_OFF and wait until
+//!   AFFINITY_INFO says it is off; then `<name>: power-flood done: <s>
+//!   started, <r> refused`, the same pause and one more round,
+//!   `<name>: power-flood settled: <s> started, <r> refused, uptime <ms> ms`
+//!   (running totals of CPU_ONs that succeeded and that did not, `s + r` =
+//!   rounds). Needs two vCPUs.
 //! - `count`: instead of heartbeats, numbered lines as fast as it can,
 //!   `<name>: count <k>` from 1, for ever.
 #![no_std]
@@ -147,11 +155,51 @@ fn flood(name: &str, n: u64, addr: u64) {
     delay_ms(SETTLE_MS);
     let (a, r) = flood_round(name, n + 1, addr);
     println!(
-        "{name}: flood settled: {} faults, {} cpu_on refused, {} aborted, {} refused",
+        "{name}: flood settled: {} faults, {} cpu_on refused, {} aborted, {} refused, uptime {} ms",
         n + 1,
         n + 1,
         aborted + a as u64,
-        refused + r as u64
+        refused + r as u64,
+        bulkhead_rt::time::uptime_ms()
+    );
+}
+
+/// What vCPU 1 runs in a power flood: it powers itself off at once.
+fn power_off(_vcpu: usize) -> ! {
+    bulkhead_rt::psci::cpu_off();
+    bulkhead_rt::halt()
+}
+
+/// One power-flood round: start vCPU 1 and wait until it is off again.
+/// Returns whether CPU_ON succeeded.
+fn power_round() -> bool {
+    use bulkhead_rt::psci::{affinity_info, AFFINITY_OFF, SUCCESS};
+    if bulkhead_rt::smp::start(1, power_off) != SUCCESS {
+        return false;
+    }
+    while affinity_info(1) != AFFINITY_OFF {
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Flood the partitioner console with vCPU power changes: see the module
+/// documentation.
+fn power_flood(name: &str, n: u64) {
+    let mut started = 0;
+    for _ in 0..n {
+        started += power_round() as u64;
+    }
+    println!(
+        "{name}: power-flood done: {started} started, {} refused",
+        n - started
+    );
+    delay_ms(SETTLE_MS);
+    started += power_round() as u64;
+    println!(
+        "{name}: power-flood settled: {started} started, {} refused, uptime {} ms",
+        n + 1 - started,
+        bulkhead_rt::time::uptime_ms()
     );
 }
 
@@ -203,6 +251,9 @@ fn main(_dtb: usize) -> ! {
 
     if let Some((n, addr)) = word(bootargs, "flood=").and_then(parse_flood) {
         flood(name, n, addr);
+    }
+    if let Some(n) = word(bootargs, "power-flood=").and_then(|v| v.parse().ok()) {
+        power_flood(name, n);
     }
     if bootargs.split_ascii_whitespace().any(|w| w == "count") {
         let mut k: u64 = 0;
