@@ -16,9 +16,9 @@ const LIFECYCLE: &str = "vCPU power, restart and stop reports";
 
 /// Flood rounds the attacker makes before it pauses (its bootargs), and the
 /// one round after the pause.
-const ROUNDS: u64 = 2000 + 1;
+const ROUNDS: u64 = 1000 + 1;
 /// Power-flood rounds (bootargs `power-flood=`), with the one after the pause.
-const POWER_ROUNDS: u64 = 300 + 1;
+const POWER_ROUNDS: u64 = 200 + 1;
 /// At most this many partitioner lines about the attacker between two
 /// consecutive victim lines: its burst (`bulkhead_core::ratelimit::BURST`,
 /// 32) and a few more. Without a rate limit, hundreds.
