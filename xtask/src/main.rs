@@ -406,6 +406,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::None,
     ),
     (
+        "console-flood",
+        "tests/configs/console-flood.dts",
+        Tamper::None,
+    ),
+    (
         "invalid-unchecked",
         "tests/configs/invalid/cpu-shared.dts",
         Tamper::Unchecked,

@@ -56,6 +56,28 @@
 //! target "<text>"` for an unparsable entry (skipped), and
 //! `<name>: attack write <label> @<addr:#x>: skipped (own image or device
 //! tree)` instead of a write that would hit the domain's own memory.
+//!
+//! Two more bootargs words turn it into a console flooder or a steady
+//! printer (the console fairness test):
+//!
+//! - `flood=<n>:<address>`: after the attacks, `n` rounds as fast as it can,
+//!   each an 8-byte read of `<address>` (which must abort), a PSCI CPU_ON of
+//!   a vCPU it does not have (which must be refused) and a line
+//!   `<name>: flood <i>`. Then `<name>: flood done: <n> faults, <n> cpu_on
+//!   refused, <a> aborted, <r> refused`, a pause of [`SETTLE_MS`] (long enough
+//!   for the partitioner's rate limit to allow lines again) and one more
+//!   round, `<name>: flood settled: <n + 1> faults, <n + 1> cpu_on refused,
+//!   <a> aborted, <r> refused, uptime <ms> ms` (the counter's milliseconds
+//!   since reset, which the partitioner's rate limit counts too).
+//! - `power-flood=<n>`: after that, `n` times, start vCPU 1 with PSCI
+//!   CPU_ON, let it power itself off with CPU_OFF and wait until
+//!   AFFINITY_INFO says it is off; then `<name>: power-flood done: <s>
+//!   started, <r> refused`, the same pause and one more round,
+//!   `<name>: power-flood settled: <s> started, <r> refused, uptime <ms> ms`
+//!   (running totals of CPU_ONs that succeeded and that did not, `s + r` =
+//!   rounds). Needs two vCPUs.
+//! - `count`: instead of heartbeats, numbered lines as fast as it can,
+//!   `<name>: count <k>` from 1, for ever.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -68,6 +90,11 @@ bulkhead_rt::entry!(main);
 const PATTERN: u64 = 0xbad0_c0de_dead_beef;
 /// Time between heartbeats.
 const HEARTBEAT_MS: u64 = 50;
+/// Pause after a flood before its last round: the partitioner allows
+/// several lines a second again after that long.
+const SETTLE_MS: u64 = 1000;
+/// Virtual MPIDR of a vCPU no domain of this size has.
+const FOREIGN_VCPU: u64 = 0xff;
 
 /// Tally of the accesses made.
 #[derive(Default)]
@@ -118,13 +145,95 @@ fn targets(bootargs: &str) -> impl Iterator<Item = &str> {
         .filter(|entry| !entry.is_empty())
 }
 
+/// The value of the bootargs word starting with `key`.
+fn word<'a>(bootargs: &'a str, key: &str) -> Option<&'a str> {
+    bootargs
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+}
+
+/// `<n>:<address>` of `flood=`.
+fn parse_flood(value: &str) -> Option<(u64, u64)> {
+    let (n, addr) = value.split_once(':')?;
+    Some((n.parse().ok()?, parse_addr(addr)?))
+}
+
+/// One flood round: a fault, a refused CPU_ON, a line. Returns whether the
+/// access aborted and whether the CPU_ON was refused.
+fn flood_round(name: &str, i: u64, addr: u64) -> (bool, bool) {
+    let aborted = try_read(addr).is_err();
+    let refused = bulkhead_rt::psci::cpu_on(FOREIGN_VCPU, 0x4000_0000, 0)
+        == bulkhead_rt::psci::INVALID_PARAMETERS;
+    println!("{name}: flood {i}");
+    (aborted, refused)
+}
+
+/// Flood the partitioner console: see the module documentation.
+fn flood(name: &str, n: u64, addr: u64) {
+    let (mut aborted, mut refused) = (0u64, 0u64);
+    for i in 1..=n {
+        let (a, r) = flood_round(name, i, addr);
+        aborted += a as u64;
+        refused += r as u64;
+    }
+    println!(
+        "{name}: flood done: {n} faults, {n} cpu_on refused, {aborted} aborted, {refused} refused"
+    );
+    delay_ms(SETTLE_MS);
+    let (a, r) = flood_round(name, n + 1, addr);
+    println!(
+        "{name}: flood settled: {} faults, {} cpu_on refused, {} aborted, {} refused, uptime {} ms",
+        n + 1,
+        n + 1,
+        aborted + a as u64,
+        refused + r as u64,
+        bulkhead_rt::time::uptime_ms()
+    );
+}
+
+/// What vCPU 1 runs in a power flood: it powers itself off at once.
+fn power_off(_vcpu: usize) -> ! {
+    bulkhead_rt::psci::cpu_off();
+    bulkhead_rt::halt()
+}
+
+/// One power-flood round: start vCPU 1 and wait until it is off again.
+/// Returns whether CPU_ON succeeded.
+fn power_round() -> bool {
+    use bulkhead_rt::psci::{affinity_info, AFFINITY_OFF, SUCCESS};
+    if bulkhead_rt::smp::start(1, power_off) != SUCCESS {
+        return false;
+    }
+    while affinity_info(1) != AFFINITY_OFF {
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Flood the partitioner console with vCPU power changes: see the module
+/// documentation.
+fn power_flood(name: &str, n: u64) {
+    let mut started = 0;
+    for _ in 0..n {
+        started += power_round() as u64;
+    }
+    println!(
+        "{name}: power-flood done: {started} started, {} refused",
+        n - started
+    );
+    delay_ms(SETTLE_MS);
+    started += power_round() as u64;
+    println!(
+        "{name}: power-flood settled: {started} started, {} refused, uptime {} ms",
+        n + 1 - started,
+        bulkhead_rt::time::uptime_ms()
+    );
+}
+
 /// `label:address`, the address in hex with `0x` or in decimal.
 fn parse_target(entry: &str) -> Option<(&str, u64)> {
     let (label, addr) = entry.split_once(':')?;
-    let addr = match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => addr.parse().ok()?,
-    };
+    let addr = parse_addr(addr)?;
     (!label.is_empty()).then_some((label, addr))
 }
 
@@ -154,6 +263,14 @@ fn cpu_checks(name: &str) {
         None => println!("{name}: cpu pauth absent"),
     }
     println!("{name}: cpu checks done");
+}
+
+/// An address in hex with `0x` or in decimal.
+fn parse_addr(addr: &str) -> Option<u64> {
+    match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => addr.parse().ok(),
+    }
 }
 
 fn main(_dtb: usize) -> ! {
@@ -194,6 +311,20 @@ fn main(_dtb: usize) -> ! {
     }
     if bootargs.split_ascii_whitespace().any(|w| w == "cpu-checks") {
         cpu_checks(name);
+    }
+
+    if let Some((n, addr)) = word(bootargs, "flood=").and_then(parse_flood) {
+        flood(name, n, addr);
+    }
+    if let Some(n) = word(bootargs, "power-flood=").and_then(|v| v.parse().ok()) {
+        power_flood(name, n);
+    }
+    if bootargs.split_ascii_whitespace().any(|w| w == "count") {
+        let mut k: u64 = 0;
+        loop {
+            k += 1;
+            println!("{name}: count {k}");
+        }
     }
 
     let mut beat: u64 = 0;

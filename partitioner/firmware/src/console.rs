@@ -1,10 +1,12 @@
 //! The partitioner's console: a polled PL011 that the partitioner owns
 //! outright. Its own log lines start with `bulkhead: `; lines from domains on
 //! the virtual console start with `[<domain>] ` (see `bulkhead_core::vconsole`).
-//! One lock serialises whole lines, so lines from different cores never mix.
+//! Whole lines go out in turn, so lines from different cores never mix, and
+//! in the order the cores asked (see [`TURN`]).
 
+use bulkhead_core::ticket::TicketLock;
 use core::fmt::{self, Write};
-use spin::Mutex;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
@@ -39,21 +41,75 @@ impl Pl011 {
         while self.regs().fr.get() & FR_TXFF != 0 {}
         self.regs().dr.set(b as u32);
     }
-}
 
-impl Write for Pl011 {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
+    fn put_bytes(&self, bytes: &[u8]) {
+        for &b in bytes {
             if b == b'\n' {
                 self.put(b'\r');
             }
             self.put(b);
         }
+    }
+}
+
+impl Write for Pl011 {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.put_bytes(s.as_bytes());
         Ok(())
     }
 }
 
-static CONSOLE: Mutex<Option<Pl011>> = Mutex::new(None);
+/// The console UART's base address; 0 until [`init`].
+static BASE: AtomicUsize = AtomicUsize::new(0);
+/// Whose turn it is to send a line: a FIFO ticket lock, so a core waiting
+/// for the console is served after the cores that asked before it, however
+/// often any of them asks. It is held only while a finished line's bytes
+/// go out, and nothing else is ever held with it: a line is formatted on
+/// the printing core's own stack first, and every caller prints with no
+/// other lock held.
+static TURN: TicketLock = TicketLock::new();
+
+/// Longest line formatted before the console is taken; a longer one (only
+/// the partitioner's own, never a domain's) is formatted as it goes out.
+const LINE_MAX: usize = 512;
+
+/// A line being formatted, on the stack of the core that prints it.
+struct LineBuf {
+    bytes: [u8; LINE_MAX],
+    len: usize,
+}
+
+impl LineBuf {
+    const fn new() -> Self {
+        Self {
+            bytes: [0; LINE_MAX],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > LINE_MAX {
+            return Err(fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn uart() -> Option<Pl011> {
+    match BASE.load(Ordering::Acquire) {
+        0 => None,
+        base => Some(Pl011 { base }),
+    }
+}
 
 /// Start the console on the PL011 at `base`.
 pub fn init(base: u64) {
@@ -62,48 +118,57 @@ pub fn init(base: u64) {
     };
     let cr = uart.regs().cr.get();
     uart.regs().cr.set(cr | CR_UARTEN_TXE_RXE);
-    *CONSOLE.lock() = Some(uart);
+    BASE.store(base as usize, Ordering::Release);
     // A second init (never done) would only fail to install the logger again.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
 }
 
+/// Send `parts` as one line (each `\n` as `\r\n`), in this core's turn.
+fn send(parts: &[&[u8]]) {
+    let Some(uart) = uart() else { return };
+    let _turn = TURN.lock();
+    for part in parts {
+        uart.put_bytes(part);
+    }
+}
+
 /// Print one whole line, `prefix` then `args`, atomically.
 pub fn line(prefix: &str, args: fmt::Arguments) {
-    if let Some(uart) = CONSOLE.lock().as_mut() {
+    let mut buf = LineBuf::new();
+    if writeln!(buf, "{prefix}{args}").is_ok() {
+        send(&[buf.as_bytes()]);
+    } else if let Some(mut uart) = uart() {
+        // Too long to format first: format it while it goes out.
+        let _turn = TURN.lock();
         let _ = uart.write_str(prefix);
         let _ = uart.write_fmt(args);
         let _ = uart.write_str("\n");
     }
 }
 
-/// Print a last line even if this core died holding the console lock: wait
-/// a while for another core to finish its line, then take the lock anyway.
+/// Print a last line even if this core died holding the console: wait a
+/// while for the console to be free, then print anyway (at worst two lines
+/// mix). Never takes a ticket it might not give back: the caller halts.
 pub fn emergency_line(prefix: &str, args: fmt::Arguments) {
+    let Some(mut uart) = uart() else { return };
+    let mut turn = None;
     for _ in 0..10_000_000 {
-        if !CONSOLE.is_locked() {
+        turn = TURN.try_lock();
+        if turn.is_some() {
             break;
         }
         core::hint::spin_loop();
     }
-    if CONSOLE.is_locked() {
-        // SAFETY: the holder is this core, interrupted in the middle of a line
-        // and never resuming (the caller halts), or a core stuck for the whole
-        // wait; either way the UART registers stay valid, at worst two lines mix.
-        unsafe { CONSOLE.force_unlock() };
-    }
-    line(prefix, args);
+    let _ = uart.write_str(prefix);
+    let _ = uart.write_fmt(args);
+    let _ = uart.write_str("\n");
+    drop(turn);
 }
 
 /// Print one line from a domain's virtual console: `[name] text`.
 pub fn domain_line(name: &str, text: &[u8]) {
-    if let Some(uart) = CONSOLE.lock().as_mut() {
-        let _ = write!(uart, "[{name}] ");
-        for &b in text {
-            uart.put(b);
-        }
-        let _ = uart.write_str("\n");
-    }
+    send(&[b"[", name.as_bytes(), b"] ", text, b"\n"]);
 }
 
 struct Logger;

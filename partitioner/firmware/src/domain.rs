@@ -17,7 +17,9 @@ use log::{error, info, warn};
 use spin::{Mutex, Once};
 
 use crate::exceptions::TrapFrame;
+use crate::report::limited;
 use crate::{boot, gic, irq, mmu, psci};
+use bulkhead_core::ratelimit::Kind;
 
 static PLAN: Once<Plan> = Once::new();
 static PACKAGE: Once<Package<'static>> = Once::new();
@@ -299,6 +301,7 @@ impl core::fmt::Display for PowerOnFailed {
 fn power_on(d: &DomainPlan, core: usize) -> Result<(), PowerOnFailed> {
     use bulkhead_core::lifecycle::{power_on_outcome, PowerOn};
     let entry = boot::secondary_entry as *const () as u64;
+    let di = CORE_DOMAIN[core].load(Ordering::Acquire).wrapping_sub(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -306,9 +309,14 @@ fn power_on(d: &DomainPlan, core: usize) -> Result<(), PowerOnFailed> {
         match power_on_outcome(r, attempt) {
             PowerOn::Started => {
                 if attempt > 1 {
-                    info!(
-                        "domain \"{}\": core {} powered on at attempt {} (it was still powering off)",
-                        d.name, core, attempt
+                    limited!(
+                        di,
+                        d,
+                        Kind::Lifecycle,
+                        info!(
+                            "domain \"{}\": core {} powered on at attempt {} (it was still powering off)",
+                            d.name, core, attempt
+                        )
                     );
                 }
                 return Ok(());
@@ -320,7 +328,7 @@ fn power_on(d: &DomainPlan, core: usize) -> Result<(), PowerOnFailed> {
                     ret: r,
                     attempts: attempt,
                 };
-                error!("domain \"{}\": {e}", d.name);
+                limited!(di, d, Kind::Lifecycle, error!("domain \"{}\": {e}", d.name));
                 return Err(e);
             }
         }
@@ -377,7 +385,8 @@ pub fn launch(core: usize) -> ! {
     let d = &plan().domains[di - 1];
     let vcpu = CORE_VCPU[core].load(Ordering::Acquire);
     let mut frame = TrapFrame::ZERO;
-    if CORE_BOOT[core].swap(false, Ordering::AcqRel) {
+    let boot = CORE_BOOT[core].swap(false, Ordering::AcqRel);
+    if boot {
         if !LOADED[di - 1].load(Ordering::Acquire) {
             load(di - 1, d);
             LOADED[di - 1].store(true, Ordering::Release);
@@ -405,10 +414,20 @@ pub fn launch(core: usize) -> ! {
     HCR_EL2.set(crate::cpu::hcr_el2());
     CORE_STATE[core].store(ON, Ordering::Release);
     let (ms, frac) = ms_since_reset();
-    info!(
-        "domain \"{}\": vCPU {} starts on core {} at {:#x}, {}.{:03} ms after reset",
-        d.name, vcpu, core, frame.elr, ms, frac
-    );
+    // A (re)boot of the domain happens at most restart-limit + 1 times and
+    // is always reported; a start by the domain's own CPU_ON can be
+    // repeated without end, and goes through its rate limit.
+    let start = || {
+        info!(
+            "domain \"{}\": vCPU {} starts on core {} at {:#x}, {}.{:03} ms after reset",
+            d.name, vcpu, core, frame.elr, ms, frac
+        )
+    };
+    if boot {
+        start();
+    } else {
+        limited!(di - 1, d, Kind::Lifecycle, start());
+    }
     boot::enter_guest(&frame, core)
 }
 
@@ -452,14 +471,27 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             let ipa = fault_ipa();
             if d.virtual_console.is_some_and(|vc| ipa & !0xfff == vc) {
                 let off = ipa & 0xfff;
-                let mut st = STATE[di].lock();
-                if write {
-                    let v = frame.reg(a.reg);
-                    st.console
-                        .write(off, v, |line| crate::console::domain_line(&d.name, line));
-                } else {
-                    let v = st.console.read(off);
-                    frame.set_reg(a.reg, v);
+                // A finished line is copied out and printed after the
+                // domain's lock is released: its other vCPUs never wait
+                // for the console.
+                let mut line = heapless::Vec::<u8, { bulkhead_core::vconsole::LINE }>::new();
+                let mut done = false;
+                {
+                    let mut st = STATE[di].lock();
+                    if write {
+                        let v = frame.reg(a.reg);
+                        st.console.write(off, v, |l| {
+                            line.clear();
+                            let _ = line.extend_from_slice(l);
+                            done = true;
+                        });
+                    } else {
+                        let v = st.console.read(off);
+                        frame.set_reg(a.reg, v);
+                    }
+                }
+                if done {
+                    crate::console::domain_line(&d.name, &line);
                 }
                 frame.elr += step;
             } else if irq::emulate_mmio(di, d, vcpu, ipa, write, a, frame) {
@@ -519,13 +551,18 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         }
         Exit::Wfx => frame.elr += step,
         Exit::Other { .. } => {
-            error!(
-                "domain \"{}\" core {}: unexpected exception {} (ESR_EL2 {:#x}) at PC {:#x}",
-                d.name,
-                this_core(),
-                Syndrome(esr),
-                esr,
-                frame.elr
+            limited!(
+                di,
+                d,
+                Kind::Lifecycle,
+                error!(
+                    "domain \"{}\" core {}: unexpected exception {} (ESR_EL2 {:#x}) at PC {:#x}",
+                    d.name,
+                    this_core(),
+                    Syndrome(esr),
+                    esr,
+                    frame.elr
+                )
             );
             crashed(di, d, "it took an exception the partitioner cannot reflect");
         }
@@ -585,9 +622,14 @@ fn outside_access(di: usize, d: &DomainPlan, vcpu: usize, frame: &mut TrapFrame,
         FaultPolicy::Stop => "stopping the domain",
         FaultPolicy::Restart => "restarting the domain",
     };
-    warn!(
-        "domain \"{}\" vCPU {} core {}: access outside the domain #{}: IPA {:#x} (VA {:#x}, PC {:#x}): {} [ESR_EL2 {:#x}] -> {}",
-        d.name, vcpu, this_core(), n, ipa, far, frame.elr, Syndrome(esr), esr, action
+    limited!(
+        di,
+        d,
+        Kind::Fault,
+        warn!(
+            "domain \"{}\" vCPU {} core {}: access outside the domain #{}: IPA {:#x} (VA {:#x}, PC {:#x}): {} [ESR_EL2 {:#x}] -> {}",
+            d.name, vcpu, this_core(), n, ipa, far, frame.elr, Syndrome(esr), esr, action
+        )
     );
     match d.fault_policy {
         FaultPolicy::InjectAbort => {
@@ -704,6 +746,9 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     STATE[di].lock().stopped = true;
     stop_other_cores(d);
     irq::reset_domain(di, d);
+    // Once in a domain's life, so never suppressed; the counts of what was
+    // come first.
+    crate::report::flush(di, &d.name);
     warn!(
         "domain \"{}\" stopped: {}; the other domains are unaffected",
         d.name, why
@@ -721,6 +766,9 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     }
     claim_transition(di);
     RESTARTS[di].store(n, Ordering::Release);
+    // Restarts are bounded by the domain's restart-limit: each is reported
+    // (after the counts of anything its rate limit suppressed).
+    crate::report::flush(di, &d.name);
     warn!(
         "domain \"{}\" restarting ({} of at most {}): {}",
         d.name, n, d.restart_limit, why
@@ -795,7 +843,13 @@ pub fn stop_this_vcpu(d: &DomainPlan) -> ! {
     let core = this_core();
     irq::clear_vcpu();
     CORE_STATE[core].store(OFF, Ordering::Release);
-    info!("domain \"{}\": vCPU on core {} powered off", d.name, core);
+    let di = CORE_DOMAIN[core].load(Ordering::Acquire).wrapping_sub(1);
+    limited!(
+        di,
+        d,
+        Kind::Lifecycle,
+        info!("domain \"{}\": vCPU on core {} powered off", d.name, core)
+    );
     park()
 }
 
@@ -821,12 +875,17 @@ pub fn handle_interrupt() {
 /// An SError from a domain: it cannot be reflected precisely.
 pub fn handle_serror(frame: &mut TrapFrame) {
     let (di, d, _) = current();
-    error!(
-        "domain \"{}\" core {}: SError (ESR_EL2 {:#x}) at PC {:#x}",
-        d.name,
-        this_core(),
-        ESR_EL2.get(),
-        frame.elr
+    limited!(
+        di,
+        d,
+        Kind::Lifecycle,
+        error!(
+            "domain \"{}\" core {}: SError (ESR_EL2 {:#x}) at PC {:#x}",
+            d.name,
+            this_core(),
+            ESR_EL2.get(),
+            frame.elr
+        )
     );
     crashed(di, d, "it caused an SError");
 }

@@ -19,6 +19,7 @@ mod gic;
 mod irq;
 mod mmu;
 mod psci;
+mod report;
 
 use aarch64_cpu::registers::{Writeable, VBAR_EL2};
 use bulkhead_core::board::{partitioner_footprint, Board, Range};

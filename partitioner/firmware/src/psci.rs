@@ -77,9 +77,14 @@ pub fn guest_call(
         } => match p::vcpu_of(target, d.cpus.len()) {
             Some(v) => domain::start_vcpu(d, v, entry, context),
             None => {
-                log::warn!(
-                    "domain \"{}\" vCPU {vcpu}: CPU_ON of MPIDR {target:#x}, which is not one of its vCPUs: refused",
-                    d.name
+                crate::report::limited!(
+                    di,
+                    d,
+                    bulkhead_core::ratelimit::Kind::CpuOn,
+                    log::warn!(
+                        "domain \"{}\" vCPU {vcpu}: CPU_ON of MPIDR {target:#x}, which is not one of its vCPUs: refused",
+                        d.name
+                    )
                 );
                 p::INVALID_PARAMETERS
             }
