@@ -307,20 +307,9 @@ fn power_on(d: &DomainPlan, core: usize) -> Result<(), PowerOnFailed> {
         attempt += 1;
         let r = psci::cpu_on(crate::board().cpus[core], entry, core as u64);
         match power_on_outcome(r, attempt) {
-            PowerOn::Started => {
-                if attempt > 1 {
-                    limited!(
-                        di,
-                        d,
-                        Kind::Lifecycle,
-                        info!(
-                            "domain \"{}\": core {} powered on at attempt {} (it was still powering off)",
-                            d.name, core, attempt
-                        )
-                    );
-                }
-                return Ok(());
-            }
+            // (A start that needed retries is not reported: the core was
+            // only finishing its own CPU_OFF.)
+            PowerOn::Started => return Ok(()),
             PowerOn::Retry => spin_ms(1),
             PowerOn::Failed => {
                 let e = PowerOnFailed {
