@@ -153,9 +153,8 @@ pub(crate) unsafe fn run_t32(code: &'static [u16], args: [u32; 8]) -> Option<Svc
     // The code is part of the image (.rodata), never written at run time:
     // it is in RAM exactly as the partitioner loaded it, like the code EL1
     // runs, so instruction fetches see it without cache maintenance.
-    // SAFETY: the routine saves every callee-saved register, the stack
-    // pointer (it stays SP_EL1) and DAIF, and the SVC vector restores them
-    // before returning like a C function; what the EL0 code does in between
-    // is the caller's promise (see above). `args` lives across the call.
+    // SAFETY: the routine saves every callee-saved register, SP (it stays SP_EL1) and DAIF, and the
+    // SVC vector restores them before returning like a C function; what the EL0 code does in
+    // between is the caller's promise (see above). `args` lives across the call.
     Some(unsafe { __bulkhead_el0_t32_call(entry, &args) })
 }

@@ -144,10 +144,9 @@ pub fn thumb_el0_line() -> Option<(u16, u64)> {
     for (arg, &c) in args[1..].iter_mut().zip(THUMB_TEXT) {
         *arg = u32::from(c);
     }
-    // SAFETY: the program only stores to the console's data register (a
-    // device, not memory Rust owns: see `console::write_byte`) and ends in
-    // an SVC; it uses no FP/SIMD register. Under the console lock, its
-    // characters are the only ones written meanwhile.
+    // SAFETY: the program only stores to the console's data register (a device, not memory Rust
+    // owns: see `console::write_byte`) and ends in an SVC; it uses no FP/SIMD register. Under the
+    // console lock, its characters are the only ones written meanwhile.
     let exit = crate::console::locked(|| unsafe { crate::el0::run_t32(&THUMB_LINE, args) })?;
     let svc = exit.elr.wrapping_sub(2 + THUMB_LINE.as_ptr() as u64);
     Some((exit.imm(), svc))

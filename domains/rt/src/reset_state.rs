@@ -466,10 +466,8 @@ pub fn dirty_gic_interface(info: &GicInfo, sgi: u32) -> bool {
 /// interrupts masked: ELR_EL1 and SPSR_EL1 are dirtied too.
 pub fn dirty_and_call(conduit: Conduit, fid: u32) -> ! {
     let smc = u32::from(conduit == Conduit::Smc);
-    // SAFETY: the routine writes EL1/EL0 system registers that only affect EL0, the MMU (left
-    // off), or state unused while interrupts are masked (ELR/SPSR/ESR/FAR, the timer due hours
-    // from now), and the FP/SIMD registers; then it makes one HVC/SMC, whose callee changes no
-    // memory of ours. It never returns to its caller (whose callee-saved V8-V15 it destroyed):
-    // if the call returns, it goes on the same stack to a function that halts.
+    // SAFETY: it writes EL1/EL0 registers that affect only EL0, the MMU (left off), state unused with
+    // interrupts masked, and FP/SIMD; then one HVC/SMC that changes no memory of ours. It never
+    // returns to its caller (V8-V15 destroyed): a returning call goes on to a function that halts.
     unsafe { __bulkhead_dirty_and_call(u64::from(fid), smc) }
 }

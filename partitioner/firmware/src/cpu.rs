@@ -66,10 +66,9 @@ pub fn enter_guest_controls(core: usize) {
     let f = features();
     let midr = mrs!("midr_el1");
     let cptr = sysregs::cptr_el2(&f);
-    // SAFETY: these registers only decide which EL1/EL0 accesses trap to
-    // EL2 and what the domain reads as its identity; none of them changes
-    // memory the partitioner relies on. ZCR_EL2/SMCR_EL2 are written only
-    // once CPTR_EL2 no longer traps them (and only where implemented).
+    // SAFETY: these only decide which EL1/EL0 accesses trap to EL2 and what the domain reads as its
+    // identity, never memory the partitioner relies on. ZCR_EL2/SMCR_EL2 are written only once
+    // CPTR_EL2 no longer traps them (and only where implemented).
     unsafe {
         core::arch::asm!("msr cptr_el2, {}", "isb", in(reg) cptr);
         core::arch::asm!("msr mdcr_el2, {}", in(reg) sysregs::mdcr_el2(&f));

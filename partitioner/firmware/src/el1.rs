@@ -13,10 +13,9 @@ use bulkhead_core::{lifecycle, sysregs};
 macro_rules! zero {
     ($($reg:expr),+ $(,)?) => {
         $(
-            // SAFETY: an EL1/EL0 system register (or one of its EL2 access encodings) of the
-            // domain about to run on this core, written from EL2 while no domain runs here. It
-            // controls only what the domain sees and does at EL1/EL0, none of the partitioner's
-            // own translation, stack or memory.
+            // SAFETY: an EL1/EL0 register (or its EL2 access encoding) of the domain about to run
+            // here, written while no domain runs here; it controls only what the domain sees and
+            // does at EL1/EL0, none of the partitioner's own translation, stack or memory.
             unsafe { core::arch::asm!(concat!("msr ", $reg, ", xzr"), options(nomem, nostack, preserves_flags)) };
         )+
     };
