@@ -215,6 +215,18 @@ pub fn check_blob(
     }
 }
 
+/// The partitioner's footprint in RAM for a checked config's image (the
+/// firmware of `firmware_len` bytes followed by the config's package).
+pub fn footprint(c: &Checked, firmware_len: u64) -> Result<bulkhead_core::board::Range> {
+    let refs: Vec<(&str, &[u8])> = c
+        .images
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let pkg = package::build(&c.blob, &refs)?;
+    Ok(layout_for(firmware_len, pkg.len() as u64).partitioner)
+}
+
 /// The partitioner's footprint for a firmware of `firmware_len` bytes plus a
 /// package of `package_len` bytes, loaded where the board loads it.
 pub fn layout_for(firmware_len: u64, package_len: u64) -> Layout {

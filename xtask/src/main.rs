@@ -14,18 +14,22 @@ fn usage() -> &'static str {
 
   run [CONFIG] [--gic 2|3] [--cpu MODEL] [--timeout SECS]
                   build CONFIG (default configs/qemu-virt/default.dts) and boot it
-                  under QEMU virt; both UARTs share the terminal (Ctrl-a x quits)
+                  under QEMU virt; each UART's whole lines behind uart0| / uart1| ,
+                  typed lines go to the second UART (Ctrl-c quits)
   build [CONFIG] [-o OUT]
                   build the bootable image (target/bulkhead/<config>.img)
   check CONFIG...
                   validate configs as the firmware will, printing every error
+  audit CONFIG... [--out DIR]
+                  who holds every core, RAM range, device page and SPI: text here,
+                  JSON and SVG in DIR (default target/bulkhead/audit/); docs/audit.md
   dtb CONFIG DOMAIN [--gic 2|3] [-o OUT]
                   write the device tree Bulkhead generates for DOMAIN
                   (default OUT: target/bulkhead/<config>-<domain>.dtb)
   test            run every test: host unit tests, config checks, QEMU integration
   bench           measure firmware size, EL2 code size and boot time
   lint            cargo fmt --check and clippy (warnings are errors) on every crate
-  setup           install what is missing (QEMU 10, dtc)
+  setup           install what is missing (QEMU 10, dtc, the Rust targets)
 
 test-only build flags: --unchecked, --truncate-config, --corrupt-config"
 }
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "build" => build(rest),
         "check" => check(rest),
+        "audit" => audit(rest),
         "dtb" => dtb(rest),
         "test" => test(rest),
         "bench" => bench(rest),
@@ -357,6 +362,69 @@ fn check(args: &[String]) -> Result<()> {
                 failed += 1;
             }
         }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} config(s) rejected").into());
+    }
+    Ok(())
+}
+
+/// `cargo xtask audit CONFIG... [--out DIR]`: the static isolation report
+/// of each config (text here; JSON and SVG files in DIR, by default
+/// `target/bulkhead/audit/`).
+fn audit(args: &[String]) -> Result<()> {
+    let mut configs = Vec::new();
+    let mut out = target_dir().join("bulkhead").join("audit");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--out" => out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return Ok(());
+            }
+            s if s.starts_with('-') => {
+                return Err(format!("unknown option {s}\n{}", usage()).into())
+            }
+            c => configs.push(PathBuf::from(c)),
+        }
+    }
+    if configs.is_empty() {
+        return Err("usage: cargo xtask audit CONFIG... [--out DIR]".into());
+    }
+    image::build_binaries()?;
+    let fw = image::firmware_image()?;
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut failed = 0;
+    for path in &configs {
+        let checked = image::compile_dts(path).and_then(|blob| {
+            image::check_blob(path, blob, fw.len() as u64)
+                .map_err(|r| xtask::report_rejected(path, &r).into())
+        });
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let board = board_support::by_name(checked.plan.board)
+            .ok_or_else(|| format!("unknown board {}", checked.plan.board))?;
+        let footprint = image::footprint(&checked, fw.len() as u64)?;
+        let report =
+            xtask::audit::report(&path.display().to_string(), board, &checked.plan, footprint);
+        print!("{}", report.text());
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "config".into());
+        let json = out.join(format!("{stem}.json"));
+        let svg = out.join(format!("{stem}.svg"));
+        std::fs::write(&json, report.json())
+            .and_then(|()| std::fs::write(&svg, report.svg()))
+            .map_err(|e| format!("cannot write the report under {}: {e}", out.display()))?;
+        println!("written: {} and {}\n", json.display(), svg.display());
     }
     if failed > 0 {
         return Err(format!("{failed} config(s) rejected").into());

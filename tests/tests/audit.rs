@@ -1,0 +1,124 @@
+//! `cargo xtask audit`'s static report, for every shipped config: every
+//! core, byte of RAM, device page and SPI of the board appears with exactly
+//! one holder, and no two holders share a physical page.
+
+use std::path::Path;
+
+use xtask::audit::{report, Holder, Report};
+use xtask::image::{check_blob, compile_dts, firmware_image, footprint};
+
+fn audit(config: &Path) -> (Report, &'static bulkhead_core::board::Board) {
+    let fw = firmware_image().expect("firmware built by `cargo xtask test`");
+    let blob = compile_dts(config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    let checked = check_blob(config, blob, fw.len() as u64)
+        .unwrap_or_else(|r| panic!("{}", xtask::report_rejected(config, &r)));
+    let board = board_support::by_name(checked.plan.board).expect("known board");
+    let fp = footprint(&checked, fw.len() as u64).expect("package builds");
+    (
+        report(&config.display().to_string(), board, &checked.plan, fp),
+        board,
+    )
+}
+
+fn shipped_configs() -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    let root = xtask::root().join("configs");
+    for board in std::fs::read_dir(&root).unwrap().flatten() {
+        for f in std::fs::read_dir(board.path()).unwrap().flatten() {
+            if f.path().extension().is_some_and(|x| x == "dts") {
+                v.push(f.path());
+            }
+        }
+    }
+    v.sort();
+    assert!(!v.is_empty());
+    v
+}
+
+#[test]
+fn every_resource_of_every_shipped_config_has_exactly_one_holder() {
+    for config in shipped_configs() {
+        let (r, board) = audit(&config);
+        let name = config.display();
+        // Cores: each once, held by the domain whose config names it.
+        assert_eq!(r.cores.len(), board.cpus.len(), "{name}");
+        for d in &r.domains {
+            for &c in &d.cores {
+                assert_eq!(r.cores[c].2, Holder::Domain(d.name.clone()), "{name}");
+            }
+        }
+        // No two ranges share a byte.
+        let mut regions = r.regions.clone();
+        regions.sort_by_key(|x| x.pa);
+        for w in regions.windows(2) {
+            assert!(
+                w[0].pa + w[0].size <= w[1].pa,
+                "{name}: {:?} overlaps {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        // RAM: the ranges of kind "ram" tile every bank exactly.
+        for bank in board.ram {
+            let covered: u64 = r
+                .regions
+                .iter()
+                .filter(|x| x.kind == "ram" && x.pa >= bank.base && x.pa < bank.base + bank.size)
+                .map(|x| x.size)
+                .sum();
+            assert_eq!(covered, bank.size, "{name}: RAM bank {bank:?}");
+        }
+        // Every board device appears (held, kept or free), and every SPI once.
+        for dev in board.devices {
+            assert!(
+                r.regions
+                    .iter()
+                    .any(|x| x.pa <= dev.reg.base && dev.reg.base < x.pa + x.size),
+                "{name}: board device {} missing",
+                dev.name
+            );
+        }
+        let mut spis: Vec<u32> = r.spis.iter().map(|(s, _, _)| *s).collect();
+        spis.dedup();
+        assert_eq!(spis.len(), r.spis.len(), "{name}: an SPI listed twice");
+        // The three forms.
+        let text = r.text();
+        for d in &r.domains {
+            assert!(text.contains(&format!("domain \"{}\"", d.name)), "{text}");
+        }
+        let json = r.json();
+        assert!(
+            json.starts_with("{\"schema\":\"bulkhead-audit/1\""),
+            "{json}"
+        );
+        assert_eq!(
+            json.matches('{').count(),
+            json.matches('}').count(),
+            "{json}"
+        );
+        let svg = r.svg();
+        assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(
+            svg.matches("<rect").count(),
+            r.regions.len() + r.domains.len() + 2
+        );
+    }
+}
+
+#[test]
+fn the_default_config_report_names_its_shared_path_and_owners() {
+    let (r, _) = audit(&xtask::root().join("configs/qemu-virt/default.dts"));
+    let uart1 = r
+        .regions
+        .iter()
+        .find(|x| x.pa == 0x0904_0000)
+        .expect("uart1 listed");
+    assert_eq!(uart1.holder, Holder::Domain("linux".into()));
+    let uart0 = r.regions.iter().find(|x| x.pa == 0x0900_0000).unwrap();
+    assert!(matches!(uart0.holder, Holder::Partitioner(_)));
+    let rtc = r.regions.iter().find(|x| x.pa == 0x0901_0000).unwrap();
+    assert_eq!(rtc.holder, Holder::Nobody);
+    assert_eq!(r.shared.len(), 1);
+    assert_eq!(r.shared[0].1, ["hello", "probe"]);
+    assert!(r.risks.is_empty());
+}
