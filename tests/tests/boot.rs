@@ -94,6 +94,29 @@ fn refused(image: &str, expect: &[&str]) {
     assert!(!log.contains("FATAL") && !log.contains("panic"), "{log}");
 }
 
+/// A config that accepts a DMA risk (`dma = "unprotected"`) boots, and the
+/// firmware says at every boot what was accepted.
+#[test]
+fn accepted_dma_risk_is_reported_at_boot() {
+    let mut run = boot("dma-accepted", "dma-accepted", &Machine::default());
+    let line = run
+        .wait_line(
+            UART0,
+            "bulkhead: warning: domain \"hello\": device \"blk\"",
+            WAIT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        line.contains("masters DMA and no IOMMU covers it; accepted by dma = \"unprotected\"")
+            && line.contains("other domains' memory and the partitioner"),
+        "{line}"
+    );
+    wait_heartbeat_after(&mut run, UART1, "hello", 1);
+    let log = run.output(UART0);
+    assert_eq!(lines_with(&log, "masters DMA").len(), 1, "{log}");
+    assert!(lines_with(&log, "error").is_empty(), "{log}");
+}
+
 #[test]
 fn invalid_config_is_refused_at_boot() {
     // Built with the host check skipped: the firmware's own check must catch
