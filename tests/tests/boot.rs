@@ -48,6 +48,25 @@ fn isolation_boot_reports_resources(cpu: &str, gic: u32) {
     }
     // Core 3 belongs to ticker but stays off until ticker asks for it.
     assert!(lines_with(&log, "vCPU 1 starts").is_empty(), "{log}");
+    // GICv2: each started core reports the CPU interface it read from the
+    // hardware (GICD_ITARGETSR0..7); QEMU wires core n to interface n.
+    let interfaces = lines_with(&log, "GICv2 CPU interface");
+    if gic == 2 {
+        for c in 0..3 {
+            assert_eq!(
+                lines_with(
+                    &log,
+                    &format!("bulkhead: core {c}: GICv2 CPU interface {c}")
+                )
+                .len(),
+                1,
+                "core {c}\n{log}"
+            );
+        }
+        assert_eq!(interfaces.len(), 3, "core 3 stays off\n{log}");
+    } else {
+        assert!(interfaces.is_empty(), "{log}");
+    }
     // Nothing the partitioner calls an error, and no domain writes on another's UART.
     assert!(
         lines_with(&log, "error").is_empty() && lines_with(&log, "FATAL").is_empty(),
