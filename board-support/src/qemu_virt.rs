@@ -14,9 +14,9 @@ const MIB: u64 = 1 << 20;
 /// `load_aarch64_image` in QEMU: a zero text offset is moved past its boot stub).
 pub const LOAD_ADDRESS: u64 = 0x4020_0000;
 
-/// The board. Only whole-page devices are listed: stage 2 maps 4 KiB pages,
-/// so a device sharing a page with another (QEMU's virtio-mmio transports sit
-/// 0x200 apart) cannot be given to one domain alone.
+/// The board. Only whole pages are listed as devices: stage 2 maps 4 KiB
+/// pages, so devices sharing a page (QEMU's virtio-mmio transports sit 0x200
+/// apart) can only be given away together, as one page-sized device.
 pub static BOARD: Board = Board {
     name: "qemu-virt",
     ram: &[Range::new(0x4000_0000, 1024 * MIB)],
@@ -28,6 +28,8 @@ pub static BOARD: Board = Board {
             reg: Range::new(0x0900_0000, 0x1000),
             spis: &[1],
             usage: DeviceUse::Reserved("partitioner console"),
+            // A PL011 only signals a DMA controller (QEMU's has none).
+            dma: false,
         },
         Device {
             name: "uart1",
@@ -35,6 +37,7 @@ pub static BOARD: Board = Board {
             reg: Range::new(0x0904_0000, 0x1000),
             spis: &[8],
             usage: DeviceUse::Assignable,
+            dma: false,
         },
         Device {
             name: "rtc",
@@ -42,6 +45,7 @@ pub static BOARD: Board = Board {
             reg: Range::new(0x0901_0000, 0x1000),
             spis: &[2],
             usage: DeviceUse::Assignable,
+            dma: false,
         },
         Device {
             name: "fw-cfg",
@@ -49,6 +53,9 @@ pub static BOARD: Board = Board {
             reg: Range::new(0x0902_0000, 0x18),
             spis: &[],
             usage: DeviceUse::Reserved("QEMU firmware configuration"),
+            // Its DMA interface (the register at offset 0x10) writes guest
+            // memory: one more reason never to give it away.
+            dma: true,
         },
         Device {
             name: "gpio",
@@ -56,7 +63,17 @@ pub static BOARD: Board = Board {
             reg: Range::new(0x0903_0000, 0x1000),
             spis: &[7],
             usage: DeviceUse::Assignable,
+            dma: false,
         },
+        // The 32 virtio-mmio transports, 0x200 apart from 0x0a00_0000, SPIs
+        // 16..47 (QEMU's `virt.c`: VIRT_MMIO, NUM_VIRTIO_TRANSPORTS). Stage 2
+        // maps whole pages, so each 4 KiB page (8 transports, 8 SPIs) is one
+        // assignable device. A virtio device masters DMA: its queues and
+        // buffers are wherever the driver says, anywhere in physical memory.
+        virtio_page(0, "virtio-mmio0", &[16, 17, 18, 19, 20, 21, 22, 23]),
+        virtio_page(1, "virtio-mmio1", &[24, 25, 26, 27, 28, 29, 30, 31]),
+        virtio_page(2, "virtio-mmio2", &[32, 33, 34, 35, 36, 37, 38, 39]),
+        virtio_page(3, "virtio-mmio3", &[40, 41, 42, 43, 44, 45, 46, 47]),
     ],
     gics: &[
         Gic::V3 {
@@ -82,4 +99,20 @@ pub static BOARD: Board = Board {
     console: Range::new(0x0900_0000, 0x1000),
     psci: Conduit::Smc,
     spi_count: 256,
+    // QEMU can add an SMMUv3 (`-M virt,iommu=smmuv3`), but the partitioner
+    // does not drive one: no device is covered.
+    iommus: &[],
 };
+
+/// Page `n` (0..4) of the virtio-mmio transports: transports `8n..8n+8`,
+/// with their SPIs `16 + 8n..24 + 8n`.
+const fn virtio_page(n: u64, name: &'static str, spis: &'static [u32]) -> Device {
+    Device {
+        name,
+        compatible: "virtio,mmio",
+        reg: Range::new(0x0a00_0000 + n * 0x1000, 0x1000),
+        spis,
+        usage: DeviceUse::Assignable,
+        dma: true,
+    }
+}

@@ -48,6 +48,25 @@ fn isolation_boot_reports_resources(cpu: &str, gic: u32) {
     }
     // Core 3 belongs to ticker but stays off until ticker asks for it.
     assert!(lines_with(&log, "vCPU 1 starts").is_empty(), "{log}");
+    // GICv2: each started core reports the CPU interface it read from the
+    // hardware (GICD_ITARGETSR0..7); QEMU wires core n to interface n.
+    let interfaces = lines_with(&log, "GICv2 CPU interface");
+    if gic == 2 {
+        for c in 0..3 {
+            assert_eq!(
+                lines_with(
+                    &log,
+                    &format!("bulkhead: core {c}: GICv2 CPU interface {c}")
+                )
+                .len(),
+                1,
+                "core {c}\n{log}"
+            );
+        }
+        assert_eq!(interfaces.len(), 3, "core 3 stays off\n{log}");
+    } else {
+        assert!(interfaces.is_empty(), "{log}");
+    }
     // Nothing the partitioner calls an error, and no domain writes on another's UART.
     assert!(
         lines_with(&log, "error").is_empty() && lines_with(&log, "FATAL").is_empty(),
@@ -92,6 +111,29 @@ fn refused(image: &str, expect: &[&str]) {
         run.output(UART1)
     );
     assert!(!log.contains("FATAL") && !log.contains("panic"), "{log}");
+}
+
+/// A config that accepts a DMA risk (`dma = "unprotected"`) boots, and the
+/// firmware says at every boot what was accepted.
+#[test]
+fn accepted_dma_risk_is_reported_at_boot() {
+    let mut run = boot("dma-accepted", "dma-accepted", &Machine::default());
+    let line = run
+        .wait_line(
+            UART0,
+            "bulkhead: warning: domain \"hello\": device \"blk\"",
+            WAIT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        line.contains("masters DMA and no IOMMU covers it; accepted by dma = \"unprotected\"")
+            && line.contains("other domains' memory and the partitioner"),
+        "{line}"
+    );
+    wait_heartbeat_after(&mut run, UART1, "hello", 1);
+    let log = run.output(UART0);
+    assert_eq!(lines_with(&log, "masters DMA").len(), 1, "{log}");
+    assert!(lines_with(&log, "error").is_empty(), "{log}");
 }
 
 #[test]

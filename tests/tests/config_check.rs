@@ -128,3 +128,107 @@ fn hand_written_device_trees_may_name_only_owned_hardware() {
         r.trees[0]
     );
 }
+
+#[test]
+fn an_accepted_dma_risk_passes_with_a_warning() {
+    let fw = firmware_len();
+    let f = xtask::root().join("tests/configs/dma-accepted.dts");
+    let blob = compile_dts(&f).unwrap_or_else(|e| panic!("{e}"));
+    let checked =
+        check_blob(&f, blob, fw).unwrap_or_else(|r| panic!("{}", xtask::report_rejected(&f, &r)));
+    let blk = &checked.plan.domains[0].devices[1];
+    assert!(blk.dma_unprotected, "the plan records the accepted risk");
+    // What `cargo xtask check` prints after its `ok` line.
+    assert_eq!(
+        xtask::report_warnings(&f, &checked.plan),
+        [format!(
+            "{}: warning[dma-unprotected]: domain \"hello\": device \"blk\" masters DMA and no IOMMU covers it; accepted by dma = \"unprotected\": the domain can read and write any physical address through it, including other domains' memory and the partitioner",
+            f.display()
+        )]
+    );
+    // The other shipped configs accept no such risk.
+    for dir in ["configs/qemu-virt", "tests/configs"] {
+        for g in dts_files(&xtask::root().join(dir)) {
+            if g == f {
+                continue;
+            }
+            let blob = compile_dts(&g).unwrap_or_else(|e| panic!("{e}"));
+            if let Ok(c) = check_blob(&g, blob, fw) {
+                assert!(
+                    xtask::report_warnings(&g, &c.plan).is_empty(),
+                    "{}",
+                    g.display()
+                );
+            }
+        }
+    }
+}
+
+/// The real board file lists the virtio-mmio pages as DMA-capable devices:
+/// a page by name is refused without the opt-in and accepted with it, with
+/// its eight transports' SPIs.
+#[test]
+fn virtio_mmio_pages_of_qemu_virt_master_dma() {
+    let fw = firmware_len();
+    let dir = std::env::temp_dir().join(format!("bulkhead-dma-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, extra: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                r#"/dts-v1/;
+/ {{
+    compatible = "bulkhead,config-v1";
+    board = "qemu-virt";
+    domains {{
+        hello {{
+            compatible = "bulkhead,domain";
+            cpus = <0>;
+            image = "domain:hello";
+            entry = <0x0 0x40000000>;
+            memory {{ ram {{ guest-address = <0x0 0x40000000>; size = <0x0 0x200000>; }}; }};
+            devices {{ net {{ board-device = "virtio-mmio1"; {extra} }}; }};
+        }};
+    }};
+}};
+"#
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let refused = write("refused.dts", "");
+    let accepted = write("accepted.dts", r#"dma = "unprotected";"#);
+    let run = |f: &std::path::Path| check_blob(f, compile_dts(f).unwrap(), fw);
+    let r = match run(&refused) {
+        Ok(_) => panic!("a DMA master without an IOMMU was accepted"),
+        Err(r) => r,
+    };
+    let codes: Vec<_> = r.errors.iter().map(|e| e.code()).collect();
+    assert_eq!(
+        codes,
+        ["dma-unprotected"],
+        "{}",
+        xtask::report_rejected(&refused, &r)
+    );
+    let text = r.errors.iter().next().unwrap().to_string();
+    assert!(
+        text.contains("board device \"virtio-mmio1\" masters DMA")
+            && text.contains("other domains' memory and the partitioner"),
+        "{text}"
+    );
+    let c = run(&accepted).unwrap_or_else(|r| panic!("{}", xtask::report_rejected(&accepted, &r)));
+    let net = &c.plan.domains[0].devices[0];
+    assert_eq!(
+        net.mapping.pa_range(),
+        bulkhead_core::board::Range::new(0x0a00_1000, 0x1000)
+    );
+    assert_eq!(net.spis.as_slice(), [24, 25, 26, 27, 28, 29, 30, 31]);
+    let w = xtask::report_warnings(&accepted, &c.plan);
+    assert!(
+        w.len() == 1 && w[0].contains("device \"net\" (board device \"virtio-mmio1\")"),
+        "{w:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

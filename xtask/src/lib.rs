@@ -66,6 +66,20 @@ pub fn run_shown(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The warnings of an accepted config, one line each: the risks it
+/// accepted (a device that masters DMA without an IOMMU in front of it).
+pub fn report_warnings(config: &Path, plan: &bulkhead_core::plan::Plan) -> Vec<String> {
+    plan.unprotected_dma()
+        .map(|(d, x)| {
+            format!(
+                "{}: warning[dma-unprotected]: {}",
+                config.display(),
+                bulkhead_core::plan::DmaWarning(d, x)
+            )
+        })
+        .collect()
+}
+
 /// Every error of a rejected config, one per line, then a summary.
 pub fn report_errors(config: &Path, errors: &Errors) -> String {
     report(config, errors, &[])

@@ -138,6 +138,11 @@ fn build_config(o: &Opts) -> Result<PathBuf> {
         .unwrap_or_else(|| image::image_path(&o.config));
     let plan = image::build_image(&o.config, &out, o.tamper)?;
     let size = std::fs::metadata(&out)?.len();
+    if let Some(p) = &plan {
+        for w in xtask::report_warnings(&o.config, p) {
+            eprintln!("{w}");
+        }
+    }
     match plan {
         Some(p) => eprintln!(
             "xtask: {} ({} bytes, {} domain(s): {})",
@@ -341,6 +346,9 @@ fn check(args: &[String]) -> Result<()> {
         match image::check_blob(path, blob, fw.len() as u64) {
             Ok(c) => {
                 println!("{}: ok, {} domain(s)", path.display(), c.plan.domains.len());
+                for w in xtask::report_warnings(path, &c.plan) {
+                    println!("{w}");
+                }
                 for d in &c.plan.domains {
                     println!(
                         "  {} (VMID {}): cores {:?}, entry {:#x}",
@@ -448,6 +456,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ),
     ("linux-pair", "tests/configs/linux-pair.dts", Tamper::None),
     ("stop-policy", "tests/configs/stop-policy.dts", Tamper::None),
+    (
+        "dma-accepted",
+        "tests/configs/dma-accepted.dts",
+        Tamper::None,
+    ),
     ("irq", "tests/configs/irq.dts", Tamper::None),
     (
         "trigger-flip",

@@ -131,6 +131,34 @@ pub struct Device {
     /// SPI numbers (GIC INTID - 32) of the device's interrupts.
     pub spis: &'static [u32],
     pub usage: DeviceUse,
+    /// Whether the device can master DMA: read and write memory by itself,
+    /// at physical addresses it is told. Stage 2 translates only the CPU's
+    /// accesses, so such a device given to a domain reaches all of memory
+    /// unless an [`Iommu`] of the board stands in front of it.
+    pub dma: bool,
+}
+
+/// The stream IDs one DMA-capable device emits, as an IOMMU sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IommuStream {
+    /// Name of the board device ([`Device::name`]).
+    pub device: &'static str,
+    /// Its stream IDs (an SMMU's StreamIDs).
+    pub ids: &'static [u32],
+}
+
+/// An IOMMU (an Arm SMMU) that translates the DMA of some of the board's
+/// devices. Listing one is a promise that the partitioner programs it so
+/// that each covered device reaches only the memory of the domain that owns
+/// it; no board lists one yet (the partitioner has no SMMU driver), so every
+/// DMA-capable device is unprotected today.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Iommu {
+    pub name: &'static str,
+    /// Its registers, kept by the partitioner.
+    pub reg: Range,
+    /// The devices whose DMA it translates.
+    pub streams: &'static [IommuStream],
 }
 
 /// Everything Bulkhead needs to know about a board.
@@ -154,21 +182,31 @@ pub struct Board {
     pub psci: Conduit,
     /// Number of SPIs the interrupt controller implements.
     pub spi_count: u32,
+    /// IOMMUs in front of DMA-capable devices (none on QEMU `virt`).
+    pub iommus: &'static [Iommu],
 }
 
 impl Board {
     pub fn device(&self, name: &str) -> Option<&Device> {
         self.devices.iter().find(|d| d.name == name)
     }
+    /// The IOMMU that translates the DMA of board device `device`, if any.
+    pub fn iommu_covering(&self, device: &str) -> Option<&Iommu> {
+        self.iommus
+            .iter()
+            .find(|i| i.streams.iter().any(|s| s.device == device))
+    }
     /// Index of the core with this MPIDR (affinity bits only), if on the board.
     pub fn cpu_index(&self, mpidr: u64) -> Option<usize> {
         let aff = mpidr & 0xff_00ff_ffff;
         self.cpus.iter().position(|&m| m == aff)
     }
-    /// MMIO ranges the partitioner keeps: its console and the interrupt controllers.
+    /// MMIO ranges the partitioner keeps: its console, the interrupt
+    /// controllers, the IOMMUs and the reserved devices.
     pub fn reserved_mmio(&self) -> impl Iterator<Item = (Range, &'static str)> + '_ {
         core::iter::once((self.console, "partitioner console"))
             .chain(self.gics.iter().flat_map(|g| g.parts()))
+            .chain(self.iommus.iter().map(|i| (i.reg, "IOMMU")))
             .chain(self.devices.iter().filter_map(|d| match d.usage {
                 DeviceUse::Reserved(why) => Some((d.reg, why)),
                 DeviceUse::Assignable => None,

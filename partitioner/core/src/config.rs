@@ -130,7 +130,13 @@ pub struct DeviceConfig<'b> {
     /// `guest-address`; `None`: mapped at its physical address.
     pub guest: Option<u64>,
     pub source: DeviceSource<'b>,
+    /// `dma = "unprotected"`: the config accepts that this device masters
+    /// DMA with no IOMMU in front of it.
+    pub dma_unprotected: bool,
 }
+
+/// The only value of a device's `dma` property.
+pub const DMA_UNPROTECTED: &str = "unprotected";
 
 /// Parses a config blob. Returns every error found.
 #[allow(clippy::result_large_err)] // See `validate::check`.
@@ -664,6 +670,7 @@ const DEVICE_PROPS: &[&str] = &[
     "size",
     "spis",
     "compatible",
+    "dma",
 ];
 const EXPLICIT_ONLY: &[&str] = &["physical-address", "size", "spis", "compatible"];
 
@@ -728,6 +735,17 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
             failed,
         };
         let guest = r.opt_u64("guest-address");
+        let dma_unprotected = match r.opt_str("dma") {
+            None => false,
+            Some(DMA_UNPROTECTED) => true,
+            Some(_) => {
+                r.bad(
+                    "dma",
+                    "dma takes one value, \"unprotected\" (accepting that the device's DMA reaches all memory)",
+                );
+                false
+            }
+        };
         let source = if let Some(p) = node.prop("board-device") {
             let board_device = r.str_of(p);
             for extra in EXPLICIT_ONLY {
@@ -773,6 +791,7 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
                     name,
                     guest,
                     source,
+                    dma_unprotected,
                 });
             }
             _ => domain.devices_complete = false,

@@ -260,6 +260,14 @@ pub enum Error {
         /// The board device the SPI belongs to, if any.
         owner: Option<&'static str>,
     },
+    /// A device that can master DMA, with no IOMMU in front of it, given to
+    /// a domain without `dma = "unprotected"`.
+    DmaUnprotected {
+        at: Site,
+        /// The DMA-capable board device (given by name, or holding the
+        /// explicit range).
+        device: &'static str,
+    },
     /// The domain's image does not exist.
     MissingImage { at: Site, image: Text },
     /// The image does not fit between the entry point and the end of its region.
@@ -338,6 +346,7 @@ impl Error {
             Error::IrqRange { .. } => "irq-range",
             Error::IrqReserved { .. } => "irq-reserved",
             Error::IrqNotOfDevice { .. } => "irq-not-of-device",
+            Error::DmaUnprotected { .. } => "dma-unprotected",
             Error::MissingImage { .. } => "missing-image",
             Error::ImageTooLarge { .. } => "image-too-large",
             Error::EntryOutsideRam { .. } => "entry-outside-ram",
@@ -388,6 +397,7 @@ impl Error {
         "irq-range",
         "irq-reserved",
         "irq-not-of-device",
+        "dma-unprotected",
         "missing-image",
         "image-too-large",
         "entry-outside-ram",
@@ -434,6 +444,7 @@ impl Error {
             | Error::IrqRange { at, .. }
             | Error::IrqReserved { at, .. }
             | Error::IrqNotOfDevice { at, .. }
+            | Error::DmaUnprotected { at, .. }
             | Error::MissingImage { at, .. }
             | Error::ImageTooLarge { at, .. }
             | Error::EntryOutsideRam { at, .. }
@@ -569,6 +580,10 @@ impl Error {
                     None => write!(f, " (no board device has it)"),
                 }
             }
+            Error::DmaUnprotected { device, .. } => write!(
+                f,
+                "board device \"{device}\" masters DMA and no IOMMU covers it: it can write any physical address, including other domains' memory and the partitioner (dma = \"unprotected\" in the device node accepts the risk)"
+            ),
             Error::MissingImage { image, .. } => write!(f, "image \"{image}\" not found"),
             Error::ImageTooLarge { size, room, entry, region, .. } => write!(
                 f,

@@ -10,6 +10,7 @@ pub mod dtb;
 pub mod dtb_check;
 pub mod error;
 pub mod fdt_check;
+pub mod gicv2;
 pub mod lifecycle;
 pub mod package;
 pub mod pagetable;

@@ -14,8 +14,9 @@ pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
 /// Most passthrough devices per domain.
 pub const MAX_DEVICES: usize = 8;
-/// Most interrupts per passthrough device.
-pub const MAX_IRQS: usize = 4;
+/// Most interrupts per passthrough device (a page of QEMU `virt`'s
+/// virtio-mmio transports carries 8).
+pub const MAX_IRQS: usize = 8;
 /// Longest domain name, in bytes.
 pub const MAX_NAME: usize = 31;
 
@@ -78,6 +79,11 @@ pub struct DevicePlan {
     pub compatible: heapless::String<64>,
     pub mapping: Mapping,
     pub spis: Vec<u32, MAX_IRQS>,
+    /// The device can master DMA, no IOMMU covers it, and the config
+    /// accepted that (`dma = "unprotected"`): the domain can reach all of
+    /// physical memory through it. Reported as a warning by the host check
+    /// and at boot.
+    pub dma_unprotected: bool,
 }
 
 /// One domain, ready to start.
@@ -126,6 +132,38 @@ impl DomainPlan {
 pub struct Plan {
     pub board: &'static str,
     pub domains: Vec<DomainPlan, MAX_DOMAINS>,
+}
+
+impl Plan {
+    /// The accepted DMA risks: every `(domain, device)` whose device can
+    /// master DMA without an IOMMU, in config order.
+    pub fn unprotected_dma(&self) -> impl Iterator<Item = (&DomainPlan, &DevicePlan)> + '_ {
+        self.domains.iter().flat_map(|d| {
+            d.devices
+                .iter()
+                .filter(|x| x.dma_unprotected)
+                .map(move |x| (d, x))
+        })
+    }
+}
+
+/// The warning printed for an accepted DMA risk (the host check and the
+/// firmware print the same text).
+pub struct DmaWarning<'p>(pub &'p DomainPlan, pub &'p DevicePlan);
+
+impl core::fmt::Display for DmaWarning<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let DmaWarning(d, x) = self;
+        write!(f, "domain \"{}\": device \"{}\"", d.name, x.name)?;
+        if let Some(b) = x.board_device {
+            write!(f, " (board device \"{b}\")")?;
+        }
+        f.write_str(
+            " masters DMA and no IOMMU covers it; accepted by dma = \"unprotected\": \
+             the domain can read and write any physical address through it, \
+             including other domains' memory and the partitioner",
+        )
+    }
 }
 
 /// Name of a domain's initial RAM disk in the package.
@@ -209,6 +247,7 @@ pub(crate) mod fixtures {
                 kind: MemKind::Device,
             },
             spis: spis.iter().copied().collect(),
+            dma_unprotected: false,
         }
     }
 

@@ -70,6 +70,7 @@ mod tests {
                     kind: MemKind::Device,
                 },
                 spis: heapless::Vec::new(),
+                dma_unprotected: false,
             })
             .unwrap();
         p

@@ -146,6 +146,8 @@ struct DeviceState {
     compatible: &'static str,
     explicit_compatible: bool,
     spis: Vec<u32, MAX_IRQS>,
+    /// Masters DMA with no IOMMU in front of it, accepted by the config.
+    dma_unprotected: bool,
 }
 
 /// Per-domain working state; `None` items failed a check.
@@ -495,7 +497,7 @@ impl Resolver<'_, '_, '_> {
                 continue;
             };
             for (i, device) in domain.devices.iter().enumerate() {
-                let resolved = self.resolve_device(d, i, device.guest, &device.source);
+                let resolved = self.resolve_device(d, i, device);
                 let resolved = resolved.filter(|dev| {
                     let ok_ipa = self.check_device_ipa(d, i, dev, state);
                     let ok_pa = self.check_device_pa(d, i, dev, &mmio);
@@ -515,9 +517,9 @@ impl Resolver<'_, '_, '_> {
         &mut self,
         d: usize,
         i: usize,
-        guest: Option<u64>,
-        source: &DeviceSource<'_>,
+        device: &DeviceConfig<'_>,
     ) -> Option<DeviceState> {
+        let (guest, source) = (device.guest, &device.source);
         // Property blamed for problems with the device's physical side.
         let pa_prop = match source {
             DeviceSource::Board(_) => "board-device",
@@ -637,6 +639,7 @@ impl Resolver<'_, '_, '_> {
             return None;
         }
         let ipa_range = Range::new(ipa, pages_pa.size);
+        let dma_unprotected = self.check_dma(d, i, pa_prop, reg, device.dma_unprotected);
         if ipa_range.end().is_none() {
             self.errors.push(Error::AddressOverflow {
                 at: self.device_site(d, i, Some(ipa_prop)),
@@ -665,7 +668,29 @@ impl Resolver<'_, '_, '_> {
             compatible,
             explicit_compatible,
             spis,
+            dma_unprotected,
         })
+    }
+
+    /// DMA: a device that masters DMA reaches all of physical memory unless
+    /// an IOMMU of the board stands in front of it, whatever stage 2 says.
+    /// Refused unless the config accepts the risk (`dma = "unprotected"`);
+    /// returns whether the device is such an accepted risk.
+    fn check_dma(&mut self, d: usize, i: usize, prop: &str, reg: Range, accepted: bool) -> bool {
+        // The board device holding the range (for `board-device`, itself).
+        let Some(holder) = self.board.devices.iter().find(|x| x.reg.contains(&reg)) else {
+            return false;
+        };
+        if !holder.dma || self.board.iommu_covering(holder.name).is_some() {
+            return false;
+        }
+        if !accepted {
+            self.errors.push(Error::DmaUnprotected {
+                at: self.device_site(d, i, Some(prop)),
+                device: holder.name,
+            });
+        }
+        accepted
     }
 
     /// Guest-space checks of a device against the domain's RAM and earlier devices.
@@ -1053,6 +1078,7 @@ impl Resolver<'_, '_, '_> {
                             .ok()?,
                         mapping: dev.mapping,
                         spis: dev.spis.clone(),
+                        dma_unprotected: dev.dma_unprotected,
                     })
                     .ok()?;
             }
@@ -1132,11 +1158,13 @@ mod tests {
             reg: Range::new(0x0a00_0000 + n * 0x200, 0x200),
             spis: spi,
             usage: DeviceUse::Assignable,
+            dma: true,
         }
     }
 
-    /// Mirrors `board-support/src/qemu_virt.rs` (the core cannot depend on it).
-    static QEMU_VIRT: Board = Board {
+    /// Mirrors `board-support/src/qemu_virt.rs` (the core cannot depend on
+    /// it), except for the virtio-mmio transports, listed one by one here.
+    const QEMU_VIRT_BOARD: Board = Board {
         name: "qemu-virt",
         ram: &[Range::new(0x4000_0000, 1024 * MIB)],
         cpus: &[0x0, 0x1, 0x2, 0x3],
@@ -1147,6 +1175,7 @@ mod tests {
                 reg: Range::new(0x0900_0000, 0x1000),
                 spis: &[1],
                 usage: DeviceUse::Reserved("partitioner console"),
+                dma: false,
             },
             Device {
                 name: "uart1",
@@ -1154,6 +1183,7 @@ mod tests {
                 reg: Range::new(0x0904_0000, 0x1000),
                 spis: &[8],
                 usage: DeviceUse::Assignable,
+                dma: false,
             },
             Device {
                 name: "rtc",
@@ -1161,6 +1191,7 @@ mod tests {
                 reg: Range::new(0x0901_0000, 0x1000),
                 spis: &[2],
                 usage: DeviceUse::Assignable,
+                dma: false,
             },
             Device {
                 name: "fw-cfg",
@@ -1168,6 +1199,7 @@ mod tests {
                 reg: Range::new(0x0902_0000, 0x18),
                 spis: &[],
                 usage: DeviceUse::Reserved("QEMU firmware configuration"),
+                dma: true,
             },
             Device {
                 name: "gpio",
@@ -1175,6 +1207,7 @@ mod tests {
                 reg: Range::new(0x0903_0000, 0x1000),
                 spis: &[7],
                 usage: DeviceUse::Assignable,
+                dma: false,
             },
             virtio(0, "virtio0", &[16]),
             virtio(1, "virtio1", &[17]),
@@ -1188,10 +1221,29 @@ mod tests {
         console: Range::new(0x0900_0000, 0x1000),
         psci: Conduit::Smc,
         spi_count: 256,
+        iommus: &[],
+    };
+    static QEMU_VIRT: Board = QEMU_VIRT_BOARD;
+    /// The same with an SMMU in front of the first virtio transport.
+    static QEMU_VIRT_SMMU: Board = Board {
+        name: "qemu-virt-smmu",
+        iommus: &[crate::board::Iommu {
+            name: "smmu",
+            reg: Range::new(0x0905_0000, 0x2_0000),
+            streams: &[crate::board::IommuStream {
+                device: "virtio0",
+                ids: &[0x10],
+            }],
+        }],
+        ..QEMU_VIRT_BOARD
     };
 
     fn lookup(name: &str) -> Option<&'static Board> {
-        (name == "qemu-virt").then_some(&QEMU_VIRT)
+        match name {
+            "qemu-virt" => Some(&QEMU_VIRT),
+            "qemu-virt-smmu" => Some(&QEMU_VIRT_SMMU),
+            _ => None,
+        }
     }
 
     /// The partitioner at QEMU's load address, 4 MiB.
@@ -1367,7 +1419,7 @@ mod tests {
                         "x",
                         0x0901_0000,
                         0x1000,
-                        &[2, 3, 4, 5, 6],
+                        &[2, 3, 4, 5, 6, 7, 8, 9, 10],
                     )))
                 })),
             ),
@@ -1481,6 +1533,13 @@ mod tests {
                 b(at_probe(|d| {
                     // The RTC's registers with the GPIO block's interrupt.
                     d.child(node("devices").child(explicit("clock", 0x0901_0000, 0x1000, &[7])))
+                })),
+            ),
+            (
+                "dma-unprotected",
+                b(at_probe(|d| {
+                    // A virtio transport masters DMA, and no IOMMU covers it.
+                    d.child(node("devices").child(explicit("blk", 0x0a00_0000, 0x200, &[16])))
                 })),
             ),
             (
@@ -1687,6 +1746,66 @@ mod tests {
     }
 
     #[test]
+    fn dma_masters_need_an_iommu_or_the_accepted_risk() {
+        let blk = || explicit("blk", 0x0a00_0000, 0x200, &[16]);
+        let with = |dev: Node| at_probe(|d| d.child(node("devices").child(dev)));
+        // Refused without the opt-in, naming why.
+        let text = expect_only(&with(blk()), "dma-unprotected");
+        assert_eq!(
+            text,
+            "domain \"probe\": /domains/probe/devices/blk/physical-address: board device \"virtio0\" masters DMA and no IOMMU covers it: it can write any physical address, including other domains' memory and the partitioner (dma = \"unprotected\" in the device node accepts the risk)"
+        );
+        // By name too.
+        let by_name = with(board_device("blk", "virtio0"));
+        let text = expect_only(&by_name, "dma-unprotected");
+        assert!(text.contains("/devices/blk/board-device:"), "{text}");
+        // Accepted: recorded in the plan, with the warning the host check
+        // and the firmware print.
+        let p = plan(&with(blk().str("dma", "unprotected")));
+        let risks: Vec<_> = p.unprotected_dma().collect();
+        assert_eq!(risks.len(), 1);
+        let (d, x) = risks[0];
+        assert_eq!((d.name.as_str(), x.name.as_str()), ("probe", "blk"));
+        assert_eq!(
+            crate::plan::DmaWarning(d, x).to_string(),
+            "domain \"probe\": device \"blk\" masters DMA and no IOMMU covers it; accepted by dma = \"unprotected\": the domain can read and write any physical address through it, including other domains' memory and the partitioner"
+        );
+        let p = plan(&with(
+            board_device("blk", "virtio0").str("dma", "unprotected"),
+        ));
+        assert!(p.domains[1].devices[0].dma_unprotected);
+        // Any other value names the one allowed.
+        let text = expect_only(&with(blk().str("dma", "protected")), "bad-property");
+        assert!(
+            text.contains("/devices/blk/dma:") && text.contains("\"unprotected\""),
+            "{text}"
+        );
+        // Not a DMA master: nothing to accept, nothing recorded.
+        let p = plan(&at_hello(|d| {
+            d.at("devices/serial", |s| s.str("dma", "unprotected"))
+        }));
+        assert_eq!(p.unprotected_dma().count(), 0);
+        assert!(!p.domains[0].devices[0].dma_unprotected);
+        // A plain config has no risk.
+        assert_eq!(plan(&base()).unprotected_dma().count(), 0);
+        // An IOMMU in front of the device lifts the refusal, and there is no
+        // risk to record.
+        let smmu = |dev: Node| with(dev).str("board", "qemu-virt-smmu");
+        let p = plan(&smmu(blk()));
+        assert_eq!(p.unprotected_dma().count(), 0);
+        let p = plan(&smmu(blk().str("dma", "unprotected")));
+        assert_eq!(p.unprotected_dma().count(), 0);
+        assert!(QEMU_VIRT_SMMU.iommu_covering("virtio0").is_some());
+        assert!(QEMU_VIRT_SMMU.iommu_covering("virtio1").is_none());
+        // The IOMMU's registers are the partitioner's.
+        let text = expect_only(
+            &smmu(explicit("x", 0x0905_0000, 0x1000, &[])),
+            "mmio-reserved",
+        );
+        assert!(text.contains("IOMMU"), "{text}");
+    }
+
+    #[test]
     fn explicit_devices_and_guest_addresses() {
         let root = at_probe(|d| {
             d.child(
@@ -1696,7 +1815,9 @@ mod tests {
                             .u64("guest-address", 0x1c00_0000),
                     )
                     .child(
-                        explicit("blk", 0x0a00_0000, 0x200, &[16]).str("compatible", "virtio,mmio"),
+                        explicit("blk", 0x0a00_0000, 0x200, &[16])
+                            .str("compatible", "virtio,mmio")
+                            .str("dma", "unprotected"),
                     )
                     .child(board_device("pins", "gpio").u64("guest-address", 0x1d00_0000)),
             )

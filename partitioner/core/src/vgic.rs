@@ -2079,6 +2079,7 @@ mod tests {
                         kind: MemKind::Device,
                     },
                     spis: heapless::Vec::from_slice(spis).unwrap(),
+                    dma_unprotected: false,
                 })
                 .unwrap();
         }

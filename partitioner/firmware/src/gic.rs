@@ -11,7 +11,7 @@
 use bulkhead_core::board::{Board, Gic};
 use bulkhead_core::plan::{GicVersion, MAX_CPUS};
 use bulkhead_core::vgic::Deactivation;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 /// Physical SGI the partitioner uses to kick another core (new virtual
 /// interrupts queued for it, or a stop/restart request).
@@ -65,6 +65,32 @@ fn set_hw(h: Hw) {
 static GICR: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 /// Number of list registers (the same on every core).
 static LRS: AtomicUsize = AtomicUsize::new(0);
+
+/// GICv2: each core's CPU-interface mask, as the core read it from the
+/// hardware at its `init_cpu` (0: not known yet). The interface a core is
+/// wired to need not be its board index; every SGI target list and SPI
+/// target byte uses this.
+static CPU_INTERFACE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// GICv2: a kick was sent to the core before its interface was known; the
+/// core kicks itself once it knows it (see `send_sgi`).
+static KICK_MISSED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// GICv2 INTIDs (SPIs 32..1020).
+const V2_INTIDS: usize = 1020;
+/// GICv2: an SPI routed to a core whose interface was not known yet, as
+/// that core's index + 1 (0: none); the core writes the target byte when it
+/// learns its interface. Guarded by `ROUTES`.
+static PENDING_ROUTE: [AtomicU8; V2_INTIDS] = [const { AtomicU8::new(0) }; V2_INTIDS];
+/// Serialises GICv2 routing with a core's first look at its interface, so
+/// that a route to a core is either written with its mask or left in
+/// `PENDING_ROUTE` for it. A leaf lock, interrupts masked.
+static ROUTES: spin::Mutex<()> = spin::Mutex::new(());
+
+/// GICv2: the CPU-interface mask of board core `core`, once it has read it.
+fn interface_mask(core: usize) -> u8 {
+    CPU_INTERFACE
+        .get(core)
+        .map_or(0, |m| m.load(Ordering::SeqCst))
+}
 
 fn hw() -> Hw {
     let gicd = BASES[0].load(Ordering::Relaxed);
@@ -318,6 +344,7 @@ pub fn init_cpu(core: usize) {
         Hw::V2 {
             gicd, gicc, gich, ..
         } => {
+            learn_cpu_interface(gicd, core);
             wr32(gicd + GICD_ICENABLER, !0);
             wr32(gicd + GICD_ICPENDR, !0);
             wr32(gicd + GICD_ICACTIVER, !0);
@@ -342,6 +369,64 @@ pub fn init_cpu(core: usize) {
     set_virtual_interface(true, false);
     set_enabled(SGI_KICK, core, true);
     set_enabled(MAINTENANCE_INTID, core, true);
+    if let Hw::V2 { gicd, .. } = hw() {
+        replay_missed_kick(gicd, core);
+    }
+}
+
+/// GICv2: read this core's CPU-interface mask from the banked
+/// `GICD_ITARGETSR0..7`, record it (reported once), and carry out what
+/// waited for it: SPI routes to this core (a kick sent to it waits for
+/// `replay_missed_kick`, once its SGI is enabled).
+fn learn_cpu_interface(gicd: usize, core: usize) {
+    let mut words = [0u32; 8];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = rd32(gicd + GICD_ITARGETSR + 4 * i);
+    }
+    let interfaces = ((rd32(gicd + GICD_TYPER) >> 5) & 0x7) + 1;
+    let mask = match bulkhead_core::gicv2::own_interface_mask(words, interfaces) {
+        Ok(m) => m,
+        Err(e) => crate::fatal(format_args!("core {core}: {e}")),
+    };
+    if let Some(other) = (0..MAX_CPUS).find(|&c| c != core && interface_mask(c) == mask) {
+        crate::fatal(format_args!(
+            "core {core}: GICv2 CPU interface {} is already core {other}'s",
+            mask.trailing_zeros()
+        ));
+    }
+    let Some(slot) = CPU_INTERFACE.get(core) else {
+        crate::fatal(format_args!("core {core}: beyond the GIC's cores"));
+    };
+    let before = slot.swap(mask, Ordering::SeqCst);
+    if before == 0 {
+        log::info!("core {core}: GICv2 CPU interface {}", mask.trailing_zeros());
+    } else if before != mask {
+        crate::fatal(format_args!(
+            "core {core}: GICv2 CPU interface changed from mask {before:#x} to {mask:#x}"
+        ));
+    }
+    {
+        let _held = ROUTES.lock();
+        let me = (core + 1) as u8;
+        for (intid, p) in PENDING_ROUTE.iter().enumerate().skip(32) {
+            if p.load(Ordering::Relaxed) == me {
+                p.store(0, Ordering::Relaxed);
+                write_byte(gicd + GICD_ITARGETSR + intid, mask);
+            }
+        }
+    }
+}
+
+/// GICv2: a kick sent to this core before it knew its interface is sent
+/// again, to itself, now that its SGI is enabled.
+fn replay_missed_kick(gicd: usize, core: usize) {
+    if KICK_MISSED
+        .get(core)
+        .is_some_and(|m| m.swap(false, Ordering::SeqCst))
+    {
+        // TargetListFilter 0b10: this core only.
+        wr32(gicd + GICD_SGIR, (0b10 << 24) | (SGI_KICK & 0xf));
+    }
 }
 
 fn write_byte(addr: usize, v: u8) {
@@ -422,7 +507,19 @@ pub fn send_sgi(intid: u32, core: usize, mpidr: u64) {
                 (aff3 << 48) | (aff2 << 32) | ((intid as u64 & 0xf) << 24) | (aff1 << 16) | target;
             sysreg!(write "S3_0_C12_C11_5", v);
         }
-        Hw::V2 { gicd, .. } => wr32(gicd + GICD_SGIR, (1 << (16 + core)) | (intid & 0xf)),
+        Hw::V2 { gicd, .. } => {
+            let mut mask = interface_mask(core);
+            if let (0, SGI_KICK, Some(missed)) = (mask, intid, KICK_MISSED.get(core)) {
+                // The core has not read its interface yet: it kicks itself
+                // when it has (`replay_missed_kick`). Flag first, look again
+                // after: either this sees the mask or that sees the flag.
+                missed.store(true, Ordering::SeqCst);
+                mask = interface_mask(core);
+            }
+            if mask != 0 {
+                wr32(gicd + GICD_SGIR, (u32::from(mask) << 16) | (intid & 0xf));
+            }
+        }
     }
 }
 
@@ -523,14 +620,30 @@ pub fn edge(intid: u32, core: usize) -> bool {
     rd32(r) & (1 << ((intid % 16) * 2 + 1)) != 0
 }
 
-/// Route SPI `intid` to physical core `core` (with MPIDR `mpidr`).
+/// Route SPI `intid` to physical core `core` (with MPIDR `mpidr`). On
+/// GICv2 the target is the core's CPU interface, as the core read it; a
+/// route to a core that has not read it yet is written when it has.
 pub fn route(intid: u32, core: usize, mpidr: u64) {
     match hw() {
         Hw::V3 { gicd } => {
             let aff = mpidr & 0xff_00ff_ffff;
             wr64(gicd + GICD_IROUTER + intid as usize * 8, aff);
         }
-        Hw::V2 { gicd, .. } => write_byte(gicd + GICD_ITARGETSR + intid as usize, 1 << core),
+        Hw::V2 { gicd, .. } => {
+            let Some(pending) = PENDING_ROUTE.get(intid as usize) else {
+                return;
+            };
+            let _held = ROUTES.lock();
+            let mask = interface_mask(core);
+            if mask == 0 {
+                pending.store((core + 1) as u8, Ordering::Relaxed);
+                // Until then it reaches no core.
+                write_byte(gicd + GICD_ITARGETSR + intid as usize, 0);
+            } else {
+                pending.store(0, Ordering::Relaxed);
+                write_byte(gicd + GICD_ITARGETSR + intid as usize, mask);
+            }
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use aarch64_cpu::registers::{Writeable, VBAR_EL2};
 use bulkhead_core::board::{partitioner_footprint, Board, Range};
 use bulkhead_core::package::Package;
 use bulkhead_core::validate::{self, Layout};
-use log::{error, info};
+use log::{error, info, warn};
 
 /// The board this firmware was built for.
 pub fn board() -> &'static Board {
@@ -123,6 +123,10 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
             plan.board, board.name
         );
         refuse()
+    }
+    // Risks the config accepted: said at every boot, not only by the host check.
+    for (d, x) in plan.unprotected_dma() {
+        warn!("{}", bulkhead_core::plan::DmaWarning(d, x));
     }
     let Some(version) = gic::probe(board) else {
         fatal(format_args!(
