@@ -122,3 +122,12 @@ fn the_default_config_report_names_its_shared_path_and_owners() {
     assert_eq!(r.shared[0].1, ["hello", "probe"]);
     assert!(r.risks.is_empty());
 }
+
+#[test]
+fn an_accepted_dma_risk_is_in_the_report() {
+    let (r, _) = audit(&xtask::root().join("tests/configs/dma-accepted.dts"));
+    assert_eq!(r.risks.len(), 1, "{:?}", r.risks);
+    assert!(r.risks[0].contains("masters DMA"), "{}", r.risks[0]);
+    assert!(r.json().contains("\"accepted_risks\":[\""));
+    assert!(r.text().contains(&r.risks[0]));
+}

@@ -278,7 +278,10 @@ pub fn report(config: &str, board: &Board, plan: &Plan, footprint: Range) -> Rep
         regions,
         spis,
         shared,
-        risks: Vec::new(),
+        risks: plan
+            .unprotected_dma()
+            .map(|(d, x)| bulkhead_core::plan::DmaWarning(d, x).to_string())
+            .collect(),
     }
 }
 
