@@ -46,6 +46,25 @@ fn isolation_boot_reports_resources(cpu: &str, gic: u32) {
             "{d} started once\n{log}"
         );
     }
+    // Before any domain started, the firmware walked every domain's stage-2
+    // tables against its plan: 2 + 2 + 4 MiB of RAM and hello's UART page
+    // (and, on GICv2, each domain's two pages of the virtual CPU interface).
+    let verified = lines_with(&log, "bulkhead: stage 2 verified: ");
+    let expected = if gic == 2 {
+        "bulkhead: stage 2 verified: 3 domains, 2055 pages, no page shared but the GICv2 virtual CPU interface ("
+    } else {
+        "bulkhead: stage 2 verified: 3 domains, 2049 pages, no page shared ("
+    };
+    assert!(
+        verified.len() == 1 && verified[0].starts_with(expected),
+        "expected one {expected:?} line:\n{log}"
+    );
+    let first_start = log.find("vCPU 0 starts on core").unwrap_or(0);
+    assert!(
+        log.find("stage 2 verified")
+            .is_some_and(|at| at < first_start),
+        "verified before any domain starts:\n{log}"
+    );
     // Core 3 belongs to ticker but stays off until ticker asks for it.
     assert!(lines_with(&log, "vCPU 1 starts").is_empty(), "{log}");
     // GICv2: each started core reports the CPU interface it read from the

@@ -375,21 +375,22 @@ impl Tables {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use std::vec::Vec;
 
-    /// Host frame allocator: frames live in a map keyed by fake physical addresses.
+    /// Host frame allocator: frame `n` stands at fake physical address
+    /// `FIRST + n * PAGE`.
+    #[derive(Clone)]
     pub struct HostFrames {
-        pub frames: BTreeMap<u64, Box<[u64; ENTRIES]>>,
-        next: u64,
+        pub frames: Vec<Box<[u64; ENTRIES]>>,
         limit: usize,
     }
+
+    const FIRST: u64 = 0x7000_0000;
 
     impl HostFrames {
         pub fn new(limit: usize) -> Self {
             Self {
-                frames: BTreeMap::new(),
-                next: 0x7000_0000,
+                frames: Vec::new(),
                 limit,
             }
         }
@@ -400,14 +401,13 @@ pub mod tests {
             if self.frames.len() >= self.limit {
                 return None;
             }
-            let pa = self.next;
-            self.next += PAGE;
-            self.frames.insert(pa, Box::new([0; ENTRIES]));
-            Some(pa)
+            self.frames.push(Box::new([0; ENTRIES]));
+            Some(FIRST + (self.frames.len() as u64 - 1) * PAGE)
         }
         fn table(&mut self, pa: u64) -> &mut [u64; ENTRIES] {
-            self.frames
-                .get_mut(&pa)
+            pa.checked_sub(FIRST)
+                .filter(|off| off.is_multiple_of(PAGE))
+                .and_then(|off| self.frames.get_mut((off / PAGE) as usize))
                 .expect("walk reached a frame never allocated")
         }
     }

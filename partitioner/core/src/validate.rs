@@ -1140,7 +1140,7 @@ fn first_fit(ram: &[Range], taken: &[Range], size: u64, align: u64) -> Option<u6
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::board::{Conduit, Device, Gic};
     use crate::fdt_check::builder::{node, Node};
@@ -1149,7 +1149,7 @@ mod tests {
     use std::vec::Vec;
     use std::{format, vec};
 
-    const MIB: u64 = 1 << 20;
+    pub(crate) const MIB: u64 = 1 << 20;
 
     const fn virtio(n: u64, name: &'static str, spi: &'static [u32]) -> Device {
         Device {
@@ -1214,16 +1214,25 @@ mod tests {
             virtio(2, "virtio2", &[18]),
             virtio(3, "virtio3", &[19]),
         ],
-        gics: &[Gic::V3 {
-            distributor: Range::new(0x0800_0000, 0x1_0000),
-            redistributors: Range::new(0x080a_0000, 0xf6_0000),
-        }],
+        gics: &[
+            Gic::V3 {
+                distributor: Range::new(0x0800_0000, 0x1_0000),
+                redistributors: Range::new(0x080a_0000, 0xf6_0000),
+            },
+            Gic::V2 {
+                distributor: Range::new(0x0800_0000, 0x1_0000),
+                cpu_interface: Range::new(0x0801_0000, 0x1_0000),
+                hyp_interface: Range::new(0x0803_0000, 0x1_0000),
+                virtual_cpu: Range::new(0x0804_0000, 0x1_0000),
+                deactivation: crate::vgic::Deactivation::Maintenance,
+            },
+        ],
         console: Range::new(0x0900_0000, 0x1000),
         psci: Conduit::Smc,
         spi_count: 256,
         iommus: &[],
     };
-    static QEMU_VIRT: Board = QEMU_VIRT_BOARD;
+    pub(crate) static QEMU_VIRT: Board = QEMU_VIRT_BOARD;
     /// The same with an SMMU in front of the first virtio transport.
     static QEMU_VIRT_SMMU: Board = Board {
         name: "qemu-virt-smmu",
@@ -1238,7 +1247,7 @@ mod tests {
         ..QEMU_VIRT_BOARD
     };
 
-    fn lookup(name: &str) -> Option<&'static Board> {
+    pub(crate) fn lookup(name: &str) -> Option<&'static Board> {
         match name {
             "qemu-virt" => Some(&QEMU_VIRT),
             "qemu-virt-smmu" => Some(&QEMU_VIRT_SMMU),
@@ -1247,11 +1256,11 @@ mod tests {
     }
 
     /// The partitioner at QEMU's load address, 4 MiB.
-    const LAYOUT: Layout = Layout {
+    pub(crate) const LAYOUT: Layout = Layout {
         partitioner: Range::new(0x4020_0000, 4 * MIB),
     };
 
-    fn images(_domain: &str, image: &str) -> Option<u64> {
+    pub(crate) fn images(_domain: &str, image: &str) -> Option<u64> {
         match image {
             "domain:hello" => Some(0x4000),
             "domain:probe" => Some(0x3000),
@@ -1269,26 +1278,26 @@ mod tests {
     }
 
     #[allow(clippy::result_large_err)]
-    fn run(root: &Node) -> Result<Plan, Errors> {
+    pub(crate) fn run(root: &Node) -> Result<Plan, Errors> {
         run_blob(&root.blob())
     }
 
-    fn region(name: &str, guest: u64, size: u64) -> Node {
+    pub(crate) fn region(name: &str, guest: u64, size: u64) -> Node {
         node(name).u64("guest-address", guest).u64("size", size)
     }
 
-    fn board_device(name: &str, device: &str) -> Node {
+    pub(crate) fn board_device(name: &str, device: &str) -> Node {
         node(name).str("board-device", device)
     }
 
-    fn explicit(name: &str, pa: u64, size: u64, spis: &[u32]) -> Node {
+    pub(crate) fn explicit(name: &str, pa: u64, size: u64, spis: &[u32]) -> Node {
         node(name)
             .u64("physical-address", pa)
             .u64("size", size)
             .cells("spis", spis)
     }
 
-    fn domain(name: &str, cpus: &[u32], image: &str, ram_size: u64) -> Node {
+    pub(crate) fn domain(name: &str, cpus: &[u32], image: &str, ram_size: u64) -> Node {
         node(name)
             .str("compatible", "bulkhead,domain")
             .cells("cpus", cpus)
@@ -1297,7 +1306,7 @@ mod tests {
             .child(node("memory").child(region("ram", 0x4000_0000, ram_size)))
     }
 
-    fn config(domains: Vec<Node>) -> Node {
+    pub(crate) fn config(domains: Vec<Node>) -> Node {
         let mut d = node("domains");
         for x in domains {
             d = d.child(x);
@@ -2348,15 +2357,15 @@ mod tests {
     }
 
     /// xorshift64*, so the test is deterministic.
-    struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
-        fn next(&mut self) -> u64 {
+        pub(crate) fn next(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
             self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
         }
-        fn below(&mut self, n: usize) -> usize {
+        pub(crate) fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
     }

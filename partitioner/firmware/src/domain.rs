@@ -7,8 +7,10 @@ use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
     FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
 };
+use bulkhead_core::board::Range;
 use bulkhead_core::package::Package;
-use bulkhead_core::plan::{DomainPlan, FaultPolicy, Plan, MAX_CPUS, MAX_DOMAINS};
+use bulkhead_core::pagetable::{Regime, Tables};
+use bulkhead_core::plan::{DomainPlan, FaultPolicy, Mapping, Plan, MAX_CPUS, MAX_DOMAINS};
 use bulkhead_core::trap::{self, Exit, Syndrome};
 use bulkhead_core::vconsole::VirtualConsole;
 use bulkhead_core::{dtb, stage2};
@@ -106,8 +108,9 @@ unsafe fn phys_mut(pa: u64, len: u64) -> &'static mut [u8] {
 }
 
 /// Build every domain's stage 2 and its virtual GIC (its memory is loaded
-/// later, by its own first core: see `LOADED`).
-pub fn setup(plan: Plan, pkg: Package<'static>) {
+/// later, by its own first core: see `LOADED`), then check the tables
+/// (`verify_stage2`). `partitioner` is the RAM the partitioner occupies.
+pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
     let plan = PLAN.call_once(|| plan);
     PACKAGE.call_once(|| pkg);
     let board = crate::board();
@@ -156,10 +159,63 @@ pub fn setup(plan: Plan, pkg: Package<'static>) {
             );
         }
     }
+    verify_stage2(plan, partitioner);
     info!(
         "translation tables: {} of the pool's frames used",
         mmu::PoolAlloc::lock().used()
     );
+}
+
+/// The last check before any domain starts: walk every domain's stage-2
+/// tables against its plan (`stage2::verify`: each leaf a page the domain
+/// owns, at the planned address, with its kind's attributes; every owned
+/// page mapped), then check that no physical page is mapped by two domains
+/// and none of the partitioner's by any (`stage2::disjoint`). A finding
+/// refuses the configuration, like a config error.
+fn verify_stage2(plan: &Plan, partitioner: Range) {
+    let board = crate::board();
+    let start = CNTPCT_EL0.get();
+    let extra: heapless::Vec<Mapping, 1> =
+        stage2::gicv2_virtual_cpu_interface(board, gic::version())
+            .into_iter()
+            .collect();
+    let mut pages = 0;
+    let mut walked = Ok(());
+    {
+        let mut alloc = mmu::PoolAlloc::lock();
+        for (i, d) in plan.domains.iter().enumerate() {
+            let tables = Tables {
+                regime: Regime::Stage2,
+                root: ROOTS[i].load(Ordering::Acquire),
+            };
+            match stage2::verify(d, &extra, &tables, &mut alloc) {
+                Ok(w) => pages += w.pages,
+                Err(f) => {
+                    walked = Err(f);
+                    break;
+                }
+            }
+        }
+    }
+    let result = walked.and_then(|()| stage2::disjoint(&plan.domains, board, partitioner));
+    let us = CNTPCT_EL0.get().wrapping_sub(start) * 1_000_000 / CNTFRQ_EL0.get().max(1);
+    match result {
+        Ok(()) => info!(
+            "stage 2 verified: {} domains, {} pages, no page shared{} ({} us)",
+            plan.domains.len(),
+            pages,
+            if extra.is_empty() {
+                ""
+            } else {
+                " but the GICv2 virtual CPU interface"
+            },
+            us
+        ),
+        Err(f) => {
+            error!("stage 2 check failed: {f}");
+            crate::refuse()
+        }
+    }
 }
 
 fn policy_name(p: FaultPolicy) -> &'static str {

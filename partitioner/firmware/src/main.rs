@@ -164,7 +164,7 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         error!("config: {rejected} error(s)");
         refuse();
     }
-    domain::setup(plan, pkg);
+    domain::setup(plan, pkg, layout.partitioner);
     info!(
         "boot stack: {} KiB used of {} KiB",
         boot::boot_stack_used() / 1024,
