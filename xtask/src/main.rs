@@ -381,6 +381,7 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("linux-pair", "tests/configs/linux-pair.dts", Tamper::None),
     ("stop-policy", "tests/configs/stop-policy.dts", Tamper::None),
     ("irq", "tests/configs/irq.dts", Tamper::None),
+    ("exits", "tests/configs/exits.dts", Tamper::None),
     (
         "trigger-flip",
         "tests/configs/trigger-flip.dts",

@@ -18,6 +18,7 @@
 //!   domain; if they run out, the underflow maintenance interrupt refills them.
 
 use bulkhead_core::board::Range;
+use bulkhead_core::exits::Cause;
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Tables};
 use bulkhead_core::plan::{
     DomainPlan, GicVersion, MAX_CPUS, MAX_DOMAINS, VGICC_IPA, VGICC_SIZE, VGICD_IPA, VGICD_SIZE,
@@ -25,13 +26,13 @@ use bulkhead_core::plan::{
 };
 use bulkhead_core::trap::Access;
 use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq};
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU8, Ordering};
 use log::warn;
 use spin::{Mutex, Once};
 
 use crate::domain::{self, this_core};
 use crate::exceptions::TrapFrame;
-use crate::gic;
+use crate::{exits, gic};
 
 /// Owner of each INTID: domain index + 1, 0 = nobody.
 static OWNER: [AtomicU8; 1024] = [const { AtomicU8::new(0) }; 1024];
@@ -50,6 +51,21 @@ static QUEUED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_C
 /// most frequent interrupt needs neither the model's lock nor a look-up.
 static TIMER: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
 const TIMER_ON: u16 = 0x100;
+/// INTID of the partitioner console's receive interrupt (`u32::MAX`: none).
+static CONSOLE_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Take the partitioner console's receive interrupt (SPI `spi`) on `core`:
+/// typed keys are then read there, at EL2, while that core runs its domain
+/// (see `exits::console_input`).
+pub fn enable_console_input(spi: u32, core: usize) {
+    let intid = spi + 32;
+    gic::set_edge(intid, core, false);
+    gic::route(intid, core, crate::board().cpus[core]);
+    CONSOLE_INTID.store(intid, Ordering::Release);
+    gic::set_enabled(intid, core, true);
+    crate::console::enable_rx();
+}
+
 /// First foreign GIC access of each domain already reported.
 static REPORTED: [AtomicU8; MAX_DOMAINS] = [const { AtomicU8::new(0) }; MAX_DOMAINS];
 
@@ -242,9 +258,11 @@ pub fn handle_physical() {
         match intid {
             gic::SGI_KICK => {
                 // Kicks only make this core look at its queue and requests.
+                exits::count(core, Cause::Irq);
                 gic::deactivate_ack(ack);
             }
             gic::MAINTENANCE_INTID => {
+                exits::count(core, Cause::Maintenance);
                 // The guest ended interrupts whose physical side is ours to
                 // deactivate, or list registers ran low (refilled on return).
                 end_eoied();
@@ -253,6 +271,7 @@ pub fn handle_physical() {
             }
             VTIMER_INTID => {
                 // The hot path: the vCPU on this core's own timer.
+                exits::count(core, Cause::Irq);
                 let t = TIMER[core].load(Ordering::Acquire);
                 if t & TIMER_ON != 0 {
                     deliver_here(core, intid, t as u8);
@@ -260,7 +279,14 @@ pub fn handle_physical() {
                     gic::deactivate_ack(ack);
                 }
             }
+            _ if intid == CONSOLE_INTID.load(Ordering::Relaxed) => {
+                // The partitioner's own console, not the domain's.
+                exits::count(core, Cause::Other);
+                exits::console_input();
+                gic::deactivate_ack(ack);
+            }
             _ => {
+                exits::count(core, Cause::Irq);
                 let (di, d, vcpu) = domain::current();
                 let owned = OWNER[intid as usize].load(Ordering::Acquire) as usize == di + 1;
                 // One look at the model: is it wanted, and at what priority.
@@ -281,6 +307,9 @@ pub fn handle_physical() {
                 }
             }
         }
+    } else {
+        // Spurious: nothing to take after all.
+        exits::count(core, Cause::Other);
     }
 }
 
