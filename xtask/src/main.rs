@@ -553,16 +553,107 @@ fn lint() -> Result<()> {
     run_shown(c.args(["--", "-D", "warnings"]), "clippy (domains)")
 }
 
-fn bench(_args: &[String]) -> Result<()> {
+fn bench(args: &[String]) -> Result<()> {
     tools::ensure()?;
     image::build_binaries()?;
+    // `bench exits`: only the idle Linux exit rates.
+    if args.first().is_some_and(|a| a == "exits") {
+        return bench_exits();
+    }
     // Boot figures of the bare-metal isolation demo (Linux has its own below).
     let config = root().join("configs/qemu-virt/isolation.dts");
     let img = image::image_path(&config);
     image::build_image(&config, &img, Tamper::None)?;
     bench_report(&img)?;
     bench_latency()?;
-    bench_linux()
+    bench_linux()?;
+    bench_exits()
+}
+
+/// The `Ctrl-a s` answers on the partitioner console: (ms after reset,
+/// each domain's counts).
+fn exit_reports(text: &str) -> Vec<(f64, Vec<(String, bulkhead_core::exits::Counts)>)> {
+    let mut v: Vec<(f64, Vec<_>)> = Vec::new();
+    for l in text.lines() {
+        if let Some(rest) = l.split_once("bulkhead: exit counts of ") {
+            let ms = rest
+                .1
+                .split_once(", ")
+                .and_then(|(_, t)| t.split(' ').next()?.parse().ok())
+                .unwrap_or(f64::NAN);
+            v.push((ms, Vec::new()));
+        } else if let (Some(last), Some((_, rest))) =
+            (v.last_mut(), l.split_once("bulkhead: exits domain \""))
+        {
+            if let Some((name, counts)) = rest.split_once("\": ") {
+                if let Some(c) = bulkhead_core::exits::Counts::parse(counts) {
+                    last.1.push((name.to_string(), c));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Exits per second, by cause, of the default configuration's Linux once
+/// it idles in its init (a heartbeat line a second on its own UART): the
+/// difference between two `Ctrl-a s` answers some seconds apart, over the
+/// partitioner's clock between them. Median of three runs by total.
+fn bench_exits() -> Result<()> {
+    use bulkhead_core::exits::{Cause, Counts};
+    xtask::linux::ensure_guest()?;
+    let config = root().join("configs/qemu-virt/default.dts");
+    let img = image::image_path(&config);
+    image::build_image(&config, &img, Tamper::None)?;
+    let dir = target_dir().join("bulkhead").join("bench-exits");
+    let mut rates: Vec<(f64, [f64; bulkhead_core::exits::CAUSES])> = Vec::new();
+    for i in 0..3 {
+        let m = Machine {
+            uart0_input: true,
+            timeout: Duration::from_secs(300),
+            ..Machine::default()
+        };
+        let mut run = Run::start(&m, &img, &dir.join(format!("run-{i}")))?;
+        run.wait_line(UART1, "linux-init: heartbeat 3", Duration::from_secs(240))?;
+        let sample = |run: &mut Run, n: usize| -> Result<(f64, Counts)> {
+            run.send_uart0(b"\x01s")?;
+            let start = std::time::Instant::now();
+            loop {
+                let r = exit_reports(&run.output(UART0));
+                if let Some((ms, lines)) = r.get(n).filter(|r| r.1.len() == 3) {
+                    let (_, c) = lines
+                        .iter()
+                        .find(|(d, _)| d == "linux")
+                        .ok_or("no exits line of linux")?;
+                    return Ok((*ms, *c));
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    return Err(format!("no answer to Ctrl-a s\n{}", run.transcript()).into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let (t0, c0) = sample(&mut run, 0)?;
+        std::thread::sleep(Duration::from_secs(5));
+        let (t1, c1) = sample(&mut run, 1)?;
+        let secs = (t1 - t0) / 1000.0;
+        let mut r = [0.0; bulkhead_core::exits::CAUSES];
+        for c in Cause::ALL {
+            r[c.index()] = c1.get(c).wrapping_sub(c0.get(c)) as f64 / secs;
+        }
+        rates.push(((c1.total() - c0.total()) as f64 / secs, r));
+    }
+    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (total, r) = rates[rates.len() / 2];
+    let by_cause: Vec<String> = Cause::ALL
+        .iter()
+        .map(|c| format!("{}={:.1}", c.name(), r[c.index()]))
+        .collect();
+    println!(
+        "idle Linux (default config's linux, 2 vCPUs, after its init), exits per second (partitioner clock, median of 3 runs of 5 s): {} total={total:.1}",
+        by_cause.join(" ")
+    );
+    Ok(())
 }
 
 /// `<t0> to <t1> s` of the init's md5 line, as seconds.
