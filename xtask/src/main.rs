@@ -172,10 +172,11 @@ fn run(args: &[String]) -> Result<()> {
     });
     eprintln!(
         "xtask: booting under QEMU: partitioner console lines start with \"uart0| \", the second UART's with \"uart1| \"; \
-         typed lines go to the second UART; Ctrl-c quits"
+         typed lines go to the second UART, a line starting with Ctrl-a to the partitioner console (Ctrl-a s Enter: exit counts); Ctrl-c quits"
     );
     let machine = Machine {
         uart1_input: true,
+        uart0_input: true,
         // Interactive runs have no limit worth the name.
         timeout: Duration::from_secs(timeout.unwrap_or(7 * 24 * 3600)),
         ..o.machine.clone()
@@ -184,7 +185,9 @@ fn run(args: &[String]) -> Result<()> {
     let mut qemu = Run::start(&machine, &img, &dir)
         .map_err(|e| format!("cannot start {}: {e}", tools::QEMU))?;
     // What is typed goes to the second UART, a line at a time (Enter is a
-    // carriage return, as a terminal sends it).
+    // carriage return, as a terminal sends it); a line starting with Ctrl-a
+    // goes to the partitioner console instead, without its Enter (its key
+    // sequences, such as Ctrl-a s).
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
@@ -205,7 +208,11 @@ fn run(args: &[String]) -> Result<()> {
             break;
         }
         while let Ok(bytes) = rx.try_recv() {
-            let _ = qemu.send_uart1(&bytes);
+            if bytes.first() == Some(&bulkhead_core::exits::ESCAPE) {
+                let _ = qemu.send_uart0(&bytes[..bytes.len() - 1]);
+            } else {
+                let _ = qemu.send_uart1(&bytes);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
