@@ -563,9 +563,11 @@ fn lint() -> Result<()> {
 fn bench(args: &[String]) -> Result<()> {
     tools::ensure()?;
     image::build_binaries()?;
-    // `bench exits`: only the idle Linux exit rates.
-    if args.first().is_some_and(|a| a == "exits") {
-        return bench_exits();
+    // `bench exits` / `bench latency`: only that part.
+    match args.first().map(String::as_str) {
+        Some("exits") => return bench_exits(),
+        Some("latency") => return bench_latency(),
+        _ => {}
     }
     // Boot figures of the bare-metal isolation demo (Linux has its own below).
     let config = root().join("configs/qemu-virt/isolation.dts");
