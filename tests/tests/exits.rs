@@ -175,3 +175,27 @@ fn on_request(gic: u32) {
     assert!(r[1][0].1.get(Cause::Other) >= 1, "{}", r[1][0].1);
     assert_eq!(p.get(Cause::Other), 0, "{p}");
 }
+
+#[test]
+fn exits_on_request_after_the_boot_cores_domain_stopped() {
+    let m = Machine {
+        uart0_input: true,
+        ..Machine::default()
+    };
+    let mut run = boot("exits-boot-core-stops", "exits-boot-core-stops", &m);
+    // `offer`, on the boot core where the console's input was taken, stops.
+    expect_line(
+        &mut run,
+        UART0,
+        "domain \"offer\" stopped: it powered itself off",
+        WAIT,
+    );
+    run.send_uart0(b"\x01s").expect("type into uart0");
+    let r = wait_requests(&mut run, 1);
+    let names: Vec<&str> = r[0].iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["hello", "offer", "pinger"]);
+    // The key was taken on a core of a running domain, as "other".
+    let others: u64 = r[0].iter().map(|(_, c)| c.get(Cause::Other)).sum();
+    assert!(others >= 1, "{:?}", r[0]);
+    assert_eq!(r[0][1].1.get(Cause::Other), 0, "not on offer's core");
+}

@@ -390,6 +390,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("irq", "tests/configs/irq.dts", Tamper::None),
     ("exits", "tests/configs/exits.dts", Tamper::None),
     (
+        "exits-boot-core-stops",
+        "tests/configs/exits-boot-core-stops.dts",
+        Tamper::None,
+    ),
+    (
         "trigger-flip",
         "tests/configs/trigger-flip.dts",
         Tamper::None,

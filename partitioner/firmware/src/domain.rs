@@ -84,6 +84,11 @@ static STATE: [Mutex<DomainState>; MAX_DOMAINS] = [const {
     })
 }; MAX_DOMAINS];
 
+/// Whether domain `di` has stopped for good.
+pub fn stopped(di: usize) -> bool {
+    STATE[di].lock().stopped
+}
+
 pub fn plan() -> &'static Plan {
     PLAN.get().expect("domains run only after the plan is set")
 }
@@ -749,6 +754,8 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     STATE[di].lock().stopped = true;
     stop_other_cores(d);
     irq::reset_domain(di, d);
+    // The console's keys keep working on a core that still runs a domain.
+    irq::move_console_input(d);
     // Once in a domain's life, so never suppressed; the counts of what was
     // come first.
     crate::report::flush(di, &d.name);

@@ -26,7 +26,7 @@ use bulkhead_core::plan::{
 };
 use bulkhead_core::trap::Access;
 use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq};
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use log::warn;
 use spin::{Mutex, Once};
 
@@ -54,16 +54,55 @@ const TIMER_ON: u16 = 0x100;
 /// INTID of the partitioner console's receive interrupt (`u32::MAX`: none).
 static CONSOLE_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 
-/// Take the partitioner console's receive interrupt (SPI `spi`) on `core`:
-/// typed keys are then read there, at EL2, while that core runs its domain
-/// (see `exits::console_input`).
+/// Core the console's receive interrupt is routed to.
+static CONSOLE_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Take the partitioner console's receive interrupt (SPI `spi`) at EL2 on
+/// the boot core (`core`), or if that runs no domain on the first core of
+/// the first domain: typed keys are read there, while that core runs its
+/// domain (see `exits::console_input`).
 pub fn enable_console_input(spi: u32, core: usize) {
     let intid = spi + 32;
+    let plan = domain::plan();
+    let core = if plan.domains.iter().any(|d| d.cpus.contains(&core)) {
+        core
+    } else {
+        match plan.domains.first() {
+            Some(d) => d.cpus[0],
+            None => core,
+        }
+    };
     gic::set_edge(intid, core, false);
-    gic::route(intid, core, crate::board().cpus[core]);
+    route_console_input(intid, core);
     CONSOLE_INTID.store(intid, Ordering::Release);
     gic::set_enabled(intid, core, true);
     crate::console::enable_rx();
+}
+
+fn route_console_input(intid: u32, core: usize) {
+    gic::route(intid, core, crate::board().cpus[core]);
+    CONSOLE_CORE.store(core, Ordering::Release);
+}
+
+/// Domain `d` stopped for good: if the console's input was taken on one of
+/// its cores, take it on the first core of a domain still running instead
+/// (a key typed meanwhile stays pending at the GIC and follows it).
+pub fn move_console_input(d: &DomainPlan) {
+    let intid = CONSOLE_INTID.load(Ordering::Acquire);
+    if intid == u32::MAX || !d.cpus.contains(&CONSOLE_CORE.load(Ordering::Acquire)) {
+        return;
+    }
+    let plan = domain::plan();
+    let next = plan
+        .domains
+        .iter()
+        .enumerate()
+        .filter(|&(i, other)| !core::ptr::eq(other, d) && !domain::stopped(i))
+        .flat_map(|(_, other)| other.cpus.iter().copied())
+        .find(|&c| domain::core_state(c) == domain::ON);
+    if let Some(core) = next {
+        route_console_input(intid, core);
+    }
 }
 
 /// First foreign GIC access of each domain already reported.
