@@ -14,7 +14,8 @@ fn usage() -> &'static str {
 
   run [CONFIG] [--gic 2|3] [--cpu MODEL] [--timeout SECS]
                   build CONFIG (default configs/qemu-virt/default.dts) and boot it
-                  under QEMU virt; both UARTs share the terminal (Ctrl-a x quits)
+                  under QEMU virt; both UARTs share the terminal (typed lines go
+                  to the second UART, Ctrl-a s Enter shows exit counts; Ctrl-c quits)
   build [CONFIG] [-o OUT]
                   build the bootable image (target/bulkhead/<config>.img)
   check CONFIG...
@@ -23,7 +24,9 @@ fn usage() -> &'static str {
                   write the device tree Bulkhead generates for DOMAIN
                   (default OUT: target/bulkhead/<config>-<domain>.dtb)
   test            run every test: host unit tests, config checks, QEMU integration
-  bench           measure firmware size, EL2 code size and boot time
+  bench [latency|exits]
+                  measure firmware size, EL2 code size, boot time, interrupt
+                  latency, Linux boot and idle Linux exits (or only one part)
   lint            cargo fmt --check and clippy (warnings are errors) on every crate
   setup           install what is missing (QEMU 10, dtc)
 
