@@ -15,7 +15,8 @@ fn usage() -> &'static str {
   run [CONFIG] [--gic 2|3] [--cpu MODEL] [--timeout SECS]
                   build CONFIG (default configs/qemu-virt/default.dts) and boot it
                   under QEMU virt; each UART's whole lines behind uart0| / uart1| ,
-                  typed lines go to the second UART (Ctrl-c quits)
+                  typed lines go to the second UART (a line starting with Ctrl-a
+                  goes to the first: Ctrl-a s Enter shows exit counts; Ctrl-c quits)
   build [CONFIG] [-o OUT]
                   build the bootable image (target/bulkhead/<config>.img)
   check CONFIG...
@@ -27,7 +28,9 @@ fn usage() -> &'static str {
                   write the device tree Bulkhead generates for DOMAIN
                   (default OUT: target/bulkhead/<config>-<domain>.dtb)
   test            run every test: host unit tests, config checks, QEMU integration
-  bench           measure firmware size, EL2 code size and boot time
+  bench [latency|exits]
+                  measure firmware size, EL2 code size, boot time, interrupt
+                  latency, Linux boot and idle Linux exits (or only one part)
   lint            cargo fmt --check and clippy (warnings are errors) on every crate
   setup           install what is missing (QEMU 10, dtc, the Rust targets)
 
@@ -182,10 +185,11 @@ fn run(args: &[String]) -> Result<()> {
     });
     eprintln!(
         "xtask: booting under QEMU: partitioner console lines start with \"uart0| \", the second UART's with \"uart1| \"; \
-         typed lines go to the second UART; Ctrl-c quits"
+         typed lines go to the second UART, a line starting with Ctrl-a to the partitioner console (Ctrl-a s Enter: exit counts); Ctrl-c quits"
     );
     let machine = Machine {
         uart1_input: true,
+        uart0_input: true,
         // Interactive runs have no limit worth the name.
         timeout: Duration::from_secs(timeout.unwrap_or(7 * 24 * 3600)),
         ..o.machine.clone()
@@ -194,7 +198,9 @@ fn run(args: &[String]) -> Result<()> {
     let mut qemu = Run::start(&machine, &img, &dir)
         .map_err(|e| format!("cannot start {}: {e}", tools::QEMU))?;
     // What is typed goes to the second UART, a line at a time (Enter is a
-    // carriage return, as a terminal sends it).
+    // carriage return, as a terminal sends it); a line starting with Ctrl-a
+    // goes to the partitioner console instead, without its Enter (its key
+    // sequences, such as Ctrl-a s).
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
@@ -215,7 +221,11 @@ fn run(args: &[String]) -> Result<()> {
             break;
         }
         while let Ok(bytes) = rx.try_recv() {
-            let _ = qemu.send_uart1(&bytes);
+            if bytes.first() == Some(&bulkhead_core::exits::ESCAPE) {
+                let _ = qemu.send_uart0(&bytes[..bytes.len() - 1]);
+            } else {
+                let _ = qemu.send_uart1(&bytes);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -462,6 +472,12 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::None,
     ),
     ("irq", "tests/configs/irq.dts", Tamper::None),
+    ("exits", "tests/configs/exits.dts", Tamper::None),
+    (
+        "exits-boot-core-stops",
+        "tests/configs/exits-boot-core-stops.dts",
+        Tamper::None,
+    ),
     (
         "trigger-flip",
         "tests/configs/trigger-flip.dts",
@@ -633,16 +649,109 @@ fn lint() -> Result<()> {
     run_shown(c.args(["--", "-D", "warnings"]), "clippy (domains)")
 }
 
-fn bench(_args: &[String]) -> Result<()> {
+fn bench(args: &[String]) -> Result<()> {
     tools::ensure()?;
     image::build_binaries()?;
+    // `bench exits` / `bench latency`: only that part.
+    match args.first().map(String::as_str) {
+        Some("exits") => return bench_exits(),
+        Some("latency") => return bench_latency(),
+        _ => {}
+    }
     // Boot figures of the bare-metal isolation demo (Linux has its own below).
     let config = root().join("configs/qemu-virt/isolation.dts");
     let img = image::image_path(&config);
     image::build_image(&config, &img, Tamper::None)?;
     bench_report(&img)?;
     bench_latency()?;
-    bench_linux()
+    bench_linux()?;
+    bench_exits()
+}
+
+/// The `Ctrl-a s` answers on the partitioner console: (ms after reset,
+/// each domain's counts).
+fn exit_reports(text: &str) -> Vec<(f64, Vec<(String, bulkhead_core::exits::Counts)>)> {
+    let mut v: Vec<(f64, Vec<_>)> = Vec::new();
+    for l in text.lines() {
+        if let Some(rest) = l.split_once("bulkhead: exit counts of ") {
+            let ms = rest
+                .1
+                .split_once(", ")
+                .and_then(|(_, t)| t.split(' ').next()?.parse().ok())
+                .unwrap_or(f64::NAN);
+            v.push((ms, Vec::new()));
+        } else if let (Some(last), Some((_, rest))) =
+            (v.last_mut(), l.split_once("bulkhead: exits domain \""))
+        {
+            if let Some((name, counts)) = rest.split_once("\": ") {
+                if let Some(c) = bulkhead_core::exits::Counts::parse(counts) {
+                    last.1.push((name.to_string(), c));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Exits per second, by cause, of the default configuration's Linux once
+/// it idles in its init (a heartbeat line a second on its own UART): the
+/// difference between two `Ctrl-a s` answers some seconds apart, over the
+/// partitioner's clock between them. Median of three runs by total.
+fn bench_exits() -> Result<()> {
+    use bulkhead_core::exits::{Cause, Counts};
+    xtask::linux::ensure_guest()?;
+    let config = root().join("configs/qemu-virt/default.dts");
+    let img = image::image_path(&config);
+    image::build_image(&config, &img, Tamper::None)?;
+    let dir = target_dir().join("bulkhead").join("bench-exits");
+    let mut rates: Vec<(f64, [f64; bulkhead_core::exits::CAUSES])> = Vec::new();
+    for i in 0..3 {
+        let m = Machine {
+            uart0_input: true,
+            timeout: Duration::from_secs(300),
+            ..Machine::default()
+        };
+        let mut run = Run::start(&m, &img, &dir.join(format!("run-{i}")))?;
+        run.wait_line(UART1, "linux-init: heartbeat 3", Duration::from_secs(240))?;
+        let sample = |run: &mut Run, n: usize| -> Result<(f64, Counts)> {
+            run.send_uart0(b"\x01s")?;
+            let start = std::time::Instant::now();
+            loop {
+                let r = exit_reports(&run.output(UART0));
+                if let Some((ms, lines)) = r.get(n).filter(|r| r.1.len() == 3) {
+                    let (_, c) = lines
+                        .iter()
+                        .find(|(d, _)| d == "linux")
+                        .ok_or("no exits line of linux")?;
+                    return Ok((*ms, *c));
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    return Err(format!("no answer to Ctrl-a s\n{}", run.transcript()).into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let (t0, c0) = sample(&mut run, 0)?;
+        std::thread::sleep(Duration::from_secs(5));
+        let (t1, c1) = sample(&mut run, 1)?;
+        let secs = (t1 - t0) / 1000.0;
+        let mut r = [0.0; bulkhead_core::exits::CAUSES];
+        for c in Cause::ALL {
+            r[c.index()] = c1.get(c).wrapping_sub(c0.get(c)) as f64 / secs;
+        }
+        rates.push(((c1.total() - c0.total()) as f64 / secs, r));
+    }
+    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (total, r) = rates[rates.len() / 2];
+    let by_cause: Vec<String> = Cause::ALL
+        .iter()
+        .map(|c| format!("{}={:.1}", c.name(), r[c.index()]))
+        .collect();
+    println!(
+        "idle Linux (default config's linux, 2 vCPUs, after its init), exits per second (partitioner clock, median of 3 runs of 5 s): {} total={total:.1}",
+        by_cause.join(" ")
+    );
+    Ok(())
 }
 
 /// `<t0> to <t1> s` of the init's md5 line, as seconds.

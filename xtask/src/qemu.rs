@@ -23,6 +23,9 @@ pub struct Machine {
     /// Connect the second UART to a socket so tests can type into it
     /// ([`Run::send_uart1`]); its output is still captured to `uart1.log`.
     pub uart1_input: bool,
+    /// The same for the first UART, the partitioner's console
+    /// ([`Run::send_uart0`]); its output is still captured to `uart0.log`.
+    pub uart0_input: bool,
     /// EL2 available (the partitioner needs it; native runs of a domain
     /// program turn it off so QEMU starts them at EL1).
     pub virtualization: bool,
@@ -40,6 +43,7 @@ impl Default for Machine {
             icount: false,
             timeout: Duration::from_secs(120),
             uart1_input: false,
+            uart0_input: false,
             virtualization: true,
             extra: Vec::new(),
         }
@@ -85,9 +89,12 @@ impl Machine {
 pub struct Run {
     child: Child,
     uart1: Option<std::os::unix::net::UnixStream>,
+    uart0: Option<std::os::unix::net::UnixStream>,
     pub dir: PathBuf,
     started: Instant,
     deadline: Instant,
+    /// What only this run's QEMU has on its command line: its first UART.
+    uart0_arg: String,
 }
 
 /// The partitioner's console (first PL011).
@@ -103,52 +110,57 @@ impl Run {
         let u0 = dir.join(UART0);
         let u1 = dir.join(UART1);
         let secs = m.timeout.as_secs().max(1);
-        let sock = dir.join("uart1.sock");
-        let uart1 = if m.uart1_input {
-            // QEMU waits for us to connect before it starts the machine.
-            format!("unix:{},server=on,wait=on", sock.display())
-        } else {
-            format!("file:{}", u1.display())
+        let sock0 = dir.join("uart0.sock");
+        let sock1 = dir.join("uart1.sock");
+        // A UART tests type into is a socket QEMU waits for us to connect
+        // to before it starts the machine; otherwise a file.
+        let backend = |input: bool, sock: &Path, log: &Path| {
+            if input {
+                format!("unix:{},server=on,wait=on", sock.display())
+            } else {
+                format!("file:{}", log.display())
+            }
         };
+        let uart0_arg = backend(m.uart0_input, &sock0, &u0);
         let mut child = Command::new("timeout")
             .args(["--kill-after=5", &secs.to_string(), QEMU])
             .args(m.args(kernel))
             .args(["-monitor", "none", "-serial"])
-            .arg(format!("file:{}", u0.display()))
+            .arg(&uart0_arg)
             .arg("-serial")
-            .arg(uart1)
+            .arg(backend(m.uart1_input, &sock1, &u1))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.join("qemu.stderr"))?)
             .spawn()?;
-        let mut stream = None;
-        if m.uart1_input {
-            let limit = Instant::now() + Duration::from_secs(10);
-            let s = loop {
-                match std::os::unix::net::UnixStream::connect(&sock) {
-                    Ok(s) => break s,
-                    Err(e) if Instant::now() > limit => {
-                        let _ = child.kill();
-                        return Err(e);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        // QEMU opens its serial backends in order: the first UART's socket
+        // is connected to first.
+        let mut streams = [None, None];
+        for (i, (input, sock, log)) in [(m.uart0_input, &sock0, &u0), (m.uart1_input, &sock1, &u1)]
+            .into_iter()
+            .enumerate()
+        {
+            if !input {
+                continue;
+            }
+            match connect(sock, log) {
+                Ok(s) => streams[i] = Some(s),
+                Err(e) => {
+                    let _ = child.kill();
+                    return Err(e);
                 }
-            };
-            // Copy what the UART prints into uart1.log, like the file backend.
-            let mut reader = s.try_clone()?;
-            let mut log = fs::File::create(&u1)?;
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut reader, &mut log);
-            });
-            stream = Some(s);
+            }
         }
+        let [uart0, uart1] = streams;
         let now = Instant::now();
         Ok(Run {
             child,
-            uart1: stream,
+            uart0,
+            uart1,
             dir: dir.to_path_buf(),
             started: now,
             deadline: now + m.timeout,
+            uart0_arg,
         })
     }
 
@@ -158,6 +170,16 @@ impl Run {
         match &mut self.uart1 {
             Some(s) => s.write_all(bytes),
             None => Err(std::io::Error::other("start the machine with uart1_input")),
+        }
+    }
+
+    /// Type `bytes` into the first UART, the partitioner's console (needs
+    /// `Machine::uart0_input`).
+    pub fn send_uart0(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        match &mut self.uart0 {
+            Some(s) => s.write_all(bytes),
+            None => Err(std::io::Error::other("start the machine with uart0_input")),
         }
     }
 
@@ -234,9 +256,7 @@ impl Run {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // `timeout` forwards nothing on SIGKILL: end QEMU too.
-        let _ = Command::new("pkill")
-            .args(["-f", &format!("file:{}", self.dir.join(UART0).display())])
-            .status();
+        let _ = Command::new("pkill").args(["-f", &self.uart0_arg]).status();
     }
 }
 
@@ -244,6 +264,25 @@ impl Drop for Run {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Connect to a UART's socket (QEMU waits for it), copying what the UART
+/// prints into `log`, like the file backend.
+fn connect(sock: &Path, log: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    let limit = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match std::os::unix::net::UnixStream::connect(sock) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > limit => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let mut reader = s.try_clone()?;
+    let mut log = fs::File::create(log)?;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut log);
+    });
+    Ok(s)
 }
 
 fn tail(s: &str, n: usize) -> String {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dtb;
 pub mod dtb_check;
 pub mod error;
+pub mod exits;
 pub mod fdt_check;
 pub mod gicv2;
 pub mod lifecycle;

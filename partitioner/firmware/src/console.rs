@@ -18,11 +18,18 @@ register_structs! {
         (0x018 => fr: ReadOnly<u32>),
         (0x01c => _r1),
         (0x030 => cr: ReadWrite<u32>),
-        (0x034 => @END),
+        (0x034 => _r2),
+        (0x038 => imsc: ReadWrite<u32>),
+        (0x03c => _r3),
+        (0x044 => icr: ReadWrite<u32>),
+        (0x048 => @END),
     }
 }
 
 const FR_TXFF: u32 = 1 << 5;
+const FR_RXFE: u32 = 1 << 4;
+/// Receive and receive-timeout interrupts (IMSC/ICR bits RXIM, RTIM).
+const INT_RX_RT: u32 = (1 << 4) | (1 << 6);
 const CR_UARTEN_TXE_RXE: u32 = (1 << 0) | (1 << 8) | (1 << 9);
 
 struct Pl011 {
@@ -122,6 +129,33 @@ pub fn init(base: u64) {
     // A second init (never done) would only fail to install the logger again.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Interrupt the partitioner when a byte arrives (the console's receive
+/// and receive-timeout interrupts; the GIC side is the caller's).
+pub fn enable_rx() {
+    if let Some(uart) = uart() {
+        uart.regs().icr.set(INT_RX_RT);
+        let m = uart.regs().imsc.get();
+        uart.regs().imsc.set(m | INT_RX_RT);
+    }
+}
+
+/// Hand every byte waiting in the receive FIFO to `f` (which ends the
+/// receive interrupt: it stays up only while bytes wait). Reading does not
+/// need the console's turn: only the one core the interrupt is routed to
+/// ever reads.
+pub fn receive(mut f: impl FnMut(u8)) {
+    let Some(uart) = uart() else { return };
+    // Bounded: a FIFO holds 32 bytes; what comes meanwhile raises the
+    // interrupt again.
+    for _ in 0..64 {
+        if uart.regs().fr.get() & FR_RXFE != 0 {
+            break;
+        }
+        f(uart.regs().dr.get() as u8);
+    }
+    uart.regs().icr.set(INT_RX_RT);
 }
 
 /// Send `parts` as one line (each `\n` as `\r\n`), in this core's turn.

@@ -20,7 +20,8 @@ use spin::{Mutex, Once};
 
 use crate::exceptions::TrapFrame;
 use crate::report::limited;
-use crate::{boot, gic, irq, mmu, psci};
+use crate::{boot, exits, gic, irq, mmu, psci};
+use bulkhead_core::exits::Cause;
 use bulkhead_core::ratelimit::Kind;
 
 static PLAN: Once<Plan> = Once::new();
@@ -84,6 +85,11 @@ static STATE: [Mutex<DomainState>; MAX_DOMAINS] = [const {
         reported_set_way: false,
     })
 }; MAX_DOMAINS];
+
+/// Whether domain `di` has stopped for good.
+pub fn stopped(di: usize) -> bool {
+    STATE[di].lock().stopped
+}
 
 pub fn plan() -> &'static Plan {
     PLAN.get().expect("domains run only after the plan is set")
@@ -515,6 +521,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         } => {
             let ipa = fault_ipa();
             if d.virtual_console.is_some_and(|vc| ipa & !0xfff == vc) {
+                exits::count_here(Cause::Vconsole);
                 let off = ipa & 0xfff;
                 // A finished line is copied out and printed after the
                 // domain's lock is released: its other vCPUs never wait
@@ -540,6 +547,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 }
                 frame.elr += step;
             } else if irq::emulate_mmio(di, d, vcpu, ipa, write, a, frame) {
+                exits::count_here(Cause::Vgic);
                 frame.elr += step;
             } else {
                 outside_access(di, d, vcpu, frame, esr);
@@ -548,8 +556,12 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         Exit::DataAbort { .. } | Exit::InstructionAbort { .. } => {
             outside_access(di, d, vcpu, frame, esr)
         }
-        Exit::Hvc { .. } => psci::guest_call(di, d, vcpu, frame, "HVC"),
+        Exit::Hvc { .. } => {
+            exits::count_here(Cause::Psci);
+            psci::guest_call(di, d, vcpu, frame, "HVC")
+        }
         Exit::Smc { .. } => {
+            exits::count_here(Cause::Psci);
             // A trapped SMC leaves ELR_EL2 on the SMC itself.
             frame.elr += step;
             psci::guest_call(di, d, vcpu, frame, "SMC");
@@ -563,6 +575,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             op2,
             ..
         } if let Some(op) = trap::set_way_op(op0, op1, crn, crm, op2) => {
+            exits::count_here(Cause::Sysreg);
             set_way(di, d, op, reg);
             frame.elr += step;
         }
@@ -575,6 +588,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             crm,
             op2,
         } => {
+            exits::count_here(Cause::Sysreg);
             if !irq::emulate_sysreg(di, d, vcpu, read, (op0, op1, crn, crm, op2), frame.reg(reg)) {
                 let mut st = STATE[di].lock();
                 if !st.reported_sysreg {
@@ -594,8 +608,12 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             }
             frame.elr += step;
         }
-        Exit::Wfx => frame.elr += step,
+        Exit::Wfx => {
+            exits::count_here(Cause::Wfx);
+            frame.elr += step
+        }
         Exit::Other { .. } => {
+            exits::count_here(Cause::Other);
             limited!(
                 di,
                 d,
@@ -655,6 +673,7 @@ fn fault_ipa() -> u64 {
 
 /// The domain touched an address it does not own.
 fn outside_access(di: usize, d: &DomainPlan, vcpu: usize, frame: &mut TrapFrame, esr: u64) {
+    exits::count_here(Cause::Fault);
     let ipa = fault_ipa();
     let far = FAR_EL2.get();
     let n = {
@@ -791,9 +810,13 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     STATE[di].lock().stopped = true;
     stop_other_cores(d);
     irq::reset_domain(di, d);
+    // The console's keys keep working on a core that still runs a domain.
+    irq::move_console_input(d);
     // Once in a domain's life, so never suppressed; the counts of what was
     // come first.
     crate::report::flush(di, &d.name);
+    // Its cores are all off: the counts are final.
+    exits::print(d);
     warn!(
         "domain \"{}\" stopped: {}; the other domains are unaffected",
         d.name, why
@@ -919,6 +942,7 @@ pub fn handle_interrupt() {
 
 /// An SError from a domain: it cannot be reflected precisely.
 pub fn handle_serror(frame: &mut TrapFrame) {
+    exits::count_here(Cause::Other);
     let (di, d, _) = current();
     limited!(
         di,

@@ -18,6 +18,7 @@
 //!   domain; if they run out, the underflow maintenance interrupt refills them.
 
 use bulkhead_core::board::Range;
+use bulkhead_core::exits::Cause;
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Tables};
 use bulkhead_core::plan::{
     DomainPlan, GicVersion, MAX_CPUS, MAX_DOMAINS, VGICC_IPA, VGICC_SIZE, VGICD_IPA, VGICD_SIZE,
@@ -25,13 +26,13 @@ use bulkhead_core::plan::{
 };
 use bulkhead_core::trap::Access;
 use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq};
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use log::warn;
 use spin::{Mutex, Once};
 
 use crate::domain::{self, this_core};
 use crate::exceptions::TrapFrame;
-use crate::gic;
+use crate::{exits, gic};
 
 /// Owner of each INTID: domain index + 1, 0 = nobody.
 static OWNER: [AtomicU8; 1024] = [const { AtomicU8::new(0) }; 1024];
@@ -50,6 +51,60 @@ static QUEUED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_C
 /// most frequent interrupt needs neither the model's lock nor a look-up.
 static TIMER: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
 const TIMER_ON: u16 = 0x100;
+/// INTID of the partitioner console's receive interrupt (`u32::MAX`: none).
+static CONSOLE_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Core the console's receive interrupt is routed to.
+static CONSOLE_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Take the partitioner console's receive interrupt (SPI `spi`) at EL2 on
+/// the boot core (`core`), or if that runs no domain on the first core of
+/// the first domain: typed keys are read there, while that core runs its
+/// domain (see `exits::console_input`).
+pub fn enable_console_input(spi: u32, core: usize) {
+    let intid = spi + 32;
+    let plan = domain::plan();
+    let core = if plan.domains.iter().any(|d| d.cpus.contains(&core)) {
+        core
+    } else {
+        match plan.domains.first() {
+            Some(d) => d.cpus[0],
+            None => core,
+        }
+    };
+    gic::set_edge(intid, core, false);
+    route_console_input(intid, core);
+    CONSOLE_INTID.store(intid, Ordering::Release);
+    gic::set_enabled(intid, core, true);
+    crate::console::enable_rx();
+}
+
+fn route_console_input(intid: u32, core: usize) {
+    gic::route(intid, core, crate::board().cpus[core]);
+    CONSOLE_CORE.store(core, Ordering::Release);
+}
+
+/// Domain `d` stopped for good: if the console's input was taken on one of
+/// its cores, take it on the first core of a domain still running instead
+/// (a key typed meanwhile stays pending at the GIC and follows it).
+pub fn move_console_input(d: &DomainPlan) {
+    let intid = CONSOLE_INTID.load(Ordering::Acquire);
+    if intid == u32::MAX || !d.cpus.contains(&CONSOLE_CORE.load(Ordering::Acquire)) {
+        return;
+    }
+    let plan = domain::plan();
+    let next = plan
+        .domains
+        .iter()
+        .enumerate()
+        .filter(|&(i, other)| !core::ptr::eq(other, d) && !domain::stopped(i))
+        .flat_map(|(_, other)| other.cpus.iter().copied())
+        .find(|&c| domain::core_state(c) == domain::ON);
+    if let Some(core) = next {
+        route_console_input(intid, core);
+    }
+}
+
 /// First foreign GIC access of each domain already reported.
 static REPORTED: [AtomicU8; MAX_DOMAINS] = [const { AtomicU8::new(0) }; MAX_DOMAINS];
 
@@ -242,9 +297,11 @@ pub fn handle_physical() {
         match intid {
             gic::SGI_KICK => {
                 // Kicks only make this core look at its queue and requests.
+                exits::count(core, Cause::Irq);
                 gic::deactivate_ack(ack);
             }
             gic::MAINTENANCE_INTID => {
+                exits::count(core, Cause::Maintenance);
                 // The guest ended interrupts whose physical side is ours to
                 // deactivate, or list registers ran low (refilled on return).
                 end_eoied();
@@ -253,6 +310,7 @@ pub fn handle_physical() {
             }
             VTIMER_INTID => {
                 // The hot path: the vCPU on this core's own timer.
+                exits::count(core, Cause::Irq);
                 let t = TIMER[core].load(Ordering::Acquire);
                 if t & TIMER_ON != 0 {
                     deliver_here(core, intid, t as u8);
@@ -260,7 +318,14 @@ pub fn handle_physical() {
                     gic::deactivate_ack(ack);
                 }
             }
+            _ if intid == CONSOLE_INTID.load(Ordering::Relaxed) => {
+                // The partitioner's own console, not the domain's.
+                exits::count(core, Cause::Other);
+                exits::console_input();
+                gic::deactivate_ack(ack);
+            }
             _ => {
+                exits::count(core, Cause::Irq);
                 let (di, d, vcpu) = domain::current();
                 let owned = OWNER[intid as usize].load(Ordering::Acquire) as usize == di + 1;
                 // One look at the model: is it wanted, and at what priority.
@@ -281,6 +346,9 @@ pub fn handle_physical() {
                 }
             }
         }
+    } else {
+        // Spurious: nothing to take after all.
+        exits::count(core, Cause::Other);
     }
 }
 

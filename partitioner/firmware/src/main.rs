@@ -15,6 +15,7 @@ mod cpu;
 mod domain;
 mod el1;
 mod exceptions;
+mod exits;
 mod gic;
 mod irq;
 mod mmu;
@@ -165,6 +166,15 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         refuse();
     }
     domain::setup(plan, pkg, layout.partitioner);
+    // Ctrl-a s on the console: taken on this (the boot) core, at EL2.
+    if let Some(&spi) = board
+        .devices
+        .iter()
+        .find(|d| d.reg.base == board.console.base)
+        .and_then(|d| d.spis.first())
+    {
+        irq::enable_console_input(spi, core);
+    }
     info!(
         "boot stack: {} KiB used of {} KiB",
         boot::boot_stack_used() / 1024,

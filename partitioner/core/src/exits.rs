@@ -1,0 +1,222 @@
+//! Exit statistics: why a domain's cores came to EL2, counted per cause.
+//!
+//! The firmware keeps one slot per cause and physical core, written only by
+//! that core (a plain load and store, no atomic read-modify-write, no lock),
+//! and adds up a domain's cores only when it prints them: on the partitioner
+//! console when the operator types the key sequence ([`Keys`]), and once when
+//! the domain stops. The printed form ([`Counts`]'s `Display`) is
+//! `irq=N vgic=N vconsole=N sysreg=N psci=N fault=N maintenance=N wfx=N other=N total=N`.
+
+use core::fmt;
+
+/// Why a domain's core exited to EL2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Cause {
+    /// A physical interrupt taken for the domain: its timer, its SPIs, the
+    /// partitioner's kick SGI (which brings it queued virtual interrupts,
+    /// such as SGIs from its other vCPUs, or a stop request).
+    Irq,
+    /// An emulated virtual GIC distributor or redistributor access.
+    Vgic,
+    /// An access to the virtual console.
+    Vconsole,
+    /// A trapped system register or instruction: GICv3 SGI generation
+    /// (`ICC_SGI1R_EL1` and friends), set/way cache maintenance, anything
+    /// else trapped (ignored, reads as zero).
+    Sysreg,
+    /// A PSCI or SMCCC call (HVC or SMC).
+    Psci,
+    /// A stage-2 fault: an access outside the domain.
+    Fault,
+    /// The virtual GIC's maintenance interrupt (list registers ran low, or
+    /// an EOI the partitioner must complete).
+    Maintenance,
+    /// A trapped WFI or WFE (never trapped at present: always 0).
+    Wfx,
+    /// Anything else: the partitioner's own console input taken on the
+    /// domain's core, a spurious interrupt, an SError, an unexpected
+    /// exception.
+    Other,
+}
+
+/// Number of causes.
+pub const CAUSES: usize = 9;
+
+impl Cause {
+    pub const ALL: [Cause; CAUSES] = [
+        Cause::Irq,
+        Cause::Vgic,
+        Cause::Vconsole,
+        Cause::Sysreg,
+        Cause::Psci,
+        Cause::Fault,
+        Cause::Maintenance,
+        Cause::Wfx,
+        Cause::Other,
+    ];
+
+    /// The name in the printed line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Cause::Irq => "irq",
+            Cause::Vgic => "vgic",
+            Cause::Vconsole => "vconsole",
+            Cause::Sysreg => "sysreg",
+            Cause::Psci => "psci",
+            Cause::Fault => "fault",
+            Cause::Maintenance => "maintenance",
+            Cause::Wfx => "wfx",
+            Cause::Other => "other",
+        }
+    }
+
+    /// Index of this cause's slot.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Exit counts by cause (a domain's: the sum of its cores' slots).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts(pub [u64; CAUSES]);
+
+impl Counts {
+    /// Add one core's slots.
+    pub fn add(&mut self, slots: &[u64; CAUSES]) {
+        for (c, s) in self.0.iter_mut().zip(slots) {
+            *c = c.wrapping_add(*s);
+        }
+    }
+
+    pub fn get(&self, cause: Cause) -> u64 {
+        self.0[cause.index()]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().fold(0u64, |a, &c| a.wrapping_add(c))
+    }
+
+    /// Parse what `Display` printed (the tests' and the bench's reading).
+    pub fn parse(text: &str) -> Option<Counts> {
+        let mut c = Counts::default();
+        let mut fields = text.split_whitespace();
+        for cause in Cause::ALL {
+            let (name, n) = fields.next()?.split_once('=')?;
+            if name != cause.name() {
+                return None;
+            }
+            c.0[cause.index()] = n.parse().ok()?;
+        }
+        let (name, n) = fields.next()?.split_once('=')?;
+        (name == "total" && n.parse::<u64>().ok()? == c.total() && fields.next().is_none())
+            .then_some(c)
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for cause in Cause::ALL {
+            write!(f, "{}={} ", cause.name(), self.get(cause))?;
+        }
+        write!(f, "total={}", self.total())
+    }
+}
+
+/// The partitioner console's escape key: Ctrl-a (as in `screen` and
+/// QEMU's own character devices), followed by a command key.
+pub const ESCAPE: u8 = 0x01;
+/// `Ctrl-a s`: show every domain's exit counts.
+pub const KEY_STATS: u8 = b's';
+
+/// What a key sequence typed on the partitioner console asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print every domain's exit counts.
+    ShowExits,
+}
+
+/// The partitioner console's input: `Ctrl-a` then a command key. Every
+/// other byte is ignored (nothing else reads this console yet); a key after
+/// `Ctrl-a` that is not a command ends the sequence, and so does a second
+/// `Ctrl-a` (reserved for a later console-input switcher, which would pass
+/// it through as a literal `Ctrl-a`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keys {
+    escaped: bool,
+}
+
+impl Keys {
+    pub const fn new() -> Self {
+        Keys { escaped: false }
+    }
+
+    /// Feed one received byte.
+    pub fn feed(&mut self, b: u8) -> Option<Command> {
+        if !self.escaped {
+            self.escaped = b == ESCAPE;
+            return None;
+        }
+        self.escaped = false;
+        match b {
+            KEY_STATS | b'S' => Some(Command::ShowExits),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_every_cause_in_order_with_the_total() {
+        let mut c = Counts::default();
+        c.add(&[1, 2, 3, 4, 5, 6, 7, 0, 9]);
+        c.add(&[1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            format!("{c}"),
+            "irq=2 vgic=2 vconsole=3 sysreg=4 psci=5 fault=6 maintenance=7 wfx=0 other=10 total=39"
+        );
+        assert_eq!(Counts::parse(&format!("{c}")), Some(c));
+        assert_eq!(c.get(Cause::Psci), 5);
+    }
+
+    #[test]
+    fn slots_follow_the_order_of_all() {
+        for (i, c) in Cause::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+    }
+
+    #[test]
+    fn parse_rejects_a_wrong_total_or_order() {
+        assert!(Counts::parse(
+            "irq=1 vgic=0 vconsole=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=2"
+        )
+        .is_none());
+        assert!(Counts::parse(
+            "vgic=0 irq=1 vconsole=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=1"
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn ctrl_a_then_s_asks_for_the_counts() {
+        let mut k = Keys::new();
+        let got: Vec<_> = b"s\x01s\x01xs\x01\x01s\x01S"
+            .iter()
+            .filter_map(|&b| k.feed(b))
+            .collect();
+        // `s` alone, `Ctrl-a x s` and `Ctrl-a Ctrl-a s` ask for nothing.
+        assert_eq!(got, [Command::ShowExits, Command::ShowExits]);
+    }
+
+    #[test]
+    fn counts_wrap_instead_of_overflowing() {
+        let mut c = Counts::default();
+        c.add(&[u64::MAX, 0, 0, 0, 0, 0, 0, 0, 0]);
+        c.add(&[2, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(c.get(Cause::Irq), 1);
+    }
+}
