@@ -29,6 +29,10 @@ fn usage() -> &'static str {
   test            run every test: host unit tests, config checks, QEMU integration
   bench           measure firmware size, EL2 code size and boot time
   lint            cargo fmt --check and clippy (warnings are errors) on every crate
+  fuzz [TARGET...] [--runs N | --time SECS] [--seed-only]
+                  build the fuzz targets (nightly + cargo-fuzz, installed if missing),
+                  seed fuzz/corpus/ from the configs and run each target (all by
+                  default, 20 s each); docs/fuzzing.md
   setup           install what is missing (QEMU 10, dtc, the Rust targets)
 
 test-only build flags: --unchecked, --truncate-config, --corrupt-config"
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "bench" => bench(rest),
         "lint" => lint(),
+        "fuzz" => fuzz(rest),
         "setup" => tools::ensure_rust().and_then(|()| tools::ensure()),
         "help" | "--help" | "-h" => {
             println!("{}", usage());
@@ -567,11 +572,57 @@ fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+fn fuzz(args: &[String]) -> Result<()> {
+    use xtask::fuzz::{Budget, DEFAULT_SECONDS};
+    let mut targets = Vec::new();
+    let mut budget = Budget::Seconds(DEFAULT_SECONDS);
+    let mut seed_only = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut number = |name: &str| -> Result<u64> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("{name} takes a number").into())
+        };
+        match a.as_str() {
+            "--runs" => budget = Budget::Runs(number("--runs")?),
+            "--time" => budget = Budget::Seconds(number("--time")?),
+            "--seed-only" => seed_only = true,
+            s if s.starts_with('-') => {
+                return Err(format!("unknown option {s}\n{}", usage()).into())
+            }
+            t => targets.push(t.to_string()),
+        }
+    }
+    if seed_only {
+        let n = xtask::fuzz::seed()?;
+        eprintln!("xtask: {n} seeds in fuzz/corpus/");
+        return Ok(());
+    }
+    xtask::fuzz::run(&targets, budget)
+}
+
 fn lint() -> Result<()> {
     tools::ensure_rust()?;
     run_shown(
         cargo().args(["fmt", "--all", "--", "--check"]),
         "cargo fmt --check",
+    )?;
+    // The fuzz crate is not a workspace member (nightly only): check its
+    // formatting with rustfmt directly, which needs neither nightly nor its
+    // dependencies.
+    let mut fuzz_sources = vec![root().join("fuzz/build.rs"), root().join("fuzz/src/lib.rs")];
+    if let Ok(dir) = std::fs::read_dir(root().join("fuzz/fuzz_targets")) {
+        let mut targets: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        targets.sort();
+        fuzz_sources.extend(targets);
+    }
+    run_shown(
+        Command::new("rustfmt")
+            .current_dir(root())
+            .args(["--check", "--edition", "2021"])
+            .args(&fuzz_sources),
+        "rustfmt --check (fuzz/)",
     )?;
     run_shown(
         cargo().args([
