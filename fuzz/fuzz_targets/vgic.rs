@@ -9,7 +9,9 @@
 //! firmware can reach). After every step: no read shows a bit, byte or route
 //! of an SPI the domain does not own; SGI targets and ready masks name only
 //! its vCPUs; the hardware enable of every owned SPI and of every vCPU's
-//! timer PPI equals what the model says it delivers.
+//! timer PPI equals what the model says it delivers (on GICv2, once the
+//! vCPU's core has run `reset_vcpu` after a `reset`, which leaves the banked
+//! PPI to it).
 #![no_main]
 
 use std::cell::Cell;
@@ -205,7 +207,9 @@ fn check_outcome(dom: &Domain, out: &Outcome, size: u8) {
     }
 }
 
-fn check_state(dom: &Domain, vd: &VDistributor, phys: &Fake) {
+/// `stale`: GICv2 vCPUs whose core has not run `reset_vcpu` since the last
+/// `reset` (which leaves their banked timer PPI to it, as documented).
+fn check_state(dom: &Domain, vd: &VDistributor, phys: &Fake, stale: &[bool; MAX_CPUS]) {
     phys.caller.set(None);
     for intid in dom.owned_spis.iter().filter(|&i| dom.owns(i)) {
         assert_eq!(
@@ -214,7 +218,7 @@ fn check_state(dom: &Domain, vd: &VDistributor, phys: &Fake) {
             "hardware enable of INTID {intid} differs from what the domain forwards"
         );
     }
-    for t in 0..dom.vcpus {
+    for t in (0..dom.vcpus).filter(|&t| !stale[t]) {
         for ppi in (16..32).filter(|p| DOMAIN_PPIS & (1 << p) != 0) {
             assert_eq!(
                 phys.enabled.contains(&(ppi, Some(t))),
@@ -249,6 +253,7 @@ fuzz_target!(|data: &[u8]| {
         routes: HashMap::new(),
     };
     let mut vd = VDistributor::new(&dom);
+    let mut stale = [false; MAX_CPUS];
     let mut steps = 0;
     while !input.is_empty() && steps < 4096 {
         steps += 1;
@@ -308,9 +313,15 @@ fuzz_target!(|data: &[u8]| {
             8 => {
                 phys.caller.set(None);
                 vd.reset(&dom, &mut phys);
+                stale = [version == GicVersion::V2; MAX_CPUS];
             }
-            _ => vd.reset_vcpu(&dom, &mut phys, vcpu),
+            _ => {
+                vd.reset_vcpu(&dom, &mut phys, vcpu);
+                if let Some(s) = stale.get_mut(vcpu) {
+                    *s = false;
+                }
+            }
         }
-        check_state(&dom, &vd, &phys);
+        check_state(&dom, &vd, &phys, &stale);
     }
 });

@@ -332,13 +332,13 @@ pub fn run(targets: &[String], budget: Budget) -> Result<()> {
     let seeds = seed()?;
     eprintln!("xtask: {seeds} seeds in fuzz/corpus/");
     let started = Instant::now();
-    crate::run_shown(
-        Command::new("cargo")
-            .current_dir(root())
-            .args(["+nightly", "fuzz", "build"])
-            .args(chosen.iter()),
-        "cargo +nightly fuzz build",
-    )?;
+    // `cargo fuzz build` takes one target, or none for all of them.
+    let mut build = Command::new("cargo");
+    build.current_dir(root()).args(["+nightly", "fuzz", "build"]);
+    if let [one] = chosen.as_slice() {
+        build.arg(one);
+    }
+    crate::run_shown(&mut build, "cargo +nightly fuzz build")?;
     eprintln!("xtask: fuzz targets built in {:.0?}", started.elapsed());
     let limit = match budget {
         Budget::Runs(n) => format!("-runs={n}"),
