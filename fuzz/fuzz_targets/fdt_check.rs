@@ -38,13 +38,14 @@ fn walk(node: Node<'_>, depth: usize, budget: &mut usize) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(fdt) = check(data) {
-        let mut budget = 100_000;
-        walk(fdt.root(), 0, &mut budget);
-        let _ = fdt.find("/");
-        let _ = fdt.find("/chosen");
-        let _ = fdt.find("/domains/hello/memory");
-    } else if let Err(e) = check(data) {
-        assert!(!format!("{e}").is_empty());
+    match check(data) {
+        Ok(fdt) => {
+            let mut budget = 100_000;
+            walk(fdt.root(), 0, &mut budget);
+            let _ = fdt.find("/");
+            let _ = fdt.find("/chosen");
+            let _ = fdt.find("/domains/hello/memory");
+        }
+        Err(e) => assert!(!format!("{e}").is_empty()),
     }
 });

@@ -334,7 +334,9 @@ pub fn run(targets: &[String], budget: Budget) -> Result<()> {
     let started = Instant::now();
     // `cargo fuzz build` takes one target, or none for all of them.
     let mut build = Command::new("cargo");
-    build.current_dir(root()).args(["+nightly", "fuzz", "build"]);
+    build
+        .current_dir(root())
+        .args(["+nightly", "fuzz", "build"]);
     if let [one] = chosen.as_slice() {
         build.arg(one);
     }
