@@ -27,11 +27,16 @@ fn usage() -> &'static str {
   dtb CONFIG DOMAIN [--gic 2|3] [-o OUT]
                   write the device tree Bulkhead generates for DOMAIN
                   (default OUT: target/bulkhead/<config>-<domain>.dtb)
-  test            run every test: host unit tests, config checks, QEMU integration
+  test            run every test: host unit tests, config checks, QEMU integration,
+                  and a short run of every fuzz target
   bench [latency|exits]
                   measure firmware size, EL2 code size, boot time, interrupt
                   latency, Linux boot and idle Linux exits (or only one part)
   lint            cargo fmt --check and clippy (warnings are errors) on every crate
+  fuzz [TARGET...] [--runs N | --time SECS] [--seed-only]
+                  build the fuzz targets (nightly + cargo-fuzz, installed if missing),
+                  seed fuzz/corpus/ from the configs and run each target (all by
+                  default, 20 s each); docs/fuzzing.md
   setup           install what is missing (QEMU 10, dtc, the Rust targets)
 
 test-only build flags: --unchecked, --truncate-config, --corrupt-config"
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "bench" => bench(rest),
         "lint" => lint(),
+        "fuzz" => fuzz(rest),
         "setup" => tools::ensure_rust().and_then(|()| tools::ensure()),
         "help" | "--help" | "-h" => {
             println!("{}", usage());
@@ -591,9 +597,60 @@ fn test(args: &[String]) -> Result<()> {
         .args(args)
         .env("BULKHEAD_TEST_IMAGES", &dir);
     cargo_test(&mut c, "integration tests", &mut tally)?;
-    // The closing line: every test of the run, host and QEMU together.
+    // A short budget of every fuzz target (the whole run only: a filter
+    // asks for particular tests). A crash, or a fuzzing tool that cannot be
+    // had, is a failure.
+    let mut fuzz_failed = None;
+    if args.is_empty() {
+        eprintln!("xtask: fuzz smoke: every fuzz target for {FUZZ_SMOKE_SECS} s (docs/fuzzing.md)");
+        match xtask::fuzz::run(&[], xtask::fuzz::Budget::Seconds(FUZZ_SMOKE_SECS)) {
+            Ok(()) => tally.0 += xtask::fuzz::TARGETS.len(),
+            Err(e) => {
+                eprintln!("xtask: error: fuzz smoke: {e}");
+                tally.1 += 1;
+                fuzz_failed = Some(e);
+            }
+        }
+    }
+    // The closing line: every test of the run, host, QEMU and fuzz together.
     println!("bulkhead: {} passed, {} failed", tally.0, tally.1);
-    Ok(())
+    match fuzz_failed {
+        Some(e) => Err(format!("fuzz smoke: {e}").into()),
+        None => Ok(()),
+    }
+}
+
+/// Seconds of fuzzing per target in `cargo xtask test`.
+const FUZZ_SMOKE_SECS: u64 = 5;
+
+fn fuzz(args: &[String]) -> Result<()> {
+    use xtask::fuzz::{Budget, DEFAULT_SECONDS};
+    let mut targets = Vec::new();
+    let mut budget = Budget::Seconds(DEFAULT_SECONDS);
+    let mut seed_only = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut number = |name: &str| -> Result<u64> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("{name} takes a number").into())
+        };
+        match a.as_str() {
+            "--runs" => budget = Budget::Runs(number("--runs")?),
+            "--time" => budget = Budget::Seconds(number("--time")?),
+            "--seed-only" => seed_only = true,
+            s if s.starts_with('-') => {
+                return Err(format!("unknown option {s}\n{}", usage()).into())
+            }
+            t => targets.push(t.to_string()),
+        }
+    }
+    if seed_only {
+        let n = xtask::fuzz::seed()?;
+        eprintln!("xtask: {n} seeds in fuzz/corpus/");
+        return Ok(());
+    }
+    xtask::fuzz::run(&targets, budget)
 }
 
 fn lint() -> Result<()> {
@@ -601,6 +658,22 @@ fn lint() -> Result<()> {
     run_shown(
         cargo().args(["fmt", "--all", "--", "--check"]),
         "cargo fmt --check",
+    )?;
+    // The fuzz crate is not a workspace member (nightly only): check its
+    // formatting with rustfmt directly, which needs neither nightly nor its
+    // dependencies.
+    let mut fuzz_sources = vec![root().join("fuzz/build.rs"), root().join("fuzz/src/lib.rs")];
+    if let Ok(dir) = std::fs::read_dir(root().join("fuzz/fuzz_targets")) {
+        let mut targets: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        targets.sort();
+        fuzz_sources.extend(targets);
+    }
+    run_shown(
+        Command::new("rustfmt")
+            .current_dir(root())
+            .args(["--check", "--edition", "2021"])
+            .args(&fuzz_sources),
+        "rustfmt --check (fuzz/)",
     )?;
     run_shown(
         cargo().args([

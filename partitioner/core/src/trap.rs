@@ -222,11 +222,16 @@ pub struct Injection {
 /// PSTATE.M of EL1 using SP_EL1, with D, A, I and F masked.
 pub const SPSR_EL1H_DAIF_MASKED: u64 = 0b0101 | (0b1111 << 6);
 
+/// VBAR_EL1 bits 10:0: RES0, the vector table is 2 KiB aligned.
+const VBAR_RES0: u64 = 0x7ff;
+
 /// Reflect a stage-2 abort into the domain as a synchronous external abort.
 ///
 /// `esr_el2` is the abort's syndrome (instruction or data abort from a lower
 /// EL); `spsr_el2`/`elr_el2` the domain's state at the fault; `far` the
-/// faulting virtual address; `vbar_el1` the domain's vector base.
+/// faulting virtual address; `vbar_el1` the domain's vector base. Its
+/// bits 10:0 are RES0 and, as on exception entry, ignored: an implementation
+/// may keep whatever the domain wrote there.
 pub fn external_abort(
     esr_el2: u64,
     spsr_el2: u64,
@@ -265,7 +270,7 @@ pub fn external_abort(
         far_el1: far,
         elr_el1: elr_el2,
         spsr_el1: spsr_el2,
-        elr_el2: vbar_el1 + offset,
+        elr_el2: (vbar_el1 & !VBAR_RES0) + offset,
         spsr_el2: SPSR_EL1H_DAIF_MASKED,
     }
 }
@@ -397,5 +402,19 @@ mod tests {
         );
         assert_eq!(fetch.esr_el1, (0x21 << 26) | (1 << 25) | 0x10);
         assert_eq!(fetch.elr_el2, 0x1200);
+    }
+
+    /// Found by the `trap` fuzz target: a VBAR_EL1 with its RES0 bits set
+    /// near the top of the address space overflowed (a panic in a debug
+    /// build of the firmware, a guest-triggered EL2 crash).
+    #[test]
+    fn the_vector_ignores_vbar_res0_bits_and_cannot_overflow() {
+        let data_fault = (0x24 << 26) | (1 << 25) | 0x06;
+        let inj = external_abort(data_fault, 0x0, 0, 0, u64::MAX);
+        assert_eq!(inj.elr_el2, 0xffff_ffff_ffff_f800 + 0x400);
+        assert_eq!(
+            external_abort(data_fault, 0x3c5, 0, 0, 0x1000 | 0x7ff).elr_el2,
+            0x1200
+        );
     }
 }
