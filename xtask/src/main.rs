@@ -604,7 +604,7 @@ fn test(args: &[String]) -> Result<()> {
     if args.is_empty() {
         eprintln!("xtask: fuzz smoke: every fuzz target for {FUZZ_SMOKE_SECS} s (docs/fuzzing.md)");
         match xtask::fuzz::run(&[], xtask::fuzz::Budget::Seconds(FUZZ_SMOKE_SECS)) {
-            Ok(()) => tally.0 += xtask::fuzz::TARGETS.len(),
+            Ok(()) => tally.0 += xtask::fuzz::TARGETS.len() as u64,
             Err(e) => {
                 eprintln!("xtask: error: fuzz smoke: {e}");
                 tally.1 += 1;
