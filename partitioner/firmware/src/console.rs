@@ -147,6 +147,11 @@ pub fn enable_rx() {
 /// ever reads.
 pub fn receive(mut f: impl FnMut(u8)) {
     let Some(uart) = uart() else { return };
+    // Clear the interrupt first, then drain: a byte that arrives after the
+    // last read raises it again. (Clearing after draining loses a byte
+    // that arrives in between: the interrupt would be cleared with the
+    // byte still waiting, and nothing raises it again.)
+    uart.regs().icr.set(INT_RX_RT);
     // Bounded: a FIFO holds 32 bytes; what comes meanwhile raises the
     // interrupt again.
     for _ in 0..64 {
@@ -155,7 +160,6 @@ pub fn receive(mut f: impl FnMut(u8)) {
         }
         f(uart.regs().dr.get() as u8);
     }
-    uart.regs().icr.set(INT_RX_RT);
 }
 
 /// Send `parts` as one line (each `\n` as `\r\n`), in this core's turn.
