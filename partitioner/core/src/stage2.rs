@@ -566,21 +566,10 @@ mod props {
     use std::vec::Vec;
     use std::{format, vec};
 
-    /// What the architecture wants for each kind, written out independently
-    /// of [`attrs`].
+    /// What the architecture wants for each kind: [`required`], written out
+    /// independently of [`attrs`].
     fn expected(kind: MemKind) -> Attrs {
-        match kind {
-            MemKind::Ram => Attrs {
-                device: false,
-                writable: true,
-                executable: true,
-            },
-            MemKind::Device => Attrs {
-                device: true,
-                writable: true,
-                executable: false,
-            },
-        }
+        super::required(kind)
     }
 
     fn gicv() -> Mapping {
