@@ -135,6 +135,10 @@ fn on_request(gic: u32) {
         WAIT,
     );
     expect_line(&mut run, UART0, "[pinger] pinger: heartbeat 1", WAIT);
+    // `offer` powers itself off 200 ms into its run, which prints its own
+    // exits line: let that happen first, so that every exits line after a
+    // request's header belongs to that request.
+    expect_line(&mut run, UART0, "domain \"offer\" stopped", WAIT);
     // Neither a lone `s` nor Ctrl-a followed by another key asks.
     run.send_uart0(b"s\x01xs\x01\x01s")
         .expect("type into uart0");
