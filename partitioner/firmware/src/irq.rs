@@ -21,8 +21,8 @@ use bulkhead_core::board::Range;
 use bulkhead_core::exits::Cause;
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Tables};
 use bulkhead_core::plan::{
-    DomainPlan, GicVersion, MAX_CPUS, MAX_DOMAINS, VGICC_IPA, VGICC_SIZE, VGICD_IPA, VGICD_SIZE,
-    VGICR_IPA, VGICR_STRIDE, VTIMER_INTID,
+    DomainPlan, GicVersion, MAX_CPUS, MAX_DOMAINS, VGICD_IPA, VGICD_SIZE, VGICR_IPA, VGICR_STRIDE,
+    VTIMER_INTID,
 };
 use bulkhead_core::trap::Access;
 use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq};
@@ -165,16 +165,11 @@ pub fn map_virtual_cpu_interface(
     t: &mut Tables,
     a: &mut dyn FrameAllocator,
 ) -> Result<(), MapError> {
-    let board = crate::board();
-    if gic::version() != GicVersion::V2 {
-        return Ok(());
+    // The same mapping the boot-time stage-2 check allows (one decision).
+    match bulkhead_core::stage2::gicv2_virtual_cpu_interface(crate::board(), gic::version()) {
+        Some(m) => t.map(a, m.ipa, m.pa, m.size, Attrs::DEVICE),
+        None => Ok(()),
     }
-    for g in board.gics {
-        if let bulkhead_core::board::Gic::V2 { virtual_cpu, .. } = g {
-            t.map(a, VGICC_IPA, virtual_cpu.base, VGICC_SIZE, Attrs::DEVICE)?;
-        }
-    }
-    Ok(())
 }
 
 /// Record what domain `di` owns and set up its virtual distributor; route
