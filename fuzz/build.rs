@@ -1,14 +1,10 @@
 //! Compiles the configs whose plans the `dtb_supplied` target checks trees
-//! against (the same list as `xtask::fuzz::PLAN_CONFIGS`) with dtc.
+//! against (`src/plan_configs.rs`) with dtc.
 
 use std::path::Path;
 use std::process::Command;
 
-const PLAN_CONFIGS: &[&str] = &[
-    "tests/configs/supplied-tree.dts",
-    "tests/configs/linux-pair.dts",
-    "configs/qemu-virt/isolation.dts",
-];
+include!("src/plan_configs.rs");
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

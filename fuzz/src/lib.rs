@@ -2,9 +2,8 @@
 //! image sizes the config checks use, and the plans supplied device trees
 //! are checked against.
 
-use bulkhead_core::board::partitioner_footprint;
 use bulkhead_core::plan::{DomainPlan, GicVersion, Plan};
-use bulkhead_core::validate::{self, Layout};
+use bulkhead_core::validate;
 
 /// Reads fixed-size values off the front of the fuzz input; zeros once it
 /// runs out, so every input decodes to something.
@@ -51,25 +50,8 @@ impl<'a> Input<'a> {
     }
 }
 
-/// Where the partitioner sits in the fuzzed configs: the qemu-virt load
-/// address, 2 MiB of firmware and package.
-pub fn layout() -> Layout {
-    Layout {
-        partitioner: partitioner_footprint(board_support::qemu_virt::LOAD_ADDRESS, 0x20_0000),
-    }
-}
-
-/// Size of a domain's image: missing when its name says so (to reach the
-/// missing-image paths), otherwise a size that grows with the name.
-pub fn image_size(_domain: &str, image: &str) -> Option<u64> {
-    if image.contains("missing") {
-        None
-    } else if image.ends_with(".dts") || image.ends_with(".dtb") {
-        Some(0x800 + image.len() as u64)
-    } else {
-        Some(0x1_0000 + 0x1000 * image.len() as u64)
-    }
-}
+// `layout()` and `image_size()`, shared with xtask (see the file).
+include!("inputs.rs");
 
 /// `validate::check` with the qemu-virt board support, [`layout`] and
 /// [`image_size`].

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use bulkhead_core::board::partitioner_footprint;
 use bulkhead_core::dtb::{domain_tree, DTB_MAX};
 use bulkhead_core::package;
 use bulkhead_core::plan::GicVersion;
-use bulkhead_core::validate::{self, Layout};
+use bulkhead_core::validate;
 
 use crate::{root, Result};
 
@@ -45,13 +44,7 @@ pub const TARGETS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The configs whose plans `dtb_supplied` checks trees against, in order
-/// (the same list as `fuzz/build.rs`).
-pub const PLAN_CONFIGS: &[&str] = &[
-    "tests/configs/supplied-tree.dts",
-    "tests/configs/linux-pair.dts",
-    "configs/qemu-virt/isolation.dts",
-];
+include!("../../fuzz/src/plan_configs.rs");
 
 /// Seconds per target when neither `--runs` nor `--time` is given.
 pub const DEFAULT_SECONDS: u64 = 20;
@@ -123,22 +116,10 @@ pub fn ensure_tools() -> Result<()> {
     Ok(())
 }
 
-/// The layout and image sizes of `fuzz/src/lib.rs` (the seeds' plans must
-/// be the fuzz targets' plans).
-fn fuzz_layout() -> Layout {
-    Layout {
-        partitioner: partitioner_footprint(board_support::qemu_virt::LOAD_ADDRESS, 0x20_0000),
-    }
-}
-
-fn fuzz_image_size(_domain: &str, image: &str) -> Option<u64> {
-    if image.contains("missing") {
-        None
-    } else if image.ends_with(".dts") || image.ends_with(".dtb") {
-        Some(0x800 + image.len() as u64)
-    } else {
-        Some(0x1_0000 + 0x1000 * image.len() as u64)
-    }
+/// The fuzz targets' layout and image sizes (one definition, shared with
+/// `fuzz/src/lib.rs`).
+mod inputs {
+    include!("../../fuzz/src/inputs.rs");
 }
 
 fn dts_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -224,8 +205,8 @@ pub fn seed() -> Result<usize> {
         let plan = validate::check(
             &blob,
             &board_support::by_name,
-            &fuzz_layout(),
-            &fuzz_image_size,
+            &inputs::layout(),
+            &inputs::image_size,
         )
         .map_err(|e| {
             let first = e.iter().next().map(|e| e.to_string()).unwrap_or_default();
