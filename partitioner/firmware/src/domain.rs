@@ -567,19 +567,6 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             psci::guest_call(di, d, vcpu, frame, "SMC");
         }
         Exit::SysReg {
-            reg,
-            op0,
-            op1,
-            crn,
-            crm,
-            op2,
-            ..
-        } if let Some(op) = trap::set_way_op(op0, op1, crn, crm, op2) => {
-            exits::count_here(Cause::Sysreg);
-            set_way(di, d, op, reg);
-            frame.elr += step;
-        }
-        Exit::SysReg {
             read,
             reg,
             op0,
@@ -589,7 +576,16 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             op2,
         } => {
             exits::count_here(Cause::Sysreg);
-            if !irq::emulate_sysreg(di, d, vcpu, read, (op0, op1, crn, crm, op2), frame.reg(reg)) {
+            if let Some(op) = trap::set_way_op(op0, op1, crn, crm, op2) {
+                set_way(di, d, op, reg);
+            } else if !irq::emulate_sysreg(
+                di,
+                d,
+                vcpu,
+                read,
+                (op0, op1, crn, crm, op2),
+                frame.reg(reg),
+            ) {
                 let mut st = STATE[di].lock();
                 if !st.reported_sysreg {
                     st.reported_sysreg = true;
