@@ -1,7 +1,9 @@
 //! The boards Bulkhead knows. One module per board; each exports a
-//! `bulkhead_core::board::Board` constant. A config names its board
-//! (`board = "qemu-virt"`) and `by_name` finds it, so adding a board never
-//! touches the core.
+//! `bulkhead_core::board::Board` constant and is listed once in [`BOARDS`].
+//! A config names its board (`board = "qemu-virt"`): the host check finds
+//! it with [`by_name`], and `cargo xtask build` builds the firmware for it
+//! (it sets `BULKHEAD_BOARD`, which the firmware resolves with [`find`] at
+//! compile time). Adding a board touches nothing outside this crate.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -14,7 +16,35 @@ pub const BOARDS: &[&Board] = &[&qemu_virt::BOARD];
 
 /// The board a config names, if supported.
 pub fn by_name(name: &str) -> Option<&'static Board> {
-    BOARDS.iter().copied().find(|b| b.name == name)
+    find(name)
+}
+
+/// [`by_name`] for constant evaluation: the firmware picks its board with
+/// it at compile time.
+pub const fn find(name: &str) -> Option<&'static Board> {
+    let mut i = 0;
+    while i < BOARDS.len() {
+        if str_eq(BOARDS[i].name, name) {
+            return Some(BOARDS[i]);
+        }
+        i += 1;
+    }
+    None
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 #[cfg(test)]

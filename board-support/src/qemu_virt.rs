@@ -5,7 +5,9 @@
 //! `0x4020_0000` and enters it at EL2 on core 0; the other cores are held off
 //! by QEMU's built-in PSCI (SMC conduit) until `CPU_ON`.
 
-use bulkhead_core::board::{Board, Conduit, Device, DeviceUse, Gic, Range};
+use bulkhead_core::board::{
+    Board, Conduit, CpuStart, Device, DeviceUse, Gic, QemuModel, Range, Uart, UartKind,
+};
 use bulkhead_core::vgic::Deactivation;
 
 const MIB: u64 = 1 << 20;
@@ -96,8 +98,20 @@ pub static BOARD: Board = Board {
             deactivation: Deactivation::Maintenance,
         },
     ],
-    console: Range::new(0x0900_0000, 0x1000),
-    psci: Conduit::Smc,
+    console: Uart {
+        kind: UartKind::Pl011,
+        reg: Range::new(0x0900_0000, 0x1000),
+    },
+    cpu_start: CpuStart::Psci(Conduit::Smc),
+    image_base: LOAD_ADDRESS,
+    qemu: Some(QemuModel {
+        machine: "virt,virtualization=on,gic-version={gic}",
+        cpu_choice: true,
+        memory_mib: None,
+        console_serial: 0,
+        serials: 2,
+        args: &[],
+    }),
     spi_count: 256,
     // QEMU can add an SMMUv3 (`-M virt,iommu=smmuv3`), but the partitioner
     // does not drive one: no device is covered.

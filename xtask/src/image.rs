@@ -28,20 +28,16 @@ const HEADER_PACKAGE_OFFSET: usize = 32;
 /// The package starts on this boundary after the firmware's memory image.
 const PACKAGE_ALIGN: usize = 64 * 1024;
 
-/// Build the firmware and the domain programs (once; cargo skips work already done).
+/// The board a config is for when it names none that `board-support` has
+/// (the check then reports the config's problem).
+pub const DEFAULT_BOARD: &str = "qemu-virt";
+
+/// Build the firmware for the default board and the domain programs (once;
+/// cargo skips work already done). Other boards' firmware is built when an
+/// image for them is ([`firmware_image_for`]).
 pub fn build_binaries() -> Result<()> {
     crate::tools::ensure_rust()?;
-    run_quiet(
-        cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "bulkhead",
-            "--target",
-            FIRMWARE_TARGET,
-        ]),
-        "building the firmware",
-    )?;
+    build_firmware(DEFAULT_BOARD)?;
     let mut c = cargo();
     c.args(["build", "--release", "--target", DOMAIN_TARGET]);
     for d in DOMAIN_CRATES {
@@ -50,11 +46,68 @@ pub fn build_binaries() -> Result<()> {
     run_quiet(&mut c, "building the domains")
 }
 
-pub fn firmware_elf() -> PathBuf {
-    target_dir()
+/// Build the firmware for `board` (once per process; cargo skips work
+/// already done). Each board has its own target directory: the firmware
+/// picks its board at compile time (`BULKHEAD_BOARD`), and switching the
+/// variable in one directory would rebuild it at every switch.
+pub fn build_firmware(board: &str) -> Result<PathBuf> {
+    use std::sync::Mutex;
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    if board_support::by_name(board).is_none() {
+        return Err(format!(
+            "no board \"{board}\" in board-support (boards: {})",
+            board_names()
+        )
+        .into());
+    }
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == board) {
+        crate::tools::ensure_rust()?;
+        run_quiet(
+            cargo()
+                .args(["build", "--release", "-p", "bulkhead", "--target"])
+                .arg(FIRMWARE_TARGET)
+                .arg("--target-dir")
+                .arg(firmware_target_dir(board))
+                .env("BULKHEAD_BOARD", board),
+            &format!("building the firmware for board \"{board}\""),
+        )?;
+        built.push(board.to_string());
+    }
+    Ok(firmware_elf_for(board))
+}
+
+/// Every board's name, for messages.
+pub fn board_names() -> String {
+    board_support::BOARDS
+        .iter()
+        .map(|b| b.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn firmware_target_dir(board: &str) -> PathBuf {
+    target_dir().join("firmware").join(board)
+}
+
+/// The firmware ELF for `board` (built by [`build_firmware`]).
+pub fn firmware_elf_for(board: &str) -> PathBuf {
+    firmware_target_dir(board)
         .join(FIRMWARE_TARGET)
         .join("release")
         .join("bulkhead")
+}
+
+/// The firmware ELF for the default board.
+pub fn firmware_elf() -> PathBuf {
+    firmware_elf_for(DEFAULT_BOARD)
+}
+
+/// The board a compiled config names, if `board-support` has it.
+pub fn board_of(blob: &[u8]) -> Option<&'static bulkhead_core::board::Board> {
+    let mut errors = Errors::new();
+    bulkhead_core::config::parse_into(blob, &mut errors)
+        .and_then(|c| board_support::by_name(c.board))
 }
 
 /// Compile a `.dts` config into a blob with dtc.
@@ -137,6 +190,7 @@ pub fn check_blob(
     blob: Vec<u8>,
     firmware_len: u64,
 ) -> std::result::Result<Checked, Rejected> {
+    let board = board_of(&blob).map_or(DEFAULT_BOARD, |b| b.name);
     let seen: RefCell<Vec<Seen>> = RefCell::new(Vec::new());
     let image_size = |domain: &str, image: &str| -> Option<u64> {
         let mut seen = seen.borrow_mut();
@@ -153,7 +207,7 @@ pub fn check_blob(
     let first = validate::check(
         &blob,
         &board_support::by_name,
-        &layout_for(firmware_len, 0),
+        &layout_for(board, firmware_len, 0),
         &image_size,
     );
     let images: Vec<(String, Vec<u8>)> = seen
@@ -175,7 +229,7 @@ pub fn check_blob(
     let result = validate::check(
         &blob,
         &board_support::by_name,
-        &layout_for(firmware_len, pkg_len),
+        &layout_for(board, firmware_len, pkg_len),
         &image_size,
     );
     let names = seen
@@ -224,31 +278,35 @@ pub fn footprint(c: &Checked, firmware_len: u64) -> Result<bulkhead_core::board:
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
     let pkg = package::build(&c.blob, &refs)?;
-    Ok(layout_for(firmware_len, pkg.len() as u64).partitioner)
+    let board = board_of(&c.blob).map_or(DEFAULT_BOARD, |b| b.name);
+    Ok(layout_for(board, firmware_len, pkg.len() as u64).partitioner)
 }
 
 /// The partitioner's footprint for a firmware of `firmware_len` bytes plus a
-/// package of `package_len` bytes, loaded where the board loads it.
-pub fn layout_for(firmware_len: u64, package_len: u64) -> Layout {
+/// package of `package_len` bytes, loaded where `board`'s loader puts it.
+pub fn layout_for(board: &str, firmware_len: u64, package_len: u64) -> Layout {
     let total = firmware_len.next_multiple_of(PACKAGE_ALIGN as u64) + package_len;
+    let base = board_support::by_name(board)
+        .map_or(board_support::qemu_virt::LOAD_ADDRESS, |b| b.image_base);
     Layout {
-        partitioner: partitioner_footprint(board_support::qemu_virt::LOAD_ADDRESS, total),
+        partitioner: partitioner_footprint(base, total),
     }
 }
 
-/// The firmware's memory image (with .bss as zeros), padded to where the package goes.
+/// The default board's firmware memory image (see [`firmware_image_for`]).
 pub fn firmware_image() -> Result<Vec<u8>> {
-    let elf = fs::read(firmware_elf()).map_err(|e| {
-        format!(
-            "{}: {e} (build the firmware first)",
-            firmware_elf().display()
-        )
-    })?;
+    firmware_image_for(DEFAULT_BOARD)
+}
+
+/// The firmware's memory image for `board` (with .bss as zeros), padded to
+/// where the package goes; built first if needed.
+pub fn firmware_image_for(board: &str) -> Result<Vec<u8>> {
+    let path = build_firmware(board)?;
+    let elf = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (base, mut img) = crate::elf::flatten(&elf).map_err(|e| format!("firmware ELF: {e}"))?;
-    if base != board_support::qemu_virt::LOAD_ADDRESS {
+    if base != 0 {
         return Err(format!(
-            "firmware linked at {base:#x}, the board loads it at {:#x}",
-            board_support::qemu_virt::LOAD_ADDRESS
+            "firmware linked at {base:#x}: it must be linked at 0 (it relocates itself)"
         )
         .into());
     }
@@ -277,7 +335,7 @@ pub enum Tamper {
 /// the check was skipped).
 pub fn build_image(config: &Path, out: &Path, tamper: Tamper) -> Result<Option<Plan>> {
     let blob = compile_dts(config)?;
-    let fw = firmware_image()?;
+    let fw = firmware_image_for(board_of(&blob).map_or(DEFAULT_BOARD, |b| b.name))?;
     let (plan, blob, images) = if tamper == Tamper::None {
         match check_blob(config, blob, fw.len() as u64) {
             Ok(c) => (Some(c.plan), c.blob, c.images),

@@ -111,6 +111,57 @@ pub enum Conduit {
     Hvc,
 }
 
+/// How the partitioner starts the board's other physical cores. Domains
+/// always get PSCI from Bulkhead, whatever this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuStart {
+    /// The platform firmware's PSCI `CPU_ON`/`CPU_OFF` (TF-A, or QEMU's
+    /// built-in PSCI), over this conduit.
+    Psci(Conduit),
+    /// A spin table (the arm64 boot protocol's `enable-method =
+    /// "spin-table"`): core `n` waits, at EL2 with its MMU off, for a
+    /// non-zero entry address in the 64-bit mailbox `mailboxes[n]` and a
+    /// `sev`. Such a core cannot be powered off again: the partitioner
+    /// parks it in a loop of its own. If the boot loader's device tree has
+    /// a `psci` node (TF-A's BL31 adds one), its PSCI is used instead.
+    SpinTable { mailboxes: &'static [u64] },
+}
+
+/// Kind of UART, for the partitioner's console driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UartKind {
+    /// Arm PrimeCell PL011.
+    Pl011,
+}
+
+/// The partitioner's console UART.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uart {
+    pub kind: UartKind,
+    /// Its registers (the page the partitioner keeps).
+    pub reg: Range,
+}
+
+/// How QEMU models the board: what `cargo xtask run` and the tests start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QemuModel {
+    /// The `-M` value. `{gic}` is replaced by the GIC version asked for,
+    /// on machines that offer a choice.
+    pub machine: &'static str,
+    /// Whether `-cpu` may be given (some board models fix their cores).
+    pub cpu_choice: bool,
+    /// `-m` in MiB, for models with a fixed RAM size; `None` to take the
+    /// size asked for.
+    pub memory_mib: Option<u32>,
+    /// The `-serial` index of the partitioner's console (QEMU connects
+    /// serial ports in an order of its own on some boards).
+    pub console_serial: usize,
+    /// How many `-serial` ports the model has.
+    pub serials: usize,
+    /// More arguments, always given.
+    pub args: &'static [&'static str],
+}
+
 /// Who may use a board device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceUse {
@@ -176,10 +227,16 @@ pub struct Board {
     /// GICv2, chosen on the command line). The firmware finds out which one
     /// is there at boot; validation keeps every one of them for itself.
     pub gics: &'static [Gic],
-    /// Base address of the partitioner's own PL011 console.
-    pub console: Range,
-    /// PSCI conduit used to reach the platform firmware.
-    pub psci: Conduit,
+    /// The partitioner's own console UART.
+    pub console: Uart,
+    /// How the partitioner starts the other physical cores.
+    pub cpu_start: CpuStart,
+    /// Where the board's boot loader puts an arm64 `Image` with a zero text
+    /// offset (the firmware runs wherever it is put; the host check assumes
+    /// this address, the firmware checks again with the real one).
+    pub image_base: u64,
+    /// The board's QEMU model, if QEMU has one.
+    pub qemu: Option<QemuModel>,
     /// Number of SPIs the interrupt controller implements.
     pub spi_count: u32,
     /// IOMMUs in front of DMA-capable devices (none on QEMU `virt`).
@@ -204,7 +261,7 @@ impl Board {
     /// MMIO ranges the partitioner keeps: its console, the interrupt
     /// controllers, the IOMMUs and the reserved devices.
     pub fn reserved_mmio(&self) -> impl Iterator<Item = (Range, &'static str)> + '_ {
-        core::iter::once((self.console, "partitioner console"))
+        core::iter::once((self.console.reg, "partitioner console"))
             .chain(self.gics.iter().flat_map(|g| g.parts()))
             .chain(self.iommus.iter().map(|i| (i.reg, "IOMMU")))
             .chain(self.devices.iter().filter_map(|d| match d.usage {

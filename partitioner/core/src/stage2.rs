@@ -1012,7 +1012,7 @@ mod props {
                 LAYOUT.partitioner.base + PAGE * (rng.next() % (LAYOUT.partitioner.size / PAGE)),
                 MemKind::Ram,
             ),
-            (QEMU_VIRT.console.base, MemKind::Device),
+            (QEMU_VIRT.console.reg.base, MemKind::Device),
             (0x0800_0000, MemKind::Device),
             (0x0801_0000, MemKind::Device),
             (gicv().pa, MemKind::Device),

@@ -1142,7 +1142,7 @@ fn first_fit(ram: &[Range], taken: &[Range], size: u64, align: u64) -> Option<u6
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::board::{Conduit, Device, Gic};
+    use crate::board::{Conduit, CpuStart, Device, Gic, Uart, UartKind};
     use crate::fdt_check::builder::{node, Node};
     use crate::plan::FaultPolicy;
     use std::string::{String, ToString};
@@ -1227,8 +1227,13 @@ pub(crate) mod tests {
                 deactivation: crate::vgic::Deactivation::Maintenance,
             },
         ],
-        console: Range::new(0x0900_0000, 0x1000),
-        psci: Conduit::Smc,
+        console: Uart {
+            kind: UartKind::Pl011,
+            reg: Range::new(0x0900_0000, 0x1000),
+        },
+        cpu_start: CpuStart::Psci(Conduit::Smc),
+        image_base: 0x4020_0000,
+        qemu: None,
         spi_count: 256,
         iommus: &[],
     };

@@ -31,59 +31,102 @@ _start:
     .long   0                       // code1
     .quad   0                       // text_offset: load at a 2 MiB boundary
     .quad   0                       // image_size: patched by `cargo xtask build`
-    .quad   0                       // flags: little-endian, page size unspecified
+    .quad   8                       // flags: little-endian, page size unspecified, may be anywhere (bit 3: it relocates itself)
     .quad   0                       // res2: package offset, patched by `cargo xtask build`
     .quad   0                       // res3
     .quad   0                       // res4
     .ascii  "ARM\x64"               // magic
     .long   0                       // res5
 2:
-    mov     x19, x0                 // boot loader's device tree (unused for now)
+    mov     x19, x0                 // boot loader's device tree
     // Interrupts and aborts stay masked at EL2.
     msr     daifset, #0xf
     // Refuse to run anywhere but at EL2.
     mrs     x1, CurrentEL
     cmp     x1, #(2 << 2)
     b.ne    .Lwrong_el
-    // Refuse to run anywhere but the address we were linked for.
-    adr     x1, _start
-    ldr     x2, =_start
-    cmp     x1, x2
-    b.ne    .Lwrong_address
-    // The boot stack (whichever core boots).
-    ldr     x1, =__boot_stack_base
+    // Linked at 0: the load address is the relocation offset. Stage 1 at
+    // EL2 maps 4 KiB pages, so the image must start on one.
+    adr     x20, _start
+    tst     x20, #0xfff
+    b.ne    .Lmisaligned
+    // Apply the relocations (all R_AARCH64_RELATIVE: the linker script and
+    // `cargo xtask build` see to it) before anything reads a pointer.
+    adrp    x1, __rela_start
+    add     x1, x1, :lo12:__rela_start
+    adrp    x2, __rela_end
+    add     x2, x2, :lo12:__rela_end
+3:  cmp     x1, x2
+    b.hs    4f
+    ldp     x3, x4, [x1], #16       // r_offset, r_info
+    ldr     x5, [x1], #8            // r_addend
+    cmp     x4, #1027               // R_AARCH64_RELATIVE
+    b.ne    .Lbad_reloc
+    add     x5, x5, x20
+    str     x5, [x20, x3]
+    b       3b
+4:  // The boot stack (whichever core boots).
+    adrp    x1, __boot_stack_base
+    add     x1, x1, :lo12:__boot_stack_base
     ldr     x2, ={boot_stack_slot}
     add     sp, x1, x2
     // Zero .bss (includes the stacks; nothing is on them yet).
-    ldr     x1, =__bss_start
-    ldr     x2, =__bss_end
-3:  cmp     x1, x2
-    b.hs    4f
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+5:  cmp     x1, x2
+    b.hs    6f
     stp     xzr, xzr, [x1], #16
-    b       3b
-4:  mov     x0, x19
+    b       5b
+6:  // Everything above was written with the MMU (and so the data cache)
+    // off: drop any line the loader left cached over the image, so the
+    // first cacheable read after the MMU is on sees what is in memory.
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4         // DminLine: log2(words per line)
+    mov     x4, #4
+    lsl     x4, x4, x3              // bytes per line
+    mov     x1, x20
+    adrp    x2, __image_end
+    add     x2, x2, :lo12:__image_end
+7:  dc      ivac, x1
+    add     x1, x1, x4
+    cmp     x1, x2
+    b.lo    7b
+    dsb     sy
+    ic      iallu
+    dsb     sy
+    isb
+    mov     x0, x19
     bl      {primary_main}
     b       .Lhalt
 
 .Lwrong_el:
     adr     x0, .Lmsg_el
     b       .Lpanic_early
-.Lwrong_address:
-    adr     x0, .Lmsg_addr
+.Lmisaligned:
+    adr     x0, .Lmsg_align
+    b       .Lpanic_early
+.Lbad_reloc:
+    adr     x0, .Lmsg_reloc
 .Lpanic_early:
-    // Print a NUL-terminated message on the QEMU virt PL011 without any set-up.
-    ldr     x1, =0x09000000
-5:  ldrb    w2, [x0], #1
+    // Print a NUL-terminated message on the board's console UART (a PL011:
+    // its data register is at offset 0), without any set-up.
+    adrp    x1, {early_uart}
+    ldr     x1, [x1, :lo12:{early_uart}]
+8:  ldrb    w2, [x0], #1
     cbz     w2, .Lhalt
     str     w2, [x1]
-    b       5b
+    b       8b
 .Lhalt:
     wfi
     b       .Lhalt
 .Lmsg_el:
-    .asciz  "bulkhead: fatal: not entered at EL2 (start QEMU with virtualization=on)\n"
-.Lmsg_addr:
-    .asciz  "bulkhead: fatal: loaded at the wrong address (expected 0x40200000)\n"
+    .asciz  "bulkhead: fatal: not entered at EL2 (the boot loader must start it at EL2; QEMU: virtualization=on)\n"
+.Lmsg_align:
+    .asciz  "bulkhead: fatal: loaded at an address that is not 4 KiB aligned\n"
+.Lmsg_reloc:
+    .asciz  "bulkhead: fatal: the image has a relocation other than R_AARCH64_RELATIVE\n"
     .balign 4
 
     // Secondary cores arrive here from PSCI CPU_ON, MMU off, x0 = core index.
@@ -91,12 +134,25 @@ _start:
     .global secondary_entry
 secondary_entry:
     msr     daifset, #0xf
-    ldr     x1, =__stacks_base
+    adrp    x1, __stacks_base
+    add     x1, x1, :lo12:__stacks_base
     ldr     x2, ={stack_slot}
     madd    x1, x0, x2, x1
     add     sp, x1, x2
     bl      {secondary_main}
     b       .Lhalt
+
+    // Spin-table entries: core n's mailbox gets the address of the n-th
+    // (each 8 bytes), which enters `secondary_entry` with x0 = n.
+    .balign 8
+    .global spin_table_entries
+spin_table_entries:
+    .set    core, 0
+    .rept   {max_cpus}
+    mov     x0, #core
+    b       secondary_entry
+    .set    core, core + 1
+    .endr
 
     // run_guest(frame: *const TrapFrame, stack_top: usize) -> !
     // Resets this core's stack, copies the domain's initial registers onto it
@@ -127,12 +183,14 @@ __stacks_base:
     max_cpus = const MAX_CPUS,
     frame_size = const core::mem::size_of::<TrapFrame>(),
     primary_main = sym crate::primary_main,
+    early_uart = sym crate::EARLY_UART,
     secondary_main = sym crate::secondary_main,
 );
 
 unsafe extern "C" {
     /// PSCI `CPU_ON` entry point of secondary cores.
     pub fn secondary_entry();
+    static spin_table_entries: u8;
     fn run_guest(frame: *const TrapFrame, stack_top: usize) -> !;
     static __stacks_base: u8;
     static __boot_stack_base: u8;
@@ -149,6 +207,27 @@ macro_rules! symbol_addr {
     };
 }
 pub(crate) use symbol_addr;
+
+/// The address core `core` is sent to from a spin table.
+pub fn spin_table_entry(core: usize) -> u64 {
+    core::ptr::addr_of!(spin_table_entries) as u64 + 8 * core as u64
+}
+
+/// Start this core afresh at the secondary entry, as a start request does:
+/// its stack is dropped.
+pub fn restart_secondary(core: usize) -> ! {
+    // SAFETY: `secondary_entry` takes the core index in x0, masks
+    // interrupts, resets the stack to this core's own and never returns;
+    // nothing on the current stack is used again.
+    unsafe {
+        core::arch::asm!(
+            "br {entry}",
+            entry = in(reg) secondary_entry as *const () as u64,
+            in("x0") core,
+            options(noreturn)
+        )
+    }
+}
 
 /// Top of the stack of core `index`.
 pub fn stack_top(index: usize) -> usize {

@@ -119,7 +119,11 @@ fn uart() -> Option<Pl011> {
 }
 
 /// Start the console on the PL011 at `base`.
-pub fn init(base: u64) {
+pub fn init(console: bulkhead_core::board::Uart) {
+    // The one kind of console UART so far; another kind is another driver
+    // behind the same functions.
+    let bulkhead_core::board::UartKind::Pl011 = console.kind;
+    let base = console.reg.base;
     let uart = Pl011 {
         base: base as usize,
     };

@@ -347,7 +347,7 @@ impl core::fmt::Display for PowerOnFailed {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "the platform's PSCI CPU_ON of core {} failed ({}) after {} attempt(s)",
+            "starting core {} failed ({}) after {} attempt(s)",
             self.core, self.ret, self.attempts
         )
     }
@@ -362,12 +362,11 @@ impl core::fmt::Display for PowerOnFailed {
 /// the core never comes.
 fn power_on(d: &DomainPlan, core: usize) -> Result<(), PowerOnFailed> {
     use bulkhead_core::lifecycle::{power_on_outcome, PowerOn};
-    let entry = boot::secondary_entry as *const () as u64;
     let di = CORE_DOMAIN[core].load(Ordering::Acquire).wrapping_sub(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let r = psci::cpu_on(crate::board().cpus[core], entry, core as u64);
+        let r = crate::power::cpu_on(core);
         match power_on_outcome(r, attempt) {
             // (A start that needed retries is not reported: the core was
             // only finishing its own CPU_OFF.)
@@ -395,11 +394,9 @@ fn spin_ms(ms: u64) {
     }
 }
 
-/// Power this core off (until a CPU_ON), or halt it if the firmware refuses.
+/// Power this core off until it is started again (see `crate::power`).
 pub fn park() -> ! {
-    let r = psci::cpu_off();
-    warn!("PSCI CPU_OFF failed ({r}); halting the core instead");
-    crate::halt()
+    crate::power::park(this_core())
 }
 
 /// Index of the core we run on (cached in TPIDR_EL2).

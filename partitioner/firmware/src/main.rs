@@ -19,6 +19,7 @@ mod exits;
 mod gic;
 mod irq;
 mod mmu;
+mod power;
 mod psci;
 mod report;
 
@@ -28,9 +29,27 @@ use bulkhead_core::package::Package;
 use bulkhead_core::validate::{self, Layout};
 use log::{error, info, warn};
 
+/// Name of the board this firmware is built for: `cargo xtask build` sets
+/// `BULKHEAD_BOARD` from the config's `board` property.
+const BOARD_NAME: &str = match option_env!("BULKHEAD_BOARD") {
+    Some(name) => name,
+    None => "qemu-virt",
+};
+
+/// The board this firmware was built for (an unknown name fails the build).
+static BOARD: &Board = match board_support::find(BOARD_NAME) {
+    Some(b) => b,
+    None => panic!("BULKHEAD_BOARD names a board that board-support does not have"),
+};
+
+/// The console's address, for the entry code's messages before anything is
+/// set up (read PC-relative: valid before relocation).
+#[no_mangle]
+static EARLY_UART: u64 = BOARD.console.reg.base;
+
 /// The board this firmware was built for.
 pub fn board() -> &'static Board {
-    &board_support::qemu_virt::BOARD
+    BOARD
 }
 
 /// Offsets in the arm64 Image header that `cargo xtask build` fills in.
@@ -47,7 +66,7 @@ fn header_field(offset: u64) -> u64 {
 /// Rust entry of the boot core, called by `boot` with the boot loader's DTB.
 pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     let board = board();
-    console::init(board.console.base);
+    console::init(board.console);
     info!(
         "Bulkhead {} on {}, at EL2",
         env!("CARGO_PKG_VERSION"),
@@ -77,6 +96,7 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         ));
     }
     mmu::enable(core);
+    power::init(board.cpu_start);
 
     // SAFETY: the boot loader loaded `image_size` bytes from `start` (the Image header says so); the package part is
     // mapped read-only and never written, so a shared slice of it is sound for the firmware's life.
@@ -137,9 +157,10 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     gic::init_distributor(board);
     gic::init_cpu(core);
     info!(
-        "interrupt controller: GICv{}, {} list registers",
+        "interrupt controller: GICv{}, {} list registers; cores started by {}",
         board_gic_number(version),
-        gic::lr_count()
+        gic::lr_count(),
+        power::describe()
     );
     // Hand-written device trees may only name what their domain owns, on
     // the GIC this board turned out to have.
@@ -170,7 +191,7 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
     if let Some(&spi) = board
         .devices
         .iter()
-        .find(|d| d.reg.base == board.console.base)
+        .find(|d| d.reg.base == board.console.reg.base)
         .and_then(|d| d.spis.first())
     {
         irq::enable_console_input(spi, core);

@@ -116,7 +116,7 @@ fn build_core_map(board: &Board, package: Range) -> Result<u64, MapError> {
             (r.base + r.size).next_multiple_of(PAGE) - (r.base & !(PAGE - 1)),
         )
     };
-    let console = page(board.console);
+    let console = page(board.console.reg);
     t.map(
         &mut a,
         console.base,
@@ -124,6 +124,19 @@ fn build_core_map(board: &Board, package: Range) -> Result<u64, MapError> {
         console.size,
         Attrs::DEVICE,
     )?;
+    // A spin table's mailboxes: written while the cores waiting on them
+    // have their MMU (and caches) off, so mapped as device memory, never
+    // cached. Several mailboxes may share a page.
+    if let bulkhead_core::board::CpuStart::SpinTable { mailboxes } = board.cpu_start {
+        let mut pages: heapless::Vec<u64, { MAX_CPUS }> = heapless::Vec::new();
+        for &m in mailboxes {
+            let p = m & !(PAGE - 1);
+            if !pages.contains(&p) {
+                let _ = pages.push(p);
+                t.map(&mut a, p, p, PAGE, Attrs::DEVICE)?;
+            }
+        }
+    }
     // Every GIC the board may have: the mapping is harmless for the one that
     // is absent, and lets the firmware find out which one is there.
     let mut gic_ranges: heapless::Vec<Range, 8> = heapless::Vec::new();
@@ -151,6 +164,15 @@ pub fn enable(core: usize) {
     unsafe { core::arch::asm!("tlbi alle2", "dsb ish", "isb") };
     SCTLR_EL2.set(sysregs::sctlr_el2_mmu_on());
     barrier::isb(barrier::SY);
+}
+
+/// Make what core `core` reads with its MMU and caches still off (its
+/// translation table root) visible in memory, before it is started.
+pub fn publish_for_secondary(core: usize) {
+    let at = &EL2_ROOTS[core] as *const AtomicU64 as u64;
+    // SAFETY: cleaning a line of the partitioner's own data to the point of
+    // coherency writes back what is already there; it changes no value.
+    unsafe { core::arch::asm!("dc cvac, {0}", "dsb sy", in(reg) at) };
 }
 
 /// This core's EL2 tables.

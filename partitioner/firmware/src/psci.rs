@@ -1,42 +1,6 @@
-//! Calls from the partitioner to the platform firmware's PSCI (QEMU's
-//! built-in one on `virt`). Domains never reach these: their SMCs trap to EL2
-//! and are answered by `crate::domain`.
-
-pub const CPU_OFF: u32 = 0x8400_0002;
-pub const CPU_ON: u32 = 0xc400_0003;
-
-fn smc(func: u32, a1: u64, a2: u64, a3: u64) -> i64 {
-    let mut r0 = func as u64;
-    // SAFETY: an SMC to PSCI changes only the power state of cores, never
-    // memory the partitioner relies on; the registers it may clobber per SMCCC
-    // (x0-x17) are declared as clobbered or outputs.
-    unsafe {
-        core::arch::asm!(
-            "smc #0",
-            inout("x0") r0,
-            inout("x1") a1 => _,
-            inout("x2") a2 => _,
-            inout("x3") a3 => _,
-            out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-            out("x8") _, out("x9") _, out("x10") _, out("x11") _,
-            out("x12") _, out("x13") _, out("x14") _, out("x15") _,
-            out("x16") _, out("x17") _,
-            options(nostack)
-        );
-    }
-    r0 as i64
-}
-
-/// Start physical core `mpidr` at `entry` with `context` in x0. The MPIDR is
-/// masked to its affinity fields: PSCI requires bits [31:24] to be zero.
-pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
-    smc(CPU_ON, mpidr & 0xff_00ff_ffff, entry, context)
-}
-
-/// Power this core off. Returns only on failure.
-pub fn cpu_off() -> i64 {
-    smc(CPU_OFF, 0, 0, 0)
-}
+//! PSCI as domains see it: their HVCs and SMCs trap to EL2 and are answered
+//! here, never forwarded to the platform firmware (the partitioner's own
+//! calls to the platform are in `crate::power`).
 
 /// An HVC or SMC from a domain: answered here, never forwarded to firmware.
 pub fn guest_call(
