@@ -136,6 +136,13 @@ fn parse(args: &[String]) -> Result<Opts> {
     if !o.config.exists() {
         return Err(format!("config {} does not exist", o.config.display()).into());
     }
+    // The machine QEMU starts is the config's board's.
+    if let Some(b) = image::compile_dts(&o.config)
+        .ok()
+        .and_then(|blob| image::board_of(&blob))
+    {
+        o.machine.board = b.name.into();
+    }
     Ok(o)
 }
 
