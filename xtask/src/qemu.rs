@@ -71,7 +71,8 @@ impl Machine {
     pub fn args(&self, kernel: &Path) -> Vec<String> {
         // An unknown board was refused by `Run::start` already.
         let model = self.model().ok();
-        let mut machine = model.map_or("virt,virtualization=on,gic-version={gic}", |m| m.machine)
+        let mut machine = model
+            .map_or("virt,virtualization=on,gic-version={gic}", |m| m.machine)
             .replace("{gic}", &self.gic.to_string());
         if !self.virtualization {
             machine = machine.replace("virtualization=on", "virtualization=off");
