@@ -33,6 +33,10 @@ pub struct Machine {
     pub virtualization: bool,
     /// More QEMU arguments (e.g. `-initrd`/`-append` for a native Linux run).
     pub extra: Vec<String>,
+    /// Place the image at this address with QEMU's generic loader and start
+    /// core 0 there, instead of `-kernel` (which puts it where the board's
+    /// loader would): proves the firmware runs wherever it is put.
+    pub load_at: Option<u64>,
 }
 
 impl Default for Machine {
@@ -49,6 +53,7 @@ impl Default for Machine {
             uart0_input: false,
             virtualization: true,
             extra: Vec::new(),
+            load_at: None,
         }
     }
 }
@@ -90,9 +95,14 @@ impl Machine {
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
-            "-kernel".into(),
-            kernel.display().to_string(),
         ]);
+        match self.load_at {
+            None => a.extend(["-kernel".into(), kernel.display().to_string()]),
+            Some(at) => a.extend([
+                "-device".into(),
+                format!("loader,file={},addr={at:#x},cpu-num=0", kernel.display()),
+            ]),
+        }
         if let Some(m) = model {
             a.extend(m.args.iter().map(|s| s.to_string()));
         }
