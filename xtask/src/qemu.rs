@@ -31,6 +31,21 @@ pub struct Machine {
     pub virtualization: bool,
     /// More QEMU arguments (e.g. `-initrd`/`-append` for a native Linux run).
     pub extra: Vec<String>,
+    /// How the file given to [`Run::start`] is booted.
+    pub boot: Boot,
+}
+
+/// How the machine gets its software.
+#[derive(Clone, Debug, Default)]
+pub enum Boot {
+    /// `-kernel FILE`: QEMU's own loader enters it (an arm64 `Image` at
+    /// EL2, with virtualization on).
+    #[default]
+    Kernel,
+    /// `-bios FIRMWARE` (U-Boot), with FILE attached as a virtio-blk disk
+    /// (on virt, the first `-device` takes the highest virtio-mmio
+    /// transport, 0x0a003e00: the board's `virtio-mmio3` page).
+    FirmwareWithDisk(PathBuf),
 }
 
 impl Default for Machine {
@@ -46,12 +61,14 @@ impl Default for Machine {
             uart0_input: false,
             virtualization: true,
             extra: Vec::new(),
+            boot: Boot::Kernel,
         }
     }
 }
 
 impl Machine {
-    /// QEMU arguments for `kernel` (everything but the serial ports).
+    /// QEMU arguments for `kernel` (everything but the serial ports); with
+    /// [`Boot::FirmwareWithDisk`], `kernel` is the disk image.
     pub fn args(&self, kernel: &Path) -> Vec<String> {
         let mut a: Vec<String> = vec![
             "-M".into(),
@@ -69,9 +86,18 @@ impl Machine {
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
-            "-kernel".into(),
-            kernel.display().to_string(),
         ];
+        match &self.boot {
+            Boot::Kernel => a.extend(["-kernel".into(), kernel.display().to_string()]),
+            Boot::FirmwareWithDisk(bios) => a.extend([
+                "-bios".into(),
+                bios.display().to_string(),
+                "-drive".into(),
+                format!("if=none,file={},format=raw,id=disk", kernel.display()),
+                "-device".into(),
+                "virtio-blk-device,drive=disk".into(),
+            ]),
+        }
         a.extend(self.extra.iter().cloned());
         // Debugging aid: more arguments for every QEMU started (for example
         // `-d guest_errors` or `-trace gic_*`), whitespace-separated.
