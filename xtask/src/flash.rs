@@ -122,19 +122,23 @@ fn rpi4_config(image_base: u64, armstub: bool) -> String {
 
 /// The SD card layout of `board`, or an error naming the boards that have one.
 pub fn sd_card_for(board: &str) -> Result<&'static SdCard> {
-    SD_CARDS.iter().copied().find(|c| c.board == board).ok_or_else(|| {
-        format!(
-            "board \"{board}\" has no SD card layout: --sd supports {} (the SD card \
+    SD_CARDS
+        .iter()
+        .copied()
+        .find(|c| c.board == board)
+        .ok_or_else(|| {
+            format!(
+                "board \"{board}\" has no SD card layout: --sd supports {} (the SD card \
              holds the board's own boot firmware); for a board that boots through \
              U-Boot use --uboot",
-            SD_CARDS
-                .iter()
-                .map(|c| format!("\"{}\"", c.board))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-        .into()
-    })
+                SD_CARDS
+                    .iter()
+                    .map(|c| format!("\"{}\"", c.board))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .into()
+        })
 }
 
 /// Options of `--sd`.
@@ -245,7 +249,10 @@ pub fn write_sd(
     let mut files = card.inputs(opts)?;
     let staging = staging_dir(out)?;
     let config = staging.join(card.config_name);
-    fs::write(&config, (card.config)(board.image_base, opts.armstub.is_some()))?;
+    fs::write(
+        &config,
+        (card.config)(board.image_base, opts.armstub.is_some()),
+    )?;
     files.insert(0, (card.config_name.to_string(), config));
     files.insert(1, (IMAGE_NAME.to_string(), image.to_path_buf()));
     let r = write_fat_disk(out, card.label, &files);

@@ -149,6 +149,13 @@ fn parse(args: &[String]) -> Result<Opts> {
     if !o.config.exists() {
         return Err(format!("config {} does not exist", o.config.display()).into());
     }
+    // The machine QEMU starts is the config's board's.
+    if let Some(b) = image::compile_dts(&o.config)
+        .ok()
+        .and_then(|blob| image::board_of(&blob))
+    {
+        o.machine.board = b.name.into();
+    }
     Ok(o)
 }
 
@@ -225,7 +232,11 @@ fn image_cmd(args: &[String]) -> Result<()> {
         return Err(format!("config {} does not exist", config.display()).into());
     }
     if sd.is_none() && uboot.is_none() {
-        return Err(format!("image: say which boot media: --sd OUT.img and/or --uboot OUT_DIR\n{}", usage()).into());
+        return Err(format!(
+            "image: say which boot media: --sd OUT.img and/or --uboot OUT_DIR\n{}",
+            usage()
+        )
+        .into());
     }
     if sd.is_none() && (opts.firmware_dir.is_some() || opts.armstub.is_some()) {
         return Err("--firmware-dir and --armstub are options of --sd".into());

@@ -12,6 +12,8 @@ use crate::tools::QEMU;
 /// How to start the machine.
 #[derive(Clone, Debug)]
 pub struct Machine {
+    /// The board (`board-support` name) whose QEMU model is started.
+    pub board: String,
     pub cpu: String,
     pub gic: u32,
     pub smp: u32,
@@ -51,6 +53,7 @@ pub enum Boot {
 impl Default for Machine {
     fn default() -> Self {
         Self {
+            board: crate::image::DEFAULT_BOARD.into(),
             cpu: "cortex-a72".into(),
             gic: 3,
             smp: 4,
@@ -67,26 +70,44 @@ impl Default for Machine {
 }
 
 impl Machine {
+    /// The QEMU model of [`Machine::board`].
+    pub fn model(&self) -> std::io::Result<bulkhead_core::board::QemuModel> {
+        board_support::by_name(&self.board)
+            .and_then(|b| b.qemu)
+            .ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "board \"{}\" has no QEMU model (boards: {})",
+                    self.board,
+                    crate::image::board_names()
+                ))
+            })
+    }
+
     /// QEMU arguments for `kernel` (everything but the serial ports); with
     /// [`Boot::FirmwareWithDisk`], `kernel` is the disk image.
     pub fn args(&self, kernel: &Path) -> Vec<String> {
-        let mut a: Vec<String> = vec![
-            "-M".into(),
-            format!(
-                "virt,virtualization={},gic-version={}",
-                if self.virtualization { "on" } else { "off" },
-                self.gic
-            ),
-            "-cpu".into(),
-            self.cpu.clone(),
+        // An unknown board was refused by `Run::start` already.
+        let model = self.model().ok();
+        let mut machine = model
+            .map_or("virt,virtualization=on,gic-version={gic}", |m| m.machine)
+            .replace("{gic}", &self.gic.to_string());
+        if !self.virtualization {
+            machine = machine.replace("virtualization=on", "virtualization=off");
+        }
+        let mut a: Vec<String> = vec!["-M".into(), machine];
+        if model.is_none_or(|m| m.cpu_choice) {
+            a.extend(["-cpu".into(), self.cpu.clone()]);
+        }
+        let mem = model.and_then(|m| m.memory_mib).unwrap_or(self.mem_mib);
+        a.extend([
             "-smp".into(),
             self.smp.to_string(),
             "-m".into(),
-            format!("{}M", self.mem_mib),
+            format!("{mem}M"),
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
-        ];
+        ]);
         match &self.boot {
             Boot::Kernel => a.extend(["-kernel".into(), kernel.display().to_string()]),
             Boot::FirmwareWithDisk(bios) => a.extend([
@@ -97,6 +118,9 @@ impl Machine {
                 "-device".into(),
                 "virtio-blk-device,drive=disk".into(),
             ]),
+        }
+        if let Some(m) = model {
+            a.extend(m.args.iter().map(|s| s.to_string()));
         }
         a.extend(self.extra.iter().cloned());
         // Debugging aid: more arguments for every QEMU started (for example
@@ -148,13 +172,19 @@ impl Run {
             }
         };
         let uart0_arg = backend(m.uart0_input, &sock0, &u0);
+        // The console is the model's `console_serial`-th port (uart0.log);
+        // the next one is uart1.log; any other is not connected.
+        let model = m.model()?;
+        let mut serials = vec!["null".to_string(); model.serials.max(model.console_serial + 1)];
+        serials[model.console_serial] = uart0_arg.clone();
+        if let Some(s) = serials.get_mut(model.console_serial + 1) {
+            *s = backend(m.uart1_input, &sock1, &u1);
+        }
         let mut child = Command::new("timeout")
             .args(["--kill-after=5", &secs.to_string(), QEMU])
             .args(m.args(kernel))
-            .args(["-monitor", "none", "-serial"])
-            .arg(&uart0_arg)
-            .arg("-serial")
-            .arg(backend(m.uart1_input, &sock1, &u1))
+            .args(["-monitor", "none"])
+            .args(serials.iter().flat_map(|s| ["-serial", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.join("qemu.stderr"))?)

@@ -291,7 +291,12 @@ pub fn ensure_packaged(needed: &[Packaged]) -> Result<Vec<PathBuf>> {
     if !missing.is_empty() {
         let what = missing
             .iter()
-            .map(|p| format!("{} (Debian package {}, for {})", p.file, p.package, p.purpose))
+            .map(|p| {
+                format!(
+                    "{} (Debian package {}, for {})",
+                    p.file, p.package, p.purpose
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let mut packages: Vec<&str> = missing.iter().map(|p| p.package).collect();
