@@ -466,7 +466,7 @@ mod tests {
     fn partitions_hold_their_files_with_room() {
         assert_eq!(partition_size([100]), MIN_PARTITION);
         let big = partition_size([100 << 20]);
-        assert!(big >= 200 << 20 && big % (1 << 20) == 0, "{big:#x}");
+        assert!(big >= 200 << 20 && big.is_multiple_of(1 << 20), "{big:#x}");
     }
 
     #[test]
