@@ -542,6 +542,13 @@ fn audit(args: &[String]) -> Result<()> {
 /// Images the QEMU tests boot, built once and shared by every test.
 pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("isolation", "configs/qemu-virt/isolation.dts", Tamper::None),
+    ("rpi4-isolation", "configs/rpi4/isolation.dts", Tamper::None),
+    ("rpi4-irq", "tests/configs/rpi4-irq.dts", Tamper::None),
+    (
+        "rpi4-lifecycle",
+        "tests/configs/rpi4-lifecycle.dts",
+        Tamper::None,
+    ),
     (
         "corrupt-image",
         "configs/qemu-virt/isolation.dts",

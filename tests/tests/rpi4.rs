@@ -1,0 +1,170 @@
+//! The Raspberry Pi 4 under QEMU's `raspi4b`: the same firmware built for
+//! the `rpi4` board, loaded at 0x200000 by QEMU's arm64 Image loader, its
+//! secondary cores released from the spin table, every domain on the shared
+//! virtual console. The bare-metal domains are the very same programs as on
+//! `virt`: they find their machine in the device tree Bulkhead gives them.
+
+use bulkhead_tests::{
+    boot, last_heartbeat, lines_with, wait_heartbeat_after, Machine, UART0, WAIT,
+};
+
+fn pi4() -> Machine {
+    Machine {
+        board: "rpi4".into(),
+        gic: 2,
+        ..Machine::default()
+    }
+}
+
+fn expect_line(run: &mut bulkhead_tests::Run, needle: &str) -> String {
+    bulkhead_tests::expect_line(run, UART0, needle, WAIT)
+}
+
+/// The partitioner's start-up on the Pi: where it is, which GIC, how the
+/// cores start.
+fn check_boot_lines(log: &str) {
+    assert!(
+        lines_with(log, "Bulkhead ")
+            .iter()
+            .any(|l| l.contains(" on rpi4, at EL2")),
+        "{log}"
+    );
+    assert!(
+        lines_with(log, "partitioner occupies 0x200000..").len() == 1,
+        "loaded where the Pi's firmware puts it\n{log}"
+    );
+    assert!(
+        lines_with(
+            log,
+            "interrupt controller: GICv2, 4 list registers; cores started by spin table"
+        )
+        .len()
+            == 1,
+        "{log}"
+    );
+}
+
+const TARGETS: &[(&str, &str)] = &[
+    ("victim-ram", "0x10000000"),
+    ("partitioner-ram", "0x200000"),
+    ("gic-hyp", "0xff844000"),
+    ("partitioner-uart", "0xfe201000"),
+];
+
+#[test]
+fn rpi4_every_attack_aborts_once_and_the_victims_keep_running() {
+    let mut run = boot("rpi4-isolation", "rpi4-isolation", &pi4());
+    expect_line(&mut run, "probe: attacks done");
+    let log = run.output(UART0);
+    check_boot_lines(&log);
+    for (label, addr) in TARGETS {
+        for kind in ["read", "write"] {
+            let attempt = format!("probe: attack {kind} {label} @{addr}:");
+            let lines = lines_with(&log, &attempt);
+            assert_eq!(lines.len(), 1, "one report of {attempt}\n{log}");
+            assert!(
+                lines[0].contains(": aborted esr=") && lines[0].ends_with(&format!("far={addr}")),
+                "the probe saw an abort at the address: {}",
+                lines[0]
+            );
+            let reports: Vec<_> = lines_with(
+                &log,
+                "domain \"probe\" vCPU 0 core 1: access outside the domain",
+            )
+            .into_iter()
+            .filter(|l| {
+                l.contains(&format!("IPA {addr} ")) && l.contains(&format!("data abort, {kind}"))
+            })
+            .collect();
+            assert_eq!(reports.len(), 1, "one report of {kind} {addr}\n{log}");
+        }
+    }
+    let n = TARGETS.len() * 2;
+    assert!(
+        log.contains(&format!("probe: attacks done: {n} attempted, {n} aborted")),
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(&log, "access outside the domain").len(),
+        n,
+        "{log}"
+    );
+    // The attacker survived, and the victims never noticed.
+    let hello = last_heartbeat(&log, "hello").unwrap_or(0);
+    let ticker = last_heartbeat(&log, "ticker").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART0, "probe", 1);
+    wait_heartbeat_after(&mut run, UART0, "hello", hello + 3);
+    wait_heartbeat_after(&mut run, UART0, "ticker", ticker + 3);
+    let log = run.output(UART0);
+    assert!(!log.contains("CORRUPTED"), "victim memory changed\n{log}");
+    assert!(lines_with(&log, "hello: heartbeat")
+        .iter()
+        .all(|l| l.contains("integrity=ok")));
+}
+
+/// Timer, SGIs between vCPUs on two cores (the second one released from
+/// the spin table by the domain's CPU_ON), PSCI answered by Bulkhead, and a
+/// domain that restarts twice, each time in the state of a cold boot, while
+/// the others keep counting.
+#[test]
+fn rpi4_interrupts_psci_and_restarts_while_the_others_keep_counting() {
+    let mut run = boot("rpi4-irq", "rpi4-irq", &pi4());
+    expect_line(&mut run, "irq: gic: v2 ");
+    expect_line(&mut run, "irq: psci: version 0x10001");
+    expect_line(&mut run, "irq: psci: cpu_suspend standby -> 0");
+    expect_line(&mut run, "irq: smp: 2 vcpus up");
+    expect_line(&mut run, "irq: sgi: 10 round trips");
+    expect_line(&mut run, "irq: sgi-burst: 12 of 12 received, 12 deliveries");
+    expect_line(&mut run, "irq: timer: 20 interrupts, latency ticks");
+    expect_line(&mut run, "domain \"fresh\" stopped: restart limit reached");
+    let log = run.output(UART0);
+    check_boot_lines(&log);
+    assert_eq!(lines_with(&log, "fresh: boot: start").len(), 3, "{log}");
+    assert_eq!(
+        lines_with(&log, "fresh: reset-state: clean").len(),
+        3,
+        "{log}"
+    );
+    assert!(lines_with(&log, "reset-state: dirty ").is_empty(), "{log}");
+    assert!(lines_with(&log, "UNEXPECTED").is_empty(), "{log}");
+    assert!(lines_with(&log, "irq: sgi: timeout").is_empty(), "{log}");
+    // The neighbours kept counting through the restarts, and still do.
+    let hello = last_heartbeat(&log, "hello").unwrap_or(0);
+    let irq = last_heartbeat(&log, "irq").unwrap_or(0);
+    assert!(hello >= 1, "hello counted during the restarts\n{log}");
+    wait_heartbeat_after(&mut run, UART0, "hello", hello + 2);
+    wait_heartbeat_after(&mut run, UART0, "irq", irq + 2);
+    let log = run.output(UART0);
+    assert!(lines_with(&log, "error").is_empty(), "{log}");
+}
+
+/// A vCPU's core goes off and on again: the spin table cannot take a core
+/// back, so the partitioner parks it and wakes it on the domain's CPU_ON.
+#[test]
+fn rpi4_a_core_parked_by_cpu_off_comes_back_on_cpu_on() {
+    let mut run = boot("rpi4-lifecycle", "rpi4-lifecycle", &pi4());
+    expect_line(
+        &mut run,
+        "pair: cpu-on-0: vcpu 1: cpu_on vcpu 0 while on -> -4",
+    );
+    expect_line(&mut run, "domain \"pair\": vCPU on core 1 powered off");
+    expect_line(
+        &mut run,
+        "pair: cpu-on-0: vcpu 1: cpu_on vcpu 0 after its cpu_off -> 0",
+    );
+    expect_line(
+        &mut run,
+        "pair: cpu-on-0: vcpu 0 up at the secondary entry, context 0xc0de00000000002a, marker 0x5eed1234",
+    );
+    let log = run.output(UART0);
+    check_boot_lines(&log);
+    assert_eq!(lines_with(&log, "pair: boot: start").len(), 1, "{log}");
+    assert!(
+        lines_with(&log, "pair: cpu-on-0: timeout").is_empty(),
+        "{log}"
+    );
+    let hello = last_heartbeat(&log, "hello").unwrap_or(0);
+    let ticker = last_heartbeat(&log, "ticker").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART0, "hello", hello + 2);
+    wait_heartbeat_after(&mut run, UART0, "ticker", ticker + 2);
+}
