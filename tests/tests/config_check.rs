@@ -287,7 +287,10 @@ fn rpi4_dma_capable_devices_are_refused_without_an_iommu() {
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = xtask::target_dir().join("bulkhead").join("test-tmp").join(name);
+    let d = xtask::target_dir()
+        .join("bulkhead")
+        .join("test-tmp")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
