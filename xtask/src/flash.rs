@@ -233,6 +233,7 @@ pub fn sd_image(config: &Path, out: &Path, opts: &SdOptions) -> Result<PathBuf> 
     let board = board_of_config(config)?;
     let card = sd_card_for(board.name)?;
     card.inputs(opts)?;
+    tools::ensure_packaged(&[MKFS_VFAT, MCOPY])?;
     let img = build(config)?;
     write_sd(card, board, &img, out, opts)?;
     Ok(img)
@@ -289,6 +290,7 @@ pub struct UbootFiles {
 /// and write the U-Boot boot files for its board into `dir`.
 pub fn uboot_image(config: &Path, dir: &Path) -> Result<UbootFiles> {
     let board = board_of_config(config)?;
+    tools::ensure_packaged(&[MKFS_VFAT, MCOPY, MKIMAGE])?;
     let img = build(config)?;
     write_uboot(board, &img, dir)
 }
