@@ -233,3 +233,47 @@ fn hand_written_tree_naming_foreign_hardware_is_refused_at_boot() {
         &["bulkhead: error: config: domain \"handmade\": device-tree: device tree /stolen@9040000", "config: 1 error(s)"],
     );
 }
+
+/// The firmware relocates itself: put anywhere (here by QEMU's generic
+/// loader, 4 MiB above where `-kernel` puts it), it says where it is,
+/// keeps that range out of every domain, and runs the demo.
+#[test]
+fn the_firmware_runs_wherever_the_loader_puts_it() {
+    let m = Machine {
+        load_at: Some(0x4060_0000),
+        ..Machine::default()
+    };
+    let mut run = boot("isolation", "relocated", &m);
+    let at = run
+        .wait_line(UART0, "partitioner occupies ", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(at.contains("occupies 0x40600000.."), "{at}");
+    run.wait_line(UART0, "probe: attacks done: 8 attempted, 8 aborted", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_heartbeat_after(&mut run, UART1, "hello", 2);
+    wait_heartbeat_after(&mut run, UART0, "ticker", 2);
+    let log = run.output(UART0);
+    assert!(
+        lines_with(&log, "error").is_empty() && lines_with(&log, "FATAL").is_empty(),
+        "{log}"
+    );
+}
+
+/// An image that does not start on a page cannot be mapped page by page:
+/// the entry code says so on the console before anything else runs.
+#[test]
+fn a_misaligned_load_address_is_refused_on_the_console() {
+    let m = Machine {
+        load_at: Some(0x4060_0800),
+        ..Machine::default()
+    };
+    let mut run = boot("isolation", "misaligned", &m);
+    run.wait_line(
+        UART0,
+        "bulkhead: fatal: loaded at an address that is not 4 KiB aligned",
+        WAIT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!run.output(UART0).contains("domain \""), "nothing started");
+}

@@ -168,3 +168,57 @@ fn rpi4_a_core_parked_by_cpu_off_comes_back_on_cpu_on() {
     wait_heartbeat_after(&mut run, UART0, "hello", hello + 2);
     wait_heartbeat_after(&mut run, UART0, "ticker", ticker + 2);
 }
+
+/// Which way the cores start depends on what the boot loader's device tree
+/// says: the stock armstub's tree has no PSCI (spin table), TF-A's BL31 adds
+/// a `psci` node (PSCI over SMC). QEMU passes `-dtb` in x0, as the Pi's
+/// firmware does. (QEMU's raspi4b has no EL3 firmware to answer PSCI, so
+/// the PSCI case is only followed until the partitioner says it chose it.)
+#[test]
+fn rpi4_the_loaders_device_tree_decides_spin_table_or_psci() {
+    let dir = xtask::target_dir()
+        .join("bulkhead")
+        .join("test-tmp")
+        .join("rpi4-loader-dtb");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for psci in [false, true] {
+        let node = if psci {
+            "psci { compatible = \"arm,psci-1.0\", \"arm,psci-0.2\"; method = \"smc\"; };"
+        } else {
+            ""
+        };
+        let dts = format!(
+            "/dts-v1/;\n/ {{ #address-cells = <1>; #size-cells = <1>; compatible = \"raspberrypi,4-model-b\"; \
+             memory@0 {{ device_type = \"memory\"; reg = <0x0 0x3b400000>; }}; {node} }};\n"
+        );
+        let src = dir.join(format!("loader-psci-{psci}.dts"));
+        std::fs::write(&src, dts).unwrap();
+        let blob = xtask::image::compile_dts(&src).unwrap_or_else(|e| panic!("{e}"));
+        let dtb = dir.join(format!("loader-psci-{psci}.dtb"));
+        std::fs::write(&dtb, blob).unwrap();
+        let m = Machine {
+            extra: vec!["-dtb".into(), dtb.display().to_string()],
+            ..pi4()
+        };
+        let mut run = boot("rpi4-lifecycle", &format!("rpi4-loader-dtb-{psci}"), &m);
+        let chosen = expect_line(&mut run, "interrupt controller: GICv2");
+        let log = run.output(UART0);
+        if psci {
+            assert!(
+                chosen.ends_with("cores started by PSCI over SMC"),
+                "{chosen}"
+            );
+            assert_eq!(
+                lines_with(&log, "the boot loader's device tree at 0x8000000 has PSCI").len(),
+                1,
+                "{log}"
+            );
+        } else {
+            assert!(chosen.ends_with("cores started by spin table"), "{chosen}");
+            assert!(lines_with(&log, "has PSCI").is_empty(), "{log}");
+            // And the cores do start.
+            expect_line(&mut run, "pair: cpu-on-0: vcpu 0 up at the secondary entry");
+        }
+    }
+}

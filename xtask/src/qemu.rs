@@ -33,6 +33,11 @@ pub struct Machine {
     pub virtualization: bool,
     /// More QEMU arguments (e.g. `-initrd`/`-append` for a native Linux run).
     pub extra: Vec<String>,
+    /// Place the image at this address with QEMU's generic loader and start
+    /// core 0 there, instead of `-kernel` (which puts it where the board's
+    /// loader would): proves the firmware runs wherever it is put. For
+    /// [`Boot::Kernel`] only.
+    pub load_at: Option<u64>,
     /// How the file given to [`Run::start`] is booted.
     pub boot: Boot,
 }
@@ -41,7 +46,7 @@ pub struct Machine {
 #[derive(Clone, Debug, Default)]
 pub enum Boot {
     /// `-kernel FILE`: QEMU's own loader enters it (an arm64 `Image` at
-    /// EL2, with virtualization on).
+    /// EL2, with virtualization on), or the generic loader with `load_at`.
     #[default]
     Kernel,
     /// `-bios FIRMWARE` (U-Boot), with FILE attached as a virtio-blk disk
@@ -64,6 +69,7 @@ impl Default for Machine {
             uart0_input: false,
             virtualization: true,
             extra: Vec::new(),
+            load_at: None,
             boot: Boot::Kernel,
         }
     }
@@ -108,15 +114,19 @@ impl Machine {
             "none".into(),
             "-no-reboot".into(),
         ]);
-        match &self.boot {
-            Boot::Kernel => a.extend(["-kernel".into(), kernel.display().to_string()]),
-            Boot::FirmwareWithDisk(bios) => a.extend([
+        match (&self.boot, self.load_at) {
+            (Boot::FirmwareWithDisk(bios), _) => a.extend([
                 "-bios".into(),
                 bios.display().to_string(),
                 "-drive".into(),
                 format!("if=none,file={},format=raw,id=disk", kernel.display()),
                 "-device".into(),
                 "virtio-blk-device,drive=disk".into(),
+            ]),
+            (Boot::Kernel, None) => a.extend(["-kernel".into(), kernel.display().to_string()]),
+            (Boot::Kernel, Some(at)) => a.extend([
+                "-device".into(),
+                format!("loader,file={},addr={at:#x},cpu-num=0", kernel.display()),
             ]),
         }
         if let Some(m) = model {

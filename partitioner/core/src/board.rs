@@ -284,3 +284,93 @@ pub fn partitioner_footprint(load: u64, image_len: u64) -> Range {
         .next_multiple_of(FOOTPRINT_ALIGN);
     Range::new(load, end - load)
 }
+
+/// What the boot loader's device tree says about starting cores: the
+/// conduit of its PSCI node, if it has one. TF-A's BL31, used as the
+/// Raspberry Pi's armstub, adds `/psci` (`compatible = "arm,psci-1.0"`,
+/// `method = "smc"`) to the tree it passes on; the stock armstub adds
+/// nothing, and the cores wait in its spin table. A blob that is not a
+/// sound device tree says nothing.
+pub fn loader_psci(dtb: &[u8]) -> Option<Conduit> {
+    let fdt = crate::fdt_check::check(dtb).ok()?;
+    let psci = fdt
+        .root()
+        .children()
+        .find(|n| n.name() == "psci" || n.name().starts_with("psci@"))?;
+    if psci
+        .prop("status")
+        .and_then(|p| p.as_str())
+        .is_some_and(|s| s != "okay" && s != "ok")
+    {
+        return None;
+    }
+    let compatible = psci.prop("compatible")?.as_str_list()?;
+    if !compatible.clone().any(|c| c.starts_with("arm,psci")) {
+        return None;
+    }
+    match psci.prop("method")?.as_str()? {
+        "smc" => Some(Conduit::Smc),
+        "hvc" => Some(Conduit::Hvc),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fdt_check::builder::node;
+
+    #[test]
+    fn a_psci_node_in_the_loaders_tree_names_the_conduit() {
+        let tf_a = node("")
+            .str("compatible", "raspberrypi,4-model-b")
+            .child(
+                node("psci")
+                    .str("compatible", "arm,psci-1.0")
+                    .str("method", "smc"),
+            )
+            .blob();
+        assert_eq!(loader_psci(&tf_a), Some(Conduit::Smc));
+        let hvc = node("")
+            .child(
+                node("psci")
+                    .str("compatible", "arm,psci-0.2")
+                    .str("method", "hvc"),
+            )
+            .blob();
+        assert_eq!(loader_psci(&hvc), Some(Conduit::Hvc));
+    }
+
+    #[test]
+    fn no_usable_psci_node_says_nothing() {
+        // The stock armstub's tree: spin tables only.
+        let stock = node("")
+            .child(node("cpus").child(node("cpu@0").str("enable-method", "spin-table")))
+            .blob();
+        assert_eq!(loader_psci(&stock), None);
+        let disabled = node("")
+            .child(
+                node("psci")
+                    .str("compatible", "arm,psci-1.0")
+                    .str("method", "smc")
+                    .str("status", "disabled"),
+            )
+            .blob();
+        assert_eq!(loader_psci(&disabled), None);
+        let no_method = node("")
+            .child(node("psci").str("compatible", "arm,psci-1.0"))
+            .blob();
+        assert_eq!(loader_psci(&no_method), None);
+        let other = node("")
+            .child(
+                node("psci")
+                    .str("compatible", "vendor,thing")
+                    .str("method", "smc"),
+            )
+            .blob();
+        assert_eq!(loader_psci(&other), None);
+        // Not a device tree at all (QEMU passes an ATAGS address without -dtb).
+        assert_eq!(loader_psci(&[0u8; 64]), None);
+        assert_eq!(loader_psci(&[]), None);
+    }
+}

@@ -112,8 +112,9 @@ _start:
 .Lpanic_early:
     // Print a NUL-terminated message on the board's console UART (a PL011:
     // its data register is at offset 0), without any set-up.
-    adrp    x1, {early_uart}
-    ldr     x1, [x1, :lo12:{early_uart}]
+    // (`adr`, not `adrp`: right even when loaded off a page boundary.)
+    adr     x1, {early_uart}
+    ldr     x1, [x1]
 8:  ldrb    w2, [x0], #1
     cbz     w2, .Lhalt
     str     w2, [x1]

@@ -64,7 +64,7 @@ fn header_field(offset: u64) -> u64 {
 }
 
 /// Rust entry of the boot core, called by `boot` with the boot loader's DTB.
-pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
+pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     let board = board();
     console::init(board.console);
     info!(
@@ -96,7 +96,7 @@ pub extern "C" fn primary_main(_loader_dtb: u64) -> ! {
         ));
     }
     mmu::enable(core);
-    power::init(board.cpu_start);
+    power::init(cpu_start_method(board, loader_dtb));
 
     // SAFETY: the boot loader loaded `image_size` bytes from `start` (the Image header says so); the package part is
     // mapped read-only and never written, so a shared slice of it is sound for the firmware's life.
@@ -219,6 +219,40 @@ pub extern "C" fn secondary_main(core: u64) -> ! {
     }
     gic::init_cpu(me);
     domain::launch(me)
+}
+
+/// How to start the other cores: the board's way, except that a spin-table
+/// board whose boot loader's device tree has a PSCI node (TF-A as the
+/// armstub) uses that PSCI.
+fn cpu_start_method(board: &Board, loader_dtb: u64) -> bulkhead_core::board::CpuStart {
+    use bulkhead_core::board::{loader_psci, CpuStart};
+    const MAX_TREE: u64 = 1 << 20;
+    let CpuStart::SpinTable { .. } = board.cpu_start else {
+        return board.cpu_start;
+    };
+    let in_ram = |r: Range| board.ram.iter().any(|b| b.contains(&r));
+    if loader_dtb == 0 || loader_dtb % 8 != 0 || !in_ram(Range::new(loader_dtb, 64)) {
+        return board.cpu_start;
+    }
+    // The header says how big the tree is: look at it first.
+    let total = mmu::with_ram_window(loader_dtb, 8, |h| {
+        (h[..4] == [0xd0, 0x0d, 0xfe, 0xed])
+            .then(|| u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as u64)
+    })
+    .flatten();
+    let Some(total) = total.filter(|&t| (64..=MAX_TREE).contains(&t)) else {
+        return board.cpu_start;
+    };
+    if !in_ram(Range::new(loader_dtb, total)) {
+        return board.cpu_start;
+    }
+    match mmu::with_ram_window(loader_dtb, total, loader_psci).flatten() {
+        Some(conduit) => {
+            info!("the boot loader's device tree at {loader_dtb:#x} has PSCI: the cores are started through it, not the spin table");
+            CpuStart::Psci(conduit)
+        }
+        None => board.cpu_start,
+    }
 }
 
 fn board_gic_number(v: bulkhead_core::plan::GicVersion) -> u8 {

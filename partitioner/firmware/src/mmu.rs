@@ -207,6 +207,49 @@ pub fn map_domain_ram(d: &DomainPlan) {
     barrier::isb(barrier::SY);
 }
 
+/// Run `f` on `size` bytes at `base` of RAM that nothing else maps (the boot
+/// loader's device tree), mapped read-only in this core's tables for the
+/// call only. `None` if the range cannot be mapped.
+pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let core = crate::domain::this_core();
+    let mut t = own_tables(core);
+    let page = Range::new(
+        base & !(PAGE - 1),
+        (base + size).next_multiple_of(PAGE) - (base & !(PAGE - 1)),
+    );
+    let mut a = PoolAlloc::lock();
+    // Refuse rather than disturb a page that is mapped already.
+    let mut taken = false;
+    t.runs(&mut a, |input, _, len, _| {
+        taken |= Range::new(input, len).overlaps(&page);
+    });
+    if taken
+        || t.map(&mut a, page.base, page.base, page.size, Attrs::RAM_RO)
+            .is_err()
+    {
+        return None;
+    }
+    drop(a);
+    barrier::dsb(barrier::ISHST);
+    barrier::isb(barrier::SY);
+    // SAFETY: `base..base + size` was just mapped read-only in this core's
+    // own tables, and stays mapped until after `f` returns; nothing writes
+    // it meanwhile (it is RAM no domain has been given yet).
+    let bytes = unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) };
+    let r = f(bytes);
+    let mut a = PoolAlloc::lock();
+    let unmapped = t.unmap(&mut a, page.base, page.size);
+    drop(a);
+    // SAFETY: forgets this core's translations of the window just removed.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi alle2", "dsb nsh", "isb") };
+    if let Err(e) = unmapped {
+        crate::fatal(format_args!(
+            "cannot unmap the boot loader's device tree: {e:?}"
+        ));
+    }
+    Some(r)
+}
+
 /// Remove the window of [`map_domain_ram`] and forget its translations.
 pub fn unmap_domain_ram(d: &DomainPlan) {
     let core = crate::domain::this_core();
