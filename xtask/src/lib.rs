@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod elf;
+pub mod flash;
 pub mod fuzz;
 pub mod image;
 pub mod linux;

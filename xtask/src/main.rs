@@ -19,6 +19,15 @@ fn usage() -> &'static str {
                   goes to the first: Ctrl-a s Enter shows exit counts; Ctrl-c quits)
   build [CONFIG] [-o OUT]
                   build the bootable image (target/bulkhead/<config>.img)
+  image CONFIG [--sd OUT.img [--firmware-dir DIR] [--armstub PATH]] [--uboot OUT_DIR]
+                  build CONFIG's image (as build does) and write boot media for it:
+                  --sd: a flashable SD card image (MBR + FAT32: config.txt, the
+                  board's firmware files from DIR, default $BULKHEAD_RPI4_FIRMWARE or
+                  firmware/rpi4, and bulkhead.img; --armstub adds TF-A's bl31.bin);
+                  boards: rpi4 (docs/boards/rpi4.md).
+                  --uboot: bulkhead.img, boot.scr (loads it at the board's image_base
+                  and booti's it) and disk.img (both in a FAT partition, for
+                  U-Boot's distro boot)
   check CONFIG...
                   validate configs as the firmware will, printing every error
   audit CONFIG... [--out DIR]
@@ -37,7 +46,8 @@ fn usage() -> &'static str {
                   build the fuzz targets (nightly + cargo-fuzz, installed if missing),
                   seed fuzz/corpus/ from the configs and run each target (all by
                   default, 20 s each); docs/fuzzing.md
-  setup           install what is missing (QEMU 10, dtc, the Rust targets)
+  setup           install what is missing (QEMU 10, dtc, the Rust targets, and for
+                  image and its tests: dosfstools, mtools, u-boot-tools, u-boot-qemu)
 
 test-only build flags: --unchecked, --truncate-config, --corrupt-config"
 }
@@ -52,6 +62,7 @@ fn main() -> ExitCode {
     let r = match cmd.as_str() {
         "run" => run(rest),
         "build" => build(rest),
+        "image" => image_cmd(rest),
         "check" => check(rest),
         "audit" => audit(rest),
         "dtb" => dtb(rest),
@@ -59,7 +70,9 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "lint" => lint(),
         "fuzz" => fuzz(rest),
-        "setup" => tools::ensure_rust().and_then(|()| tools::ensure()),
+        "setup" => tools::ensure_rust()
+            .and_then(|()| tools::ensure())
+            .and_then(|()| tools::ensure_packaged(tools::IMAGE_TOOLS).map(|_| ())),
         "help" | "--help" | "-h" => {
             println!("{}", usage());
             Ok(())
@@ -184,6 +197,69 @@ fn build_config(o: &Opts) -> Result<PathBuf> {
 fn build(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     build_config(&o).map(|_| ())
+}
+
+/// `cargo xtask image CONFIG [--sd OUT [--firmware-dir DIR] [--armstub PATH]] [--uboot DIR]`.
+fn image_cmd(args: &[String]) -> Result<()> {
+    use xtask::flash;
+    let (mut config, mut sd, mut uboot) = (None, None, None);
+    let mut opts = flash::SdOptions::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| -> Result<PathBuf> {
+            it.next()
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("{name} needs a value\n{}", usage()).into())
+        };
+        match a.as_str() {
+            "--sd" => sd = Some(value("--sd")?),
+            "--uboot" => uboot = Some(value("--uboot")?),
+            "--firmware-dir" => opts.firmware_dir = Some(value("--firmware-dir")?),
+            "--armstub" => opts.armstub = Some(value("--armstub")?),
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return Ok(());
+            }
+            s if s.starts_with('-') => {
+                return Err(format!("unknown option {s}\n{}", usage()).into())
+            }
+            c if config.is_none() => config = Some(PathBuf::from(c)),
+            c => return Err(format!("one CONFIG only (also given: {c})").into()),
+        }
+    }
+    let config = config.ok_or_else(|| format!("image: which CONFIG?\n{}", usage()))?;
+    if !config.exists() {
+        return Err(format!("config {} does not exist", config.display()).into());
+    }
+    if sd.is_none() && uboot.is_none() {
+        return Err(format!(
+            "image: say which boot media: --sd OUT.img and/or --uboot OUT_DIR\n{}",
+            usage()
+        )
+        .into());
+    }
+    if sd.is_none() && (opts.firmware_dir.is_some() || opts.armstub.is_some()) {
+        return Err("--firmware-dir and --armstub are options of --sd".into());
+    }
+    if let Some(out) = &sd {
+        let img = flash::sd_image(&config, out, &opts)?;
+        eprintln!(
+            "xtask: {} (SD card image: config.txt, firmware, {} from {}); flash it as docs/boards/rpi4.md says",
+            out.display(),
+            flash::IMAGE_NAME,
+            img.display()
+        );
+    }
+    if let Some(dir) = &uboot {
+        let f = flash::uboot_image(&config, dir)?;
+        eprintln!(
+            "xtask: {}, {} and {} (U-Boot: distro boot runs boot.scr from the disk's first partition)",
+            f.image.display(),
+            f.script.display(),
+            f.disk.display()
+        );
+    }
+    Ok(())
 }
 
 fn run(args: &[String]) -> Result<()> {
@@ -578,6 +654,8 @@ fn cargo_test(cmd: &mut Command, what: &str, tally: &mut (u64, u64)) -> Result<(
 
 fn test(args: &[String]) -> Result<()> {
     tools::ensure()?;
+    // The boot media tests make FAT images and boot U-Boot.
+    tools::ensure_packaged(tools::IMAGE_TOOLS)?;
     let mut tally = (0, 0);
     eprintln!("xtask: host unit tests");
     cargo_test(

@@ -35,8 +35,24 @@ pub struct Machine {
     pub extra: Vec<String>,
     /// Place the image at this address with QEMU's generic loader and start
     /// core 0 there, instead of `-kernel` (which puts it where the board's
-    /// loader would): proves the firmware runs wherever it is put.
+    /// loader would): proves the firmware runs wherever it is put. For
+    /// [`Boot::Kernel`] only.
     pub load_at: Option<u64>,
+    /// How the file given to [`Run::start`] is booted.
+    pub boot: Boot,
+}
+
+/// How the machine gets its software.
+#[derive(Clone, Debug, Default)]
+pub enum Boot {
+    /// `-kernel FILE`: QEMU's own loader enters it (an arm64 `Image` at
+    /// EL2, with virtualization on), or the generic loader with `load_at`.
+    #[default]
+    Kernel,
+    /// `-bios FIRMWARE` (U-Boot), with FILE attached as a virtio-blk disk
+    /// (on virt, the first `-device` takes the highest virtio-mmio
+    /// transport, 0x0a003e00: the board's `virtio-mmio3` page).
+    FirmwareWithDisk(PathBuf),
 }
 
 impl Default for Machine {
@@ -54,6 +70,7 @@ impl Default for Machine {
             virtualization: true,
             extra: Vec::new(),
             load_at: None,
+            boot: Boot::Kernel,
         }
     }
 }
@@ -72,7 +89,8 @@ impl Machine {
             })
     }
 
-    /// QEMU arguments for `kernel` (everything but the serial ports).
+    /// QEMU arguments for `kernel` (everything but the serial ports); with
+    /// [`Boot::FirmwareWithDisk`], `kernel` is the disk image.
     pub fn args(&self, kernel: &Path) -> Vec<String> {
         // An unknown board was refused by `Run::start` already.
         let model = self.model().ok();
@@ -96,9 +114,17 @@ impl Machine {
             "none".into(),
             "-no-reboot".into(),
         ]);
-        match self.load_at {
-            None => a.extend(["-kernel".into(), kernel.display().to_string()]),
-            Some(at) => a.extend([
+        match (&self.boot, self.load_at) {
+            (Boot::FirmwareWithDisk(bios), _) => a.extend([
+                "-bios".into(),
+                bios.display().to_string(),
+                "-drive".into(),
+                format!("if=none,file={},format=raw,id=disk", kernel.display()),
+                "-device".into(),
+                "virtio-blk-device,drive=disk".into(),
+            ]),
+            (Boot::Kernel, None) => a.extend(["-kernel".into(), kernel.display().to_string()]),
+            (Boot::Kernel, Some(at)) => a.extend([
                 "-device".into(),
                 format!("loader,file={},addr={at:#x},cpu-num=0", kernel.display()),
             ]),

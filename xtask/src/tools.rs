@@ -225,3 +225,106 @@ pub fn ensure_rust() -> Result<()> {
     }
     Ok(())
 }
+
+/// A file an external Debian package provides, for the commands that need
+/// it ([`ensure_packaged`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Packaged {
+    /// A program looked up in `PATH` (and `/usr/sbin`, `/sbin`, where
+    /// `mkfs.vfat` lives), or an absolute path.
+    pub file: &'static str,
+    /// The Debian package that has it.
+    pub package: &'static str,
+    /// What it is used for, for messages.
+    pub purpose: &'static str,
+}
+
+/// `mkfs.vfat`: makes the FAT file system of SD card and disk images.
+pub const MKFS_VFAT: Packaged = Packaged {
+    file: "mkfs.vfat",
+    package: "dosfstools",
+    purpose: "making the FAT file system of a boot image",
+};
+/// `mcopy` (mtools): copies files into a FAT image without mounting it.
+pub const MCOPY: Packaged = Packaged {
+    file: "mcopy",
+    package: "mtools",
+    purpose: "copying files into a FAT image without root",
+};
+/// `mkimage` (u-boot-tools): makes U-Boot's `boot.scr`.
+pub const MKIMAGE: Packaged = Packaged {
+    file: "mkimage",
+    package: "u-boot-tools",
+    purpose: "making U-Boot's boot.scr",
+};
+/// U-Boot for QEMU `virt` (arm64), the firmware of the U-Boot boot test.
+pub const UBOOT_QEMU_ARM64: Packaged = Packaged {
+    file: "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
+    package: "u-boot-qemu",
+    purpose: "U-Boot for QEMU virt (arm64)",
+};
+/// Everything `cargo xtask image` and its tests need beyond QEMU and dtc.
+pub const IMAGE_TOOLS: &[Packaged] = &[MKFS_VFAT, MCOPY, MKIMAGE, UBOOT_QEMU_ARM64];
+
+/// Where a packaged file is, if it is installed.
+pub fn find_packaged(p: &Packaged) -> Option<PathBuf> {
+    if p.file.starts_with('/') {
+        let path = PathBuf::from(p.file);
+        return path.is_file().then_some(path);
+    }
+    which(p.file).or_else(|| {
+        ["/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(p.file))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The paths of `needed`, installing their Debian packages first when
+/// some are missing and this is a Debian machine where we are root;
+/// otherwise an error naming every missing file and its package.
+pub fn ensure_packaged(needed: &[Packaged]) -> Result<Vec<PathBuf>> {
+    let missing: Vec<&Packaged> = needed
+        .iter()
+        .filter(|p| find_packaged(p).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let what = missing
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} (Debian package {}, for {})",
+                    p.file, p.package, p.purpose
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut packages: Vec<&str> = missing.iter().map(|p| p.package).collect();
+        packages.dedup();
+        if which("apt-get").is_none() || !is_root() {
+            return Err(format!(
+                "missing {what}. On Debian, as root: `apt-get install {}`",
+                packages.join(" ")
+            )
+            .into());
+        }
+        eprintln!("xtask: installing {}", packages.join(" "));
+        run_quiet(
+            Command::new("apt-get").args(["update", "-q"]),
+            "apt-get update",
+        )?;
+        apt_install(&packages)?;
+    }
+    needed
+        .iter()
+        .map(|p| {
+            find_packaged(p).ok_or_else(|| {
+                format!(
+                    "{} is still missing after installing the Debian package {}",
+                    p.file, p.package
+                )
+                .into()
+            })
+        })
+        .collect()
+}

@@ -231,7 +231,7 @@ fn cpu_start_method(board: &Board, loader_dtb: u64) -> bulkhead_core::board::Cpu
         return board.cpu_start;
     };
     let in_ram = |r: Range| board.ram.iter().any(|b| b.contains(&r));
-    if loader_dtb == 0 || loader_dtb % 8 != 0 || !in_ram(Range::new(loader_dtb, 64)) {
+    if loader_dtb == 0 || !loader_dtb.is_multiple_of(8) || !in_ram(Range::new(loader_dtb, 64)) {
         return board.cpu_start;
     }
     // The header says how big the tree is: look at it first.
