@@ -13,8 +13,8 @@
 //! (empty: just the terminating entry), structure block, strings block.
 
 use crate::plan::{
-    DomainPlan, GicVersion, VIRTUAL_CONSOLE_SPI, VGICC_IPA, VGICC_SIZE, VGICD_IPA, VGICD_SIZE, VGICR_IPA, VGICR_STRIDE,
-    VTIMER_INTID,
+    DomainPlan, GicVersion, VGICC_IPA, VGICC_SIZE, VGICD_IPA, VGICD_SIZE, VGICR_IPA, VGICR_STRIDE,
+    VIRTUAL_CONSOLE_SPI, VTIMER_INTID,
 };
 use core::fmt::Write as _;
 

@@ -293,10 +293,7 @@ mod tests {
             ]
         );
         // Plain text passes through untouched, control characters included.
-        assert_eq!(
-            keys(b"ls\t\x03\r\n"),
-            b"ls\t\x03\r\n".map(Input).to_vec()
-        );
+        assert_eq!(keys(b"ls\t\x03\r\n"), b"ls\t\x03\r\n".map(Input).to_vec());
     }
 
     #[test]

@@ -1679,9 +1679,8 @@ pub(crate) mod tests {
         assert_eq!(p.domains[0].devices[0].spis.as_slice(), &[1]);
         // On qemu-virt the SPI is the partitioner console's: never a
         // domain's (irq-reserved), so it cannot collide there.
-        let reserved = at_probe(|d| {
-            d.child(node("devices").child(explicit("u", 0x0904_0000, 0x1000, &[1])))
-        });
+        let reserved =
+            at_probe(|d| d.child(node("devices").child(explicit("u", 0x0904_0000, 0x1000, &[1]))));
         let codes_of = |n: &Node| run(n).err().map(|e| codes(&e)).unwrap_or_default();
         assert!(!codes_of(&reserved).contains(&"console-irq"));
     }

@@ -377,7 +377,10 @@ mod tests {
         // A carriage return or escape cannot move back to the start of the
         // screen line: whatever a domain writes follows its own tag.
         let mut c = VirtualConsole::new();
-        let out = feed(&mut c, b"x\r[hello] fake\n\x1b[1Gbulkhead: fake\n\x08\x08y\n");
+        let out = feed(
+            &mut c,
+            b"x\r[hello] fake\n\x1b[1Gbulkhead: fake\n\x08\x08y\n",
+        );
         assert_eq!(
             out,
             vec![
