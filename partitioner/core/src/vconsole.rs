@@ -193,7 +193,7 @@ impl VirtualConsole {
         let reg = value as u16;
         match offset {
             DR => {}
-            IBRD => self.ibrd = reg & 0xffff,
+            IBRD => self.ibrd = reg,
             FBRD => self.fbrd = reg & 0x3f,
             LCR_H => self.lcr_h = reg & 0xff,
             CR => self.cr = reg,

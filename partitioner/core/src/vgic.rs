@@ -1996,6 +1996,26 @@ pub fn lr_match(version: GicVersion, lr: u64, v: &Virq) -> LrMatch {
     })
 }
 
+/// A software interrupt `intid` (not physically backed) that list register
+/// value `lr` holds pending, withdrawn because its source (a
+/// [`VirtualLine`]) dropped: the value to write instead (active only if it
+/// was also active, otherwise free). `None` if `lr` does not hold it
+/// pending, or holds it as a hardware or EOI-maintained entry.
+pub fn lr_withdraw(version: GicVersion, lr: u64, intid: u32) -> Option<u64> {
+    let f = lr_fields(version, lr);
+    if f.hw || f.eoi || f.vintid != intid || f.state & 0b01 == 0 {
+        return None;
+    }
+    Some(if f.state & 0b10 == 0 {
+        0
+    } else {
+        match version {
+            GicVersion::V3 => lr & !(0b01 << 62),
+            GicVersion::V2 => lr & !(0b01 << 28),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2281,6 +2301,50 @@ mod tests {
                 "{v:?}: {calls:?}"
             );
             assert!(calls.iter().any(|c| c.intid() == 39), "{v:?}: {calls:?}");
+        }
+    }
+
+    #[test]
+    fn a_dropped_line_is_withdrawn_from_its_list_register() {
+        for v in [V2, V3] {
+            let virq = Virq {
+                intid: 33,
+                hw: false,
+                priority: 0x80,
+                source: 0,
+            };
+            let pending = lr(v, &virq, Deactivation::Hardware);
+            assert_eq!(lr_withdraw(v, pending, 33), Some(0), "{v:?}");
+            assert_eq!(lr_withdraw(v, pending, 34), None);
+            // Active and pending again: stays active, no longer pending.
+            let LrMatch::Repend(both) = lr_match(v, pending ^ active_bit(v) ^ pend_bit(v), &virq)
+            else {
+                panic!("{v:?}: an active entry is re-pended")
+            };
+            let left = lr_withdraw(v, both, 33).unwrap();
+            assert!(!lr_pending(v, left) && !lr_is_free(v, left), "{v:?}");
+            assert_eq!(lr_withdraw(v, left, 33), None, "active only: kept");
+            // A physically backed entry is never touched.
+            let hw = Virq { hw: true, ..virq };
+            assert_eq!(lr_withdraw(v, lr(v, &hw, Deactivation::Hardware), 33), None);
+            assert_eq!(
+                lr_withdraw(v, lr(v, &hw, Deactivation::Maintenance), 33),
+                None
+            );
+        }
+    }
+
+    fn active_bit(v: GicVersion) -> u64 {
+        match v {
+            V3 => 1 << 63,
+            V2 => 1 << 29,
+        }
+    }
+
+    fn pend_bit(v: GicVersion) -> u64 {
+        match v {
+            V3 => 1 << 62,
+            V2 => 1 << 28,
         }
     }
 
