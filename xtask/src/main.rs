@@ -478,6 +478,12 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::None,
     ),
     ("irq", "tests/configs/irq.dts", Tamper::None),
+    (
+        "console-input",
+        "tests/configs/console-input.dts",
+        Tamper::None,
+    ),
+    ("linux-shell", "tests/configs/linux-shell.dts", Tamper::None),
     ("exits", "tests/configs/exits.dts", Tamper::None),
     (
         "exits-boot-core-stops",
