@@ -133,3 +133,58 @@ fn console_input_follows_the_focus_gicv3() {
 fn console_input_follows_the_focus_gicv2() {
     console_input_follows_the_focus(2);
 }
+
+/// Linux boots in tens of seconds under TCG on a loaded 2-core machine.
+const LINUX: Duration = Duration::from_secs(240);
+
+fn linux_shell_on_the_virtual_console(gic: u32) {
+    let m = Machine {
+        gic,
+        uart0_input: true,
+        timeout: Duration::from_secs(600),
+        ..Machine::default()
+    };
+    let mut run = boot("linux-shell", &format!("linux-shell-v{gic}"), &m);
+    expect(
+        &mut run,
+        "bulkhead: console input goes to domain \"echo\" (Ctrl-a three times to switch)",
+    );
+    // Userspace output on the virtual console: Linux's amba-pl011 driver
+    // sends it by its transmit interrupt.
+    expect_line(&mut run, UART0, "[linux] linux-init: start", LINUX);
+    expect_line(&mut run, UART0, "[linux] linux-init: shell", LINUX);
+    type_in(&mut run, b"\x01\x01\x01");
+    expect(&mut run, &focus_line("domain \"linux\""));
+    // The shell reads it through the receive interrupt and runs it: only
+    // the shell can turn it into 42 (the terminal's echo of the command
+    // line shows the expression).
+    type_in(&mut run, b"echo hi-$((6*7))\r");
+    expect_line(&mut run, UART0, "[linux] hi-42", LINUX);
+    type_in(&mut run, b"echo $((1000+337)) lines; uname -m\r");
+    expect_line(&mut run, UART0, "[linux] 1337 lines", LINUX);
+    expect_line(&mut run, UART0, "[linux] aarch64", LINUX);
+    // The other domain on the virtual console saw none of it.
+    let log = run.output(UART0);
+    assert!(
+        received(&log, "echo").is_empty(),
+        "echo received input typed for linux\n{}",
+        run.transcript()
+    );
+    expect(&mut run, "[echo] echo: uart: ready");
+    // Nothing Linux did went outside it.
+    assert!(
+        lines_with(&log, "domain \"linux\" vCPU").is_empty(),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn linux_shell_on_the_virtual_console_gicv3() {
+    linux_shell_on_the_virtual_console(3);
+}
+
+#[test]
+fn linux_shell_on_the_virtual_console_gicv2() {
+    linux_shell_on_the_virtual_console(2);
+}
