@@ -195,7 +195,7 @@ fn run(args: &[String]) -> Result<()> {
     eprintln!(
         "xtask: booting under QEMU: partitioner console lines start with \"uart0| \", the second UART's with \"uart1| \"; \
          typed lines go to the second UART, a line starting with Ctrl-a to the partitioner console (Ctrl-a s: exit counts; \
-         Ctrl-a three times: console input to the next domain on the virtual console; Ctrl-a TEXT: TEXT to that domain); Ctrl-c quits"
+         Ctrl-a three times: console input to the next domain on the virtual console; Ctrl-a, a space, TEXT: TEXT to that domain); Ctrl-c quits"
     );
     let machine = Machine {
         uart1_input: true,
