@@ -19,6 +19,7 @@
 //! | 27 (PPI, virtual timer) | the physical PPI of the core running the vCPU | enable, pending, active in hardware (enable also mirrored here); priority virtual |
 //! | other PPIs | do not exist: read as zero, writes ignored, never reported | - |
 //! | 32-1019 (SPIs) | the physical SPI of the same number, only those of the domain's devices | hardware (pending, active, priority, trigger, route); enable and route mirrored here |
+//! | 33 (SPI 1), with a virtual console | the virtual console's interrupt, purely virtual | a [`VirtualLine`] the firmware keeps, reached through [`WithLine`] as if it were hardware |
 //!
 //! * **Ownership.** A domain sees and configures only the SPIs of its
 //!   passthrough devices ([`Domain::owns`]). Every bit, byte or register of
