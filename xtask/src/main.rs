@@ -15,8 +15,11 @@ fn usage() -> &'static str {
   run [CONFIG] [--gic 2|3] [--cpu MODEL] [--timeout SECS]
                   build CONFIG (default configs/qemu-virt/default.dts) and boot it
                   under QEMU virt; each UART's whole lines behind uart0| / uart1| ,
-                  typed lines go to the second UART (a line starting with Ctrl-a
-                  goes to the first: Ctrl-a s Enter shows exit counts; Ctrl-c quits)
+                  typed lines go to the second UART; a line starting with Ctrl-a
+                  goes to the partitioner console, Enter included: Ctrl-a s shows
+                  exit counts, Ctrl-a Ctrl-a Ctrl-a moves the console input to the
+                  next domain on the virtual console, Ctrl-a, a space and TEXT
+                  type TEXT to that domain; Ctrl-c quits
   build [CONFIG] [-o OUT]
                   build the bootable image (target/bulkhead/<config>.img)
   image CONFIG [--sd OUT.img [--firmware-dir DIR] [--armstub PATH]] [--uboot OUT_DIR]
@@ -274,7 +277,8 @@ fn run(args: &[String]) -> Result<()> {
     });
     eprintln!(
         "xtask: booting under QEMU: partitioner console lines start with \"uart0| \", the second UART's with \"uart1| \"; \
-         typed lines go to the second UART, a line starting with Ctrl-a to the partitioner console (Ctrl-a s Enter: exit counts); Ctrl-c quits"
+         typed lines go to the second UART, a line starting with Ctrl-a to the partitioner console (Ctrl-a s: exit counts; \
+         Ctrl-a three times: console input to the next domain on the virtual console; Ctrl-a, a space, TEXT: TEXT to that domain); Ctrl-c quits"
     );
     let machine = Machine {
         uart1_input: true,
@@ -288,8 +292,7 @@ fn run(args: &[String]) -> Result<()> {
         .map_err(|e| format!("cannot start {}: {e}", tools::QEMU))?;
     // What is typed goes to the second UART, a line at a time (Enter is a
     // carriage return, as a terminal sends it); a line starting with Ctrl-a
-    // goes to the partitioner console instead, without its Enter (its key
-    // sequences, such as Ctrl-a s).
+    // goes to the partitioner console instead (`partitioner_console_line`).
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
@@ -310,8 +313,8 @@ fn run(args: &[String]) -> Result<()> {
             break;
         }
         while let Ok(bytes) = rx.try_recv() {
-            if bytes.first() == Some(&bulkhead_core::exits::ESCAPE) {
-                let _ = qemu.send_uart0(&bytes[..bytes.len() - 1]);
+            if let Some(raw) = partitioner_console_line(&bytes) {
+                let _ = qemu.send_uart0(raw);
             } else {
                 let _ = qemu.send_uart1(&bytes);
             }
@@ -319,6 +322,20 @@ fn run(args: &[String]) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// What a typed line (ending in its Enter, `\r`) sends to the partitioner
+/// console, if it starts with Ctrl-a: the line as typed, Enter included
+/// (`Ctrl-a s`, `Ctrl-a Ctrl-a Ctrl-a`, whose Enter then goes to the domain
+/// that has the input now), except that `Ctrl-a` and one space in front of
+/// text send only the text: how to type a command line to the domain with
+/// the input focus. `None` for a line for the second UART.
+fn partitioner_console_line(line: &[u8]) -> Option<&[u8]> {
+    match line {
+        [bulkhead_core::exits::ESCAPE, b' ', text @ ..] => Some(text),
+        [bulkhead_core::exits::ESCAPE, ..] => Some(line),
+        _ => None,
+    }
 }
 
 /// Shows a UART's output on the terminal whole line by whole line, each
@@ -568,6 +585,12 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::None,
     ),
     ("irq", "tests/configs/irq.dts", Tamper::None),
+    (
+        "console-input",
+        "tests/configs/console-input.dts",
+        Tamper::None,
+    ),
+    ("linux-shell", "tests/configs/linux-shell.dts", Tamper::None),
     ("exits", "tests/configs/exits.dts", Tamper::None),
     (
         "exits-boot-core-stops",
@@ -1223,4 +1246,28 @@ fn count_lines(dir: &Path) -> usize {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partitioner_console_line;
+
+    #[test]
+    fn typed_lines_for_the_partitioner_console() {
+        // The second UART's.
+        assert_eq!(partitioner_console_line(b"ls\r"), None);
+        assert_eq!(partitioner_console_line(b"\r"), None);
+        // Key sequences go as typed, Enter included.
+        assert_eq!(partitioner_console_line(b"\x01s\r"), Some(&b"\x01s\r"[..]));
+        assert_eq!(
+            partitioner_console_line(b"\x01\x01\x01\r"),
+            Some(&b"\x01\x01\x01\r"[..])
+        );
+        // Ctrl-a and a space in front of text: the text, for the domain
+        // with the input focus.
+        assert_eq!(
+            partitioner_console_line(b"\x01 echo hi\r"),
+            Some(&b"echo hi\r"[..])
+        );
+    }
 }

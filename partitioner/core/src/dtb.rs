@@ -14,7 +14,7 @@
 
 use crate::plan::{
     DomainPlan, GicVersion, VGICC_IPA, VGICC_SIZE, VGICD_IPA, VGICD_SIZE, VGICR_IPA, VGICR_STRIDE,
-    VTIMER_INTID,
+    VIRTUAL_CONSOLE_SPI, VTIMER_INTID,
 };
 use core::fmt::Write as _;
 
@@ -512,6 +512,12 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
         w.begin_node(&name(format_args!("uart@{ipa:x}"))?)?;
         pl011_props(&mut w)?;
         w.prop_u64s("reg", &[ipa, 0x1000])?;
+        // Its own virtual SPI, level-high like a PL011's (same on GICv2 and
+        // GICv3; see `plan::VIRTUAL_CONSOLE_SPI`).
+        w.prop_cells(
+            "interrupts",
+            &[GIC_SPI, VIRTUAL_CONSOLE_SPI, IRQ_TYPE_LEVEL_HIGH],
+        )?;
         w.end_node()?;
     }
 
@@ -982,6 +988,11 @@ mod tests {
             let node = fdt.find_node(&format!("/uart@{ipa:x}")).unwrap();
             let mut expected = pl011_expected();
             expected.push(("reg", reg_prop(ipa, 0x1000)));
+            // Its virtual SPI, whatever the GIC generation.
+            expected.push((
+                "interrupts",
+                cells_prop(&[GIC_SPI, VIRTUAL_CONSOLE_SPI, IRQ_TYPE_LEVEL_HIGH]),
+            ));
             let got: std::vec::Vec<_> = props(node)
                 .into_iter()
                 .map(|(n, v)| (n, v.to_vec()))

@@ -365,7 +365,8 @@ struct Walk {
     ram: heapless::Vec<Range, MAX_REGIONS>,
     /// Everything the domain owns (guest addresses).
     owned: heapless::Vec<Range, MAX_OWNED>,
-    spis: heapless::Vec<u32, { MAX_DEVICES * MAX_IRQS }>,
+    /// Its devices' SPIs and its virtual console's.
+    spis: heapless::Vec<u32, { MAX_DEVICES * MAX_IRQS + 1 }>,
     problems: Problems,
     /// Path of the node being visited (`""` for the root).
     path: heapless::String<PATH_BUF>,
@@ -388,6 +389,7 @@ impl Walk {
         }
         if let Some(ipa) = plan.virtual_console {
             let _ = owned.push(Range::new(ipa, VIRTUAL_CONSOLE_SIZE));
+            let _ = spis.push(crate::plan::VIRTUAL_CONSOLE_SPI);
         }
         let versions: &[GicVersion] = match gic {
             Some(GicVersion::V2) => &[GicVersion::V2],
@@ -1207,6 +1209,23 @@ mod tests {
         };
         assert_eq!(problems(&p, &irq(&[0, 2, 4])), []);
         assert_eq!(problems(&p, &irq(&[1, 13, 0xf04, 1, 14, 4])), []);
+        // The virtual console's SPI is the domain's while it has one.
+        assert!(p.virtual_console.is_some());
+        assert_eq!(problems(&p, &irq(&[0, 1, 4])), []);
+        let mut no_console = victim();
+        no_console.virtual_console = None;
+        let no_console_tree = with(&no_console, |w| {
+            dev(w, "rtc@9010000", 0x0901_0000, 0x1000, |w| {
+                w.prop_cells("interrupts", &[0, 1, 4]).unwrap()
+            })
+        });
+        assert_eq!(
+            problems(&no_console, &no_console_tree),
+            [Problem::ForeignSpi {
+                path: path("/rtc@9010000"),
+                spi: 1,
+            }]
+        );
         let got = problems(&p, &irq(&[0, 2, 4, 0, 8, 4]));
         assert_eq!(
             got,

@@ -293,6 +293,9 @@ pub enum Error {
         other: Item,
         other_range: Range,
     },
+    /// A domain with a virtual console is given a device whose SPI is the
+    /// virtual console's interrupt ([`crate::plan::VIRTUAL_CONSOLE_SPI`]).
+    ConsoleIrq { at: Site, spi: u32, device: Text },
     /// A region or device is mapped where the virtual GIC sits in guest
     /// space (`part` of [`crate::plan::vgic_window`], either GIC version).
     VgicOverlap {
@@ -354,6 +357,7 @@ impl Error {
             Error::UnknownFaultPolicy { .. } => "unknown-fault-policy",
             Error::UnknownConsole { .. } => "unknown-console",
             Error::ConsoleOverlap { .. } => "console-overlap",
+            Error::ConsoleIrq { .. } => "console-irq",
             Error::VgicOverlap { .. } => "vgic-overlap",
         }
     }
@@ -405,6 +409,7 @@ impl Error {
         "unknown-fault-policy",
         "unknown-console",
         "console-overlap",
+        "console-irq",
         "vgic-overlap",
     ];
 
@@ -451,6 +456,7 @@ impl Error {
             | Error::EntryMisaligned { at, .. }
             | Error::UnknownFaultPolicy { at, .. }
             | Error::UnknownConsole { at, .. }
+            | Error::ConsoleIrq { at, .. }
             | Error::ConsoleOverlap { at, .. }
             | Error::VgicOverlap { at, .. } => at,
         })
@@ -609,6 +615,10 @@ impl Error {
                 "virtual console {} overlaps {other} at {}",
                 R(*console),
                 R(*other_range)
+            ),
+            Error::ConsoleIrq { spi, device, .. } => write!(
+                f,
+                "SPI {spi} of device \"{device}\" is the virtual console's interrupt (the domain has a virtual console; give it `console = \"none\"` or another device)"
             ),
             Error::VgicOverlap { range, part, window, .. } => write!(
                 f,

@@ -132,37 +132,80 @@ pub const KEY_STATS: u8 = b's';
 /// What a key sequence typed on the partitioner console asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Print every domain's exit counts.
+    /// Print every domain's exit counts (`Ctrl-a s`).
     ShowExits,
+    /// Give the console's input to the next domain with a virtual console,
+    /// or to nobody after the last one (`Ctrl-a` three times in a row).
+    SwitchFocus,
 }
 
-/// The partitioner console's input: `Ctrl-a` then a command key. Every
-/// other byte is ignored (nothing else reads this console yet); a key after
-/// `Ctrl-a` that is not a command ends the sequence, and so does a second
-/// `Ctrl-a` (reserved for a later console-input switcher, which would pass
-/// it through as a literal `Ctrl-a`).
+/// One result of feeding a typed byte to [`Keys`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// A command for the partitioner.
+    Command(Command),
+    /// A byte for the domain that has the input focus.
+    Input(u8),
+}
+
+/// How many `Ctrl-a` in a row switch the input focus (as in Xen).
+pub const SWITCH_PRESSES: u8 = 3;
+
+/// The partitioner console's input. `Ctrl-a` is the escape key:
+///
+/// - `Ctrl-a s` (or `S`): [`Command::ShowExits`];
+/// - `Ctrl-a` three times in a row: [`Command::SwitchFocus`];
+/// - `Ctrl-a` then any other key: that key alone, for the focused domain
+///   (the `Ctrl-a` is swallowed);
+/// - `Ctrl-a Ctrl-a` then any other key: a literal `Ctrl-a` and that key,
+///   for the focused domain (how to type a `Ctrl-a` to a domain);
+/// - every other byte: input for the focused domain.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Keys {
-    escaped: bool,
+    /// `Ctrl-a`s typed in a row so far (0 to 2).
+    escapes: u8,
 }
 
 impl Keys {
     pub const fn new() -> Self {
-        Keys { escaped: false }
+        Keys { escapes: 0 }
     }
 
-    /// Feed one received byte.
-    pub fn feed(&mut self, b: u8) -> Option<Command> {
-        if !self.escaped {
-            self.escaped = b == ESCAPE;
-            return None;
+    /// Feed one received byte; `out` gets what it completes, in order.
+    pub fn feed(&mut self, b: u8, mut out: impl FnMut(Key)) {
+        if b == ESCAPE {
+            self.escapes += 1;
+            if self.escapes == SWITCH_PRESSES {
+                self.escapes = 0;
+                out(Key::Command(Command::SwitchFocus));
+            }
+            return;
         }
-        self.escaped = false;
-        match b {
-            KEY_STATS | b'S' => Some(Command::ShowExits),
-            _ => None,
+        let escapes = core::mem::take(&mut self.escapes);
+        match (escapes, b) {
+            (1, KEY_STATS | b'S') => out(Key::Command(Command::ShowExits)),
+            (2, _) => {
+                out(Key::Input(ESCAPE));
+                out(Key::Input(b));
+            }
+            _ => out(Key::Input(b)),
         }
     }
+}
+
+/// Who gets the console's input after a switch from `current` (a domain
+/// index, or `None` for nobody, the partitioner): the next domain after it
+/// that has a virtual console (`has_console[i]`), or nobody after the last
+/// one, and from nobody the first such domain again. With no virtual
+/// console at all, always nobody.
+pub fn next_focus(current: Option<usize>, has_console: &[bool]) -> Option<usize> {
+    let from = current.map_or(0, |c| c + 1);
+    (from..has_console.len()).find(|&i| has_console[i])
+}
+
+/// The input focus at boot: the first domain with a virtual console.
+pub fn initial_focus(has_console: &[bool]) -> Option<usize> {
+    next_focus(None, has_console)
 }
 
 #[cfg(test)]
@@ -201,15 +244,70 @@ mod tests {
         .is_none());
     }
 
+    fn keys(typed: &[u8]) -> Vec<Key> {
+        let mut k = Keys::new();
+        let mut got = Vec::new();
+        for &b in typed {
+            k.feed(b, |x| got.push(x));
+        }
+        got
+    }
+
     #[test]
     fn ctrl_a_then_s_asks_for_the_counts() {
-        let mut k = Keys::new();
-        let got: Vec<_> = b"s\x01s\x01xs\x01\x01s\x01S"
-            .iter()
-            .filter_map(|&b| k.feed(b))
+        let got: Vec<_> = keys(b"s\x01s\x01xs\x01\x01s\x01S")
+            .into_iter()
+            .filter_map(|k| match k {
+                Key::Command(c) => Some(c),
+                Key::Input(_) => None,
+            })
             .collect();
         // `s` alone, `Ctrl-a x s` and `Ctrl-a Ctrl-a s` ask for nothing.
         assert_eq!(got, [Command::ShowExits, Command::ShowExits]);
+    }
+
+    #[test]
+    fn three_ctrl_a_switch_and_the_rest_is_input() {
+        use Key::*;
+        assert_eq!(
+            keys(b"ab\x01\x01\x01c"),
+            [
+                Input(b'a'),
+                Input(b'b'),
+                Command(self::Command::SwitchFocus),
+                Input(b'c')
+            ]
+        );
+        // Six in a row: two switches; Ctrl-a x: just x; Ctrl-a Ctrl-a x: a
+        // literal Ctrl-a and x; Ctrl-a s is not input.
+        assert_eq!(
+            keys(b"\x01\x01\x01\x01\x01\x01\x01x\x01\x01y\x01s\r"),
+            [
+                Command(self::Command::SwitchFocus),
+                Command(self::Command::SwitchFocus),
+                Input(b'x'),
+                Input(ESCAPE),
+                Input(b'y'),
+                Command(self::Command::ShowExits),
+                Input(b'\r'),
+            ]
+        );
+        // Plain text passes through untouched, control characters included.
+        assert_eq!(keys(b"ls\t\x03\r\n"), b"ls\t\x03\r\n".map(Input).to_vec());
+    }
+
+    #[test]
+    fn focus_cycles_through_virtual_consoles_then_nobody() {
+        let has = [false, true, false, true];
+        assert_eq!(initial_focus(&has), Some(1));
+        assert_eq!(next_focus(Some(1), &has), Some(3));
+        assert_eq!(next_focus(Some(3), &has), None, "then the partitioner");
+        assert_eq!(next_focus(None, &has), Some(1), "and around again");
+        assert_eq!(next_focus(Some(0), &has), Some(1));
+        assert_eq!(initial_focus(&[false, false]), None);
+        assert_eq!(next_focus(None, &[false, false]), None);
+        assert_eq!(next_focus(None, &[]), None);
+        assert_eq!(next_focus(Some(7), &has), None, "out of range: nobody");
     }
 
     #[test]

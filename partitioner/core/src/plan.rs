@@ -188,6 +188,16 @@ pub fn package_entry(domain: &str, suffix: &str) -> heapless::String<40> {
 /// the place the first PL011 sits on QEMU's `virt`, so unmodified guests find it.
 pub const VIRTUAL_CONSOLE_IPA: u64 = 0x0900_0000;
 
+/// The virtual console's interrupt, as an SPI number (INTID − 32): SPI 1,
+/// INTID 33, on GICv2 and GICv3 alike, the interrupt QEMU `virt` wires to
+/// that first PL011. It is purely virtual (its state lives in the
+/// partitioner, never in the physical GIC) and each domain with a virtual
+/// console has its own. On `qemu-virt` it is the SPI of the partitioner's
+/// own console, which no domain can ever be given; on any board the
+/// checker refuses a domain with a virtual console a device with this SPI
+/// (`console-irq`).
+pub const VIRTUAL_CONSOLE_SPI: u32 = 1;
+
 /// Generation of the interrupt controller a domain sees: the same as the
 /// board's (found at boot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

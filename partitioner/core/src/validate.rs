@@ -12,7 +12,7 @@ use crate::config::{self, Config, Console, DeviceConfig, DeviceSource, DomainCon
 use crate::error::{bounded, path, Name};
 use crate::plan::{
     vgic_window, DevicePlan, DomainPlan, GicVersion, Mapping, MemKind, Plan, MAX_CPUS, MAX_DEVICES,
-    MAX_DOMAINS, MAX_IRQS, MAX_REGIONS, VIRTUAL_CONSOLE_IPA,
+    MAX_DOMAINS, MAX_IRQS, MAX_REGIONS, VIRTUAL_CONSOLE_IPA, VIRTUAL_CONSOLE_SPI,
 };
 use heapless::Vec;
 
@@ -918,6 +918,29 @@ impl Resolver<'_, '_, '_> {
                     });
                 }
             }
+            // Its interrupt is the domain's own virtual SPI: no device of
+            // the domain may bring the physical SPI of that number (one the
+            // board keeps is already refused as `irq-reserved`).
+            let kept = self.board.devices.iter().any(|x| {
+                matches!(x.usage, DeviceUse::Reserved(_)) && x.spis.contains(&VIRTUAL_CONSOLE_SPI)
+            });
+            for (i, dev) in state.devices.iter().enumerate() {
+                if let Some(dev) = dev
+                    .as_ref()
+                    .filter(|dev| !kept && dev.spis.contains(&VIRTUAL_CONSOLE_SPI))
+                {
+                    let board_device = dev.board_device.is_some();
+                    self.errors.push(Error::ConsoleIrq {
+                        at: self.device_site(
+                            d,
+                            i,
+                            Some(if board_device { "board-device" } else { "spis" }),
+                        ),
+                        spi: VIRTUAL_CONSOLE_SPI,
+                        device: bounded(self.device_name(d, i)),
+                    });
+                }
+            }
         }
     }
 
@@ -1252,9 +1275,35 @@ pub(crate) mod tests {
         ..QEMU_VIRT_BOARD
     };
 
+    /// A board whose console has another SPI than the virtual console's,
+    /// which belongs to an assignable device instead.
+    static CONSOLE_SPI_FREE: Board = Board {
+        name: "console-spi-free",
+        devices: &[
+            Device {
+                name: "uart0",
+                compatible: "arm,pl011",
+                reg: Range::new(0x0900_0000, 0x1000),
+                spis: &[9],
+                usage: DeviceUse::Reserved("partitioner console"),
+                dma: false,
+            },
+            Device {
+                name: "timer",
+                compatible: "arm,sp804",
+                reg: Range::new(0x0906_0000, 0x1000),
+                spis: &[1],
+                usage: DeviceUse::Assignable,
+                dma: false,
+            },
+        ],
+        ..QEMU_VIRT_BOARD
+    };
+
     pub(crate) fn lookup(name: &str) -> Option<&'static Board> {
         match name {
             "qemu-virt" => Some(&QEMU_VIRT),
+            "console-spi-free" => Some(&CONSOLE_SPI_FREE),
             "qemu-virt-smmu" => Some(&QEMU_VIRT_SMMU),
             _ => None,
         }
@@ -1589,6 +1638,12 @@ pub(crate) mod tests {
                 })),
             ),
             (
+                "console-irq",
+                b(config(vec![domain("t", &[0], "domain:hello", 2 * MIB)
+                    .child(node("devices").child(board_device("tick", "timer")))])
+                .str("board", "console-spi-free")),
+            ),
+            (
                 "vgic-overlap",
                 b(at_probe(|d| {
                     d.at("memory", |m| m.child(region("low", 0x0800_0000, 0x1000)))
@@ -1609,6 +1664,30 @@ pub(crate) mod tests {
             assert!(covered.contains(code), "no test case for {code}");
         }
         assert_eq!(covered.len(), Error::CODES.len());
+    }
+
+    #[test]
+    fn the_virtual_console_spi_is_only_refused_next_to_a_virtual_console() {
+        let with = |console: &str| {
+            config(vec![domain("t", &[0], "domain:hello", 2 * MIB)
+                .str("console", console)
+                .child(node("devices").child(board_device("tick", "timer")))])
+            .str("board", "console-spi-free")
+        };
+        let text = expect_only(&with("virtual"), "console-irq");
+        assert_eq!(
+            text,
+            "domain \"t\": /domains/t/devices/tick/board-device: SPI 1 of device \"tick\" is the virtual console's interrupt (the domain has a virtual console; give it `console = \"none\"` or another device)"
+        );
+        // Without a virtual console the SPI is the device's, as any other.
+        let p = plan(&with("none"));
+        assert_eq!(p.domains[0].devices[0].spis.as_slice(), &[1]);
+        // On qemu-virt the SPI is the partitioner console's: never a
+        // domain's (irq-reserved), so it cannot collide there.
+        let reserved =
+            at_probe(|d| d.child(node("devices").child(explicit("u", 0x0904_0000, 0x1000, &[1]))));
+        let codes_of = |n: &Node| run(n).err().map(|e| codes(&e)).unwrap_or_default();
+        assert!(!codes_of(&reserved).contains(&"console-irq"));
     }
 
     #[test]
@@ -2588,8 +2667,10 @@ pub(crate) mod tests {
             seen.push(code.to_string());
         }
         for code in Error::CODES {
-            // dtc cannot produce these two.
-            if ["fdt-malformed", "duplicate-domain"].contains(code) {
+            // dtc cannot produce the first two; the only board, qemu-virt,
+            // keeps the virtual console's SPI (irq-reserved comes first), so
+            // console-irq is covered by the unit tests' own board only.
+            if ["fdt-malformed", "duplicate-domain", "console-irq"].contains(code) {
                 continue;
             }
             assert!(

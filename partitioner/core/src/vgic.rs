@@ -19,6 +19,7 @@
 //! | 27 (PPI, virtual timer) | the physical PPI of the core running the vCPU | enable, pending, active in hardware (enable also mirrored here); priority virtual |
 //! | other PPIs | do not exist: read as zero, writes ignored, never reported | - |
 //! | 32-1019 (SPIs) | the physical SPI of the same number, only those of the domain's devices | hardware (pending, active, priority, trigger, route); enable and route mirrored here |
+//! | 33 (SPI 1), with a virtual console | the virtual console's interrupt, purely virtual | a [`VirtualLine`] the firmware keeps, reached through [`WithLine`] as if it were hardware |
 //!
 //! * **Ownership.** A domain sees and configures only the SPIs of its
 //!   passthrough devices ([`Domain::owns`]). Every bit, byte or register of
@@ -317,11 +318,16 @@ pub struct Domain {
 }
 
 impl Domain {
-    /// The domain `plan` describes, on a GIC of generation `version`.
+    /// The domain `plan` describes, on a GIC of generation `version`: its
+    /// devices' SPIs, and its virtual console's
+    /// ([`crate::plan::VIRTUAL_CONSOLE_SPI`], a [`VirtualLine`]) if it has one.
     pub fn new(version: GicVersion, plan: &DomainPlan) -> Self {
         let mut dom = Self::with_spis(version, plan.cpus.len(), &[]);
         for spi in plan.devices.iter().flat_map(|d| d.spis.iter()) {
             dom.add_spi(*spi);
+        }
+        if plan.virtual_console.is_some() {
+            dom.add_spi(crate::plan::VIRTUAL_CONSOLE_SPI);
         }
         dom
     }
@@ -406,6 +412,160 @@ pub trait PhysGic {
     /// Route SPI `intid` to the physical core running `vcpu` (`IROUTER` /
     /// `ITARGETSR`).
     fn route(&mut self, intid: u32, vcpu: usize);
+}
+
+/// A purely virtual, level-sensitive SPI (the virtual console's): the state
+/// the physical GIC holds for a passthrough SPI (enable, pending latch,
+/// active, priority, trigger, route) is kept here instead, so the virtual
+/// distributor model treats it exactly like an owned SPI through
+/// [`WithLine`], and no physical interrupt is ever touched for it. The
+/// device drives its input [`VirtualLine::set_level`]; the firmware injects
+/// it as a software interrupt ([`Virq::hw`] false) on the vCPU it is routed
+/// to whenever [`VirtualLine::delivery`] says so, and withdraws what is still
+/// waiting when the line drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtualLine {
+    /// Its INTID.
+    pub intid: u32,
+    /// The "hardware" enable the model keeps equal to its forwarding
+    /// decision (guest enable, distributor on, GICv2 targets).
+    enabled: bool,
+    /// Pended by the guest (`ISPENDR`), until delivered or cleared.
+    latched: bool,
+    active: bool,
+    priority: u8,
+    edge: bool,
+    /// vCPU it is routed to.
+    vcpu: usize,
+    /// The device's output.
+    level: bool,
+}
+
+impl VirtualLine {
+    pub const fn new(intid: u32) -> Self {
+        Self {
+            intid,
+            enabled: false,
+            latched: false,
+            active: false,
+            priority: 0,
+            edge: false,
+            vcpu: 0,
+            level: false,
+        }
+    }
+
+    /// The device raised (true) or lowered its interrupt output.
+    pub fn set_level(&mut self, level: bool) {
+        self.level = level;
+    }
+
+    pub fn level(&self) -> bool {
+        self.level
+    }
+
+    /// Whether it should be pending for its vCPU now: enabled, and the line
+    /// high or pended by the guest. `Some((vcpu, priority))` to inject
+    /// (taking the guest's pend, which one delivery consumes).
+    pub fn delivery(&mut self) -> Option<(usize, u8)> {
+        if !self.enabled || !(self.level || self.latched) {
+            return None;
+        }
+        self.latched = false;
+        Some((self.vcpu, self.priority))
+    }
+
+    /// The vCPU it is routed to.
+    pub fn vcpu(&self) -> usize {
+        self.vcpu
+    }
+}
+
+/// A [`PhysGic`] whose calls for one [`VirtualLine`]'s INTID go to that
+/// line's state, and all others to `phys`.
+pub struct WithLine<'a> {
+    pub phys: &'a mut dyn PhysGic,
+    pub line: &'a mut VirtualLine,
+}
+
+impl PhysGic for WithLine<'_> {
+    fn set_enabled(&mut self, intid: u32, vcpu: Option<usize>, on: bool) {
+        if intid == self.line.intid {
+            self.line.enabled = on;
+        } else {
+            self.phys.set_enabled(intid, vcpu, on)
+        }
+    }
+    fn enabled(&self, intid: u32, vcpu: Option<usize>) -> bool {
+        if intid == self.line.intid {
+            self.line.enabled
+        } else {
+            self.phys.enabled(intid, vcpu)
+        }
+    }
+    fn set_pending(&mut self, intid: u32, vcpu: Option<usize>, on: bool) {
+        if intid == self.line.intid {
+            self.line.latched = on;
+        } else {
+            self.phys.set_pending(intid, vcpu, on)
+        }
+    }
+    fn pending(&self, intid: u32, vcpu: Option<usize>) -> bool {
+        if intid == self.line.intid {
+            self.line.latched || self.line.level
+        } else {
+            self.phys.pending(intid, vcpu)
+        }
+    }
+    fn set_active(&mut self, intid: u32, vcpu: Option<usize>, on: bool) {
+        if intid == self.line.intid {
+            self.line.active = on;
+        } else {
+            self.phys.set_active(intid, vcpu, on)
+        }
+    }
+    fn active(&self, intid: u32, vcpu: Option<usize>) -> bool {
+        if intid == self.line.intid {
+            self.line.active
+        } else {
+            self.phys.active(intid, vcpu)
+        }
+    }
+    fn set_priority(&mut self, intid: u32, vcpu: Option<usize>, prio: u8) {
+        if intid == self.line.intid {
+            self.line.priority = prio & PRIORITY_MASK;
+        } else {
+            self.phys.set_priority(intid, vcpu, prio)
+        }
+    }
+    fn priority(&self, intid: u32, vcpu: Option<usize>) -> u8 {
+        if intid == self.line.intid {
+            self.line.priority
+        } else {
+            self.phys.priority(intid, vcpu)
+        }
+    }
+    fn set_edge(&mut self, intid: u32, vcpu: Option<usize>, edge: bool) {
+        if intid == self.line.intid {
+            self.line.edge = edge;
+        } else {
+            self.phys.set_edge(intid, vcpu, edge)
+        }
+    }
+    fn edge(&self, intid: u32, vcpu: Option<usize>) -> bool {
+        if intid == self.line.intid {
+            self.line.edge
+        } else {
+            self.phys.edge(intid, vcpu)
+        }
+    }
+    fn route(&mut self, intid: u32, vcpu: usize) {
+        if intid == self.line.intid {
+            self.line.vcpu = vcpu;
+        } else {
+            self.phys.route(intid, vcpu)
+        }
+    }
 }
 
 /// Which trapped window an access was in.
@@ -1837,6 +1997,26 @@ pub fn lr_match(version: GicVersion, lr: u64, v: &Virq) -> LrMatch {
     })
 }
 
+/// A software interrupt `intid` (not physically backed) that list register
+/// value `lr` holds pending, withdrawn because its source (a
+/// [`VirtualLine`]) dropped: the value to write instead (active only if it
+/// was also active, otherwise free). `None` if `lr` does not hold it
+/// pending, or holds it as a hardware or EOI-maintained entry.
+pub fn lr_withdraw(version: GicVersion, lr: u64, intid: u32) -> Option<u64> {
+    let f = lr_fields(version, lr);
+    if f.hw || f.eoi || f.vintid != intid || f.state & 0b01 == 0 {
+        return None;
+    }
+    Some(if f.state & 0b10 == 0 {
+        0
+    } else {
+        match version {
+            GicVersion::V3 => lr & !(0b01 << 62),
+            GicVersion::V2 => lr & !(0b01 << 28),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2050,6 +2230,125 @@ mod tests {
         GICD_ICACTIVER,
     ];
 
+    /// The virtual console's SPI through [`WithLine`]: the guest configures
+    /// it like any owned SPI, its state never reaches the physical GIC, and
+    /// it is delivered while enabled and the line is high.
+    #[test]
+    fn a_virtual_line_is_configured_like_an_owned_spi_but_never_touches_hardware() {
+        const LINE_INTID: u32 = 32 + crate::plan::VIRTUAL_CONSOLE_SPI;
+        for v in [V2, V3] {
+            let mut t = T::new(v, 2, &[crate::plan::VIRTUAL_CONSOLE_SPI, 7]);
+            let mut line = VirtualLine::new(LINE_INTID);
+            macro_rules! w {
+                ($off:expr, $size:expr, $val:expr) => {{
+                    let mut g = WithLine {
+                        phys: &mut t.m,
+                        line: &mut line,
+                    };
+                    t.vd.write(&t.d, &mut g, 0, $off, $size, $val)
+                }};
+            }
+            macro_rules! r {
+                ($off:expr, $size:expr) => {{
+                    let mut g = WithLine {
+                        phys: &mut t.m,
+                        line: &mut line,
+                    };
+                    t.vd.read(&t.d, &mut g, 0, $off, $size).value
+                }};
+            }
+            {
+                let mut g = WithLine {
+                    phys: &mut t.m,
+                    line: &mut line,
+                };
+                t.vd.reset(&t.d, &mut g);
+            }
+            line.set_level(true);
+            assert_eq!(line.delivery(), None, "{v:?}: disabled at reset");
+            let (en, bit) = bit_reg(GICD_ISENABLER, LINE_INTID);
+            assert_eq!(w!(en, 4, bit).foreign, None);
+            assert_eq!(line.delivery(), None, "{v:?}: distributor still off");
+            let on = if v == V3 { 0b10 } else { 0b01 };
+            w!(GICD_CTLR, 4, on);
+            // Priority and route to vCPU 1.
+            w!(GICD_IPRIORITYR + u64::from(LINE_INTID), 1, 0x80);
+            if v == V3 {
+                w!(GICD_IROUTER + 8 * u64::from(LINE_INTID), 8, 1);
+            } else {
+                w!(GICD_ITARGETSR + u64::from(LINE_INTID), 1, 0b10);
+            }
+            assert_eq!(line.delivery(), Some((1, 0x80)), "{v:?}");
+            assert_eq!(r!(en, 4) & bit, bit, "{v:?}: reads back enabled");
+            let (pend, _) = bit_reg(GICD_ISPENDR, LINE_INTID);
+            assert_eq!(r!(pend, 4) & bit, bit, "{v:?}: pending while high");
+            // Level: nothing once the line drops.
+            line.set_level(false);
+            assert_eq!(line.delivery(), None);
+            assert_eq!(r!(pend, 4) & bit, 0);
+            // A guest's pend is delivered once.
+            w!(pend, 4, bit);
+            assert_eq!(line.delivery(), Some((1, 0x80)));
+            assert_eq!(line.delivery(), None);
+            // Disabled again: nothing.
+            let (dis, _) = bit_reg(GICD_ICENABLER, LINE_INTID);
+            w!(dis, 4, bit);
+            line.set_level(true);
+            assert_eq!(line.delivery(), None, "{v:?}");
+            // The physical GIC never heard of it; the other SPI is real.
+            let calls = t.m.take();
+            assert!(
+                calls.iter().all(|c| c.intid() != LINE_INTID),
+                "{v:?}: {calls:?}"
+            );
+            assert!(calls.iter().any(|c| c.intid() == 39), "{v:?}: {calls:?}");
+        }
+    }
+
+    #[test]
+    fn a_dropped_line_is_withdrawn_from_its_list_register() {
+        for v in [V2, V3] {
+            let virq = Virq {
+                intid: 33,
+                hw: false,
+                priority: 0x80,
+                source: 0,
+            };
+            let pending = lr(v, &virq, Deactivation::Hardware);
+            assert_eq!(lr_withdraw(v, pending, 33), Some(0), "{v:?}");
+            assert_eq!(lr_withdraw(v, pending, 34), None);
+            // Active and pending again: stays active, no longer pending.
+            let LrMatch::Repend(both) = lr_match(v, pending ^ active_bit(v) ^ pend_bit(v), &virq)
+            else {
+                panic!("{v:?}: an active entry is re-pended")
+            };
+            let left = lr_withdraw(v, both, 33).unwrap();
+            assert!(!lr_pending(v, left) && !lr_is_free(v, left), "{v:?}");
+            assert_eq!(lr_withdraw(v, left, 33), None, "active only: kept");
+            // A physically backed entry is never touched.
+            let hw = Virq { hw: true, ..virq };
+            assert_eq!(lr_withdraw(v, lr(v, &hw, Deactivation::Hardware), 33), None);
+            assert_eq!(
+                lr_withdraw(v, lr(v, &hw, Deactivation::Maintenance), 33),
+                None
+            );
+        }
+    }
+
+    fn active_bit(v: GicVersion) -> u64 {
+        match v {
+            V3 => 1 << 63,
+            V2 => 1 << 29,
+        }
+    }
+
+    fn pend_bit(v: GicVersion) -> u64 {
+        match v {
+            V3 => 1 << 62,
+            V2 => 1 << 28,
+        }
+    }
+
     #[test]
     fn domain_from_plan_owns_its_device_spis() {
         let mut plan = DomainPlan {
@@ -2089,6 +2388,15 @@ mod tests {
         assert_eq!(d.owned_spis.iter().collect::<Vec<_>>(), [33, 37, 38]);
         assert!(d.owns(33) && d.owns(37) && d.owns(38));
         assert!(!d.owns(34) && !d.owns(1) && !d.owns(27) && !d.owns(1020));
+        // A virtual console adds its SPI.
+        let mut vc = plan.clone();
+        vc.devices.clear();
+        vc.virtual_console = Some(crate::plan::VIRTUAL_CONSOLE_IPA);
+        let d = Domain::new(V2, &vc);
+        assert_eq!(
+            d.owned_spis.iter().collect::<Vec<_>>(),
+            [32 + crate::plan::VIRTUAL_CONSOLE_SPI]
+        );
         // Hostile numbers never panic and are never owned.
         let d = Domain::with_spis(V2, 99, &[u32::MAX, 988, 2000]);
         assert_eq!(d.vcpus, MAX_CPUS);

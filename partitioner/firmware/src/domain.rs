@@ -525,7 +525,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 // for the console.
                 let mut line = heapless::Vec::<u8, { bulkhead_core::vconsole::LINE }>::new();
                 let mut done = false;
-                {
+                let level = {
                     let mut st = STATE[di].lock();
                     if write {
                         let v = frame.reg(a.reg);
@@ -538,7 +538,10 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                         let v = st.console.read(off);
                         frame.set_reg(a.reg, v);
                     }
-                }
+                    st.console.interrupt()
+                };
+                // Every access may change the UART's interrupt line.
+                irq::set_console_line(di, d, level);
                 if done {
                     crate::console::domain_line(&d.name, &line);
                 }
@@ -924,6 +927,24 @@ pub fn report_call_once(di: usize, d: &DomainPlan, conduit: &str, fid: u32, pc: 
             d.name, conduit, fid, pc
         );
     }
+}
+
+/// A byte typed on the partitioner console for domain `di` (which has a
+/// virtual console and the input focus): queued in its receive FIFO (or
+/// dropped and counted when that is full), and its console's interrupt
+/// line updated, whichever core runs its vCPUs.
+pub fn console_receive(di: usize, bytes: &[u8]) {
+    let Some(d) = plan().domains.get(di) else {
+        return;
+    };
+    let level = {
+        let mut st = STATE[di].lock();
+        for &b in bytes {
+            st.console.receive(b);
+        }
+        st.console.interrupt()
+    };
+    irq::set_console_line(di, d, level);
 }
 
 /// A physical interrupt reached EL2 while a domain ran.

@@ -5,9 +5,9 @@
 //! domain for the life of the partitioner, so a domain's counts are the sum
 //! of its cores' slots, since reset (restarts included).
 
-use bulkhead_core::exits::{Cause, Command, Counts, Keys, CAUSES};
-use bulkhead_core::plan::{DomainPlan, MAX_CPUS};
-use core::sync::atomic::{AtomicU64, Ordering};
+use bulkhead_core::exits::{initial_focus, next_focus, Cause, Command, Counts, Key, Keys, CAUSES};
+use bulkhead_core::plan::{DomainPlan, MAX_CPUS, MAX_DOMAINS};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use log::info;
 use spin::Mutex;
 
@@ -71,19 +71,80 @@ pub fn print_all() {
 /// The partitioner console's key sequences (input arrives on one core).
 static KEYS: Mutex<Keys> = Mutex::new(Keys::new());
 
+/// The domain typed input goes to: its index, or [`NOBODY`] (the
+/// partitioner, which ignores it).
+static FOCUS: AtomicUsize = AtomicUsize::new(NOBODY);
+const NOBODY: usize = usize::MAX;
+
+/// Which domains have a virtual console (the ones input can go to).
+fn consoles() -> heapless::Vec<bool, MAX_DOMAINS> {
+    crate::domain::plan()
+        .domains
+        .iter()
+        .map(|d| d.virtual_console.is_some())
+        .collect()
+}
+
+/// Give the console's input to its first taker (the first domain with a
+/// virtual console) and say so; called once, when the partitioner starts
+/// taking console input.
+pub fn init_focus() {
+    let focus = initial_focus(&consoles());
+    FOCUS.store(focus.unwrap_or(NOBODY), Ordering::Release);
+    announce("goes", focus);
+}
+
+fn announce(verb: &str, focus: Option<usize>) {
+    match focus.and_then(|i| crate::domain::plan().domains.get(i)) {
+        Some(d) => info!(
+            "console input {verb} to domain \"{}\" (Ctrl-a three times to switch)",
+            d.name
+        ),
+        None => info!("console input {verb} to the partitioner (Ctrl-a three times to switch)"),
+    }
+}
+
+/// Bytes for the focused domain, handed over in one go.
+fn deliver(bytes: &mut heapless::Vec<u8, 128>) {
+    let focus = FOCUS.load(Ordering::Acquire);
+    if focus != NOBODY && !bytes.is_empty() {
+        crate::domain::console_receive(focus, bytes);
+    }
+    bytes.clear();
+}
+
 /// The partitioner console's receive interrupt: read what was typed and
-/// carry out any complete key sequence (no lock held while printing).
+/// carry out every complete key sequence in order: input for the focused
+/// domain, a focus switch, `Ctrl-a s` (no lock held while printing).
 pub fn console_input() {
-    let mut show = false;
+    let mut keys: heapless::Vec<Key, 128> = heapless::Vec::new();
     {
-        let mut keys = KEYS.lock();
+        let mut k = KEYS.lock();
         crate::console::receive(|b| {
-            if keys.feed(b) == Some(Command::ShowExits) {
-                show = true;
-            }
+            k.feed(b, |key| {
+                let _ = keys.push(key);
+            })
         });
     }
-    if show {
-        print_all();
+    let mut bytes: heapless::Vec<u8, 128> = heapless::Vec::new();
+    for key in keys {
+        match key {
+            Key::Input(b) => {
+                let _ = bytes.push(b);
+            }
+            Key::Command(c) => {
+                deliver(&mut bytes);
+                match c {
+                    Command::ShowExits => print_all(),
+                    Command::SwitchFocus => {
+                        let now = FOCUS.load(Ordering::Acquire);
+                        let next = next_focus((now != NOBODY).then_some(now), &consoles());
+                        FOCUS.store(next.unwrap_or(NOBODY), Ordering::Release);
+                        announce("now goes", next);
+                    }
+                }
+            }
+        }
     }
+    deliver(&mut bytes);
 }

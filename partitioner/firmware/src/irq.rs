@@ -16,16 +16,21 @@
 //!   with the partitioner's physical SGI.
 //! - Queued interrupts go to free list registers before every return to the
 //!   domain; if they run out, the underflow maintenance interrupt refills them.
+//! - The virtual console's interrupt is a purely virtual SPI
+//!   (`vgic::VirtualLine`, configured through the model like an owned SPI):
+//!   whenever the emulated UART's line changes it is queued as a software
+//!   interrupt for the vCPU it is routed to (kicking that core if it is
+//!   another), or withdrawn.
 
 use bulkhead_core::board::Range;
 use bulkhead_core::exits::Cause;
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Tables};
 use bulkhead_core::plan::{
     DomainPlan, GicVersion, MAX_CPUS, MAX_DOMAINS, VGICD_IPA, VGICD_SIZE, VGICR_IPA, VGICR_STRIDE,
-    VTIMER_INTID,
+    VIRTUAL_CONSOLE_SPI, VTIMER_INTID,
 };
 use bulkhead_core::trap::Access;
-use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq};
+use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq, VirtualLine, WithLine};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use log::warn;
 use spin::{Mutex, Once};
@@ -40,6 +45,11 @@ static OWNER: [AtomicU8; 1024] = [const { AtomicU8::new(0) }; 1024];
 /// Each domain's virtual distributor and its ownership description.
 static VDIST: [Once<Mutex<VDistributor>>; MAX_DOMAINS] = [const { Once::new() }; MAX_DOMAINS];
 static VDOM: [Once<vgic::Domain>; MAX_DOMAINS] = [const { Once::new() }; MAX_DOMAINS];
+/// Each domain's virtual console interrupt (used only by domains that have
+/// a virtual console). Locked after `VDIST` when both are held.
+static VLINE: [Mutex<VirtualLine>; MAX_DOMAINS] =
+    [const { Mutex::new(VirtualLine::new(VCONSOLE_INTID)) }; MAX_DOMAINS];
+const VCONSOLE_INTID: u32 = VIRTUAL_CONSOLE_SPI + vgic::FIRST_SPI;
 /// Virtual interrupts waiting for a list register, per physical core.
 static QUEUE: [Mutex<PendingIrqs>; MAX_CPUS] = [const { Mutex::new(PendingIrqs::new()) }; MAX_CPUS];
 /// Per core: something may be waiting in its `QUEUE` (only changed with
@@ -77,6 +87,7 @@ pub fn enable_console_input(spi: u32, core: usize) {
     CONSOLE_INTID.store(intid, Ordering::Release);
     gic::set_enabled(intid, core, true);
     crate::console::enable_rx();
+    exits::init_focus();
 }
 
 fn route_console_input(intid: u32, core: usize) {
@@ -183,7 +194,13 @@ pub fn init_domain(di: usize, d: &DomainPlan) {
     }
     let mut phys = Phys { d };
     let mut vd = VDistributor::new(dom);
-    vd.reset(dom, &mut phys);
+    vd.reset(
+        dom,
+        &mut WithLine {
+            phys: &mut phys,
+            line: &mut VLINE[di].lock(),
+        },
+    );
     refresh_timer(dom, d, &vd);
     VDIST[di].call_once(|| Mutex::new(vd));
 }
@@ -207,7 +224,16 @@ pub fn reset_domain(di: usize, d: &DomainPlan) {
     if let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) {
         let mut phys = Phys { d };
         let mut vd = vd.lock();
-        vd.reset(dom, &mut phys);
+        let mut line = VLINE[di].lock();
+        vd.reset(
+            dom,
+            &mut WithLine {
+                phys: &mut phys,
+                line: &mut line,
+            },
+        );
+        line.set_level(false);
+        drop(line);
         refresh_timer(dom, d, &vd);
     }
     for &c in d.cpus.iter() {
@@ -222,7 +248,13 @@ pub fn reset_vcpu() {
     let (di, d, vcpu) = domain::current();
     if let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) {
         let mut vd = vd.lock();
-        vd.reset_vcpu(dom, &mut Phys { d }, vcpu);
+        let mut line = VLINE[di].lock();
+        let mut phys = WithLine {
+            phys: &mut Phys { d },
+            line: &mut line,
+        };
+        vd.reset_vcpu(dom, &mut phys, vcpu);
+        drop(line);
         refresh_timer(dom, d, &vd);
     }
     gic::set_virtual_interface(true, false);
@@ -255,6 +287,73 @@ fn queue(core: usize, v: Virq) {
     }
     if core != this_core() {
         gic::send_sgi(gic::SGI_KICK, core, crate::board().cpus[core]);
+    }
+}
+
+/// Domain `di`'s virtual console raised (`level`) or lowered its
+/// interrupt line: queue its virtual SPI for the vCPU it is routed to if
+/// that vCPU runs and the guest has it enabled (kicking the vCPU's core if
+/// it is not this one), or withdraw what still waits when it dropped.
+/// Level semantics: called after every access to the console and whenever
+/// input arrives; a line still high while the guest handles it is made
+/// pending again in place (`flush`), so it comes back after the EOI.
+pub fn set_console_line(di: usize, d: &DomainPlan, level: bool) {
+    VLINE[di].lock().set_level(level);
+    sync_console_line(di, d);
+}
+
+fn sync_console_line(di: usize, d: &DomainPlan) {
+    let (wanted, vcpu) = {
+        let mut line = VLINE[di].lock();
+        (line.delivery(), line.vcpu())
+    };
+    match wanted {
+        Some((vcpu, priority)) => {
+            let Some(core) = domain::core_of(d, vcpu) else {
+                return;
+            };
+            // An off vCPU gets it when it next touches its console.
+            if domain::core_state(core) == domain::ON {
+                queue(
+                    core,
+                    Virq {
+                        intid: VCONSOLE_INTID,
+                        hw: false,
+                        priority,
+                        source: 0,
+                    },
+                );
+            }
+        }
+        None => {
+            if let Some(core) = domain::core_of(d, vcpu) {
+                withdraw(core, VCONSOLE_INTID);
+            }
+        }
+    }
+}
+
+/// Take software interrupt `intid` back from `core`'s queue, and from this
+/// core's list registers where it is still only pending (another core's
+/// are its own: there the guest may take it once more and find nothing).
+fn withdraw(core: usize, intid: u32) {
+    {
+        let mut q = QUEUE[core].lock();
+        if q.remove(intid) {
+            QUEUED[core].store(!q.is_empty(), Ordering::Release);
+        }
+    }
+    if core == this_core() {
+        let v = gic::version();
+        let used = !gic::empty_lrs() & lr_mask();
+        let mut bits = used;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(value) = vgic::lr_withdraw(v, gic::read_lr(i), intid) {
+                gic::write_lr(i, value);
+            }
+        }
     }
 }
 
@@ -496,17 +595,28 @@ pub fn emulate_mmio(
     let value = frame.reg(a.reg);
     let outcome = {
         let mut vd = vd.lock();
+        let mut line = VLINE[di].lock();
+        let mut phys = WithLine {
+            phys: &mut phys,
+            line: &mut line,
+        };
         let outcome = match (in_dist, write) {
             (true, false) => vd.read(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size),
             (true, true) => vd.write(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size, value),
             (false, false) => vd.read_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size),
             (false, true) => vd.write_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size, value),
         };
+        drop(line);
         if write {
             refresh_timer(dom, d, &vd);
         }
         outcome
     };
+    if write && d.virtual_console.is_some() {
+        // The guest may just have enabled, routed or pended its console's
+        // interrupt.
+        sync_console_line(di, d);
+    }
     if let Some(f) = &outcome.foreign {
         report_foreign(di, d, f);
     }
