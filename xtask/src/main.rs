@@ -562,6 +562,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("rpi4-isolation", "configs/rpi4/isolation.dts", Tamper::None),
     ("rpi4-irq", "tests/configs/rpi4-irq.dts", Tamper::None),
     (
+        "rpi4-linux-shell",
+        "tests/configs/rpi4-linux-shell.dts",
+        Tamper::None,
+    ),
+    (
         "rpi4-lifecycle",
         "tests/configs/rpi4-lifecycle.dts",
         Tamper::None,
