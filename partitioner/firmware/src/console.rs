@@ -1,73 +1,35 @@
-//! The partitioner's console: a polled PL011 that the partitioner owns
-//! outright. Its own log lines start with `bulkhead: `; lines from domains on
-//! the virtual console start with `[<domain>] ` (see `bulkhead_core::vconsole`).
+//! The partitioner's console: the board's console UART (a driver in
+//! `crate::uart`), polled, which the partitioner owns outright. Its own log
+//! lines start with `bulkhead: `; lines from domains on the virtual console
+//! start with `[<domain>] ` (see `bulkhead_core::vconsole`).
 //! Whole lines go out in turn, so lines from different cores never mix, and
 //! in the order the cores asked (see [`TURN`]).
 
+use crate::uart::ConsoleUart;
 use bulkhead_core::ticket::TicketLock;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicUsize, Ordering};
-use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::register_structs;
-use tock_registers::registers::{ReadOnly, ReadWrite};
 
-register_structs! {
-    Pl011Regs {
-        (0x000 => dr: ReadWrite<u32>),
-        (0x004 => _r0),
-        (0x018 => fr: ReadOnly<u32>),
-        (0x01c => _r1),
-        (0x030 => cr: ReadWrite<u32>),
-        (0x034 => _r2),
-        (0x038 => imsc: ReadWrite<u32>),
-        (0x03c => _r3),
-        (0x044 => icr: ReadWrite<u32>),
-        (0x048 => @END),
-    }
-}
+/// The console UART as a `fmt::Write` sink (each `\n` sent as `\r\n`).
+struct Out(&'static dyn ConsoleUart);
 
-const FR_TXFF: u32 = 1 << 5;
-const FR_RXFE: u32 = 1 << 4;
-/// Receive and receive-timeout interrupts (IMSC/ICR bits RXIM, RTIM).
-const INT_RX_RT: u32 = (1 << 4) | (1 << 6);
-const CR_UARTEN_TXE_RXE: u32 = (1 << 0) | (1 << 8) | (1 << 9);
-
-struct Pl011 {
-    base: usize,
-}
-
-impl Pl011 {
-    fn regs(&self) -> &Pl011Regs {
-        // SAFETY: `base` is the board's console PL011, which the partitioner owns exclusively
-        // (validation rejects any domain mapping it), is mapped as device memory at EL2 (or the
-        // MMU is off), and is valid for the whole life of the firmware.
-        unsafe { &*(self.base as *const Pl011Regs) }
-    }
-
-    fn put(&self, b: u8) {
-        while self.regs().fr.get() & FR_TXFF != 0 {}
-        self.regs().dr.set(b as u32);
-    }
-
+impl Out {
     fn put_bytes(&self, bytes: &[u8]) {
         for &b in bytes {
             if b == b'\n' {
-                self.put(b'\r');
+                self.0.put(b'\r');
             }
-            self.put(b);
+            self.0.put(b);
         }
     }
 }
 
-impl Write for Pl011 {
+impl Write for Out {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.put_bytes(s.as_bytes());
         Ok(())
     }
 }
 
-/// The console UART's base address; 0 until [`init`].
-static BASE: AtomicUsize = AtomicUsize::new(0);
 /// Whose turn it is to send a line: a FIFO ticket lock, so a core waiting
 /// for the console is served after the cores that asked before it, however
 /// often any of them asks. It is held only while a finished line's bytes
@@ -111,37 +73,23 @@ impl Write for LineBuf {
     }
 }
 
-fn uart() -> Option<Pl011> {
-    match BASE.load(Ordering::Acquire) {
-        0 => None,
-        base => Some(Pl011 { base }),
-    }
+fn uart() -> Option<Out> {
+    crate::uart::get().map(Out)
 }
 
-/// Start the console on the PL011 at `base`.
+/// Start the console on the board's console UART.
 pub fn init(console: bulkhead_core::board::Uart) {
-    // The one kind of console UART so far; another kind is another driver
-    // behind the same functions.
-    let bulkhead_core::board::UartKind::Pl011 = console.kind;
-    let base = console.reg.base;
-    let uart = Pl011 {
-        base: base as usize,
-    };
-    let cr = uart.regs().cr.get();
-    uart.regs().cr.set(cr | CR_UARTEN_TXE_RXE);
-    BASE.store(base as usize, Ordering::Release);
+    crate::uart::init(console);
     // A second init (never done) would only fail to install the logger again.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
 }
 
 /// Interrupt the partitioner when a byte arrives (the console's receive
-/// and receive-timeout interrupts; the GIC side is the caller's).
+/// interrupt; the GIC side is the caller's).
 pub fn enable_rx() {
-    if let Some(uart) = uart() {
-        uart.regs().icr.set(INT_RX_RT);
-        let m = uart.regs().imsc.get();
-        uart.regs().imsc.set(m | INT_RX_RT);
+    if let Some(uart) = crate::uart::get() {
+        uart.enable_rx_interrupt();
     }
 }
 
@@ -150,19 +98,21 @@ pub fn enable_rx() {
 /// need the console's turn: only the one core the interrupt is routed to
 /// ever reads.
 pub fn receive(mut f: impl FnMut(u8)) {
-    let Some(uart) = uart() else { return };
+    let Some(uart) = crate::uart::get() else {
+        return;
+    };
     // Clear the interrupt first, then drain: a byte that arrives after the
     // last read raises it again. (Clearing after draining loses a byte
     // that arrives in between: the interrupt would be cleared with the
     // byte still waiting, and nothing raises it again.)
-    uart.regs().icr.set(INT_RX_RT);
+    uart.clear_rx_interrupt();
     // Bounded: a FIFO holds 32 bytes; what comes meanwhile raises the
     // interrupt again.
     for _ in 0..64 {
-        if uart.regs().fr.get() & FR_RXFE != 0 {
-            break;
+        match uart.get() {
+            Some(b) => f(b),
+            None => break,
         }
-        f(uart.regs().dr.get() as u8);
     }
 }
 

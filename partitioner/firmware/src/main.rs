@@ -22,6 +22,7 @@ mod mmu;
 mod power;
 mod psci;
 mod report;
+mod uart;
 
 use aarch64_cpu::registers::{Writeable, VBAR_EL2};
 use bulkhead_core::board::{partitioner_footprint, Board, Range};
