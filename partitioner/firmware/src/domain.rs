@@ -26,42 +26,102 @@ use bulkhead_core::ratelimit::Kind;
 
 static PLAN: Once<Plan> = Once::new();
 static PACKAGE: Once<Package<'static>> = Once::new();
-/// Stage-2 root of each domain.
-static ROOTS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAINS];
-/// Guest address of each domain's device tree.
-static DTBS: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(0) }; MAX_DOMAINS];
-/// Each domain's memory is in its boot state (image, initrd, device tree
-/// in place); cleared by a restart, set by the domain's first core, which
-/// loads it just before it starts the domain. Domains thus load in
-/// parallel, each on its own core: a small real-time domain starts at once,
-/// whatever a Linux neighbour has to copy and zero.
-static LOADED: [AtomicBool; MAX_DOMAINS] = [const { AtomicBool::new(false) }; MAX_DOMAINS];
-/// Each domain's images passed their CRC-32 check (done once, by the core
-/// that first loads the domain).
-static VERIFIED: [AtomicBool; MAX_DOMAINS] = [const { AtomicBool::new(false) }; MAX_DOMAINS];
-/// Restarts so far.
-static RESTARTS: [AtomicU32; MAX_DOMAINS] = [const { AtomicU32::new(0) }; MAX_DOMAINS];
+/// A domain at run time: everything the partitioner keeps about it besides
+/// its plan (`bulkhead_core::plan::DomainPlan`, fixed at boot). One per
+/// domain in [`DOMAINS`], indexed like the plan's domains.
+struct Domain {
+    /// Stage-2 root.
+    root: AtomicU64,
+    /// Guest address of its device tree.
+    dtb: AtomicU64,
+    /// Its memory is in its boot state (image, initrd, device tree in
+    /// place); cleared by a restart, set by the domain's first core, which
+    /// loads it just before it starts the domain. Domains thus load in
+    /// parallel, each on its own core: a small real-time domain starts at
+    /// once, whatever a Linux neighbour has to copy and zero.
+    loaded: AtomicBool,
+    /// Its images passed their CRC-32 check (done once, by the core that
+    /// first loads the domain).
+    verified: AtomicBool,
+    /// Restarts so far.
+    restarts: AtomicU32,
+    /// A stop or restart of the domain is under way (set by the core doing
+    /// it; see [`claim_transition`]).
+    transition: AtomicBool,
+    /// What changes while it runs, under one lock.
+    state: Mutex<DomainState>,
+}
 
-/// What each physical core runs: domain index + 1 (0 = none) and vCPU index.
-static CORE_DOMAIN: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
-static CORE_VCPU: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+impl Domain {
+    const fn new() -> Self {
+        Self {
+            root: AtomicU64::new(0),
+            dtb: AtomicU64::new(0),
+            loaded: AtomicBool::new(false),
+            verified: AtomicBool::new(false),
+            restarts: AtomicU32::new(0),
+            transition: AtomicBool::new(false),
+            state: Mutex::new(DomainState {
+                console: VirtualConsole::new(),
+                stopped: false,
+                faults: 0,
+                reported_call: false,
+                reported_sysreg: false,
+                reported_set_way: false,
+            }),
+        }
+    }
+}
+
+static DOMAINS: [Domain; MAX_DOMAINS] = [const { Domain::new() }; MAX_DOMAINS];
 
 /// Power state of each core's vCPU.
 pub const OFF: usize = 0;
 pub const ON_PENDING: usize = 1;
 pub const ON: usize = 2;
-static CORE_STATE: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(OFF) }; MAX_CPUS];
-/// Entry point and context id a guest's PSCI CPU_ON gave a vCPU.
-static CORE_START: [Mutex<(u64, u64)>; MAX_CPUS] = [const { Mutex::new((0, 0)) }; MAX_CPUS];
-/// The next start of this core's vCPU is its domain's boot (or restart):
-/// at the image entry, with the device tree in x0, the memory loaded first
-/// if it is not. Any other start (a PSCI CPU_ON from the domain, even of
-/// its vCPU 0) is at the entry and context id CPU_ON gave, over live memory.
-static CORE_BOOT: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// A request another core left for this one (see [`kick`]).
 const REQ_NONE: usize = 0;
 const REQ_STOP: usize = 1;
-static CORE_REQUEST: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(REQ_NONE) }; MAX_CPUS];
+
+/// A physical core at run time: which vCPU of which domain it runs and
+/// where that vCPU is in its life. One per board core in [`CORES`].
+struct Core {
+    /// Domain index + 1 (0 = none).
+    domain: AtomicUsize,
+    /// vCPU index within its domain.
+    vcpu: AtomicUsize,
+    /// Power state of its vCPU: [`OFF`], [`ON_PENDING`] or [`ON`].
+    state: AtomicUsize,
+    /// Entry point and context id a guest's PSCI CPU_ON gave the vCPU.
+    start: Mutex<(u64, u64)>,
+    /// The next start of this core's vCPU is its domain's boot (or
+    /// restart): at the image entry, with the device tree in x0, the memory
+    /// loaded first if it is not. Any other start (a PSCI CPU_ON from the
+    /// domain, even of its vCPU 0) is at the entry and context id CPU_ON
+    /// gave, over live memory.
+    boot: AtomicBool,
+    /// A request another core left for this one (see [`kick`]).
+    request: AtomicUsize,
+    /// The domain's set/way maintenance since its last other exit has
+    /// already been carried out (see [`set_way`]).
+    set_way_done: AtomicBool,
+}
+
+impl Core {
+    const fn new() -> Self {
+        Self {
+            domain: AtomicUsize::new(0),
+            vcpu: AtomicUsize::new(0),
+            state: AtomicUsize::new(OFF),
+            start: Mutex::new((0, 0)),
+            boot: AtomicBool::new(false),
+            request: AtomicUsize::new(REQ_NONE),
+            set_way_done: AtomicBool::new(false),
+        }
+    }
+}
+
+static CORES: [Core; MAX_CPUS] = [const { Core::new() }; MAX_CPUS];
 
 /// Mutable per-domain state.
 struct DomainState {
@@ -75,20 +135,9 @@ struct DomainState {
     reported_set_way: bool,
 }
 
-static STATE: [Mutex<DomainState>; MAX_DOMAINS] = [const {
-    Mutex::new(DomainState {
-        console: VirtualConsole::new(),
-        stopped: false,
-        faults: 0,
-        reported_call: false,
-        reported_sysreg: false,
-        reported_set_way: false,
-    })
-}; MAX_DOMAINS];
-
 /// Whether domain `di` has stopped for good.
 pub fn stopped(di: usize) -> bool {
-    STATE[di].lock().stopped
+    DOMAINS[di].state.lock().stopped
 }
 
 pub fn plan() -> &'static Plan {
@@ -114,7 +163,7 @@ unsafe fn phys_mut(pa: u64, len: u64) -> &'static mut [u8] {
 }
 
 /// Build every domain's stage 2 and its virtual GIC (its memory is loaded
-/// later, by its own first core: see `LOADED`), then check the tables
+/// later, by its own first core: see `Domain::loaded`), then check the tables
 /// (`verify_stage2`). `partitioner` is the RAM the partitioner occupies.
 pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
     let plan = PLAN.call_once(|| plan);
@@ -135,10 +184,10 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
                 )),
             }
         };
-        ROOTS[i].store(root, Ordering::Release);
+        DOMAINS[i].root.store(root, Ordering::Release);
         for (v, &c) in d.cpus.iter().enumerate() {
-            CORE_DOMAIN[c].store(i + 1, Ordering::Release);
-            CORE_VCPU[c].store(v, Ordering::Release);
+            CORES[c].domain.store(i + 1, Ordering::Release);
+            CORES[c].vcpu.store(v, Ordering::Release);
         }
         irq::init_domain(i, d);
         let cores: heapless::Vec<u64, MAX_CPUS> = d.cpus.iter().map(|&c| board.cpus[c]).collect();
@@ -192,7 +241,7 @@ fn verify_stage2(plan: &Plan, partitioner: Range) {
         for (i, d) in plan.domains.iter().enumerate() {
             let tables = Tables {
                 regime: Regime::Stage2,
-                root: ROOTS[i].load(Ordering::Acquire),
+                root: DOMAINS[i].root.load(Ordering::Acquire),
             };
             match stage2::verify(d, &extra, &tables, &mut alloc) {
                 Ok(w) => pages += w.pages,
@@ -241,7 +290,7 @@ fn load(i: usize, d: &DomainPlan) {
     let pkg = PACKAGE.get().expect("set before any load");
     // Its images' checksums, once (the package is read-only and no domain
     // maps it): a damaged image stops only its own domain.
-    if !VERIFIED[i].load(Ordering::Acquire) {
+    if !DOMAINS[i].verified.load(Ordering::Acquire) {
         let crc = crate::checksum::crc32_updater();
         let initrd = bulkhead_core::plan::initrd_name(&d.name);
         for entry in [d.name.as_str(), initrd.as_str()] {
@@ -250,7 +299,7 @@ fn load(i: usize, d: &DomainPlan) {
                 stop_domain(i, d, "its image failed its CRC-32 check");
             }
         }
-        VERIFIED[i].store(true, Ordering::Release);
+        DOMAINS[i].verified.store(true, Ordering::Release);
     }
     // The domain's RAM is mapped at EL2 on this core only, and only until
     // it is loaded.
@@ -296,7 +345,7 @@ fn load(i: usize, d: &DomainPlan) {
             // SAFETY: `dtb_ipa` places the tree inside the RAM mapping of the
             // entry point, above the image; it is domain RAM as above.
             unsafe { phys_mut(pa, len as u64) }.copy_from_slice(&buf[..len]);
-            DTBS[i].store(ipa, Ordering::Release);
+            DOMAINS[i].dtb.store(ipa, Ordering::Release);
         }
         (tree, ipa) => crate::fatal(format_args!(
             "domain \"{}\": cannot place its device tree ({:?}, {:?})",
@@ -316,21 +365,21 @@ fn load(i: usize, d: &DomainPlan) {
 pub fn start_all(boot_core: usize) -> ! {
     for (i, d) in plan().domains.iter().enumerate() {
         let first = d.cpus[0];
-        CORE_BOOT[first].store(true, Ordering::Release);
-        CORE_STATE[first].store(ON_PENDING, Ordering::Release);
+        CORES[first].boot.store(true, Ordering::Release);
+        CORES[first].state.store(ON_PENDING, Ordering::Release);
         if first == boot_core {
             continue;
         }
         if let Err(why) = power_on(d, first) {
-            CORE_STATE[first].store(OFF, Ordering::Release);
-            STATE[i].lock().stopped = true;
+            CORES[first].state.store(OFF, Ordering::Release);
+            DOMAINS[i].state.lock().stopped = true;
             error!("domain \"{}\" stopped: {why}", d.name);
         }
     }
-    if CORE_STATE[boot_core].load(Ordering::Acquire) == ON_PENDING {
+    if CORES[boot_core].state.load(Ordering::Acquire) == ON_PENDING {
         launch(boot_core);
     }
-    if CORE_DOMAIN[boot_core].load(Ordering::Acquire) == 0 {
+    if CORES[boot_core].domain.load(Ordering::Acquire) == 0 {
         info!("core {boot_core} belongs to no domain: powering it off");
     }
     park()
@@ -362,7 +411,7 @@ impl core::fmt::Display for PowerOnFailed {
 /// the core never comes.
 fn power_on(d: &DomainPlan, core: usize) -> Result<(), PowerOnFailed> {
     use bulkhead_core::lifecycle::{power_on_outcome, PowerOn};
-    let di = CORE_DOMAIN[core].load(Ordering::Acquire).wrapping_sub(1);
+    let di = CORES[core].domain.load(Ordering::Acquire).wrapping_sub(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -420,29 +469,29 @@ pub fn identify_core() -> usize {
 
 /// The vCPU state of core `core`.
 pub fn core_state(core: usize) -> usize {
-    CORE_STATE[core].load(Ordering::Acquire)
+    CORES[core].state.load(Ordering::Acquire)
 }
 
 /// Enter this core's vCPU from reset.
 pub fn launch(core: usize) -> ! {
-    let di = CORE_DOMAIN[core].load(Ordering::Acquire);
-    if di == 0 || CORE_REQUEST[core].swap(REQ_NONE, Ordering::SeqCst) == REQ_STOP {
-        CORE_STATE[core].store(OFF, Ordering::Release);
+    let di = CORES[core].domain.load(Ordering::Acquire);
+    if di == 0 || CORES[core].request.swap(REQ_NONE, Ordering::SeqCst) == REQ_STOP {
+        CORES[core].state.store(OFF, Ordering::Release);
         park();
     }
     let d = &plan().domains[di - 1];
-    let vcpu = CORE_VCPU[core].load(Ordering::Acquire);
+    let vcpu = CORES[core].vcpu.load(Ordering::Acquire);
     let mut frame = TrapFrame::ZERO;
-    let boot = CORE_BOOT[core].swap(false, Ordering::AcqRel);
+    let boot = CORES[core].boot.swap(false, Ordering::AcqRel);
     if boot {
-        if !LOADED[di - 1].load(Ordering::Acquire) {
+        if !DOMAINS[di - 1].loaded.load(Ordering::Acquire) {
             load(di - 1, d);
-            LOADED[di - 1].store(true, Ordering::Release);
+            DOMAINS[di - 1].loaded.store(true, Ordering::Release);
         }
-        frame.x[0] = DTBS[di - 1].load(Ordering::Acquire);
+        frame.x[0] = DOMAINS[di - 1].dtb.load(Ordering::Acquire);
         frame.elr = d.entry;
     } else {
-        let (entry, ctx) = *CORE_START[core].lock();
+        let (entry, ctx) = *CORES[core].start.lock();
         frame.x[0] = ctx;
         frame.elr = entry;
     }
@@ -458,9 +507,9 @@ pub fn launch(core: usize) -> ! {
     crate::el1::reset();
     irq::reset_vcpu();
     gic::reset_virtual_cpu_interface();
-    mmu::install_stage2(ROOTS[di - 1].load(Ordering::Acquire), d.vmid);
+    mmu::install_stage2(DOMAINS[di - 1].root.load(Ordering::Acquire), d.vmid);
     HCR_EL2.set(crate::cpu::hcr_el2());
-    CORE_STATE[core].store(ON, Ordering::Release);
+    CORES[core].state.store(ON, Ordering::Release);
     let (ms, frac) = ms_since_reset();
     // A (re)boot of the domain happens at most restart-limit + 1 times and
     // is always reported; a start by the domain's own CPU_ON can be
@@ -487,12 +536,12 @@ fn set_vmpidr(vcpu: u64) {
 /// The domain and vCPU running on this core.
 pub fn current() -> (usize, &'static DomainPlan, usize) {
     let core = this_core();
-    let di = CORE_DOMAIN[core].load(Ordering::Acquire);
+    let di = CORES[core].domain.load(Ordering::Acquire);
     let d = plan()
         .domains
         .get(di.wrapping_sub(1))
         .unwrap_or_else(|| crate::fatal(format_args!("trap on core {core}, which runs no domain")));
-    (di - 1, d, CORE_VCPU[core].load(Ordering::Acquire))
+    (di - 1, d, CORES[core].vcpu.load(Ordering::Acquire))
 }
 
 /// The physical core of vCPU `vcpu` of domain `d`.
@@ -508,7 +557,9 @@ pub fn handle_sync(frame: &mut TrapFrame) {
     let step = trap::instruction_len(esr);
     let exit = trap::decode(esr);
     if !matches!(exit, Exit::SysReg { op0: 1, .. }) {
-        SET_WAY_DONE[this_core()].store(false, Ordering::Relaxed);
+        CORES[this_core()]
+            .set_way_done
+            .store(false, Ordering::Relaxed);
     }
     match exit {
         Exit::DataAbort {
@@ -526,7 +577,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 let mut line = heapless::Vec::<u8, { bulkhead_core::vconsole::LINE }>::new();
                 let mut done = false;
                 let level = {
-                    let mut st = STATE[di].lock();
+                    let mut st = DOMAINS[di].state.lock();
                     if write {
                         let v = frame.reg(a.reg);
                         st.console.write(off, v, |l| {
@@ -586,7 +637,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 (op0, op1, crn, crm, op2),
                 frame.reg(reg),
             ) {
-                let mut st = STATE[di].lock();
+                let mut st = DOMAINS[di].state.lock();
                 if !st.reported_sysreg {
                     st.reported_sysreg = true;
                     warn!(
@@ -629,10 +680,6 @@ pub fn handle_sync(frame: &mut TrapFrame) {
     irq::flush();
 }
 
-/// Per core: the domain's set/way maintenance since its last other exit
-/// has already been carried out (see [`set_way`]).
-static SET_WAY_DONE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-
 /// A trapped data cache maintenance by set/way (HCR_EL2.TSW). On a cache
 /// shared with other cores, a domain's `DC ISW` would discard other
 /// domains' dirty lines, and its `DC CISW` would cost them their cached
@@ -644,7 +691,7 @@ static SET_WAY_DONE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) };
 /// other reason) costs only the trap.
 fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
     let core = this_core();
-    if SET_WAY_DONE[core].swap(true, Ordering::Relaxed) {
+    if CORES[core].set_way_done.swap(true, Ordering::Relaxed) {
         return;
     }
     mmu::map_domain_ram(d);
@@ -652,7 +699,7 @@ fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
         mmu::clean_to_poc(m.pa, m.size);
     }
     mmu::unmap_domain_ram(d);
-    let mut st = STATE[di].lock();
+    let mut st = DOMAINS[di].state.lock();
     if !st.reported_set_way {
         st.reported_set_way = true;
         info!(
@@ -673,7 +720,7 @@ fn outside_access(di: usize, d: &DomainPlan, vcpu: usize, frame: &mut TrapFrame,
     let ipa = fault_ipa();
     let far = FAR_EL2.get();
     let n = {
-        let mut st = STATE[di].lock();
+        let mut st = DOMAINS[di].state.lock();
         st.faults += 1;
         st.faults
     };
@@ -732,8 +779,8 @@ fn stop_other_cores(d: &DomainPlan) {
         for &c in d.cpus.iter().filter(|&&c| c != me) {
             // SeqCst: the request is visible to a core before it can be seen
             // off here and then powered on by a vCPU (see `launch`).
-            CORE_REQUEST[c].store(REQ_STOP, Ordering::SeqCst);
-            if CORE_STATE[c].load(Ordering::SeqCst) != OFF {
+            CORES[c].request.store(REQ_STOP, Ordering::SeqCst);
+            if CORES[c].state.load(Ordering::SeqCst) != OFF {
                 gic::send_sgi(gic::SGI_KICK, c, board.cpus[c]);
             }
         }
@@ -748,7 +795,7 @@ fn stop_other_cores(d: &DomainPlan) {
         let running = d
             .cpus
             .iter()
-            .find(|&&c| c != me && CORE_STATE[c].load(Ordering::SeqCst) != OFF);
+            .find(|&&c| c != me && CORES[c].state.load(Ordering::SeqCst) != OFF);
         let Some(&c) = running else {
             quiet_passes += 1;
             if quiet_passes == 2 {
@@ -777,33 +824,29 @@ fn stop_other_cores(d: &DomainPlan) {
 pub fn check_requests() {
     let core = this_core();
     // A plain load first: requests are rare, and this is on every exit.
-    if CORE_REQUEST[core].load(Ordering::Acquire) != REQ_NONE
-        && CORE_REQUEST[core].swap(REQ_NONE, Ordering::AcqRel) == REQ_STOP
+    if CORES[core].request.load(Ordering::Acquire) != REQ_NONE
+        && CORES[core].request.swap(REQ_NONE, Ordering::AcqRel) == REQ_STOP
     {
         irq::clear_vcpu();
-        CORE_STATE[core].store(OFF, Ordering::Release);
+        CORES[core].state.store(OFF, Ordering::Release);
         park();
     }
 }
 
 /// Stop domain `di` for good: all its cores off.
-/// A stop or restart of the domain is under way (set by the core doing it).
-static TRANSITION: [core::sync::atomic::AtomicBool; MAX_DOMAINS] =
-    [const { core::sync::atomic::AtomicBool::new(false) }; MAX_DOMAINS];
-
 /// Claim the domain's stop/restart; a core that loses the race (two vCPUs
 /// asking at once) just turns its own vCPU off and lets the winner finish.
 fn claim_transition(di: usize) {
-    if TRANSITION[di].swap(true, Ordering::AcqRel) {
+    if DOMAINS[di].transition.swap(true, Ordering::AcqRel) {
         irq::clear_vcpu();
-        CORE_STATE[this_core()].store(OFF, Ordering::Release);
+        CORES[this_core()].state.store(OFF, Ordering::Release);
         park();
     }
 }
 
 pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     claim_transition(di);
-    STATE[di].lock().stopped = true;
+    DOMAINS[di].state.lock().stopped = true;
     stop_other_cores(d);
     irq::reset_domain(di, d);
     // The console's keys keep working on a core that still runs a domain.
@@ -818,18 +861,18 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
         d.name, why
     );
     irq::clear_vcpu();
-    CORE_STATE[this_core()].store(OFF, Ordering::Release);
+    CORES[this_core()].state.store(OFF, Ordering::Release);
     park()
 }
 
 /// Restart domain `di` from its pristine image; stop it past the limit.
 pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
-    let n = RESTARTS[di].load(Ordering::Acquire) + 1;
+    let n = DOMAINS[di].restarts.load(Ordering::Acquire) + 1;
     if n > d.restart_limit {
         stop_domain(di, d, "restart limit reached");
     }
     claim_transition(di);
-    RESTARTS[di].store(n, Ordering::Release);
+    DOMAINS[di].restarts.store(n, Ordering::Release);
     // Restarts are bounded by the domain's restart-limit: each is reported
     // (after the counts of anything its rate limit suppressed).
     crate::report::flush(di, &d.name);
@@ -841,29 +884,29 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     irq::reset_domain(di, d);
     irq::clear_vcpu();
     // Its first core reloads its memory when it starts it again.
-    LOADED[di].store(false, Ordering::Release);
+    DOMAINS[di].loaded.store(false, Ordering::Release);
     {
-        let mut st = STATE[di].lock();
+        let mut st = DOMAINS[di].state.lock();
         st.console = VirtualConsole::new();
         st.stopped = false;
     }
     let me = this_core();
     for &c in d.cpus.iter() {
-        CORE_STATE[c].store(OFF, Ordering::Release);
+        CORES[c].state.store(OFF, Ordering::Release);
         // A core that stopped on its own never consumed its stop request.
-        CORE_REQUEST[c].store(REQ_NONE, Ordering::Release);
+        CORES[c].request.store(REQ_NONE, Ordering::Release);
     }
     let first = d.cpus[0];
-    CORE_BOOT[first].store(true, Ordering::Release);
-    CORE_STATE[first].store(ON_PENDING, Ordering::Release);
-    TRANSITION[di].store(false, Ordering::Release);
+    CORES[first].boot.store(true, Ordering::Release);
+    CORES[first].state.store(ON_PENDING, Ordering::Release);
+    DOMAINS[di].transition.store(false, Ordering::Release);
     if first == me {
         launch(me);
     }
     if let Err(why) = power_on(d, first) {
         // Nothing of the domain runs: its first core never came.
-        CORE_BOOT[first].store(false, Ordering::Release);
-        CORE_STATE[first].store(OFF, Ordering::Release);
+        CORES[first].boot.store(false, Ordering::Release);
+        CORES[first].state.store(OFF, Ordering::Release);
         stop_domain(di, d, alloc_free_reason(&why).as_str());
     }
     park()
@@ -888,15 +931,18 @@ pub fn start_vcpu(d: &DomainPlan, vcpu: usize, entry: u64, ctx: u64) -> i64 {
     if d.ram_at(entry).is_none() {
         return INVALID_PARAMETERS;
     }
-    match CORE_STATE[core].compare_exchange(OFF, ON_PENDING, Ordering::SeqCst, Ordering::SeqCst) {
+    match CORES[core]
+        .state
+        .compare_exchange(OFF, ON_PENDING, Ordering::SeqCst, Ordering::SeqCst)
+    {
         Ok(_) => {}
         Err(ON) => return ALREADY_ON,
         Err(_) => return RET_ON_PENDING,
     }
-    *CORE_START[core].lock() = (entry, ctx);
-    CORE_BOOT[core].store(false, Ordering::Release);
+    *CORES[core].start.lock() = (entry, ctx);
+    CORES[core].boot.store(false, Ordering::Release);
     if power_on(d, core).is_err() {
-        CORE_STATE[core].store(OFF, Ordering::Release);
+        CORES[core].state.store(OFF, Ordering::Release);
         return bulkhead_core::lifecycle::INTERNAL_FAILURE;
     }
     SUCCESS
@@ -906,8 +952,8 @@ pub fn start_vcpu(d: &DomainPlan, vcpu: usize, entry: u64, ctx: u64) -> i64 {
 pub fn stop_this_vcpu(d: &DomainPlan) -> ! {
     let core = this_core();
     irq::clear_vcpu();
-    CORE_STATE[core].store(OFF, Ordering::Release);
-    let di = CORE_DOMAIN[core].load(Ordering::Acquire).wrapping_sub(1);
+    CORES[core].state.store(OFF, Ordering::Release);
+    let di = CORES[core].domain.load(Ordering::Acquire).wrapping_sub(1);
     limited!(
         di,
         d,
@@ -919,7 +965,7 @@ pub fn stop_this_vcpu(d: &DomainPlan) -> ! {
 
 /// Report an unsupported call, once per domain.
 pub fn report_call_once(di: usize, d: &DomainPlan, conduit: &str, fid: u32, pc: u64) {
-    let mut st = STATE[di].lock();
+    let mut st = DOMAINS[di].state.lock();
     if !st.reported_call {
         st.reported_call = true;
         warn!(
@@ -938,7 +984,7 @@ pub fn console_receive(di: usize, bytes: &[u8]) {
         return;
     };
     let level = {
-        let mut st = STATE[di].lock();
+        let mut st = DOMAINS[di].state.lock();
         for &b in bytes {
             st.console.receive(b);
         }
