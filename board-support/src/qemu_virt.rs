@@ -6,7 +6,8 @@
 //! by QEMU's built-in PSCI (SMC conduit) until `CPU_ON`.
 
 use bulkhead_core::board::{
-    Board, Conduit, CpuStart, Device, DeviceUse, Gic, QemuModel, Range, Uart, UartKind,
+    Board, Conduit, CpuStart, Device, DeviceUse, Gic, Iommu, PcieHost, QemuModel, Range, Uart,
+    UartKind,
 };
 use bulkhead_core::vgic::Deactivation;
 
@@ -105,7 +106,7 @@ pub static BOARD: Board = Board {
     cpu_start: CpuStart::Psci(Conduit::Smc),
     image_base: LOAD_ADDRESS,
     qemu: Some(QemuModel {
-        machine: "virt,virtualization=on,gic-version={gic}",
+        machine: "virt,virtualization=on,gic-version={gic},iommu=smmuv3",
         cpu_choice: true,
         memory_mib: None,
         console_serial: 0,
@@ -113,9 +114,27 @@ pub static BOARD: Board = Board {
         args: &[],
     }),
     spi_count: 256,
-    // QEMU can add an SMMUv3 (`-M virt,iommu=smmuv3`), but the partitioner
-    // does not drive one: no device is covered.
-    iommus: &[],
+    // The SMMUv3 of `-M virt,iommu=smmuv3` (its model in `qemu` below
+    // always asks for it): SPIs 74-77 are its event queue, PRI queue,
+    // command-sync and global-error interrupts. Only the PCIe root complex
+    // sits behind it (stream ID = requester ID), not the platform devices.
+    iommus: &[Iommu {
+        name: "smmu",
+        reg: Range::new(0x0905_0000, 0x2_0000),
+        streams: &[],
+        spis: &[74, 75, 76, 77],
+    }],
+    // QEMU's generic ECAM host bridge (`pcie@10000000` in its device tree):
+    // the high ECAM window (256 buses), the 32-bit memory window (the 64-bit
+    // one, at 512 GiB, is beyond Bulkhead's 39-bit address spaces), INTA-D
+    // on SPIs 3-6.
+    pcie: Some(PcieHost {
+        name: "pcie",
+        ecam: Range::new(0x40_1000_0000, 0x1000_0000),
+        mmio32: Range::new(0x1000_0000, 0x2eff_0000),
+        intx_spis: [3, 4, 5, 6],
+        iommu: Some("smmu"),
+    }),
 };
 
 /// Page `n` (0..4) of the virtio-mmio transports: transports `8n..8n+8`,

@@ -141,4 +141,7 @@ pub static BOARD: Board = Board {
     // The BCM2711 has no IOMMU: DMA-capable devices are refused unless a
     // config accepts the risk (`dma = "unprotected"`).
     iommus: &[],
+    // The BCM2711's PCIe (the USB 3 controller on the board) is not driven
+    // by Bulkhead, nor modelled by QEMU.
+    pcie: None,
 };

@@ -198,11 +198,12 @@ pub struct IommuStream {
     pub ids: &'static [u32],
 }
 
-/// An IOMMU (an Arm SMMU) that translates the DMA of some of the board's
+/// An IOMMU (an Arm SMMUv3) that translates the DMA of some of the board's
 /// devices. Listing one is a promise that the partitioner programs it so
 /// that each covered device reaches only the memory of the domain that owns
-/// it; no board lists one yet (the partitioner has no SMMU driver), so every
-/// DMA-capable device is unprotected today.
+/// it (`firmware/src/iommu/`): today the PCIe functions behind the SMMUv3 of
+/// QEMU `virt` ([`PcieHost::iommu`]); `streams` of platform devices are not
+/// driven yet, so no board lists any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Iommu {
     pub name: &'static str,
@@ -210,6 +211,29 @@ pub struct Iommu {
     pub reg: Range,
     /// The devices whose DMA it translates.
     pub streams: &'static [IommuStream],
+    /// Its interrupts (SPIs), kept by the partitioner; the first is the
+    /// event queue's.
+    pub spis: &'static [u32],
+}
+
+/// A PCI Express host bridge with an ECAM configuration window (the
+/// generic `pci-host-ecam-generic` kind). The partitioner keeps it: it
+/// enumerates the root bus at boot, places the BARs of the functions
+/// domains own, and switches every other function off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PcieHost {
+    /// Name, as the DMA messages give it.
+    pub name: &'static str,
+    /// The ECAM window (1 MiB per bus).
+    pub ecam: Range,
+    /// The 32-bit memory window the functions' BARs are placed in.
+    pub mmio32: Range,
+    /// SPIs of the legacy interrupts INTA-INTD of device 0 (the host
+    /// bridge swizzles them by device number).
+    pub intx_spis: [u32; 4],
+    /// The IOMMU in front of the functions' DMA (stream ID = requester
+    /// ID), by name ([`Iommu::name`]); `None`: their DMA is unprotected.
+    pub iommu: Option<&'static str>,
 }
 
 /// Everything Bulkhead needs to know about a board.
@@ -239,8 +263,10 @@ pub struct Board {
     pub qemu: Option<QemuModel>,
     /// Number of SPIs the interrupt controller implements.
     pub spi_count: u32,
-    /// IOMMUs in front of DMA-capable devices (none on QEMU `virt`).
+    /// IOMMUs in front of DMA-capable devices.
     pub iommus: &'static [Iommu],
+    /// The PCI Express host bridge, if the board has one Bulkhead drives.
+    pub pcie: Option<PcieHost>,
 }
 
 impl Board {
@@ -264,6 +290,12 @@ impl Board {
         core::iter::once((self.console.reg, "partitioner console"))
             .chain(self.gics.iter().flat_map(|g| g.parts()))
             .chain(self.iommus.iter().map(|i| (i.reg, "IOMMU")))
+            .chain(self.pcie.iter().flat_map(|p| {
+                [
+                    (p.ecam, "PCIe configuration window"),
+                    (p.mmio32, "PCIe memory window (BARs are placed at boot)"),
+                ]
+            }))
             .chain(self.devices.iter().filter_map(|d| match d.usage {
                 DeviceUse::Reserved(why) => Some((d.reg, why)),
                 DeviceUse::Assignable => None,

@@ -111,6 +111,9 @@ pub struct RegionConfig<'b> {
 pub enum DeviceSource<'b> {
     /// `board-device`: a device of the board, by name.
     Board(&'b str),
+    /// `pci-function`: a function on the board's PCI Express host bridge, by
+    /// its address; its BARs are placed at boot.
+    Pci(crate::pci::Bdf),
     /// Given explicitly.
     Explicit {
         /// `physical-address`.
@@ -665,6 +668,7 @@ fn parse_regions<'b>(memory: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &
 
 const DEVICE_PROPS: &[&str] = &[
     "board-device",
+    "pci-function",
     "guest-address",
     "physical-address",
     "size",
@@ -746,7 +750,30 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
                 false
             }
         };
-        let source = if let Some(p) = node.prop("board-device") {
+        let source = if let Some(p) = node.prop("pci-function") {
+            for extra in EXPLICIT_ONLY
+                .iter()
+                .chain(&["board-device", "guest-address"])
+            {
+                if node.prop(extra).is_some() {
+                    r.bad(
+                        extra,
+                        "not allowed together with pci-function (its BARs are placed at boot, at their physical addresses)",
+                    );
+                }
+            }
+            match r.str_of(p).map(crate::pci::Bdf::parse) {
+                Some(Some(bdf)) => Some(DeviceSource::Pci(bdf)),
+                Some(None) => {
+                    r.bad(
+                        "pci-function",
+                        "pci-function is a function's address as lspci prints it: \"bb:dd.f\" (hex bus and device, function 0-7)",
+                    );
+                    None
+                }
+                None => None,
+            }
+        } else if let Some(p) = node.prop("board-device") {
             let board_device = r.str_of(p);
             for extra in EXPLICIT_ONLY {
                 if node.prop(extra).is_some() {

@@ -268,6 +268,25 @@ pub enum Error {
         /// explicit range).
         device: &'static str,
     },
+    /// `pci-function` on a board without a PCI Express host bridge.
+    PciNoHost { at: Site },
+    /// A PCI function off the root bus (no bridge is modelled, and
+    /// functions behind a bridge without ACS cannot be isolated).
+    PciBus { at: Site, bdf: crate::pci::Bdf },
+    /// A PCI function given twice.
+    PciShared {
+        at: Site,
+        bdf: crate::pci::Bdf,
+        owner: Name,
+        other: Text,
+    },
+    /// Functions of one PCI device given to different domains.
+    PciSplit {
+        at: Site,
+        bdf: crate::pci::Bdf,
+        other_bdf: crate::pci::Bdf,
+        owner: Name,
+    },
     /// The domain's image does not exist.
     MissingImage { at: Site, image: Text },
     /// The image does not fit between the entry point and the end of its region.
@@ -350,6 +369,10 @@ impl Error {
             Error::IrqReserved { .. } => "irq-reserved",
             Error::IrqNotOfDevice { .. } => "irq-not-of-device",
             Error::DmaUnprotected { .. } => "dma-unprotected",
+            Error::PciNoHost { .. } => "pci-no-host",
+            Error::PciBus { .. } => "pci-bus",
+            Error::PciShared { .. } => "pci-shared",
+            Error::PciSplit { .. } => "pci-split",
             Error::MissingImage { .. } => "missing-image",
             Error::ImageTooLarge { .. } => "image-too-large",
             Error::EntryOutsideRam { .. } => "entry-outside-ram",
@@ -402,6 +425,10 @@ impl Error {
         "irq-reserved",
         "irq-not-of-device",
         "dma-unprotected",
+        "pci-no-host",
+        "pci-bus",
+        "pci-shared",
+        "pci-split",
         "missing-image",
         "image-too-large",
         "entry-outside-ram",
@@ -450,6 +477,10 @@ impl Error {
             | Error::IrqReserved { at, .. }
             | Error::IrqNotOfDevice { at, .. }
             | Error::DmaUnprotected { at, .. }
+            | Error::PciNoHost { at }
+            | Error::PciBus { at, .. }
+            | Error::PciShared { at, .. }
+            | Error::PciSplit { at, .. }
             | Error::MissingImage { at, .. }
             | Error::ImageTooLarge { at, .. }
             | Error::EntryOutsideRam { at, .. }
@@ -589,6 +620,22 @@ impl Error {
             Error::DmaUnprotected { device, .. } => write!(
                 f,
                 "board device \"{device}\" masters DMA and no IOMMU covers it: it can write any physical address, including other domains' memory and the partitioner (dma = \"unprotected\" in the device node accepts the risk)"
+            ),
+            Error::PciNoHost { .. } => write!(
+                f,
+                "the board has no PCI Express host bridge that Bulkhead drives"
+            ),
+            Error::PciBus { bdf, .. } => write!(
+                f,
+                "PCI function {bdf} is not on the root bus (00): functions behind a bridge cannot be isolated from each other without ACS, and Bulkhead gives root-bus functions only"
+            ),
+            Error::PciShared { bdf, owner, other, .. } => write!(
+                f,
+                "PCI function {bdf} is already given to domain \"{owner}\" (device \"{other}\")"
+            ),
+            Error::PciSplit { bdf, other_bdf, owner, .. } => write!(
+                f,
+                "PCI function {bdf} and function {other_bdf} of domain \"{owner}\" are functions of one device: they share its DMA path and reset, so they cannot be isolated from each other; give the whole device to one domain"
             ),
             Error::MissingImage { image, .. } => write!(f, "image \"{image}\" not found"),
             Error::ImageTooLarge { size, room, entry, region, .. } => write!(

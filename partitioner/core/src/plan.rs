@@ -84,6 +84,13 @@ pub struct DevicePlan {
     /// physical memory through it. Reported as a warning by the host check
     /// and at boot.
     pub dma_unprotected: bool,
+    /// A PCI function (`pci-function`): its `mapping` (the function's
+    /// memory BARs, packed in one naturally aligned block, guest address =
+    /// physical address) and `compatible` (`pciVVVV,DDDD`) are filled in at
+    /// boot, when the bus is enumerated; until then the mapping is empty.
+    /// `spis` holds its legacy interrupt (INTA assumed until the firmware
+    /// reads the pin).
+    pub pci: Option<crate::pci::Bdf>,
 }
 
 /// One domain, ready to start.
@@ -258,6 +265,7 @@ pub(crate) mod fixtures {
             },
             spis: spis.iter().copied().collect(),
             dma_unprotected: false,
+            pci: None,
         }
     }
 

@@ -423,6 +423,7 @@ mod tests {
                 },
                 spis: heapless::Vec::new(),
                 dma_unprotected: false,
+                pci: None,
             })
             .unwrap();
         p

@@ -2379,6 +2379,7 @@ mod tests {
                     },
                     spis: heapless::Vec::from_slice(spis).unwrap(),
                     dma_unprotected: false,
+                    pci: None,
                 })
                 .unwrap();
         }
