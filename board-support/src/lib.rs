@@ -13,7 +13,7 @@ pub mod qemu_virt;
 pub mod rpi4;
 
 /// Every supported board.
-pub const BOARDS: &[&Board] = &[&qemu_virt::BOARD, &rpi4::BOARD];
+pub const BOARDS: &[&Board] = &[&qemu_virt::BOARD, &qemu_virt::BOARD_NO_IOMMU, &rpi4::BOARD];
 
 /// The board a config names, if supported.
 pub fn by_name(name: &str) -> Option<&'static Board> {

@@ -20,7 +20,35 @@ pub const LOAD_ADDRESS: u64 = 0x4020_0000;
 /// The board. Only whole pages are listed as devices: stage 2 maps 4 KiB
 /// pages, so devices sharing a page (QEMU's virtio-mmio transports sit 0x200
 /// apart) can only be given away together, as one page-sized device.
-pub static BOARD: Board = Board {
+pub static BOARD: Board = VIRT;
+
+/// The same machine started without the SMMUv3 (plain `-M virt`): its PCIe
+/// functions' DMA reaches all of memory, so the checker refuses to give one
+/// to a domain unless the config accepts the risk (`dma = "unprotected"`).
+pub static BOARD_NO_IOMMU: Board = Board {
+    name: "qemu-virt-noiommu",
+    iommus: &[],
+    pcie: match VIRT.pcie {
+        Some(p) => Some(PcieHost { iommu: None, ..p }),
+        None => None,
+    },
+    qemu: Some(QemuModel {
+        machine: "virt,virtualization=on,gic-version={gic}",
+        ..QEMU_VIRT_MODEL
+    }),
+    ..VIRT
+};
+
+const QEMU_VIRT_MODEL: QemuModel = QemuModel {
+    machine: "virt,virtualization=on,gic-version={gic},iommu=smmuv3",
+    cpu_choice: true,
+    memory_mib: None,
+    console_serial: 0,
+    serials: 2,
+    args: &[],
+};
+
+const VIRT: Board = Board {
     name: "qemu-virt",
     ram: &[Range::new(0x4000_0000, 1024 * MIB)],
     cpus: &[0x0, 0x1, 0x2, 0x3],
@@ -105,14 +133,7 @@ pub static BOARD: Board = Board {
     },
     cpu_start: CpuStart::Psci(Conduit::Smc),
     image_base: LOAD_ADDRESS,
-    qemu: Some(QemuModel {
-        machine: "virt,virtualization=on,gic-version={gic},iommu=smmuv3",
-        cpu_choice: true,
-        memory_mib: None,
-        console_serial: 0,
-        serials: 2,
-        args: &[],
-    }),
+    qemu: Some(QEMU_VIRT_MODEL),
     spi_count: 256,
     // The SMMUv3 of `-M virt,iommu=smmuv3` (its model in `qemu` below
     // always asks for it): SPIs 74-77 are its event queue, PRI queue,

@@ -47,9 +47,11 @@ pub fn build_binaries() -> Result<()> {
 }
 
 /// Build the firmware for `board` (once per process; cargo skips work
-/// already done). Each board has its own target directory: the firmware
-/// picks its board at compile time (`BULKHEAD_BOARD`), and switching the
-/// variable in one directory would rebuild it at every switch.
+/// already done). The firmware picks its board at compile time
+/// (`BULKHEAD_BOARD`): every board shares one target directory (so the
+/// dependencies are built once), cargo rebuilds only the firmware crate
+/// when the board changes, and each board's ELF is copied to a place of its
+/// own ([`firmware_elf_for`]).
 pub fn build_firmware(board: &str) -> Result<PathBuf> {
     use std::sync::Mutex;
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -63,15 +65,23 @@ pub fn build_firmware(board: &str) -> Result<PathBuf> {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == board) {
         crate::tools::ensure_rust()?;
+        let dir = target_dir().join("firmware");
         run_quiet(
             cargo()
                 .args(["build", "--release", "-p", "bulkhead", "--target"])
                 .arg(FIRMWARE_TARGET)
                 .arg("--target-dir")
-                .arg(firmware_target_dir(board))
+                .arg(&dir)
                 .env("BULKHEAD_BOARD", board),
             &format!("building the firmware for board \"{board}\""),
         )?;
+        let built_elf = dir.join(FIRMWARE_TARGET).join("release").join("bulkhead");
+        let out = firmware_elf_for(board);
+        if let Some(parent) = out.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::copy(&built_elf, &out)
+            .map_err(|e| format!("copying {} to {}: {e}", built_elf.display(), out.display()))?;
         built.push(board.to_string());
     }
     Ok(firmware_elf_for(board))
@@ -86,15 +96,12 @@ pub fn board_names() -> String {
         .join(", ")
 }
 
-fn firmware_target_dir(board: &str) -> PathBuf {
-    target_dir().join("firmware").join(board)
-}
-
 /// The firmware ELF for `board` (built by [`build_firmware`]).
 pub fn firmware_elf_for(board: &str) -> PathBuf {
-    firmware_target_dir(board)
-        .join(FIRMWARE_TARGET)
-        .join("release")
+    target_dir()
+        .join("firmware")
+        .join("boards")
+        .join(board)
         .join("bulkhead")
 }
 

@@ -561,6 +561,12 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("isolation", "configs/qemu-virt/isolation.dts", Tamper::None),
     ("rpi4-isolation", "configs/rpi4/isolation.dts", Tamper::None),
     ("rpi4-irq", "tests/configs/rpi4-irq.dts", Tamper::None),
+    ("dma-attack", "tests/configs/dma-attack.dts", Tamper::None),
+    (
+        "dma-attack-unprotected",
+        "tests/configs/dma-attack-unprotected.dts",
+        Tamper::None,
+    ),
     (
         "rpi4-linux-shell",
         "tests/configs/rpi4-linux-shell.dts",

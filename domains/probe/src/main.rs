@@ -78,11 +78,27 @@
 //!   rounds). Needs two vCPUs.
 //! - `count`: instead of heartbeats, numbered lines as fast as it can,
 //!   `<name>: count <k>` from 1, for ever.
+//! - `dma-attack=<label>:<address>[,...]`: with the DMA engine of a QEMU
+//!   `edu` PCI function the domain owns (found in its device tree by its
+//!   compatible, `pci1234,11e8`), after the CPU attacks. First a control:
+//!   a pattern copied from its own RAM into the device's buffer and back to
+//!   another place of its own RAM must arrive (`<name>: dma control: ok`, or
+//!   `FAILED`). Then, at each target, a DMA write of the device's buffer
+//!   (`<name>: dma write <label> @<addr>: sent`: the target's owner checks
+//!   its memory, the partitioner reports the fault) and a DMA read into the
+//!   buffer, copied back to its own RAM:
+//!   `<name>: dma read <label> @<addr>: blocked (<word>)` if the buffer
+//!   still holds its marker or got zeros (what a faulted DMA read gives a
+//!   device under QEMU), `LEAKED <first word>` otherwise (the targets are
+//!   chosen where the victim's memory is not zero: its image). Then `<name>: dma attacks
+//!   done: <n> attempted`. Without an edu function: `<name>: dma: no edu
+//!   device`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 use bulkhead_rt::{delay_ms, println, try_read, try_write, Abort};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 bulkhead_rt::entry!(main);
 
@@ -230,6 +246,121 @@ fn power_flood(name: &str, n: u64) {
     );
 }
 
+/// QEMU's `edu` PCI device: its DMA engine's registers in BAR0 and its
+/// buffer's address in the device's own address space.
+mod edu {
+    pub const COMPATIBLE: &str = "pci1234,11e8";
+    pub const DMA_SRC: u64 = 0x80;
+    pub const DMA_DST: u64 = 0x88;
+    pub const DMA_COUNT: u64 = 0x90;
+    pub const DMA_CMD: u64 = 0x98;
+    pub const CMD_START: u64 = 1;
+    pub const CMD_TO_RAM: u64 = 2;
+    pub const BUFFER: u64 = 0x4_0000;
+}
+
+/// Bytes each DMA moves.
+const DMA_LEN: usize = 64;
+/// Scratch memory of the domain's own: what it sends and what comes back
+/// (atomics: plain loads and stores the compiler cannot drop, as the
+/// device reads and writes them behind its back).
+static DMA_OUT: [AtomicU64; DMA_LEN / 8] = [const { AtomicU64::new(0) }; DMA_LEN / 8];
+static DMA_IN: [AtomicU64; DMA_LEN / 8] = [const { AtomicU64::new(0) }; DMA_LEN / 8];
+
+fn dma_buf(which: &str) -> u64 {
+    if which == "out" {
+        DMA_OUT.as_ptr() as u64
+    } else {
+        DMA_IN.as_ptr() as u64
+    }
+}
+
+/// One transfer of the edu engine (guest-physical addresses: the MMU is
+/// off); `false` if it never finished.
+fn edu_dma(bar: u64, src: u64, dst: u64, to_ram: bool) -> bool {
+    let ok = try_write(bar + edu::DMA_SRC, src).is_ok()
+        && try_write(bar + edu::DMA_DST, dst).is_ok()
+        && try_write(bar + edu::DMA_COUNT, DMA_LEN as u64).is_ok()
+        && try_write(
+            bar + edu::DMA_CMD,
+            edu::CMD_START | if to_ram { edu::CMD_TO_RAM } else { 0 },
+        )
+        .is_ok();
+    if !ok {
+        return false;
+    }
+    // QEMU's edu finishes a transfer 100 ms (of its clock) after the start.
+    for _ in 0..300 {
+        if try_read(bar + edu::DMA_CMD).is_ok_and(|c| c & edu::CMD_START == 0) {
+            return true;
+        }
+        delay_ms(10);
+    }
+    false
+}
+
+/// Fill the scratch `out` buffer with `word`; read or clear `in` (the MMU
+/// is off: nothing is cached, the device sees what was stored).
+fn fill_out(word: u64) {
+    for w in DMA_OUT.iter() {
+        w.store(word, Ordering::SeqCst);
+    }
+}
+fn first_in() -> u64 {
+    DMA_IN[0].load(Ordering::SeqCst)
+}
+fn clear_in(word: u64) {
+    for w in DMA_IN.iter() {
+        w.store(word, Ordering::SeqCst);
+    }
+}
+
+/// The `dma-attack=` word: see the module documentation.
+fn dma_attacks(name: &str, list: &str) {
+    let Some((bar, _)) = bulkhead_rt::device_reg(edu::COMPATIBLE) else {
+        println!("{name}: dma: no edu device");
+        return;
+    };
+    const SENT: u64 = 0xd3a_5e17_c0de_0001;
+    const MARKER: u64 = 0x5afe_5afe_5afe_5afe;
+    // Control: own RAM -> device -> own RAM.
+    fill_out(SENT);
+    clear_in(0);
+    let control = edu_dma(bar, dma_buf("out"), edu::BUFFER, false)
+        && edu_dma(bar, edu::BUFFER, dma_buf("in"), true)
+        && first_in() == SENT;
+    println!(
+        "{name}: dma control: {}",
+        if control { "ok" } else { "FAILED" }
+    );
+    let mut n = 0;
+    for entry in list.split(',').filter(|e| !e.is_empty()) {
+        let Some((label, addr)) = parse_target(entry) else {
+            println!("{name}: bad dma target \"{entry}\"");
+            continue;
+        };
+        // Write: the device's buffer (holding the pattern) to the target.
+        fill_out(PATTERN);
+        let _ = edu_dma(bar, dma_buf("out"), edu::BUFFER, false);
+        let _ = edu_dma(bar, edu::BUFFER, addr, true);
+        println!("{name}: dma write {label} @{addr:#x}: sent (its owner checks its memory)");
+        // Read: the target into the buffer (which holds the marker first),
+        // then the buffer back to own RAM.
+        fill_out(MARKER);
+        let _ = edu_dma(bar, dma_buf("out"), edu::BUFFER, false);
+        let _ = edu_dma(bar, addr, edu::BUFFER, false);
+        clear_in(0);
+        let _ = edu_dma(bar, edu::BUFFER, dma_buf("in"), true);
+        // A faulted DMA read gives the device zeros (QEMU) or nothing.
+        match first_in() {
+            w @ (MARKER | 0) => println!("{name}: dma read {label} @{addr:#x}: blocked ({w:#x})"),
+            w => println!("{name}: dma read {label} @{addr:#x}: LEAKED {w:#x}"),
+        }
+        n += 2;
+    }
+    println!("{name}: dma attacks done: {n} attempted");
+}
+
 /// `label:address`, the address in hex with `0x` or in decimal.
 fn parse_target(entry: &str) -> Option<(&str, u64)> {
     let (label, addr) = entry.split_once(':')?;
@@ -313,6 +444,9 @@ fn main(_dtb: usize) -> ! {
         cpu_checks(name);
     }
 
+    if let Some(list) = word(bootargs, "dma-attack=") {
+        dma_attacks(name, list);
+    }
     if let Some((n, addr)) = word(bootargs, "flood=").and_then(parse_flood) {
         flood(name, n, addr);
     }

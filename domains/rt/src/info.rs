@@ -207,3 +207,13 @@ pub fn name() -> &'static str {
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
     core::str::from_utf8(bytes).unwrap_or(crate::DEFAULT_NAME)
 }
+
+/// The first register range (base, size) of the first device-tree node
+/// compatible with `compatible` (a PCI function given by the partitioner
+/// is `pciVVVV,DDDD`; its range holds its memory BARs).
+pub fn device_reg(compatible: &str) -> Option<(u64, u64)> {
+    let fdt = crate::dtb::fdt()?;
+    let node = fdt.find_compatible(&[compatible])?;
+    let r = node.reg()?.next()?;
+    Some((r.starting_address as u64, r.size? as u64))
+}

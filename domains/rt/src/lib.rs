@@ -65,7 +65,9 @@ pub mod timer;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-pub use info::{console_intid, device_spis, info, name, DomainInfo, MemRegion, MAX_MEM_REGIONS};
+pub use info::{
+    console_intid, device_reg, device_spis, info, name, DomainInfo, MemRegion, MAX_MEM_REGIONS,
+};
 pub use irq::{disable as irq_disable, enable as irq_enable};
 pub use probe::{try_read, try_read32, try_write, try_write32, Abort};
 pub use time::delay_ms;

@@ -72,7 +72,7 @@ pub const STE_BYTES: usize = 64;
 /// `log2` of the command queue's entries (16 bytes each).
 pub const CMDQ_LOG2: u32 = 5;
 /// `log2` of the event queue's entries (32 bytes each).
-pub const EVENTQ_LOG2: u32 = 5;
+pub const EVENTQ_LOG2: u32 = 7;
 
 /// STRTAB_BASE: the table's physical address (RA: read-allocate hint).
 pub const fn strtab_base(pa: u64) -> u64 {
@@ -215,6 +215,42 @@ impl Event {
     }
 }
 
+/// Consecutive faults of one DMA transfer, as one report: a device's
+/// transfer faults once per access it makes (QEMU: every 4 bytes), and the
+/// console wants one line for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultRun {
+    pub first: Event,
+    /// One past the last byte's address seen (at least `first.addr + 1`).
+    pub end: u64,
+    pub count: u32,
+}
+
+impl FaultRun {
+    pub fn new(e: Event) -> Self {
+        Self {
+            first: e,
+            end: e.addr + 1,
+            count: 1,
+        }
+    }
+    /// Take `e` into the run if it continues it (same stream, kind and
+    /// direction, at most a page past its end); `false` otherwise.
+    pub fn extend(&mut self, e: &Event) -> bool {
+        let f = &self.first;
+        let continues = e.stream == f.stream
+            && e.kind == f.kind
+            && e.read == f.read
+            && e.addr >= f.addr
+            && e.addr <= self.end.saturating_add(4096);
+        if continues {
+            self.end = self.end.max(e.addr + 1);
+            self.count += 1;
+        }
+        continues
+    }
+}
+
 /// IDR5.OAS encoding of the SMMU's output address size.
 pub const fn oas(idr5: u32) -> u64 {
     (idr5 & 7) as u64
@@ -278,6 +314,28 @@ mod tests {
         assert_eq!(e.kind_name(), "translation fault");
         let r = Event::decode([0x10, (1 << 35) | (1 << 39), 0, 0]);
         assert!(r.read);
+    }
+
+    #[test]
+    fn the_faults_of_one_transfer_are_one_run() {
+        let ev = |addr: u64, read: bool| Event {
+            kind: 0x10,
+            stream: 0x10,
+            addr,
+            read,
+            stage2: true,
+        };
+        let mut run = FaultRun::new(ev(0x4800_0000, false));
+        for a in (4..64).step_by(4) {
+            assert!(run.extend(&ev(0x4800_0000 + a, false)));
+        }
+        assert_eq!(run.count, 16);
+        assert_eq!(run.end, 0x4800_003d);
+        assert!(!run.extend(&ev(0x4800_0000, true)), "a read is another run");
+        assert!(!run.extend(&ev(0x5000_0000, false)), "far away");
+        let mut other = ev(0x4800_0040, false);
+        other.stream = 0x18;
+        assert!(!run.extend(&other), "another device");
     }
 
     #[test]

@@ -340,10 +340,18 @@ pub fn disjoint<'p>(
         core::iter::once((partitioner, "its image, package, tables and stacks"))
             .chain(board.reserved_mmio())
     };
+    // The PCIe memory window is the partitioner's, but for the BARs it
+    // placed there for a domain's own functions.
+    let pci_window = board.pcie.map(|p| p.mmio32);
     for (i, d) in domains.iter().enumerate() {
         for (j, m) in d.mappings().enumerate() {
             let pa = m.pa_range();
-            if let Some((_, what)) = kept().find(|(r, _)| r.overlaps(&pa)) {
+            let is_pci = j
+                .checked_sub(d.ram.len())
+                .and_then(|k| d.devices.get(k))
+                .is_some_and(|x| x.pci.is_some());
+            let placed_bars = |r: &Range| is_pci && Some(*r) == pci_window && r.contains(&pa);
+            if let Some((_, what)) = kept().find(|(r, _)| r.overlaps(&pa) && !placed_bars(r)) {
                 return Err(Finding::Partitioner {
                     domain: d.name.as_str(),
                     pa: m.pa,

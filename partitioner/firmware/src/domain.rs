@@ -215,6 +215,7 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
         }
     }
     verify_stage2(plan, partitioner);
+    crate::pci::attach_all(plan, |i| DOMAINS[i].root.load(Ordering::Acquire));
     info!(
         "translation tables: {} of the pool's frames used",
         mmu::PoolAlloc::lock().used()
@@ -358,6 +359,8 @@ fn load(i: usize, d: &DomainPlan) {
         mmu::clean_to_poc(m.pa, m.size);
     }
     mmu::unmap_domain_ram(d);
+    // Its PCI functions may master the bus again (a restart stopped them).
+    crate::pci::enable(d);
 }
 
 /// Start each domain's first vCPU; this core then runs its own vCPU, or
@@ -848,6 +851,7 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     claim_transition(di);
     DOMAINS[di].state.lock().stopped = true;
     stop_other_cores(d);
+    crate::pci::quiesce(d, true);
     irq::reset_domain(di, d);
     // The console's keys keep working on a core that still runs a domain.
     irq::move_console_input(d);
@@ -881,6 +885,7 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
         d.name, n, d.restart_limit, why
     );
     stop_other_cores(d);
+    crate::pci::quiesce(d, false);
     irq::reset_domain(di, d);
     irq::clear_vcpu();
     // Its first core reloads its memory when it starts it again.

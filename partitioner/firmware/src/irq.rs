@@ -64,6 +64,28 @@ const TIMER_ON: u16 = 0x100;
 /// INTID of the partitioner console's receive interrupt (`u32::MAX`: none).
 static CONSOLE_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 
+/// The partitioner's other own interrupt (the IOMMU's events): its INTID
+/// (`u32::MAX`: none) and what handles it.
+static OWN_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+static OWN_HANDLER: spin::Once<fn()> = spin::Once::new();
+
+/// Take SPI `spi` (edge-triggered) at EL2 for the partitioner itself
+/// (`handler` runs on each), on the core the console's input is taken on (`core` before that
+/// is set up), and follow it when that core's domain stops.
+pub fn enable_partitioner_interrupt(spi: u32, core: usize, handler: fn()) {
+    let intid = spi + 32;
+    let core = match CONSOLE_CORE.load(Ordering::Acquire) {
+        usize::MAX => core,
+        c => c,
+    };
+    OWN_HANDLER.call_once(|| handler);
+    // An SMMU's wired interrupts are pulses: edge-triggered.
+    gic::set_edge(intid, core, true);
+    gic::route(intid, core, crate::board().cpus[core]);
+    OWN_INTID.store(intid, Ordering::Release);
+    gic::set_enabled(intid, core, true);
+}
+
 /// Core the console's receive interrupt is routed to.
 static CONSOLE_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
@@ -93,6 +115,10 @@ pub fn enable_console_input(spi: u32, core: usize) {
 fn route_console_input(intid: u32, core: usize) {
     gic::route(intid, core, crate::board().cpus[core]);
     CONSOLE_CORE.store(core, Ordering::Release);
+    let own = OWN_INTID.load(Ordering::Acquire);
+    if own != u32::MAX {
+        gic::route(own, core, crate::board().cpus[core]);
+    }
 }
 
 /// Domain `d` stopped for good: if the console's input was taken on one of
@@ -411,6 +437,13 @@ pub fn handle_physical() {
                 } else {
                     gic::deactivate_ack(ack);
                 }
+            }
+            _ if intid == OWN_INTID.load(Ordering::Relaxed) => {
+                exits::count(core, Cause::Other);
+                if let Some(handler) = OWN_HANDLER.get() {
+                    handler();
+                }
+                gic::deactivate_ack(ack);
             }
             _ if intid == CONSOLE_INTID.load(Ordering::Relaxed) => {
                 // The partitioner's own console, not the domain's.

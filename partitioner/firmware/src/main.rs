@@ -17,8 +17,10 @@ mod el1;
 mod exceptions;
 mod exits;
 mod gic;
+mod iommu;
 mod irq;
 mod mmu;
+mod pci;
 mod power;
 mod psci;
 mod report;
@@ -129,7 +131,7 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
             pkg.image(&entry).map(bulkhead_core::package::load_size)
         },
     );
-    let plan = match plan {
+    let mut plan = match plan {
         Ok(p) => p,
         Err(errors) => {
             for e in errors.iter() {
@@ -149,6 +151,29 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     // Risks the config accepted: said at every boot, not only by the host check.
     for (d, x) in plan.unprotected_dma() {
         warn!("{}", bulkhead_core::plan::DmaWarning(d, x));
+    }
+    // The PCIe functions: their DMA aborted by the IOMMU first, then every
+    // function no domain owns off and the owned ones' BARs placed.
+    // (The IOMMU only when a domain owns a function: a QEMU `virt` started
+    // without `iommu=smmuv3` has none, and nothing else needs it.)
+    let has_functions = plan
+        .domains
+        .iter()
+        .any(|d| d.devices.iter().any(|x| x.pci.is_some()));
+    let iommu_spi = if has_functions {
+        match iommu::init(board) {
+            Ok(spi) => spi,
+            Err(e) => {
+                error!("IOMMU: {e}");
+                refuse()
+            }
+        }
+    } else {
+        None
+    };
+    if pci::setup(board, &mut plan).is_err() {
+        error!("config: the PCI functions cannot be given as configured");
+        refuse()
     }
     let Some(version) = gic::probe(board) else {
         fatal(format_args!(
@@ -188,6 +213,9 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
         refuse();
     }
     domain::setup(plan, pkg, layout.partitioner);
+    if let Some(spi) = iommu_spi {
+        irq::enable_partitioner_interrupt(spi, core, iommu::on_interrupt);
+    }
     // Ctrl-a s on the console: taken on this (the boot) core, at EL2.
     if let Some(&spi) = board
         .devices

@@ -124,6 +124,16 @@ fn build_core_map(board: &Board, package: Range) -> Result<u64, MapError> {
         console.size,
         Attrs::DEVICE,
     )?;
+    // The IOMMUs' registers and the PCIe host's configuration window for
+    // the root bus (1 MiB).
+    for i in board.iommus {
+        let r = page(i.reg);
+        t.map(&mut a, r.base, r.base, r.size, Attrs::DEVICE)?;
+    }
+    if let Some(p) = board.pcie {
+        let bus0 = Range::new(p.ecam.base, p.ecam.size.min(1 << 20));
+        t.map(&mut a, bus0.base, bus0.base, bus0.size, Attrs::DEVICE)?;
+    }
     // A spin table's mailboxes: written while the cores waiting on them
     // have their MMU (and caches) off, so mapped as device memory, never
     // cached. Several mailboxes may share a page.
