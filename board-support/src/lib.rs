@@ -9,11 +9,12 @@
 
 use bulkhead_core::board::Board;
 
+pub mod imx8mp_evk;
 pub mod qemu_virt;
 pub mod rpi4;
 
 /// Every supported board.
-pub const BOARDS: &[&Board] = &[&qemu_virt::BOARD, &rpi4::BOARD];
+pub const BOARDS: &[&Board] = &[&qemu_virt::BOARD, &rpi4::BOARD, &imx8mp_evk::BOARD];
 
 /// The board a config names, if supported.
 pub fn by_name(name: &str) -> Option<&'static Board> {
