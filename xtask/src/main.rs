@@ -562,6 +562,22 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("rpi4-isolation", "configs/rpi4/isolation.dts", Tamper::None),
     ("rpi4-irq", "tests/configs/rpi4-irq.dts", Tamper::None),
     (
+        "imx8mp-isolation",
+        "configs/imx8mp-evk/isolation.dts",
+        Tamper::None,
+    ),
+    ("imx8mp-irq", "tests/configs/imx8mp-irq.dts", Tamper::None),
+    (
+        "imx8mp-linux",
+        "configs/imx8mp-evk/default.dts",
+        Tamper::None,
+    ),
+    (
+        "imx8mp-linux-shell",
+        "tests/configs/imx8mp-linux-shell.dts",
+        Tamper::None,
+    ),
+    (
         "rpi4-linux-shell",
         "tests/configs/rpi4-linux-shell.dts",
         Tamper::None,
