@@ -532,12 +532,15 @@ const HCR_VI: u64 = 1 << 7;
 /// would signal an interrupt (`vgic::virtual_irq_signal`: a pending entry
 /// whose group is enabled and whose priority passes the mask and the
 /// running priority), so the vCPU never takes an interrupt without one to
-/// acknowledge and never misses one. The guest changes the list registers
+/// acknowledge. The guest changes the list registers
 /// without exiting (its acknowledge makes an entry active, its EOI frees
 /// it), so the maintenance interrupts that end its run when the answer
 /// changes are asked for too: no pending entry left (NPIE) while VI is up,
 /// the group enabled (VGrp<n>EIE) while an entry waits for that. Their
-/// exit ends in `flush` again, which recomputes both.
+/// exit ends in `flush` again, which recomputes both. (An entry held back
+/// only by the running priority becomes deliverable at the guest's EOI,
+/// which does not exit: it is taken at the vCPU's next exit;
+/// `docs/boards/imx8mp.md`.)
 #[inline(never)]
 fn sync_virtual_irq_line() {
     let used = !gic::empty_lrs() & lr_mask();
