@@ -9,11 +9,17 @@
 
 use bulkhead_core::board::Board;
 
+pub mod imx8mp_evk;
 pub mod qemu_virt;
 pub mod rpi4;
 
 /// Every supported board.
-pub const BOARDS: &[&Board] = &[&qemu_virt::BOARD, &qemu_virt::BOARD_NO_IOMMU, &rpi4::BOARD];
+pub const BOARDS: &[&Board] = &[
+    &qemu_virt::BOARD,
+    &qemu_virt::BOARD_NO_IOMMU,
+    &rpi4::BOARD,
+    &imx8mp_evk::BOARD,
+];
 
 /// The board a config names, if supported.
 pub fn by_name(name: &str) -> Option<&'static Board> {

@@ -9,7 +9,7 @@ use bulkhead_core::board::{
     Board, Conduit, CpuStart, Device, DeviceUse, Gic, Iommu, PcieHost, QemuModel, Range, Uart,
     UartKind,
 };
-use bulkhead_core::vgic::Deactivation;
+use bulkhead_core::vgic::{Deactivation, VirtualIrq};
 
 const MIB: u64 = 1 << 20;
 
@@ -110,6 +110,7 @@ const VIRT: Board = Board {
         Gic::V3 {
             distributor: Range::new(0x0800_0000, 0x1_0000),
             redistributors: Range::new(0x080a_0000, 0xf6_0000),
+            virtual_irq: VirtualIrq::Wired,
         },
         Gic::V2 {
             distributor: Range::new(0x0800_0000, 0x1_0000),

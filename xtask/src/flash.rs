@@ -492,6 +492,19 @@ mod tests {
     }
 
     #[test]
+    fn the_uboot_script_boots_the_imx8mp_evk_at_its_image_base() {
+        let s = uboot_script(&board_support::imx8mp_evk::BOARD);
+        let lines: Vec<_> = s.lines().collect();
+        assert!(
+            lines[1].starts_with("load ${devtype} ${devnum}:${distro_bootpart} 0x40200000 "),
+            "{s}"
+        );
+        assert_eq!(lines[2], "booti 0x40200000 - ${fdtcontroladdr}");
+        // booti runs an Image in place only when it is 2 MiB aligned.
+        assert_eq!(board_support::imx8mp_evk::BOARD.image_base % (2 << 20), 0);
+    }
+
+    #[test]
     fn only_boards_with_a_layout_get_an_sd_card() {
         assert!(sd_card_for("rpi4").is_ok());
         let e = sd_card_for("qemu-virt").unwrap_err().to_string();

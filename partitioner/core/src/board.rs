@@ -57,6 +57,11 @@ pub enum Gic {
         distributor: Range,
         /// All redistributor frames (128 KiB per core).
         redistributors: Range,
+        /// How a pending list register reaches the core: the GIC's virtual
+        /// IRQ line, or (a QEMU model that leaves it unconnected, see
+        /// `board-support`'s i.MX8M Plus EVK) HCR_EL2.VI driven by the
+        /// partitioner.
+        virtual_irq: crate::vgic::VirtualIrq,
     },
 }
 
@@ -92,6 +97,7 @@ impl Gic {
             Gic::V3 {
                 distributor,
                 redistributors,
+                ..
             } => &[
                 (*distributor, "GIC distributor"),
                 (*redistributors, "GIC redistributors"),
@@ -132,6 +138,20 @@ pub enum CpuStart {
 pub enum UartKind {
     /// Arm PrimeCell PL011.
     Pl011,
+    /// NXP i.MX UART (i.MX6/7/8: `fsl,imx6q-uart` and its successors).
+    Imx,
+}
+
+impl UartKind {
+    /// Offset of the transmit data register: the only register the
+    /// firmware's earliest messages (before any set-up) write.
+    pub const fn tx_offset(self) -> u64 {
+        match self {
+            UartKind::Pl011 => 0x0,
+            // UTXD.
+            UartKind::Imx => 0x40,
+        }
+    }
 }
 
 /// The partitioner's console UART.

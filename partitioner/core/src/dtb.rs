@@ -409,7 +409,7 @@ pub const TIMER_INTIDS: [u32; 4] = [29, 30, VTIMER_INTID, 26];
 ///   `interrupt-parent = <&gic>` ([`GIC_PHANDLE`]).
 /// * `/chosen`: `bootargs`, `bulkhead,domain-name` and, when the domain has a
 ///   console, `stdout-path` naming its node: the virtual console if the
-///   domain has one, otherwise its first passthrough `arm,pl011`.
+///   domain has one, otherwise its first passthrough UART ([`NodeShape`]).
 /// * `/cpus`: `cpu@N` for each virtual CPU `N`, started through PSCI.
 /// * `memory@<ipa>` for each RAM mapping.
 /// * `/psci`: PSCI 1.0 over HVC (the partitioner implements it).
@@ -423,8 +423,9 @@ pub const TIMER_INTIDS: [u32; 4] = [29, 30, VTIMER_INTID, 26];
 /// * `timer`: `compatible = "arm,armv8-timer"`, `interrupts` = the four
 ///   timer PPIs ([`TIMER_INTIDS`]) as `<1 ppi flags>`, flags level-high,
 ///   on GICv2 with the CPU mask of the domain's vCPUs in bits \[15:8\].
-/// * `<name>@<ipa>` for each passthrough device, with its `compatible`,
-///   `reg` and, for each SPI, `interrupts = <0 spi 4>` (level, active high).
+/// * `<name>@<ipa>` for each passthrough device, with its `compatible`
+///   (and, for the kinds in [`NODE_SHAPES`], the rest of the list and
+///   clocks), `reg` and, for each SPI, `interrupts = <0 spi 4>` (level, active high).
 /// * `uart@<ipa>` for the virtual console: a PL011.
 pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result<usize, DtbError> {
     let cap = out.len().min(DTB_MAX);
@@ -492,10 +493,9 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
     for dev in &plan.devices {
         let ipa = dev.mapping.ipa;
         w.begin_node(&name(format_args!("{}@{ipa:x}", dev.name))?)?;
-        if dev.compatible == "arm,pl011" {
-            pl011_props(&mut w)?;
-        } else {
-            w.prop_str("compatible", &dev.compatible)?;
+        match node_shape(&dev.compatible) {
+            Some(shape) => shape_props(&mut w, shape)?,
+            None => w.prop_str("compatible", &dev.compatible)?,
         }
         w.prop_u64s("reg", &[ipa, dev.mapping.size])?;
         if !dev.spis.is_empty() {
@@ -530,12 +530,55 @@ pub const CLOCK_PHANDLE: u32 = 2;
 /// Its rate (what QEMU virt gives its PL011s).
 pub const APB_PCLK_HZ: u32 = 24_000_000;
 
+/// What a passthrough device's node needs beyond `reg` and `interrupts`
+/// for its Linux driver, by the board device's `compatible`: the whole
+/// `compatible` list and its clocks (every one the fixed `apb-pclk`,
+/// [`CLOCK_PHANDLE`]). Devices not listed get their `compatible` alone.
+#[derive(Debug)]
+pub struct NodeShape {
+    pub compatible: &'static str,
+    pub compatibles: &'static [&'static str],
+    pub clock_names: &'static [&'static str],
+    /// A UART: it can be the domain's `stdout-path`.
+    pub serial: bool,
+}
+
+/// The device kinds with a [`NodeShape`].
+pub const NODE_SHAPES: &[NodeShape] = &[
+    // Linux's AMBA bus driver wants "arm,primecell" and its bus clock.
+    NodeShape {
+        compatible: "arm,pl011",
+        compatibles: &["arm,pl011", "arm,primecell"],
+        clock_names: &["uartclk", "apb_pclk"],
+        serial: true,
+    },
+    // Linux's imx UART driver (`imx.c`) matches "fsl,imx6q-uart" and takes
+    // its baud clock from "per" (24 MHz, as the i.MX 8M's UART root clock).
+    NodeShape {
+        compatible: "fsl,imx8mp-uart",
+        compatibles: &["fsl,imx8mp-uart", "fsl,imx6q-uart"],
+        clock_names: &["ipg", "per"],
+        serial: true,
+    },
+];
+
+/// The [`NodeShape`] of devices with board compatible `compatible`.
+pub fn node_shape(compatible: &str) -> Option<&'static NodeShape> {
+    NODE_SHAPES.iter().find(|s| s.compatible == compatible)
+}
+
+fn shape_props(w: &mut FdtWriter<'_>, shape: &NodeShape) -> Result<(), DtbError> {
+    w.prop_strs("compatible", shape.compatibles)?;
+    let clocks = [CLOCK_PHANDLE; 4];
+    let n = shape.clock_names.len().min(clocks.len());
+    w.prop_cells("clocks", &clocks[..n])?;
+    w.prop_strs("clock-names", &shape.clock_names[..n])
+}
+
 /// What a PL011 node needs for Linux's AMBA driver: both compatibles and
 /// its two clocks.
 fn pl011_props(w: &mut FdtWriter<'_>) -> Result<(), DtbError> {
-    w.prop_strs("compatible", &["arm,pl011", "arm,primecell"])?;
-    w.prop_cells("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
-    w.prop_strs("clock-names", &["uartclk", "apb_pclk"])
+    shape_props(w, &NODE_SHAPES[0])
 }
 
 /// The `intc@<ipa>` node: the domain's virtual GIC.
@@ -593,14 +636,14 @@ fn ppi_cpu_mask(gic: GicVersion, vcpus: usize) -> u32 {
 }
 
 /// Path of the node the domain's console is: its virtual console if it has
-/// one, otherwise its first passthrough PL011, otherwise none.
+/// one, otherwise its first passthrough UART (PL011 or i.MX), otherwise none.
 fn console_path(plan: &DomainPlan) -> Result<Option<Name>, DtbError> {
     if let Some(ipa) = plan.virtual_console {
         return name(format_args!("/uart@{ipa:x}")).map(Some);
     }
     plan.devices
         .iter()
-        .find(|d| d.compatible == "arm,pl011")
+        .find(|d| node_shape(&d.compatible).is_some_and(|s| s.serial))
         .map(|d| name(format_args!("/{}@{:x}", d.name, d.mapping.ipa)))
         .transpose()
 }
@@ -807,6 +850,32 @@ mod tests {
         ]
     }
 
+    /// What Linux's imx UART driver needs (`imx8mp.dtsi`'s node, with both
+    /// clocks the fixed one).
+    fn imx_uart_expected() -> std::vec::Vec<(&'static str, std::vec::Vec<u8>)> {
+        vec![
+            (
+                "compatible",
+                strs_prop(&["fsl,imx8mp-uart", "fsl,imx6q-uart"]),
+            ),
+            ("clocks", cells_prop(&[2, 2])),
+            ("clock-names", strs_prop(&["ipg", "per"])),
+        ]
+    }
+
+    /// The properties a passthrough device of kind `compatible` starts with.
+    fn shape_expected(compatible: &str) -> std::vec::Vec<(&'static str, std::vec::Vec<u8>)> {
+        match compatible {
+            "arm,pl011" => pl011_expected(),
+            "fsl,imx8mp-uart" => imx_uart_expected(),
+            other => vec![("compatible", str_prop(other))],
+        }
+    }
+
+    fn is_uart(compatible: &str) -> bool {
+        matches!(compatible, "arm,pl011" | "fsl,imx8mp-uart")
+    }
+
     /// Checks every node and property of `blob` against `plan`.
     fn check_tree(plan: &DomainPlan, gic: GicVersion, blob: &[u8]) {
         let fdt = Fdt::new(blob).expect("valid blob");
@@ -852,7 +921,7 @@ mod tests {
             .or_else(|| {
                 plan.devices
                     .iter()
-                    .find(|d| d.compatible == "arm,pl011")
+                    .find(|d| is_uart(&d.compatible))
                     .map(|d| format!("/{}@{:x}", d.name, d.mapping.ipa))
             });
         let mut expected = vec![
@@ -878,7 +947,7 @@ mod tests {
             Some(path) => {
                 let stdout = fdt.chosen().stdout().expect("stdout-path resolves");
                 assert_eq!(format!("/{}", stdout.name), *path);
-                assert!(stdout.compatible().unwrap().all().any(|c| c == "arm,pl011"));
+                assert!(stdout.compatible().unwrap().all().any(is_uart));
                 let reg: std::vec::Vec<_> = stdout.reg().unwrap().collect();
                 assert_eq!(reg.len(), 1);
             }
@@ -962,11 +1031,7 @@ mod tests {
         for d in &plan.devices {
             let path = format!("/{}@{:x}", d.name, d.mapping.ipa);
             let node = fdt.find_node(&path).unwrap_or_else(|| panic!("{path}"));
-            let mut expected = if d.compatible == "arm,pl011" {
-                pl011_expected()
-            } else {
-                vec![("compatible", str_prop(&d.compatible))]
-            };
+            let mut expected = shape_expected(&d.compatible);
             expected.push(("reg", reg_prop(d.mapping.ipa, d.mapping.size)));
             if !d.spis.is_empty() {
                 let specs: std::vec::Vec<u32> = d.spis.iter().flat_map(|&s| [0, s, 4]).collect();
@@ -1001,11 +1066,11 @@ mod tests {
             assert!(children(node).is_empty());
         }
 
-        // Every PL011 (and nothing else) names the clock, which resolves.
+        // Every UART (and nothing else) names the clock, which resolves.
         let pl011s = plan
             .devices
             .iter()
-            .filter(|d| d.compatible == "arm,pl011")
+            .filter(|d| is_uart(&d.compatible))
             .count()
             + usize::from(plan.virtual_console.is_some());
         let clocked: std::vec::Vec<_> = fdt
@@ -1270,6 +1335,43 @@ mod tests {
                 .unwrap()
                 .property("stdout-path")
                 .is_none());
+        }
+    }
+
+    #[test]
+    fn a_passthrough_imx_uart_gets_its_compatibles_clocks_and_the_console() {
+        let mut p = plan(
+            "evk",
+            1,
+            &[ram(0x4000_0000, 0x5000_0000, 0x20_0000)],
+            &[
+                device("gpio1", "fsl,imx8mp-gpio", 0x3020_0000, 0x1_0000, &[64, 65]),
+                device("uart3", "fsl,imx8mp-uart", 0x3088_0000, 0x1_0000, &[28]),
+            ],
+        );
+        p.virtual_console = None;
+        for gic in GICS {
+            let blob = generate(&p, gic);
+            check_tree(&p, gic, &blob);
+            let fdt = Fdt::new(&blob).unwrap();
+            let uart = fdt.find_node("/uart3@30880000").unwrap();
+            assert_eq!(
+                strs(prop(uart, "compatible")),
+                ["fsl,imx8mp-uart", "fsl,imx6q-uart"]
+            );
+            assert_eq!(strs(prop(uart, "clock-names")), ["ipg", "per"]);
+            assert_eq!(
+                fdt.chosen().stdout().map(|n| n.name),
+                Some("uart3@30880000")
+            );
+            // A GPIO block has no shape: its compatible alone.
+            let gpio = fdt.find_node("/gpio1@30200000").unwrap();
+            assert!(gpio.property("clocks").is_none());
+        }
+        // The PL011 stays the biggest node a device can make.
+        let imx = biggest_with("fsl,imx8mp-uart");
+        for gic in GICS {
+            assert!(generate(&imx, gic).len() < generate(&biggest(), gic).len());
         }
     }
 

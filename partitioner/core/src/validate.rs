@@ -1340,6 +1340,7 @@ pub(crate) mod tests {
             Gic::V3 {
                 distributor: Range::new(0x0800_0000, 0x1_0000),
                 redistributors: Range::new(0x080a_0000, 0xf6_0000),
+                virtual_irq: crate::vgic::VirtualIrq::Wired,
             },
             Gic::V2 {
                 distributor: Range::new(0x0800_0000, 0x1_0000),

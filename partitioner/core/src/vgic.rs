@@ -1962,6 +1962,107 @@ pub fn lr_physical(version: GicVersion, lr: u64) -> Option<u32> {
     (intid < INTID_LIMIT).then_some(intid)
 }
 
+/// How a pending list register reaches the core it belongs to: a board
+/// quirk of the GIC's wiring, like [`Deactivation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtualIrq {
+    /// The GIC CPU interface's virtual IRQ output is wired to the core, as
+    /// the architecture requires: every real GICv3 system.
+    Wired,
+    /// It is not connected (QEMU's `imx8mp-evk` model wires only IRQ and
+    /// FIQ, so a pending list register never interrupts the vCPU). The
+    /// partitioner asserts HCR_EL2.VI itself whenever the virtual CPU
+    /// interface would signal an interrupt ([`virtual_irq_signal`]), on
+    /// every entry to the vCPU, and asks for the maintenance interrupts that
+    /// tell it when that changes while the vCPU runs. Never for real silicon.
+    ViaHcrVi,
+}
+
+/// ICH_HCR_EL2.NPIE: maintenance interrupt while no list register is pending.
+pub const ICH_HCR_NPIE: u64 = 1 << 3;
+/// ICH_HCR_EL2.VGrp0EIE: maintenance interrupt while virtual group 0 is enabled.
+pub const ICH_HCR_VGRP0EIE: u64 = 1 << 4;
+/// ICH_HCR_EL2.VGrp1EIE: maintenance interrupt while virtual group 1 is enabled.
+pub const ICH_HCR_VGRP1EIE: u64 = 1 << 6;
+/// The ICH_HCR_EL2 bits [`virtual_irq_signal`] may ask for.
+pub const ICH_HCR_VI_TRIGGERS: u64 = ICH_HCR_NPIE | ICH_HCR_VGRP0EIE | ICH_HCR_VGRP1EIE;
+
+/// What a GICv3 virtual CPU interface would signal to its vCPU
+/// ([`VirtualIrq::ViaHcrVi`]), and which maintenance interrupts end the
+/// vCPU's run when that may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtualSignal {
+    /// Assert the virtual IRQ (HCR_EL2.VI).
+    pub irq: bool,
+    /// ICH_HCR_EL2 maintenance enables (within [`ICH_HCR_VI_TRIGGERS`]):
+    /// NPIE while the IRQ is asserted (the guest acknowledging the last
+    /// pending entry drops it); VGrp<n>EIE while a pending entry waits only
+    /// for its group to be enabled.
+    pub maintenance: u64,
+}
+
+/// [`VirtualSignal`] for the list register values `lrs` (all of them; free
+/// ones are ignored), ICH_VMCR_EL2 `vmcr` (VENG0 bit 0, VENG1 bit 1, VPMR
+/// bits 31:24), the active priorities `active` (ICH_AP0R0_EL2 |
+/// ICH_AP1R0_EL2: bit n = priority group n active) and the number of
+/// priority bits the interface implements (ICH_VTR_EL2.PRIbits + 1).
+///
+/// An entry is signalled, as the GIC architecture says, when it is pending
+/// (or pending and active), its group is enabled, its priority is below the
+/// priority mask and its group priority is higher than the running
+/// priority (the lowest active group). The binary point is taken as its
+/// minimum (every priority bit is group priority), and only the first 32
+/// priority groups are looked at (all of them with 5 priority bits, as on
+/// the Cortex-A53 and QEMU). An entry held back by the priority mask or
+/// the running priority raises nothing; it is looked at again on the next
+/// exit to EL2 (the running priority drops at the guest's EOI, which does
+/// not exit: the interrupt is taken at the next exit at the latest).
+pub fn virtual_irq_signal(
+    lrs: impl IntoIterator<Item = u64>,
+    vmcr: u64,
+    active: u32,
+    pri_bits: u32,
+) -> VirtualSignal {
+    let shift = 8 - pri_bits.clamp(1, 8);
+    let running = if active == 0 {
+        0x100
+    } else {
+        active.trailing_zeros() << shift
+    };
+    let pmr = ((vmcr >> 24) & 0xff) as u32;
+    let mut irq = false;
+    let mut waiting_group = [false; 2];
+    for lr in lrs {
+        let state = (lr >> 62) & 0b11;
+        if state & 0b01 == 0 {
+            continue;
+        }
+        let group = ((lr >> 60) & 1) as usize;
+        let priority = ((lr >> 48) & 0xff) as u32;
+        if vmcr & (1 << group) == 0 {
+            waiting_group[group] = true;
+            continue;
+        }
+        if priority < pmr && (priority >> shift) << shift < running {
+            irq = true;
+        }
+    }
+    let maintenance = if irq {
+        ICH_HCR_NPIE
+    } else {
+        (if waiting_group[0] {
+            ICH_HCR_VGRP0EIE
+        } else {
+            0
+        }) | (if waiting_group[1] {
+            ICH_HCR_VGRP1EIE
+        } else {
+            0
+        })
+    };
+    VirtualSignal { irq, maintenance }
+}
+
 /// What to do with a waiting virtual interrupt given one list register
 /// already in use (see [`lr_match`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -2019,6 +2120,83 @@ pub fn lr_withdraw(version: GicVersion, lr: u64, intid: u32) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    mod virtual_irq {
+        use super::super::*;
+
+        const ON: u64 = 0b11 | (0xf0 << 24); // both groups, PMR 0xf0
+
+        fn lr(state: u64, group: u64, prio: u64) -> u64 {
+            (state << 62) | (group << 60) | (prio << 48) | 27
+        }
+
+        #[test]
+        fn nothing_pending_signals_nothing_and_asks_for_nothing() {
+            let s = virtual_irq_signal([0, 0, 0, 0], ON, 0, 5);
+            assert_eq!(
+                s,
+                VirtualSignal {
+                    irq: false,
+                    maintenance: 0
+                }
+            );
+            // Active only (the guest took it): no phantom interrupt.
+            let s = virtual_irq_signal([lr(0b10, 1, 0xa0)], ON, 1 << 20, 5);
+            assert!(!s.irq);
+            assert_eq!(s.maintenance, 0);
+        }
+
+        #[test]
+        fn a_pending_entry_signals_until_the_guest_takes_it() {
+            let s = virtual_irq_signal([0, lr(0b01, 1, 0xa0), 0], ON, 0, 5);
+            assert_eq!(
+                s,
+                VirtualSignal {
+                    irq: true,
+                    maintenance: ICH_HCR_NPIE
+                }
+            );
+            // Pending and active counts as pending.
+            assert!(virtual_irq_signal([lr(0b11, 1, 0xa0)], ON, 0, 5).irq);
+        }
+
+        #[test]
+        fn a_disabled_group_waits_for_its_enable() {
+            let g1_off = ON & !0b10;
+            let s = virtual_irq_signal([lr(0b01, 1, 0xa0)], g1_off, 0, 5);
+            assert_eq!(
+                s,
+                VirtualSignal {
+                    irq: false,
+                    maintenance: ICH_HCR_VGRP1EIE
+                }
+            );
+            let g0_off = ON & !0b01;
+            let s = virtual_irq_signal([lr(0b01, 0, 0xa0)], g0_off, 0, 5);
+            assert_eq!(
+                s,
+                VirtualSignal {
+                    irq: false,
+                    maintenance: ICH_HCR_VGRP0EIE
+                }
+            );
+        }
+
+        #[test]
+        fn the_priority_mask_and_the_running_priority_hold_an_entry_back() {
+            // Priority 0xf0 is not below the mask 0xf0.
+            assert!(!virtual_irq_signal([lr(0b01, 1, 0xf0)], ON, 0, 5).irq);
+            assert!(virtual_irq_signal([lr(0b01, 1, 0xe8)], ON, 0, 5).irq);
+            // 0xa0 active (group 0xa0 >> 3 = 20): an equal or lower priority
+            // waits, a higher one preempts.
+            assert!(!virtual_irq_signal([lr(0b01, 1, 0xa0)], ON, 1 << 20, 5).irq);
+            assert!(!virtual_irq_signal([lr(0b01, 1, 0xa7)], ON, 1 << 20, 5).irq);
+            assert!(virtual_irq_signal([lr(0b01, 1, 0x98)], ON, 1 << 20, 5).irq);
+            // One signalled entry among held-back ones is enough.
+            let lrs = [lr(0b01, 1, 0xf8), lr(0b10, 1, 0xa0), lr(0b01, 1, 0x80)];
+            assert!(virtual_irq_signal(lrs, ON, 1 << 20, 5).irq);
+        }
+    }
+
     use super::*;
     use crate::plan::{DevicePlan, FaultPolicy, Mapping, MemKind};
     use std::cell::RefCell;

@@ -10,7 +10,7 @@
 
 use bulkhead_core::board::{Board, Gic};
 use bulkhead_core::plan::{GicVersion, MAX_CPUS};
-use bulkhead_core::vgic::Deactivation;
+use bulkhead_core::vgic::{Deactivation, VirtualIrq};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 /// Physical SGI the partitioner uses to kick another core (new virtual
@@ -38,6 +38,8 @@ enum Hw {
 /// before any core takes an interrupt (secondaries start after it).
 static IS_V2: AtomicBool = AtomicBool::new(false);
 static MAINTENANCE_DEACTIVATION: AtomicBool = AtomicBool::new(false);
+/// GICv3 whose virtual IRQ line is not wired (`VirtualIrq::ViaHcrVi`).
+static VIRTUAL_IRQ_VIA_HCR: AtomicBool = AtomicBool::new(false);
 /// GICD, GICC, GICH bases (the last two GICv2 only).
 static BASES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
 
@@ -201,7 +203,15 @@ pub fn probe(board: &Board) -> Option<GicVersion> {
             (rd32(base + GICD_PIDR2_V3) >> 4) & 0xf
         };
         match (g, rev) {
-            (Gic::V3 { distributor, .. }, 3 | 4) => {
+            (
+                Gic::V3 {
+                    distributor,
+                    virtual_irq,
+                    ..
+                },
+                3 | 4,
+            ) => {
+                VIRTUAL_IRQ_VIA_HCR.store(*virtual_irq == VirtualIrq::ViaHcrVi, Ordering::Relaxed);
                 set_hw(Hw::V3 {
                     gicd: distributor.base as usize,
                 });
@@ -446,6 +456,35 @@ pub fn set_virtual_interface(on: bool, underflow: bool) {
     match hw() {
         Hw::V3 { .. } => sysreg!(write "S3_4_C12_C11_0", v),
         Hw::V2 { gich, .. } => wr32(gich + GICH_HCR, v as u32),
+    }
+}
+
+/// Whether the partitioner must drive the vCPU's virtual IRQ itself
+/// (HCR_EL2.VI): a GICv3 whose virtual IRQ output is not wired to the
+/// cores (`VirtualIrq::ViaHcrVi`, QEMU's imx8mp-evk).
+#[inline(always)]
+pub fn virtual_irq_via_hcr() -> bool {
+    VIRTUAL_IRQ_VIA_HCR.load(Ordering::Relaxed)
+}
+
+/// GICv3: what decides whether the virtual CPU interface signals an
+/// interrupt, besides the list registers: ICH_VMCR_EL2, the active
+/// priorities of both groups (ICH_AP0R0_EL2 | ICH_AP1R0_EL2) and the number
+/// of priority bits (ICH_VTR_EL2.PRIbits + 1).
+pub fn virtual_interface_masks() -> (u64, u32, u32) {
+    let vmcr = sysreg!(read "S3_4_C12_C11_7");
+    let active = sysreg!(read "S3_4_C12_C8_0") | sysreg!(read "S3_4_C12_C9_0");
+    let vtr = sysreg!(read "S3_4_C12_C11_1");
+    (vmcr, active as u32, (((vtr >> 29) & 0b111) + 1) as u32)
+}
+
+/// GICv3: set the maintenance enables within `mask` of ICH_HCR_EL2 to
+/// `bits`, leaving the others (En, UIE) as they are.
+pub fn set_maintenance_triggers(mask: u64, bits: u64) {
+    let hcr = sysreg!(read "S3_4_C12_C11_0");
+    let new = (hcr & !mask) | (bits & mask);
+    if new != hcr {
+        sysreg!(write "S3_4_C12_C11_0", new);
     }
 }
 

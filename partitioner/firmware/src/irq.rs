@@ -22,6 +22,7 @@
 //!   interrupt for the vCPU it is routed to (kicking that core if it is
 //!   another), or withdrawn.
 
+use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2};
 use bulkhead_core::board::Range;
 use bulkhead_core::exits::Cause;
 use bulkhead_core::pagetable::{Attrs, FrameAllocator, MapError, Tables};
@@ -547,6 +548,49 @@ pub fn flush() {
     let core = this_core();
     if QUEUED[core].load(Ordering::Acquire) {
         flush_queue(core);
+    }
+    if gic::virtual_irq_via_hcr() {
+        sync_virtual_irq_line();
+    }
+}
+
+/// HCR_EL2.VI: the virtual IRQ a GIC whose virtual IRQ output is not wired
+/// to the core (`VirtualIrq::ViaHcrVi`) never raises.
+const HCR_VI: u64 = 1 << 7;
+
+/// `VirtualIrq::ViaHcrVi`: stand in for the GIC's virtual IRQ line, on
+/// this core, from the list registers as they are now (called on every
+/// way back to the vCPU, after every change the partitioner makes to
+/// them). HCR_EL2.VI is asserted exactly while the virtual CPU interface
+/// would signal an interrupt (`vgic::virtual_irq_signal`: a pending entry
+/// whose group is enabled and whose priority passes the mask and the
+/// running priority), so the vCPU never takes an interrupt without one to
+/// acknowledge. The guest changes the list registers
+/// without exiting (its acknowledge makes an entry active, its EOI frees
+/// it), so the maintenance interrupts that end its run when the answer
+/// changes are asked for too: no pending entry left (NPIE) while VI is up,
+/// the group enabled (VGrp<n>EIE) while an entry waits for that. Their
+/// exit ends in `flush` again, which recomputes both. (An entry held back
+/// only by the running priority becomes deliverable at the guest's EOI,
+/// which does not exit: it is taken at the vCPU's next exit;
+/// `docs/boards/imx8mp.md`.)
+#[inline(never)]
+fn sync_virtual_irq_line() {
+    let used = !gic::empty_lrs() & lr_mask();
+    let lrs = (0..gic::lr_count())
+        .filter(|&i| used & (1 << i) != 0)
+        .map(gic::read_lr);
+    let (vmcr, active, pri_bits) = gic::virtual_interface_masks();
+    let signal = vgic::virtual_irq_signal(lrs, vmcr, active, pri_bits);
+    gic::set_maintenance_triggers(vgic::ICH_HCR_VI_TRIGGERS, signal.maintenance);
+    let hcr = HCR_EL2.get();
+    let want = if signal.irq {
+        hcr | HCR_VI
+    } else {
+        hcr & !HCR_VI
+    };
+    if want != hcr {
+        HCR_EL2.set(want);
     }
 }
 
