@@ -11,9 +11,10 @@ use bulkhead_core::board::Board;
 
 pub mod qemu_virt;
 pub mod rpi4;
+pub mod zcu102;
 
 /// Every supported board.
-pub const BOARDS: &[&Board] = &[&qemu_virt::BOARD, &rpi4::BOARD];
+pub const BOARDS: &[&Board] = &[&qemu_virt::BOARD, &rpi4::BOARD, &zcu102::BOARD];
 
 /// The board a config names, if supported.
 pub fn by_name(name: &str) -> Option<&'static Board> {

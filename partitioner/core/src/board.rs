@@ -132,6 +132,20 @@ pub enum CpuStart {
 pub enum UartKind {
     /// Arm PrimeCell PL011.
     Pl011,
+    /// Cadence UART (`cdns,uart-r1p12`), the Xilinx Zynq/ZynqMP UART.
+    Cadence,
+}
+
+impl UartKind {
+    /// Offset of the register a byte is written to for transmission (the
+    /// entry code prints its fatal messages there, with nothing set up).
+    pub const fn tx_offset(self) -> u64 {
+        match self {
+            UartKind::Pl011 => 0,
+            // TX_RX_FIFO.
+            UartKind::Cadence => 0x30,
+        }
+    }
 }
 
 /// The partitioner's console UART.

@@ -46,7 +46,7 @@ static BOARD: &Board = match board_support::find(BOARD_NAME) {
 /// The console's address, for the entry code's messages before anything is
 /// set up (read PC-relative: valid before relocation).
 #[no_mangle]
-static EARLY_UART: u64 = BOARD.console.reg.base;
+static EARLY_UART: u64 = BOARD.console.reg.base + BOARD.console.kind.tx_offset();
 
 /// The board this firmware was built for.
 pub fn board() -> &'static Board {

@@ -3,6 +3,7 @@
 //! (`bulkhead_core::board::Uart`); a new kind of UART is a new file here, a
 //! variant of `UartKind` and an arm in [`init`].
 
+mod cadence;
 mod pl011;
 
 use bulkhead_core::board::{Uart, UartKind};
@@ -24,6 +25,7 @@ pub trait ConsoleUart: Sync {
 
 enum Driver {
     Pl011(pl011::Pl011),
+    Cadence(cadence::Cadence),
 }
 
 static DRIVER: Once<Driver> = Once::new();
@@ -33,6 +35,7 @@ static DRIVER: Once<Driver> = Once::new();
 pub fn init(uart: Uart) -> &'static dyn ConsoleUart {
     let d = DRIVER.call_once(|| match uart.kind {
         UartKind::Pl011 => Driver::Pl011(pl011::Pl011::init(uart.reg.base as usize)),
+        UartKind::Cadence => Driver::Cadence(cadence::Cadence::init(uart.reg.base as usize)),
     });
     as_dyn(d)
 }
@@ -45,5 +48,6 @@ pub fn get() -> Option<&'static dyn ConsoleUart> {
 fn as_dyn(d: &'static Driver) -> &'static dyn ConsoleUart {
     match d {
         Driver::Pl011(u) => u,
+        Driver::Cadence(u) => u,
     }
 }
