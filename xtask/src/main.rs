@@ -572,6 +572,22 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::None,
     ),
     (
+        "zcu102-isolation",
+        "configs/zcu102/isolation.dts",
+        Tamper::None,
+    ),
+    ("zcu102-irq", "tests/configs/zcu102-irq.dts", Tamper::None),
+    (
+        "zcu102-linux",
+        "tests/configs/zcu102-linux.dts",
+        Tamper::None,
+    ),
+    (
+        "zcu102-console",
+        "tests/configs/zcu102-console.dts",
+        Tamper::None,
+    ),
+    (
         "corrupt-image",
         "configs/qemu-virt/isolation.dts",
         Tamper::CorruptImage("probe"),
