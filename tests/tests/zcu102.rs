@@ -267,7 +267,7 @@ fn zcu102_console_input_through_the_cadence_uart() {
     );
     expect(&mut run, "[echo-a] echo-a: uart: ready");
     expect(&mut run, "[echo-b] echo-b: uart: ready");
-    let mut send = |run: &mut Run, b: &[u8]| run.send_uart0(b).expect("type into uart0");
+    let send = |run: &mut Run, b: &[u8]| run.send_uart0(b).expect("type into uart0");
     // One byte at a time: each needs its own receive interrupt.
     for (i, b) in b"Zq".iter().enumerate() {
         send(&mut run, &[*b]);
