@@ -289,3 +289,131 @@ fn zcu102_console_input_through_the_cadence_uart() {
     expect_received(&mut run, "echo-a", b"Zqburst");
     expect_received(&mut run, "echo-b", b"yo");
 }
+
+/// A minimal ELF with one loadable segment of 64 zero bytes at `addr`:
+/// 64-bit AArch64 (the FSBL's and BL31's kind) or 32-bit MicroBlaze (the
+/// PMU firmware's), stand-ins for the vendor's files.
+fn stand_in_elf(aarch64: bool, addr: u32) -> Vec<u8> {
+    let mut e = b"\x7fELF".to_vec();
+    let (class, ehsize, phsize): (u8, u16, u16) = if aarch64 { (2, 64, 56) } else { (1, 52, 32) };
+    e.extend([class, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let machine: u16 = if aarch64 { 183 } else { 189 };
+    let off = u64::from(ehsize + phsize);
+    e.extend(2u16.to_le_bytes()); // ET_EXEC
+    e.extend(machine.to_le_bytes());
+    e.extend(1u32.to_le_bytes());
+    let word = |e: &mut Vec<u8>, v: u64| {
+        if aarch64 {
+            e.extend(v.to_le_bytes())
+        } else {
+            e.extend((v as u32).to_le_bytes())
+        }
+    };
+    word(&mut e, addr.into()); // entry
+    word(&mut e, ehsize.into()); // phoff
+    word(&mut e, 0); // shoff
+    e.extend(0u32.to_le_bytes()); // flags
+    for h in [ehsize, phsize, 1, if aarch64 { 64 } else { 40 }, 0, 0] {
+        e.extend(h.to_le_bytes());
+    }
+    e.extend(1u32.to_le_bytes()); // PT_LOAD
+    if aarch64 {
+        e.extend(5u32.to_le_bytes()); // R+X
+        for v in [off, addr.into(), addr.into(), 64, 64, 16] {
+            e.extend(v.to_le_bytes());
+        }
+    } else {
+        for v in [off as u32, addr, addr, 64, 64, 5, 4] {
+            e.extend(v.to_le_bytes());
+        }
+    }
+    e.extend([0u8; 64]);
+    e
+}
+
+/// `cargo xtask image --bif`'s BIF, packed by AMD's bootgen with stand-ins
+/// for the vendor's FSBL, PMU firmware and BL31: bootgen accepts it, and
+/// the BOOT.BIN it makes loads Bulkhead (the image the QEMU tests boot) at
+/// 0x200000 and starts it there, non-secure, at EL2, in AArch64. (Only the
+/// packing is checked: QEMU cannot boot a BOOT.BIN.)
+#[test]
+fn zcu102_bif_packs_a_boot_bin_that_starts_bulkhead_at_el2_at_0x200000() {
+    let [bootgen] = &xtask::tools::ensure_packaged(&[xtask::tools::BOOTGEN])
+        .unwrap_or_else(|e| panic!("{e}"))[..]
+    else {
+        unreachable!()
+    };
+    let dir = xtask::target_dir()
+        .join("bulkhead")
+        .join("test-media")
+        .join("zcu102-bif");
+    let _ = std::fs::remove_dir_all(&dir);
+    let fw = dir.join("firmware");
+    std::fs::create_dir_all(&fw).unwrap();
+    std::fs::write(fw.join("fsbl.elf"), stand_in_elf(true, 0xfffc_0000)).unwrap();
+    std::fs::write(fw.join("pmufw.elf"), stand_in_elf(false, 0xffdc_0000)).unwrap();
+    std::fs::write(fw.join("bl31.elf"), stand_in_elf(true, 0xfffe_a000)).unwrap();
+    let board = board_support::by_name("zcu102").unwrap();
+    let img = bulkhead_tests::image("zcu102-isolation");
+    let out = dir.join("out");
+    let files = xtask::flash::write_bif(
+        xtask::flash::boot_bin_for("zcu102").unwrap(),
+        board,
+        &img,
+        &out,
+        Some(&fw),
+    )
+    .unwrap();
+    assert!(files.missing.is_empty(), "{:?}", files.missing);
+    assert_eq!(
+        std::fs::read(&files.image).unwrap(),
+        std::fs::read(&img).unwrap()
+    );
+    let boot_bin = out.join("BOOT.BIN");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bootgen)
+            .current_dir(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && !text.contains("[ERROR]"), "{text}");
+        text
+    };
+    let made = run(&[
+        "-arch", "zynqmp", "-image", "boot.bif", "-o", "BOOT.BIN", "-w", "on",
+    ]);
+    assert!(made.contains("Bootimage generated successfully"), "{made}");
+    assert!(boot_bin.is_file());
+    let read = run(&["-arch", "zynqmp", "-read", "BOOT.BIN"]);
+    // The partitions, in order: the FSBL, BL31's segments, then Bulkhead,
+    // in one piece.
+    let tables: Vec<&str> = read.split("PARTITION HEADER TABLE (").skip(1).collect();
+    let names: Vec<&str> = tables
+        .iter()
+        .map(|t| t.split(')').next().unwrap())
+        .collect();
+    assert_eq!(names.first(), Some(&"fsbl.elf.0"), "{read}");
+    assert_eq!(names.last(), Some(&"bulkhead.img.0"), "{read}");
+    assert!(names[1..names.len() - 1]
+        .iter()
+        .all(|n| n.starts_with("bl31.elf.")));
+    let bulkhead = tables.last().unwrap();
+    for want in [
+        "exec_addr_lo (0x10) : 0x00200000",
+        "load_addr_lo (0x18) : 0x00200000",
+        "trustzone [non-secure]",
+        "el [el-2]",
+        "exec_state [aarch-64]",
+    ] {
+        assert!(bulkhead.contains(want), "{want} in\n{bulkhead}\n{read}");
+    }
+    // BL31 runs at EL3 in the secure world.
+    let bl31 = tables[1];
+    assert!(
+        bl31.contains("trustzone [secure]") && bl31.contains("el [el-3]"),
+        "{bl31}"
+    );
+    assert!(read.contains("bulkhead.img"), "{read}");
+}

@@ -242,7 +242,11 @@ pub const ZCU102: BootBin = BootBin {
             "bl31.elf",
         ),
     ],
-    firmware_source: "AMD/Xilinx: zynqmp_fsbl and zynqmp_pmufw from embeddedsw (Vitis or                       PetaLinux builds them), bl31.elf from Xilinx's arm-trusted-firmware                       (PLAT=zynqmp)",
+    firmware_source: concat!(
+        "AMD/Xilinx: zynqmp_fsbl and zynqmp_pmufw from embeddedsw (Vitis or ",
+        "PetaLinux builds them), bl31.elf from Xilinx's arm-trusted-firmware ",
+        "(PLAT=zynqmp)"
+    ),
     firmware_env: "BULKHEAD_ZCU102_FIRMWARE",
     firmware_default: "firmware/zcu102",
     arch: "zynqmp",

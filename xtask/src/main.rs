@@ -55,7 +55,8 @@ fn usage() -> &'static str {
                   seed fuzz/corpus/ from the configs and run each target (all by
                   default, 20 s each); docs/fuzzing.md
   setup           install what is missing (QEMU 10, dtc, the Rust targets, and for
-                  image and its tests: dosfstools, mtools, u-boot-tools, u-boot-qemu)
+                  image and its tests: dosfstools, mtools, u-boot-tools, u-boot-qemu,
+                  xilinx-bootgen)
 
 test-only build flags: --unchecked, --truncate-config, --corrupt-config"
 }
