@@ -163,3 +163,68 @@ const fn dma(
         ..simple(name, compatible, base, spis)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gicc_and_gicv_are_the_contiguous_8k_windows() {
+        let [Gic::V2 {
+            distributor,
+            cpu_interface,
+            hyp_interface,
+            virtual_cpu,
+            deactivation,
+        }] = BOARD.gics
+        else {
+            panic!("one GICv2")
+        };
+        // The partitioner maps GICV where a domain's 8 KiB GICC is: both
+        // must be the 8 KiB windows that straddle two 64 KiB alias blocks.
+        assert_eq!(*cpu_interface, Range::new(0xf902_f000, 0x2000));
+        assert_eq!(*virtual_cpu, Range::new(0xf906_f000, 0x2000));
+        assert_eq!(hyp_interface.base, 0xf904_0000);
+        assert_eq!(*distributor, Range::new(0xf901_0000, 0x1_0000));
+        assert_eq!(*deactivation, Deactivation::Maintenance);
+    }
+
+    #[test]
+    fn the_console_is_the_reserved_cadence_uart0() {
+        assert_eq!(BOARD.console.kind, UartKind::Cadence);
+        let uart0 = BOARD.device("uart0").unwrap();
+        assert_eq!(uart0.reg, BOARD.console.reg);
+        assert_eq!(uart0.spis, &[21]);
+        assert!(matches!(uart0.usage, DeviceUse::Reserved(_)));
+        let uart1 = BOARD.device("uart1").unwrap();
+        assert_eq!(
+            (uart1.reg.base, uart1.spis, uart1.usage),
+            (0xff01_0000, &[22][..], DeviceUse::Assignable)
+        );
+        assert_eq!(uart1.compatible, "cdns,uart-r1p12");
+    }
+
+    #[test]
+    fn dma_masters_are_marked_and_unprotected() {
+        for d in BOARD.devices {
+            let master = d.name.starts_with("gem") || d.name.starts_with("sdhci");
+            assert_eq!(d.dma, master, "{}", d.name);
+            assert!(BOARD.iommu_covering(d.name).is_none());
+        }
+        // Every block is on a 64 KiB boundary.
+        assert!(BOARD
+            .devices
+            .iter()
+            .all(|d| d.reg.base.is_multiple_of(0x1_0000)));
+    }
+
+    #[test]
+    fn ram_is_the_low_ddr_bank_from_the_image_base() {
+        assert_eq!(BOARD.ram, &[Range::new(0x20_0000, 0x7fc0_0000)]);
+        assert_eq!(BOARD.image_base, 0x20_0000);
+        let q = BOARD.qemu.unwrap();
+        assert_eq!(q.memory_mib, Some(2048));
+        assert!(q.machine.contains("virtualization=on"));
+        assert_eq!(BOARD.cpu_start, CpuStart::Psci(Conduit::Smc));
+    }
+}
