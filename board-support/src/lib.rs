@@ -12,6 +12,7 @@ use bulkhead_core::board::Board;
 pub mod imx8mp_evk;
 pub mod qemu_virt;
 pub mod rpi4;
+pub mod zcu102;
 
 /// Every supported board.
 pub const BOARDS: &[&Board] = &[
@@ -19,6 +20,7 @@ pub const BOARDS: &[&Board] = &[
     &qemu_virt::BOARD_NO_IOMMU,
     &rpi4::BOARD,
     &imx8mp_evk::BOARD,
+    &zcu102::BOARD,
 ];
 
 /// The board a config names, if supported.

@@ -9,6 +9,12 @@
 //!   it at the board's `image_base` and `booti`s it, and a disk image with
 //!   both in its first FAT partition, where U-Boot's distro boot finds them.
 //!
+//! - `--bif OUT_DIR`: for a board whose boot ROM reads a `BOOT.BIN` (the
+//!   Xilinx ZynqMP ZCU102): the Bulkhead image and the BIF that AMD's
+//!   `bootgen` packs into BOOT.BIN with the vendor's boot firmware (FSBL,
+//!   PMU firmware, TF-A BL31). Everything board-specific is one
+//!   [`BootBin`] entry of [`BOOT_BINS`].
+//!
 //! The MBR is written here; the FAT file system by `mkfs.vfat --offset`
 //! and `mcopy -i` (Debian's dosfstools and mtools), so no root, loop device
 //! or partitioning tool is needed.
@@ -202,6 +208,158 @@ impl SdCard {
         }
         Ok(files)
     }
+}
+
+/// What a board's BOOT.BIN holds besides the Bulkhead image: the boot
+/// firmware partitions, in boot order, that `bootgen` packs before it.
+#[derive(Debug)]
+pub struct BootBin {
+    /// The board-support name this layout is for.
+    pub board: &'static str,
+    /// (BIF attributes, file name in the firmware directory) of each
+    /// firmware partition.
+    pub firmware: &'static [(&'static str, &'static str)],
+    /// Where those files come from.
+    pub firmware_source: &'static str,
+    /// The firmware directory when `--firmware-dir` is not given: this
+    /// environment variable, else this path under the workspace.
+    pub firmware_env: &'static str,
+    pub firmware_default: &'static str,
+    /// `bootgen -arch` value.
+    pub arch: &'static str,
+}
+
+/// The Xilinx ZCU102 (Zynq UltraScale+ MPSoC): the boot ROM loads the PMU
+/// firmware and the FSBL from BOOT.BIN, the FSBL loads BL31 and Bulkhead,
+/// and BL31 enters Bulkhead at EL2 (`docs/boards/zcu102.md`).
+pub const ZCU102: BootBin = BootBin {
+    board: "zcu102",
+    firmware: &[
+        ("bootloader, destination_cpu=a53-0", "fsbl.elf"),
+        ("pmufw_image", "pmufw.elf"),
+        (
+            "destination_cpu=a53-0, exception_level=el-3, trustzone",
+            "bl31.elf",
+        ),
+    ],
+    firmware_source: concat!(
+        "AMD/Xilinx: zynqmp_fsbl and zynqmp_pmufw from embeddedsw (Vitis or ",
+        "PetaLinux builds them), bl31.elf from Xilinx's arm-trusted-firmware ",
+        "(PLAT=zynqmp)"
+    ),
+    firmware_env: "BULKHEAD_ZCU102_FIRMWARE",
+    firmware_default: "firmware/zcu102",
+    arch: "zynqmp",
+};
+
+/// Every board with a BOOT.BIN layout.
+pub const BOOT_BINS: &[&BootBin] = &[&ZCU102];
+
+/// The BOOT.BIN layout of `board`, or an error naming the boards that have one.
+pub fn boot_bin_for(board: &str) -> Result<&'static BootBin> {
+    BOOT_BINS
+        .iter()
+        .copied()
+        .find(|b| b.board == board)
+        .ok_or_else(|| {
+            format!(
+                "board \"{board}\" has no BOOT.BIN layout: --bif supports {}",
+                BOOT_BINS
+                    .iter()
+                    .map(|b| format!("\"{}\"", b.board))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .into()
+        })
+}
+
+/// The BIF name `--bif` writes.
+pub const BIF_NAME: &str = "boot.bif";
+
+impl BootBin {
+    /// The firmware directory: given, from the environment, or the default.
+    pub fn firmware_dir(&self, given: Option<&Path>) -> PathBuf {
+        given
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(self.firmware_env).map(PathBuf::from))
+            .unwrap_or_else(|| root().join(self.firmware_default))
+    }
+
+    /// The BIF: the firmware partitions from `firmware_dir`, then the
+    /// Bulkhead image `image` as a raw binary. bootgen takes an ELF's entry
+    /// from `e_entry`, and Bulkhead is a position-independent image linked
+    /// at 0: it is handed over as a binary with its load and start address
+    /// given, the board's `image_base`, and started at EL2 (non-secure).
+    pub fn bif(&self, image_base: u64, firmware_dir: &Path, image: &Path) -> String {
+        let mut s = format!(
+            "// BOOT.BIN for Bulkhead on the {} (written by `cargo xtask image --bif`;\n\
+             // docs/boards/{}.md). Pack it with:\n\
+             //   bootgen -arch {} -image {BIF_NAME} -o BOOT.BIN -w on\n\
+             the_ROM_image:\n{{\n",
+            self.board, self.board, self.arch
+        );
+        for (attrs, file) in self.firmware {
+            s.push_str(&format!(
+                "\t[{attrs}] {}\n",
+                firmware_dir.join(file).display()
+            ));
+        }
+        s.push_str(&format!(
+            "\t[destination_cpu=a53-0, exception_level=el-2, load={image_base:#x}, startup={image_base:#x}] {}\n}}\n",
+            image.display()
+        ));
+        s
+    }
+}
+
+/// What `--bif` wrote, and the firmware files it names that are missing.
+#[derive(Debug)]
+pub struct BifFiles {
+    pub image: PathBuf,
+    pub bif: PathBuf,
+    pub missing: Vec<PathBuf>,
+    pub layout: &'static BootBin,
+}
+
+/// `cargo xtask image CONFIG --bif DIR`: build the image of `config` and
+/// write it and the BIF for its board into `dir`.
+pub fn bif_image(config: &Path, dir: &Path, firmware_dir: Option<&Path>) -> Result<BifFiles> {
+    let board = board_of_config(config)?;
+    let layout = boot_bin_for(board.name)?;
+    let img = build(config)?;
+    write_bif(layout, board, &img, dir, firmware_dir)
+}
+
+/// Write `bulkhead.img` (a copy of `image`) and `boot.bif` into `dir`.
+pub fn write_bif(
+    layout: &'static BootBin,
+    board: &Board,
+    image: &Path,
+    dir: &Path,
+    firmware_dir: Option<&Path>,
+) -> Result<BifFiles> {
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let fw = layout.firmware_dir(firmware_dir);
+    let fw = fw.canonicalize().unwrap_or(fw);
+    let files = BifFiles {
+        image: dir.join(IMAGE_NAME),
+        bif: dir.join(BIF_NAME),
+        missing: layout
+            .firmware
+            .iter()
+            .map(|(_, f)| fw.join(f))
+            .filter(|p| !p.is_file())
+            .collect(),
+        layout,
+    };
+    fs::copy(image, &files.image)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", image.display(), dir.display()))?;
+    fs::write(&files.bif, layout.bif(board.image_base, &fw, &files.image))?;
+    Ok(files)
 }
 
 /// The board a config is for, by compiling it.
@@ -502,6 +660,30 @@ mod tests {
         assert_eq!(lines[2], "booti 0x40200000 - ${fdtcontroladdr}");
         // booti runs an Image in place only when it is 2 MiB aligned.
         assert_eq!(board_support::imx8mp_evk::BOARD.image_base % (2 << 20), 0);
+    }
+
+    #[test]
+    fn zcu102_bif_starts_bulkhead_at_el2_at_the_image_base() {
+        let bif = ZCU102.bif(0x20_0000, Path::new("/fw"), Path::new("/out/bulkhead.img"));
+        let parts: Vec<&str> = bif
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with('['))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "[bootloader, destination_cpu=a53-0] /fw/fsbl.elf",
+                "[pmufw_image] /fw/pmufw.elf",
+                "[destination_cpu=a53-0, exception_level=el-3, trustzone] /fw/bl31.elf",
+                "[destination_cpu=a53-0, exception_level=el-2, load=0x200000, startup=0x200000] /out/bulkhead.img",
+            ],
+            "{bif}"
+        );
+        assert!(bif.contains("the_ROM_image:\n{\n") && bif.trim_end().ends_with('}'));
+        assert!(boot_bin_for("zcu102").is_ok());
+        let e = boot_bin_for("rpi4").unwrap_err().to_string();
+        assert!(e.contains("\"rpi4\"") && e.contains("\"zcu102\""), "{e}");
     }
 
     #[test]

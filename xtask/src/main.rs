@@ -23,6 +23,7 @@ fn usage() -> &'static str {
   build [CONFIG] [-o OUT]
                   build the bootable image (target/bulkhead/<config>.img)
   image CONFIG [--sd OUT.img [--firmware-dir DIR] [--armstub PATH]] [--uboot OUT_DIR]
+               [--bif OUT_DIR [--firmware-dir DIR]]
                   build CONFIG's image (as build does) and write boot media for it:
                   --sd: a flashable SD card image (MBR + FAT32: config.txt, the
                   board's firmware files from DIR, default $BULKHEAD_RPI4_FIRMWARE or
@@ -31,6 +32,10 @@ fn usage() -> &'static str {
                   --uboot: bulkhead.img, boot.scr (loads it at the board's image_base
                   and booti's it) and disk.img (both in a FAT partition, for
                   U-Boot's distro boot)
+                  --bif: bulkhead.img and boot.bif, the BIF bootgen packs into a
+                  BOOT.BIN with the vendor's FSBL, PMU firmware and BL31 (from DIR,
+                  default $BULKHEAD_ZCU102_FIRMWARE or firmware/zcu102);
+                  boards: zcu102 (docs/boards/zcu102.md)
   check CONFIG...
                   validate configs as the firmware will, printing every error
   audit CONFIG... [--out DIR]
@@ -50,7 +55,8 @@ fn usage() -> &'static str {
                   seed fuzz/corpus/ from the configs and run each target (all by
                   default, 20 s each); docs/fuzzing.md
   setup           install what is missing (QEMU 10, dtc, the Rust targets, and for
-                  image and its tests: dosfstools, mtools, u-boot-tools, u-boot-qemu)
+                  image and its tests: dosfstools, mtools, u-boot-tools, u-boot-qemu,
+                  xilinx-bootgen)
 
 test-only build flags: --unchecked, --truncate-config, --corrupt-config"
 }
@@ -205,7 +211,7 @@ fn build(args: &[String]) -> Result<()> {
 /// `cargo xtask image CONFIG [--sd OUT [--firmware-dir DIR] [--armstub PATH]] [--uboot DIR]`.
 fn image_cmd(args: &[String]) -> Result<()> {
     use xtask::flash;
-    let (mut config, mut sd, mut uboot) = (None, None, None);
+    let (mut config, mut sd, mut uboot, mut bif) = (None, None, None, None);
     let mut opts = flash::SdOptions::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -217,6 +223,7 @@ fn image_cmd(args: &[String]) -> Result<()> {
         match a.as_str() {
             "--sd" => sd = Some(value("--sd")?),
             "--uboot" => uboot = Some(value("--uboot")?),
+            "--bif" => bif = Some(value("--bif")?),
             "--firmware-dir" => opts.firmware_dir = Some(value("--firmware-dir")?),
             "--armstub" => opts.armstub = Some(value("--armstub")?),
             "-h" | "--help" => {
@@ -234,15 +241,15 @@ fn image_cmd(args: &[String]) -> Result<()> {
     if !config.exists() {
         return Err(format!("config {} does not exist", config.display()).into());
     }
-    if sd.is_none() && uboot.is_none() {
+    if sd.is_none() && uboot.is_none() && bif.is_none() {
         return Err(format!(
-            "image: say which boot media: --sd OUT.img and/or --uboot OUT_DIR\n{}",
+            "image: say which boot media: --sd OUT.img, --uboot OUT_DIR and/or --bif OUT_DIR\n{}",
             usage()
         )
         .into());
     }
-    if sd.is_none() && (opts.firmware_dir.is_some() || opts.armstub.is_some()) {
-        return Err("--firmware-dir and --armstub are options of --sd".into());
+    if sd.is_none() && (opts.armstub.is_some() || (bif.is_none() && opts.firmware_dir.is_some())) {
+        return Err("--firmware-dir is an option of --sd and --bif, --armstub of --sd".into());
     }
     if let Some(out) = &sd {
         let img = flash::sd_image(&config, out, &opts)?;
@@ -252,6 +259,30 @@ fn image_cmd(args: &[String]) -> Result<()> {
             flash::IMAGE_NAME,
             img.display()
         );
+    }
+    if let Some(dir) = &bif {
+        let f = flash::bif_image(&config, dir, opts.firmware_dir.as_deref())?;
+        eprintln!(
+            "xtask: {} and {}; make BOOT.BIN with `bootgen -arch {} -image {} -o BOOT.BIN -w on` (docs/boards/{}.md)",
+            f.image.display(),
+            f.bif.display(),
+            f.layout.arch,
+            f.bif.display(),
+            f.layout.board
+        );
+        if !f.missing.is_empty() {
+            eprintln!(
+                "xtask: note: the BIF names {}, not there yet: they come from {} (or name \
+                 another directory with --firmware-dir or {})",
+                f.missing
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                f.layout.firmware_source,
+                f.layout.firmware_env
+            );
+        }
     }
     if let Some(dir) = &uboot {
         let f = flash::uboot_image(&config, dir)?;
@@ -591,6 +622,22 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     (
         "rpi4-lifecycle",
         "tests/configs/rpi4-lifecycle.dts",
+        Tamper::None,
+    ),
+    (
+        "zcu102-isolation",
+        "configs/zcu102/isolation.dts",
+        Tamper::None,
+    ),
+    ("zcu102-irq", "tests/configs/zcu102-irq.dts", Tamper::None),
+    (
+        "zcu102-linux",
+        "tests/configs/zcu102-linux.dts",
+        Tamper::None,
+    ),
+    (
+        "zcu102-console",
+        "tests/configs/zcu102-console.dts",
         Tamper::None,
     ),
     (
@@ -1150,10 +1197,12 @@ fn bench_latency() -> Result<()> {
     // the virt rows of the same GIC. The Raspberry Pi 4 (QEMU raspi4b,
     // Cortex-A72, GIC-400) counts at 62.5 MHz; the i.MX 8M Plus EVK (QEMU
     // imx8mp-evk, Cortex-A53, GICv3 with the HCR_EL2.VI quirk) at 8 MHz:
-    // one of its ticks is 125 ns, about 125 instructions under icount.
+    // one of its ticks is 125 ns, about 125 instructions under icount; the
+    // ZCU102 (QEMU xlnx-zcu102, Cortex-A53, GIC-400) at 62.5 MHz.
     for (board, config, gic) in [
         ("rpi4", "configs/rpi4/latency.dts", 2),
         ("imx8mp-evk", "configs/imx8mp-evk/latency.dts", 3),
+        ("zcu102", "configs/zcu102/latency.dts", 2),
     ] {
         let config = root().join(config);
         let img = image::image_path(&config);

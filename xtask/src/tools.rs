@@ -263,8 +263,15 @@ pub const UBOOT_QEMU_ARM64: Packaged = Packaged {
     package: "u-boot-qemu",
     purpose: "U-Boot for QEMU virt (arm64)",
 };
+/// AMD's `bootgen`: packs a ZynqMP BOOT.BIN from the BIF `image --bif`
+/// writes (only its tests run it).
+pub const BOOTGEN: Packaged = Packaged {
+    file: "bootgen",
+    package: "xilinx-bootgen",
+    purpose: "packing a ZynqMP BOOT.BIN",
+};
 /// Everything `cargo xtask image` and its tests need beyond QEMU and dtc.
-pub const IMAGE_TOOLS: &[Packaged] = &[MKFS_VFAT, MCOPY, MKIMAGE, UBOOT_QEMU_ARM64];
+pub const IMAGE_TOOLS: &[Packaged] = &[MKFS_VFAT, MCOPY, MKIMAGE, UBOOT_QEMU_ARM64, BOOTGEN];
 
 /// Where a packaged file is, if it is installed.
 pub fn find_packaged(p: &Packaged) -> Option<PathBuf> {

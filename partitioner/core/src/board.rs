@@ -140,16 +140,20 @@ pub enum UartKind {
     Pl011,
     /// NXP i.MX UART (i.MX6/7/8: `fsl,imx6q-uart` and its successors).
     Imx,
+    /// Cadence UART (`cdns,uart-r1p12`), the Xilinx Zynq/ZynqMP UART.
+    Cadence,
 }
 
 impl UartKind {
-    /// Offset of the transmit data register: the only register the
-    /// firmware's earliest messages (before any set-up) write.
+    /// Offset of the register a byte is written to for transmission (the
+    /// entry code prints its fatal messages there, with nothing set up).
     pub const fn tx_offset(self) -> u64 {
         match self {
-            UartKind::Pl011 => 0x0,
+            UartKind::Pl011 => 0,
             // UTXD.
             UartKind::Imx => 0x40,
+            // TX_RX_FIFO.
+            UartKind::Cadence => 0x30,
         }
     }
 }

@@ -409,7 +409,8 @@ pub const TIMER_INTIDS: [u32; 4] = [29, 30, VTIMER_INTID, 26];
 ///   `interrupt-parent = <&gic>` ([`GIC_PHANDLE`]).
 /// * `/chosen`: `bootargs`, `bulkhead,domain-name` and, when the domain has a
 ///   console, `stdout-path` naming its node: the virtual console if the
-///   domain has one, otherwise its first passthrough UART ([`NodeShape`]).
+///   domain has one, otherwise its first passthrough serial port (a PL011
+///   or a Cadence UART, see [`BINDINGS`]).
 /// * `/cpus`: `cpu@N` for each virtual CPU `N`, started through PSCI.
 /// * `memory@<ipa>` for each RAM mapping.
 /// * `/psci`: PSCI 1.0 over HVC (the partitioner implements it).
@@ -424,8 +425,10 @@ pub const TIMER_INTIDS: [u32; 4] = [29, 30, VTIMER_INTID, 26];
 ///   timer PPIs ([`TIMER_INTIDS`]) as `<1 ppi flags>`, flags level-high,
 ///   on GICv2 with the CPU mask of the domain's vCPUs in bits \[15:8\].
 /// * `<name>@<ipa>` for each passthrough device, with its `compatible`
-///   (and, for the kinds in [`NODE_SHAPES`], the rest of the list and
-///   clocks), `reg` and, for each SPI, `interrupts = <0 spi 4>` (level, active high).
+///   (and clocks, for the kinds in [`BINDINGS`]), `reg` and, for each SPI,
+///   `interrupts = <0 spi 4>` (level, active high).
+/// * `apb-pclk`, the PL011s' fixed clock, and any other fixed clock a
+///   passthrough device's binding names (`uart-ref-clk`).
 /// * `uart@<ipa>` for the virtual console: a PL011.
 pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result<usize, DtbError> {
     let cap = out.len().min(DTB_MAX);
@@ -481,20 +484,20 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
     interrupt_controller(&mut w, gic, plan.cpus.len())?;
     timer(&mut w, gic, plan.cpus.len())?;
 
-    // The clock PrimeCell devices (the PL011s) name, as on QEMU virt.
-    w.begin_node("apb-pclk")?;
-    w.prop_str("compatible", "fixed-clock")?;
-    w.prop_u32("#clock-cells", 0)?;
-    w.prop_u32("clock-frequency", APB_PCLK_HZ)?;
-    w.prop_str("clock-output-names", "clk24mhz")?;
-    w.prop_u32("phandle", CLOCK_PHANDLE)?;
-    w.end_node()?;
+    // The clock PrimeCell devices (the PL011s) name, as on QEMU virt; then
+    // any other clock a passthrough device's binding needs, once.
+    fixed_clock(&mut w, &APB_PCLK)?;
+    for clock in &CLOCKS[1..] {
+        if uses_clock(plan, clock) {
+            fixed_clock(&mut w, clock)?;
+        }
+    }
 
     for dev in &plan.devices {
         let ipa = dev.mapping.ipa;
         w.begin_node(&name(format_args!("{}@{ipa:x}", dev.name))?)?;
-        match node_shape(&dev.compatible) {
-            Some(shape) => shape_props(&mut w, shape)?,
+        match binding(&dev.compatible) {
+            Some(b) => binding_props(&mut w, b)?,
             None => w.prop_str("compatible", &dev.compatible)?,
         }
         w.prop_u64s("reg", &[ipa, dev.mapping.size])?;
@@ -530,55 +533,122 @@ pub const CLOCK_PHANDLE: u32 = 2;
 /// Its rate (what QEMU virt gives its PL011s).
 pub const APB_PCLK_HZ: u32 = 24_000_000;
 
-/// What a passthrough device's node needs beyond `reg` and `interrupts`
-/// for its Linux driver, by the board device's `compatible`: the whole
-/// `compatible` list and its clocks (every one the fixed `apb-pclk`,
-/// [`CLOCK_PHANDLE`]). Devices not listed get their `compatible` alone.
+/// Phandle of the Cadence UARTs' reference clock (`uart-ref-clk`).
+pub const UART_REF_CLOCK_PHANDLE: u32 = 3;
+
+/// A fixed-rate clock node the generated tree may have.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FixedClock {
+    pub node: &'static str,
+    pub phandle: u32,
+    pub hz: u32,
+    pub output: &'static str,
+}
+
+/// The PrimeCell bus clock, always in the tree (the virtual console is a
+/// PL011).
+pub const APB_PCLK: FixedClock = FixedClock {
+    node: "apb-pclk",
+    phandle: CLOCK_PHANDLE,
+    hz: APB_PCLK_HZ,
+    output: "clk24mhz",
+};
+
+/// The ZynqMP's UART reference clock: 100 MHz as the ZCU102's boot
+/// firmware sets it up (Linux's `xuartps` derives the baud divisor from
+/// it; under QEMU the rate does not matter).
+pub const UART_REF_CLK: FixedClock = FixedClock {
+    node: "uart-ref-clk",
+    phandle: UART_REF_CLOCK_PHANDLE,
+    hz: 100_000_000,
+    output: "uart_ref_clk",
+};
+
+/// What Linux's driver for a kind of passthrough device needs in its node,
+/// found by the board device's `compatible`: the compatibles the driver
+/// matches, and clocks by name (each fed by one fixed clock). Devices of
+/// any other kind get their `compatible` only.
 #[derive(Debug)]
-pub struct NodeShape {
+pub struct Binding {
+    /// The board device's `compatible`.
     pub compatible: &'static str,
+    /// The node's `compatible` list.
     pub compatibles: &'static [&'static str],
+    /// `clock-names`; every one is `clock`.
     pub clock_names: &'static [&'static str],
-    /// A UART: it can be the domain's `stdout-path`.
+    pub clock: &'static FixedClock,
+    /// A serial port: the domain's console if it has no virtual one.
     pub serial: bool,
 }
 
-/// The device kinds with a [`NodeShape`].
-pub const NODE_SHAPES: &[NodeShape] = &[
-    // Linux's AMBA bus driver wants "arm,primecell" and its bus clock.
-    NodeShape {
+/// Every kind of device with a [`Binding`].
+pub const BINDINGS: &[Binding] = &[
+    // Linux's AMBA driver: both compatibles and the two PrimeCell clocks.
+    Binding {
         compatible: "arm,pl011",
         compatibles: &["arm,pl011", "arm,primecell"],
         clock_names: &["uartclk", "apb_pclk"],
+        clock: &APB_PCLK,
+        serial: true,
+    },
+    // Linux's `xuartps` (ttyPS*): the Cadence UART of the Zynq and ZynqMP.
+    Binding {
+        compatible: "cdns,uart-r1p12",
+        compatibles: &["cdns,uart-r1p12", "xlnx,xuartps"],
+        clock_names: &["uart_clk", "pclk"],
+        clock: &UART_REF_CLK,
         serial: true,
     },
     // Linux's imx UART driver (`imx.c`) matches "fsl,imx6q-uart" and takes
     // its baud clock from "per" (24 MHz, as the i.MX 8M's UART root clock).
-    NodeShape {
+    Binding {
         compatible: "fsl,imx8mp-uart",
         compatibles: &["fsl,imx8mp-uart", "fsl,imx6q-uart"],
         clock_names: &["ipg", "per"],
+        clock: &APB_PCLK,
         serial: true,
     },
 ];
 
-/// The [`NodeShape`] of devices with board compatible `compatible`.
-pub fn node_shape(compatible: &str) -> Option<&'static NodeShape> {
-    NODE_SHAPES.iter().find(|s| s.compatible == compatible)
+/// Every fixed clock a tree may have; the first is always there.
+pub const CLOCKS: &[&FixedClock] = &[&APB_PCLK, &UART_REF_CLK];
+
+/// Whether a passthrough device of `plan` names `clock`.
+fn uses_clock(plan: &DomainPlan, clock: &FixedClock) -> bool {
+    plan.devices
+        .iter()
+        .any(|d| binding(&d.compatible).is_some_and(|b| b.clock == clock))
 }
 
-fn shape_props(w: &mut FdtWriter<'_>, shape: &NodeShape) -> Result<(), DtbError> {
-    w.prop_strs("compatible", shape.compatibles)?;
-    let clocks = [CLOCK_PHANDLE; 4];
-    let n = shape.clock_names.len().min(clocks.len());
-    w.prop_cells("clocks", &clocks[..n])?;
-    w.prop_strs("clock-names", &shape.clock_names[..n])
+/// The binding of devices whose `compatible` is `compatible`, if any.
+pub fn binding(compatible: &str) -> Option<&'static Binding> {
+    BINDINGS.iter().find(|b| b.compatible == compatible)
 }
 
-/// What a PL011 node needs for Linux's AMBA driver: both compatibles and
-/// its two clocks.
+/// A `fixed-clock` node.
+fn fixed_clock(w: &mut FdtWriter<'_>, c: &FixedClock) -> Result<(), DtbError> {
+    w.begin_node(c.node)?;
+    w.prop_str("compatible", "fixed-clock")?;
+    w.prop_u32("#clock-cells", 0)?;
+    w.prop_u32("clock-frequency", c.hz)?;
+    w.prop_str("clock-output-names", c.output)?;
+    w.prop_u32("phandle", c.phandle)?;
+    w.end_node()
+}
+
+/// A device node's `compatible`, `clocks` and `clock-names` from its binding.
+fn binding_props(w: &mut FdtWriter<'_>, b: &Binding) -> Result<(), DtbError> {
+    w.prop_strs("compatible", b.compatibles)?;
+    let mut clocks = [0u32; 4];
+    let clocks = &mut clocks[..b.clock_names.len()];
+    clocks.fill(b.clock.phandle);
+    w.prop_cells("clocks", clocks)?;
+    w.prop_strs("clock-names", b.clock_names)
+}
+
+/// What a PL011 node needs for Linux's AMBA driver (the virtual console).
 fn pl011_props(w: &mut FdtWriter<'_>) -> Result<(), DtbError> {
-    shape_props(w, &NODE_SHAPES[0])
+    binding_props(w, &BINDINGS[0])
 }
 
 /// The `intc@<ipa>` node: the domain's virtual GIC.
@@ -636,14 +706,14 @@ fn ppi_cpu_mask(gic: GicVersion, vcpus: usize) -> u32 {
 }
 
 /// Path of the node the domain's console is: its virtual console if it has
-/// one, otherwise its first passthrough UART (PL011 or i.MX), otherwise none.
+/// one, otherwise its first passthrough serial port, otherwise none.
 fn console_path(plan: &DomainPlan) -> Result<Option<Name>, DtbError> {
     if let Some(ipa) = plan.virtual_console {
         return name(format_args!("/uart@{ipa:x}")).map(Some);
     }
     plan.devices
         .iter()
-        .find(|d| node_shape(&d.compatible).is_some_and(|s| s.serial))
+        .find(|d| binding(&d.compatible).is_some_and(|b| b.serial))
         .map(|d| name(format_args!("/{}@{:x}", d.name, d.mapping.ipa)))
         .transpose()
 }
@@ -732,10 +802,11 @@ mod tests {
     }
 
     /// Everything at its maximum: the largest tree a valid plan can produce.
-    /// Every device is a PL011: its three properties (88 bytes) outweigh a
-    /// 64-character `compatible` (80 bytes); see `biggest_plan_fits`.
+    /// Every device is a Cadence UART: its three properties (92 bytes, and
+    /// the `uart-ref-clk` node they bring) outweigh a PL011's (88 bytes) and
+    /// a 64-character `compatible` (80 bytes); see `biggest_plan_fits`.
     fn biggest() -> DomainPlan {
-        biggest_with("arm,pl011")
+        biggest_with("cdns,uart-r1p12")
     }
 
     /// [`biggest`] with every device's `compatible` set to `compatible`.
@@ -850,30 +921,31 @@ mod tests {
         ]
     }
 
-    /// What Linux's imx UART driver needs (`imx8mp.dtsi`'s node, with both
-    /// clocks the fixed one).
-    fn imx_uart_expected() -> std::vec::Vec<(&'static str, std::vec::Vec<u8>)> {
-        vec![
-            (
-                "compatible",
-                strs_prop(&["fsl,imx8mp-uart", "fsl,imx6q-uart"]),
-            ),
-            ("clocks", cells_prop(&[2, 2])),
-            ("clock-names", strs_prop(&["ipg", "per"])),
-        ]
-    }
-
-    /// The properties a passthrough device of kind `compatible` starts with.
-    fn shape_expected(compatible: &str) -> std::vec::Vec<(&'static str, std::vec::Vec<u8>)> {
-        match compatible {
+    /// The properties a device with binding `b` gets before its `reg`.
+    fn binding_expected(b: &Binding) -> std::vec::Vec<(&'static str, std::vec::Vec<u8>)> {
+        match b.compatible {
             "arm,pl011" => pl011_expected(),
-            "fsl,imx8mp-uart" => imx_uart_expected(),
-            other => vec![("compatible", str_prop(other))],
+            // What Linux's xuartps probes with (zynqmp.dtsi's UART nodes).
+            "cdns,uart-r1p12" => vec![
+                (
+                    "compatible",
+                    strs_prop(&["cdns,uart-r1p12", "xlnx,xuartps"]),
+                ),
+                ("clocks", cells_prop(&[3, 3])),
+                ("clock-names", strs_prop(&["uart_clk", "pclk"])),
+            ],
+            // What Linux's imx UART driver needs (imx8mp.dtsi's node, both
+            // clocks the fixed one).
+            "fsl,imx8mp-uart" => vec![
+                (
+                    "compatible",
+                    strs_prop(&["fsl,imx8mp-uart", "fsl,imx6q-uart"]),
+                ),
+                ("clocks", cells_prop(&[2, 2])),
+                ("clock-names", strs_prop(&["ipg", "per"])),
+            ],
+            other => panic!("no expectation for {other}"),
         }
-    }
-
-    fn is_uart(compatible: &str) -> bool {
-        matches!(compatible, "arm,pl011" | "fsl,imx8mp-uart")
     }
 
     /// Checks every node and property of `blob` against `plan`.
@@ -902,6 +974,13 @@ mod tests {
         expected_children.push("intc@8000000".into());
         expected_children.push("timer".into());
         expected_children.push("apb-pclk".into());
+        if plan
+            .devices
+            .iter()
+            .any(|d| d.compatible == "cdns,uart-r1p12")
+        {
+            expected_children.push("uart-ref-clk".into());
+        }
         expected_children.extend(
             plan.devices
                 .iter()
@@ -921,7 +1000,7 @@ mod tests {
             .or_else(|| {
                 plan.devices
                     .iter()
-                    .find(|d| is_uart(&d.compatible))
+                    .find(|d| binding(&d.compatible).is_some_and(|b| b.serial))
                     .map(|d| format!("/{}@{:x}", d.name, d.mapping.ipa))
             });
         let mut expected = vec![
@@ -947,7 +1026,9 @@ mod tests {
             Some(path) => {
                 let stdout = fdt.chosen().stdout().expect("stdout-path resolves");
                 assert_eq!(format!("/{}", stdout.name), *path);
-                assert!(stdout.compatible().unwrap().all().any(is_uart));
+                assert!(stdout.compatible().unwrap().all().any(|c| BINDINGS
+                    .iter()
+                    .any(|b| b.serial && b.compatibles.contains(&c))));
                 let reg: std::vec::Vec<_> = stdout.reg().unwrap().collect();
                 assert_eq!(reg.len(), 1);
             }
@@ -1031,7 +1112,10 @@ mod tests {
         for d in &plan.devices {
             let path = format!("/{}@{:x}", d.name, d.mapping.ipa);
             let node = fdt.find_node(&path).unwrap_or_else(|| panic!("{path}"));
-            let mut expected = shape_expected(&d.compatible);
+            let mut expected = match binding(&d.compatible) {
+                Some(b) => binding_expected(b),
+                None => vec![("compatible", str_prop(&d.compatible))],
+            };
             expected.push(("reg", reg_prop(d.mapping.ipa, d.mapping.size)));
             if !d.spis.is_empty() {
                 let specs: std::vec::Vec<u32> = d.spis.iter().flat_map(|&s| [0, s, 4]).collect();
@@ -1066,23 +1150,35 @@ mod tests {
             assert!(children(node).is_empty());
         }
 
-        // Every UART (and nothing else) names the clock, which resolves.
-        let pl011s = plan
+        // Every PL011 (and nothing else) names the PrimeCell clock, every
+        // device with another binding its clock, which resolves.
+        let bound = plan
             .devices
             .iter()
-            .filter(|d| is_uart(&d.compatible))
+            .filter(|d| binding(&d.compatible).is_some())
             .count()
             + usize::from(plan.virtual_console.is_some());
         let clocked: std::vec::Vec<_> = fdt
             .all_nodes()
             .filter(|n| n.property("clocks").is_some())
             .collect();
-        assert_eq!(clocked.len(), pl011s);
+        assert_eq!(clocked.len(), bound);
         for node in clocked {
+            let compatible = node.compatible().unwrap().first();
+            let want = binding(compatible).map_or("apb-pclk", |b| b.clock.node);
             for phandle in cells(prop(node, "clocks")) {
-                assert_eq!(fdt.find_phandle(phandle).unwrap().name, "apb-pclk");
+                assert_eq!(fdt.find_phandle(phandle).unwrap().name, want);
             }
         }
+        // The other clocks are there exactly when a device names them.
+        let other_clocks = CLOCKS[1..]
+            .iter()
+            .filter(|c| {
+                let there = fdt.find_node(&format!("/{}", c.node)).is_some();
+                assert_eq!(there, uses_clock(plan, c), "{}", c.node);
+                there
+            })
+            .count();
 
         // Nothing else: every node is accounted for.
         let expected_nodes = 1
@@ -1090,6 +1186,7 @@ mod tests {
             + plan.cpus.len()
             + plan.ram.len()
             + 4
+            + other_clocks
             + plan.devices.len()
             + usize::from(plan.virtual_console.is_some());
         assert_eq!(fdt.all_nodes().count(), expected_nodes);
@@ -1253,6 +1350,54 @@ mod tests {
         }
     }
 
+    /// A Linux domain on the ZCU102 owning a Cadence UART and no virtual
+    /// console: the node is what Linux's xuartps probes (both compatibles,
+    /// `uart_clk` and `pclk` from a fixed clock), and it is the console.
+    #[test]
+    fn a_passthrough_cadence_uart_gets_xuartps_clocks_and_is_the_console() {
+        let p = plan(
+            "linux",
+            2,
+            &[ram(0x4000_0000, 0x1000_0000, 256 * MIB)],
+            &[
+                device("ttc0", "cdns,ttc", 0xff11_0000, 0x1000, &[36, 37, 38]),
+                device("uart1", "cdns,uart-r1p12", 0xff01_0000, 0x1000, &[22]),
+            ],
+        );
+        for gic in GICS {
+            let blob = generate(&p, gic);
+            check_tree(&p, gic, &blob);
+            let fdt = Fdt::new(&blob).unwrap();
+            let stdout = fdt.chosen().stdout().unwrap();
+            assert_eq!(stdout.name, "uart1@ff010000");
+            assert_eq!(
+                strs(prop(stdout, "compatible")),
+                ["cdns,uart-r1p12", "xlnx,xuartps"]
+            );
+            assert_eq!(strs(prop(stdout, "clock-names")), ["uart_clk", "pclk"]);
+            assert_eq!(cells(prop(stdout, "interrupts")), [0, 22, 4]);
+            let [a, b] = cells(prop(stdout, "clocks"))[..] else {
+                panic!("two clocks")
+            };
+            assert_eq!(a, b);
+            let clock = fdt.find_phandle(a).unwrap();
+            assert_eq!(clock.name, "uart-ref-clk");
+            assert_eq!(strs(prop(clock, "compatible")), ["fixed-clock"]);
+            assert_eq!(cells(prop(clock, "clock-frequency")), [100_000_000]);
+            assert_eq!(cells(prop(clock, "#clock-cells")), [0]);
+            // The timer keeps its own compatible and names no clock.
+            let ttc = fdt.find_node("/ttc0@ff110000").unwrap();
+            assert_eq!(strs(prop(ttc, "compatible")), ["cdns,ttc"]);
+            assert!(ttc.property("clocks").is_none());
+        }
+        // Without a Cadence UART there is no UART reference clock.
+        let blob = generate(&victim(), GicVersion::V2);
+        assert!(Fdt::new(&blob)
+            .unwrap()
+            .find_node("/uart-ref-clk")
+            .is_none());
+    }
+
     #[test]
     fn gic_generations_differ_only_in_the_controller_and_timer_flags() {
         let p = victim(); // two vCPUs
@@ -1388,11 +1533,13 @@ mod tests {
             assert_eq!(&big[..len], &blob[..]);
 
             // It is the biggest: devices with the longest possible other
-            // compatible, or no initrd, make smaller trees.
-            let other = biggest_with(&"c".repeat(64));
-            let other_blob = generate(&other, gic);
-            check_tree(&other, gic, &other_blob);
-            assert!(other_blob.len() < blob.len());
+            // compatible, PL011s, or no initrd, make smaller trees.
+            for compatible in ["c".repeat(64), "arm,pl011".into()] {
+                let other = biggest_with(&compatible);
+                let other_blob = generate(&other, gic);
+                check_tree(&other, gic, &other_blob);
+                assert!(other_blob.len() < blob.len(), "{compatible}");
+            }
             let mut no_initrd = biggest();
             no_initrd.initrd_size = 0;
             let no_initrd_blob = generate(&no_initrd, gic);

@@ -32,6 +32,8 @@ pub const UART_COMPATIBLES: &[&str] = &[
     "ns16550",
     "ns16550a",
     "snps,dw-apb-uart",
+    // The Xilinx Zynq/ZynqMP UART (Linux's xuartps).
+    "cdns,uart-r1p12",
 ];
 
 /// Size of the guest (intermediate physical) address space stage 2 translates:

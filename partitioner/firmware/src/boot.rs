@@ -110,8 +110,8 @@ _start:
 .Lbad_reloc:
     adr     x0, .Lmsg_reloc
 .Lpanic_early:
-    // Print a NUL-terminated message on the board's console UART (its
-    // transmit data register, `EARLY_UART`), without any set-up.
+    // Print a NUL-terminated message on the board's console UART (at its
+    // transmit register, `UartKind::tx_offset`), without any set-up.
     // (`adr`, not `adrp`: right even when loaded off a page boundary.)
     adr     x1, {early_uart}
     ldr     x1, [x1]

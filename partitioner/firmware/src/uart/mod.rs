@@ -3,6 +3,7 @@
 //! (`bulkhead_core::board::Uart`); a new kind of UART is a new file here, a
 //! variant of `UartKind` and an arm in [`init`].
 
+mod cadence;
 mod imx;
 mod pl011;
 
@@ -26,6 +27,7 @@ pub trait ConsoleUart: Sync {
 enum Driver {
     Pl011(pl011::Pl011),
     Imx(imx::ImxUart),
+    Cadence(cadence::Cadence),
 }
 
 static DRIVER: Once<Driver> = Once::new();
@@ -36,6 +38,7 @@ pub fn init(uart: Uart) -> &'static dyn ConsoleUart {
     let d = DRIVER.call_once(|| match uart.kind {
         UartKind::Pl011 => Driver::Pl011(pl011::Pl011::init(uart.reg.base as usize)),
         UartKind::Imx => Driver::Imx(imx::ImxUart::init(uart.reg.base as usize)),
+        UartKind::Cadence => Driver::Cadence(cadence::Cadence::init(uart.reg.base as usize)),
     });
     as_dyn(d)
 }
@@ -49,5 +52,6 @@ fn as_dyn(d: &'static Driver) -> &'static dyn ConsoleUart {
     match d {
         Driver::Pl011(u) => u,
         Driver::Imx(u) => u,
+        Driver::Cadence(u) => u,
     }
 }
