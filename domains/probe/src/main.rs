@@ -78,11 +78,16 @@
 //!   rounds). Needs two vCPUs.
 //! - `count`: instead of heartbeats, numbered lines as fast as it can,
 //!   `<name>: count <k>` from 1, for ever.
+//!
+//! With the word `audit`, it is the attacker of `cargo xtask audit
+//! --attack` instead, with its own compact target words: see `audit.rs`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 use bulkhead_rt::{delay_ms, println, try_read, try_write, Abort};
+
+mod audit;
 
 bulkhead_rt::entry!(main);
 
@@ -279,6 +284,15 @@ fn main(_dtb: usize) -> ! {
     let bootargs = info.bootargs();
 
     bulkhead_rt::report_resources();
+    if bootargs.split_ascii_whitespace().any(|w| w == "audit") {
+        audit::run(name, bootargs);
+        let mut beat: u64 = 0;
+        loop {
+            delay_ms(HEARTBEAT_MS);
+            beat += 1;
+            println!("{name}: heartbeat {beat}");
+        }
+    }
     println!("{name}: probe ready: {} targets", targets(bootargs).count());
     let mut tally = Tally::default();
     for entry in targets(bootargs) {
