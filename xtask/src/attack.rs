@@ -1226,11 +1226,18 @@ pub fn run_cli(configs: &[PathBuf], opts: &Options, junit_file: Option<&Path>) -
         std::fs::write(f, junit(&audits)).map_err(|e| format!("{}: {e}", f.display()))?;
         println!("written: {}", f.display());
     }
+    outcome(&audits, errors.len())
+}
+
+/// The exit status of a dynamic audit: an error on any breach, any cell
+/// or row not judged, or any config (of `not_audited`) that could not run.
+pub fn outcome(audits: &[Attack], not_audited: usize) -> Result<()> {
     let failures: usize = audits.iter().map(Attack::failures).sum();
-    if failures > 0 || !errors.is_empty() {
+    let breaches: usize = audits.iter().map(Attack::breaches).sum();
+    if failures > 0 || not_audited > 0 {
         return Err(format!(
-            "the dynamic audit failed: {failures} cell(s) breached or not judged, {} config(s) not audited",
-            errors.len()
+            "the dynamic audit failed: {breaches} breach(es), {} cell(s) or attacker(s) not judged, {not_audited} config(s) not audited",
+            failures - breaches
         )
         .into());
     }
