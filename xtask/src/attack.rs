@@ -723,9 +723,22 @@ fn judge_boot(
         }
     }
     if let Err(e) = finished {
+        // What the attacker last said, and what the partitioner said about it.
+        let tag = format!("domain \"{attacker}\"");
+        let last: Vec<String> = log
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("{attacker}: UNEXPECTED"))
+                    || l.contains(&format!("{attacker}: core halted"))
+                    || l.contains(&format!("{attacker}: PANIC"))
+                    || (l.contains(&tag) && !l.contains("access outside"))
+            })
+            .map(String::from)
+            .collect();
         for c in boot_cells.iter_mut() {
-            if matches!(c.verdict, Verdict::Pass) {
+            if matches!(c.verdict, Verdict::Pass | Verdict::NotJudged(_)) {
                 c.verdict = Verdict::NotJudged(format!("the boot did not finish: {e}"));
+                c.evidence.extend(last.iter().cloned());
             }
         }
     }
@@ -993,13 +1006,21 @@ fn run_boot(run: &mut Run, attacker: &str, victims: &[(String, bool)]) -> Result
     let both = |run: &Run| format!("{}\n{}", run.output(UART0), run.output(UART1));
     let done = format!("{attacker}: audit done");
     let deadline = Instant::now() + wait;
-    while !both(run).contains(&done) {
+    let crashed = [
+        format!("{attacker}: core halted"),
+        format!("{attacker}: PANIC"),
+        format!("domain \"{attacker}\" stopped"),
+    ];
+    loop {
+        let log = both(run);
+        if log.contains(&done) {
+            break;
+        }
+        if let Some(c) = crashed.iter().find(|c| log.contains(c.as_str())) {
+            return Err(format!("the attacker stopped before it was done (\"{c}\")").into());
+        }
         if Instant::now() > deadline || run.finished() {
-            return Err(format!(
-                "the attacker never said \"audit done\"\n{}",
-                run.transcript()
-            )
-            .into());
+            return Err("the attacker never said \"audit done\"".into());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
