@@ -36,6 +36,8 @@ pub const FLOOD_ROUNDS: u64 = 2000;
 /// Partitioner report lines a boot may cause: below the rate limit's burst
 /// (`bulkhead_core::ratelimit::BURST`), so every report is printed.
 const REPORT_BUDGET: usize = bulkhead_core::ratelimit::BURST as usize - 2;
+/// End of every domain's guest address space (the stage-2 tables' reach).
+const IPA_LIMIT: u64 = 1 << 39;
 /// Victim heartbeats to see after the attacker is done.
 const BEATS_AFTER: u64 = 3;
 
@@ -133,6 +135,9 @@ fn gic_of(board: &Board) -> GicVersion {
 /// Why `addr` is the attacker's own guest address, if it is.
 fn own_ipa(d: &DomainPlan, gic: GicVersion, addr: u64) -> Option<&'static str> {
     let page = Range::new(addr, 0x1000);
+    if addr >= IPA_LIMIT {
+        return Some("beyond the 512 GiB guest address space (no guest address can name it)");
+    }
     if d.mappings().any(|m| m.ipa_range().overlaps(&page)) {
         return Some("the attacker maps this guest address itself");
     }
