@@ -969,7 +969,7 @@ fn attack_row(
     row.cells.extend(not_reachable_cells(&t));
     let machine = Machine {
         board: board.name.to_string(),
-        timeout: Duration::from_secs(60),
+        timeout: Duration::from_secs(120),
         ..Machine::default()
     };
     for (i, (pages, first)) in batches(&t).into_iter().enumerate() {
@@ -1010,7 +1010,7 @@ fn attack_row(
 
 /// Waits for the attacker to finish and the victims to beat on.
 fn run_boot(run: &mut Run, attacker: &str, victims: &[(String, bool)]) -> Result<()> {
-    let wait = Duration::from_secs(30);
+    let wait = Duration::from_secs(60);
     let both = |run: &Run| format!("{}\n{}", run.output(UART0), run.output(UART1));
     let done = format!("{attacker}: audit done");
     let deadline = Instant::now() + wait;
@@ -1043,7 +1043,7 @@ fn run_boot(run: &mut Run, attacker: &str, victims: &[(String, bool)]) -> Result
             )
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let log = both(run);
         let behind: Vec<&String> = at_done
@@ -1323,6 +1323,58 @@ mod tests {
             first.starts_with("audit x f=2000 s=8 c=2 m=48000.48001"),
             "{first}"
         );
+    }
+
+    #[test]
+    fn a_derived_config_keeps_the_resources_and_replaces_the_programs() {
+        // The default config: a Linux domain with an initrd, a passthrough UART.
+        let blob = image::compile_dts(&crate::root().join("configs/qemu-virt/default.dts"))
+            .expect("dtc compiles the default config");
+        let mut errors = bulkhead_core::validate::Errors::new();
+        let before = bulkhead_core::config::parse_into(&blob, &mut errors).expect("parses");
+        let attacker = before.domains[0].name.to_string();
+        let rw = |name: &str, image: &'static str, bootargs: &str| {
+            (
+                name.to_string(),
+                Rewrite {
+                    image,
+                    bootargs: bootargs.into(),
+                    console_virtual: true,
+                    extra_ram: None,
+                },
+            )
+        };
+        let mut rewrites = vec![rw(&attacker, ATTACKER_IMAGE, "audit m=48000")];
+        for d in before.domains.iter().skip(1) {
+            rewrites.push(rw(d.name, VICTIM_IMAGE, "victim"));
+        }
+        assert!(before.domains.iter().any(|d| d.initrd.is_some()));
+        let derived = derive(&blob, &rewrites).expect("rewrites");
+        let mut errors = bulkhead_core::validate::Errors::new();
+        let after = bulkhead_core::config::parse_into(&derived, &mut errors).expect("parses");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(after.board, before.board);
+        assert_eq!(after.domains.len(), before.domains.len());
+        for (a, b) in after.domains.iter().zip(&before.domains) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(a.cpus, b.cpus);
+            assert_eq!(a.regions, b.regions);
+            assert_eq!(a.devices, b.devices);
+            assert_eq!(a.entry, Some(PROGRAM_BASE));
+            assert_eq!(a.initrd, None);
+            assert_eq!(a.device_tree, None);
+            assert_eq!(a.console, Some(bulkhead_core::config::Console::Virtual));
+            assert_eq!(
+                a.fault_policy,
+                bulkhead_core::plan::FaultPolicy::InjectAbort
+            );
+            let (image, args) = if a.name == attacker {
+                (ATTACKER_IMAGE, "audit m=48000")
+            } else {
+                (VICTIM_IMAGE, "victim")
+            };
+            assert_eq!((a.image, a.bootargs), (Some(image), args));
+        }
     }
 
     #[test]
