@@ -341,7 +341,17 @@ pub enum Tamper {
 /// Build `config` into a bootable image at `out`. Returns the plan (None when
 /// the check was skipped).
 pub fn build_image(config: &Path, out: &Path, tamper: Tamper) -> Result<Option<Plan>> {
-    let blob = compile_dts(config)?;
+    build_image_from_blob(config, compile_dts(config)?, out, tamper)
+}
+
+/// [`build_image`] of an already compiled config `blob` (images named in it
+/// are found relative to `config`), e.g. one rewritten by the audit.
+pub fn build_image_from_blob(
+    config: &Path,
+    blob: Vec<u8>,
+    out: &Path,
+    tamper: Tamper,
+) -> Result<Option<Plan>> {
     let fw = firmware_image_for(board_of(&blob).map_or(DEFAULT_BOARD, |b| b.name))?;
     let (plan, blob, images) = if tamper == Tamper::None {
         match check_blob(config, blob, fw.len() as u64) {

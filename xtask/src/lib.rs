@@ -2,6 +2,7 @@
 //! and the QEMU integration tests (`tests/`), so both build and run images the
 //! same way.
 
+pub mod attack;
 pub mod audit;
 pub mod elf;
 pub mod flash;

@@ -38,9 +38,14 @@ fn usage() -> &'static str {
                   boards: zcu102 (docs/boards/zcu102.md)
   check CONFIG...
                   validate configs as the firmware will, printing every error
-  audit CONFIG... [--out DIR]
+  audit CONFIG... [--out DIR] [--attack [--keep-images] [--junit FILE] [--only DOMAIN]]
                   who holds every core, RAM range, device page and SPI: text here,
-                  JSON and SVG in DIR (default target/bulkhead/audit/); docs/audit.md
+                  JSON and SVG in DIR (default target/bulkhead/audit/); docs/audit.md.
+                  --attack: then prove it under the board's QEMU model, each domain
+                  in turn replaced by an attacker of everything it does not hold,
+                  the others by victims checking their memory and heartbeat; a
+                  matrix here, JUnit XML in FILE, non-zero exit on any breach or
+                  cell not judged (--keep-images: victims keep their real images)
   dtb CONFIG DOMAIN [--gic 2|3] [-o OUT]
                   write the device tree Bulkhead generates for DOMAIN
                   (default OUT: target/bulkhead/<config>-<domain>.dtb)
@@ -530,10 +535,18 @@ fn check(args: &[String]) -> Result<()> {
 fn audit(args: &[String]) -> Result<()> {
     let mut configs = Vec::new();
     let mut out = target_dir().join("bulkhead").join("audit");
+    let (mut attack, mut junit) = (false, None);
+    let mut opts = xtask::attack::Options::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--out" => out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
+            "--attack" => attack = true,
+            "--keep-images" => opts.keep_images = true,
+            "--junit" => junit = Some(PathBuf::from(it.next().ok_or("--junit needs a file")?)),
+            "--only" => opts
+                .only
+                .push(it.next().ok_or("--only needs a domain")?.clone()),
             "-h" | "--help" => {
                 println!("{}", usage());
                 return Ok(());
@@ -583,6 +596,10 @@ fn audit(args: &[String]) -> Result<()> {
     }
     if failed > 0 {
         return Err(format!("{failed} config(s) rejected").into());
+    }
+    if attack {
+        opts.out = out.join("attack");
+        return xtask::attack::run_cli(&configs, &opts, junit.as_deref());
     }
     Ok(())
 }

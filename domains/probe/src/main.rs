@@ -93,12 +93,17 @@
 //!   chosen where the victim's memory is not zero: its image). Then `<name>: dma attacks
 //!   done: <n> attempted`. Without an edu function: `<name>: dma: no edu
 //!   device`.
+//!
+//! With the word `audit`, it is the attacker of `cargo xtask audit
+//! --attack` instead, with its own compact target words: see `audit.rs`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 use bulkhead_rt::{delay_ms, println, try_read, try_write, Abort};
 use core::sync::atomic::{AtomicU64, Ordering};
+
+mod audit;
 
 bulkhead_rt::entry!(main);
 
@@ -410,6 +415,15 @@ fn main(_dtb: usize) -> ! {
     let bootargs = info.bootargs();
 
     bulkhead_rt::report_resources();
+    if bootargs.split_ascii_whitespace().any(|w| w == "audit") {
+        audit::run(name, bootargs);
+        let mut beat: u64 = 0;
+        loop {
+            delay_ms(HEARTBEAT_MS);
+            beat += 1;
+            println!("{name}: heartbeat {beat}");
+        }
+    }
     println!("{name}: probe ready: {} targets", targets(bootargs).count());
     let mut tally = Tally::default();
     for entry in targets(bootargs) {

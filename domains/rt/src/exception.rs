@@ -141,6 +141,7 @@ extern "C" fn __bulkhead_exception(kind: u64, frame: &mut TrapFrame) {
     let far = read_sysreg!("far_el1");
     if kind == CURRENT_SPX_SYNC
         && (crate::probe::handle_abort(esr, far, frame)
+            || crate::probe::handle_exec_abort(esr, far, frame)
             || crate::psci::handle_undefined(esr, frame))
     {
         return;

@@ -50,6 +50,16 @@ pub fn dc_cisw() {
     unsafe { core::arch::asm!("dc cisw, {}", in(reg) 0u64, options(nostack, preserves_flags)) };
 }
 
+/// `DC ISW` on set 0, way 0 of level 1: invalidate by set/way. Bulkhead
+/// traps it (HCR_EL2.TSW) and cleans and invalidates the domain's own
+/// memory instead, so no dirty line of anyone is lost.
+pub fn dc_isw() {
+    // SAFETY: under Bulkhead the operation is trapped and carried out as a clean and invalidate of the
+    // domain's own memory, which loses nothing; with caches off (MMU off, as this runtime runs) no line
+    // holds data Rust wrote that is not in memory already.
+    unsafe { core::arch::asm!("dc isw, {}", in(reg) 0u64, options(nostack, preserves_flags)) };
+}
+
 /// The SVE vector length in bytes (`RDVL`), after enabling SVE and FP at
 /// EL1 and EL0 (CPACR_EL1.ZEN, FPEN) and asking for the longest vector
 /// (ZCR_EL1.LEN); `None` if the core has no SVE.

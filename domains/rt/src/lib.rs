@@ -55,6 +55,7 @@ pub mod hardening;
 pub mod image;
 mod info;
 pub mod irq;
+pub mod pattern;
 mod probe;
 pub mod psci;
 pub mod reset_state;
@@ -69,7 +70,7 @@ pub use info::{
     console_intid, device_reg, device_spis, info, name, DomainInfo, MemRegion, MAX_MEM_REGIONS,
 };
 pub use irq::{disable as irq_disable, enable as irq_enable};
-pub use probe::{try_read, try_read32, try_write, try_write32, Abort};
+pub use probe::{try_exec, try_read, try_read32, try_write, try_write32, Abort};
 pub use time::delay_ms;
 
 /// Console used when the device tree names none (QEMU `virt`'s first PL011).

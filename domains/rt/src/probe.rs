@@ -91,6 +91,20 @@ __bulkhead_probe_write32_insn:
     str     w1, [x0]
     ret
     .size __bulkhead_probe_write32, . - __bulkhead_probe_write32
+
+    .global __bulkhead_probe_exec
+    .type __bulkhead_probe_exec, %function
+__bulkhead_probe_exec:
+    stp     x29, x30, [sp, #-16]!
+    mov     x29, sp
+    mov     x1, x0
+    mov     x0, #1
+    blr     x1
+    .global __bulkhead_probe_exec_ret
+__bulkhead_probe_exec_ret:
+    ldp     x29, x30, [sp], #16
+    ret
+    .size __bulkhead_probe_exec, . - __bulkhead_probe_exec
 "#
 );
 
@@ -107,7 +121,15 @@ extern "C" {
     fn __bulkhead_probe_write32(addr: u64, value: u32);
     static __bulkhead_probe_read32_insn: u8;
     static __bulkhead_probe_write32_insn: u8;
+    /// Branches (with link) to `addr` (x0 = 1 at the branch); returns x0.
+    fn __bulkhead_probe_exec(addr: u64) -> u64;
+    static __bulkhead_probe_exec_ret: u8;
 }
+
+/// ESR_EL1.EC of an instruction abort taken without a change of exception level.
+pub(crate) const EC_INSN_ABORT_SAME_EL: u64 = 0x21;
+/// Set while a [`try_exec`] is in progress on a vCPU.
+static EXEC_ARMED: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
 
 /// One vCPU's probe state: an access in progress, and the abort it took.
 struct Slot {
@@ -212,6 +234,58 @@ pub fn try_write32(addr: u64, value: u32) -> Result<(), Abort> {
         // is recognised and skipped by the exception handler.
         unsafe { __bulkhead_probe_write32(addr, value) }
     })
+}
+
+/// Branches to `addr` (an instruction fetch there), reporting the
+/// instruction abort instead of dying of it. `Ok(x0)` if the code there ran
+/// and returned (x0 as it left it, 1 on entry): the fetch was not stopped.
+///
+/// # Panics
+///
+/// If `[addr, addr + 4)` overlaps the domain's own image or device tree.
+pub fn try_exec(addr: u64) -> Result<u64, Abort> {
+    assert!(
+        !crate::is_own_memory(addr, 4),
+        "try_exec({addr:#x}) refused: the domain's own image or device tree"
+    );
+    let me = crate::cpu::index() % MAX_VCPUS;
+    let r = guarded(|| {
+        EXEC_ARMED[me].store(true, Ordering::SeqCst);
+        // SAFETY: the routine saves x29/x30, branches with link to `addr` and returns x0, following the C calling convention. `addr` is outside
+        // the domain's own memory (checked above), so it runs none of the program's code out of order. An instruction abort at `addr` is
+        // recognised by the exception handler while armed and resumes at the routine's return path, which restores the stack it saved.
+        let v = unsafe { __bulkhead_probe_exec(addr) };
+        EXEC_ARMED[me].store(false, Ordering::SeqCst);
+        v
+    });
+    EXEC_ARMED[me].store(false, Ordering::SeqCst);
+    r
+}
+
+/// Called by the exception handler for a synchronous exception from the
+/// current EL: if it is the instruction abort of an armed [`try_exec`],
+/// records it, resumes at the routine's return path and returns `true`.
+pub(crate) fn handle_exec_abort(
+    esr: u64,
+    far: u64,
+    frame: &mut crate::exception::TrapFrame,
+) -> bool {
+    let me = crate::cpu::index() % MAX_VCPUS;
+    let s = slot();
+    if esr >> 26 != EC_INSN_ABORT_SAME_EL
+        || !EXEC_ARMED[me].load(Ordering::SeqCst)
+        || !s.armed.load(Ordering::SeqCst)
+    {
+        return false;
+    }
+    EXEC_ARMED[me].store(false, Ordering::SeqCst);
+    s.armed.store(false, Ordering::SeqCst);
+    s.esr.store(esr, Ordering::SeqCst);
+    s.far.store(far, Ordering::SeqCst);
+    s.taken.store(true, Ordering::SeqCst);
+    frame.x[0] = 0;
+    frame.elr = core::ptr::addr_of!(__bulkhead_probe_exec_ret) as u64;
+    true
 }
 
 /// Called by the exception handler for a synchronous exception from the
