@@ -159,7 +159,7 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
             // One naturally aligned block per function, largest BAR first:
             // every BAR stays aligned to its size and nothing is left
             // between them.
-            bars.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+            bars.sort_unstable_by_key(|b| core::cmp::Reverse(b.1));
             let total: u64 = bars.iter().map(|b| b.1.max(pci::BAR_ALIGN)).sum();
             let Some(block) = (total > 0)
                 .then(|| window.take(total.next_power_of_two()))
