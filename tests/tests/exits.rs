@@ -98,7 +98,9 @@ fn wait_requests(run: &mut bulkhead_tests::Run, n: usize) -> Vec<Vec<(String, Co
     let start = std::time::Instant::now();
     loop {
         let out = run.output(UART0);
-        let r = requests(&out);
+        // Whole lines only: the console may be in the middle of one.
+        let out = &out[..out.rfind('\n').map_or(0, |i| i + 1)];
+        let r = requests(out);
         if r.len() >= n && r[..n].iter().all(|b| b.len() >= 3) {
             return r;
         }
