@@ -453,6 +453,10 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
         w.prop_u64s("linux,initrd-start", &[start])?;
         w.prop_u64s("linux,initrd-end", &[start + plan.initrd_size])?;
     }
+    if plan.devices.iter().any(|d| d.pci.is_some()) {
+        // The partitioner placed the BARs: the guest keeps them there.
+        w.prop_u32("linux,pci-probe-only", 1)?;
+    }
     w.end_node()?;
 
     w.begin_node("cpus")?;
@@ -511,6 +515,8 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
         w.end_node()?;
     }
 
+    pcie_host(&mut w, plan)?;
+
     if let Some(ipa) = plan.virtual_console {
         w.begin_node(&name(format_args!("uart@{ipa:x}"))?)?;
         pl011_props(&mut w)?;
@@ -532,6 +538,68 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
 pub const CLOCK_PHANDLE: u32 = 2;
 /// Its rate (what QEMU virt gives its PL011s).
 pub const APB_PCLK_HZ: u32 = 24_000_000;
+
+/// The domain's PCIe host bridge, if it owns PCI functions: a generic ECAM
+/// host at [`crate::pci::VECAM_IPA`] (emulated: only its own functions are
+/// on its bus), one memory range per function (its BAR block, guest =
+/// physical), each function's INTA routed to its SPI, no MSI controller (so
+/// drivers fall back to INTx), DMA coherent.
+fn pcie_host(w: &mut FdtWriter<'_>, plan: &DomainPlan) -> Result<(), DtbError> {
+    use crate::pci::{VECAM_IPA, VECAM_SIZE};
+    let functions = || plan.devices.iter().filter_map(|d| d.pci.map(|b| (b, d)));
+    if functions().next().is_none() {
+        return Ok(());
+    }
+    w.begin_node(&name(format_args!("pcie@{VECAM_IPA:x}"))?)?;
+    w.prop_str("compatible", "pci-host-ecam-generic")?;
+    w.prop_str("device_type", "pci")?;
+    w.prop_u32("#address-cells", 3)?;
+    w.prop_u32("#size-cells", 2)?;
+    w.prop_u32("#interrupt-cells", 1)?;
+    w.prop_cells("bus-range", &[0, 0])?;
+    w.prop_u64s("reg", &[VECAM_IPA, VECAM_SIZE])?;
+    // ranges: <pci.hi pci.mid pci.lo  cpu.hi cpu.lo  size.hi size.lo>,
+    // 32-bit memory space (0x02000000), identity.
+    let mut ranges = [0u32; 7 * crate::plan::MAX_DEVICES];
+    let mut n = 0;
+    for (_, d) in functions().filter(|(_, d)| d.mapping.size > 0) {
+        let m = d.mapping;
+        ranges[7 * n..7 * n + 7].copy_from_slice(&[
+            0x0200_0000,
+            (m.ipa >> 32) as u32,
+            m.ipa as u32,
+            (m.ipa >> 32) as u32,
+            m.ipa as u32,
+            (m.size >> 32) as u32,
+            m.size as u32,
+        ]);
+        n += 1;
+    }
+    w.prop_cells("ranges", &ranges[..7 * n])?;
+    // interrupt-map: <child unit address (3) pin (1)> <gic> <parent
+    // interrupt (3)> (the GIC node has #address-cells = <0>).
+    w.prop_cells("interrupt-map-mask", &[0xf800, 0, 0, 7])?;
+    let mut map = [0u32; 8 * crate::plan::MAX_DEVICES];
+    let mut n = 0;
+    for (bdf, d) in functions() {
+        if let Some(&spi) = d.spis.first() {
+            map[8 * n..8 * n + 8].copy_from_slice(&[
+                (bdf.device as u32) << 11,
+                0,
+                0,
+                1,
+                GIC_PHANDLE,
+                GIC_SPI,
+                spi,
+                IRQ_TYPE_LEVEL_HIGH,
+            ]);
+            n += 1;
+        }
+    }
+    w.prop_cells("interrupt-map", &map[..8 * n])?;
+    w.prop_empty("dma-coherent")?;
+    w.end_node()
+}
 
 /// Phandle of the Cadence UARTs' reference clock (`uart-ref-clk`).
 pub const UART_REF_CLOCK_PHANDLE: u32 = 3;

@@ -669,7 +669,7 @@ impl Error {
             ),
             Error::VgicOverlap { range, part, window, .. } => write!(
                 f,
-                "guest range {} overlaps the virtual GIC {part} at {}",
+                "guest range {} overlaps the {part} at {}",
                 R(*range),
                 R(*window)
             ),

@@ -21,6 +21,8 @@ pub enum Cause {
     Vgic,
     /// An access to the virtual console.
     Vconsole,
+    /// An access to the virtual PCIe configuration window (ECAM).
+    Vecam,
     /// A trapped system register or instruction: GICv3 SGI generation
     /// (`ICC_SGI1R_EL1` and friends), set/way cache maintenance, anything
     /// else trapped (ignored, reads as zero).
@@ -41,13 +43,14 @@ pub enum Cause {
 }
 
 /// Number of causes.
-pub const CAUSES: usize = 9;
+pub const CAUSES: usize = 10;
 
 impl Cause {
     pub const ALL: [Cause; CAUSES] = [
         Cause::Irq,
         Cause::Vgic,
         Cause::Vconsole,
+        Cause::Vecam,
         Cause::Sysreg,
         Cause::Psci,
         Cause::Fault,
@@ -62,6 +65,7 @@ impl Cause {
             Cause::Irq => "irq",
             Cause::Vgic => "vgic",
             Cause::Vconsole => "vconsole",
+            Cause::Vecam => "vecam",
             Cause::Sysreg => "sysreg",
             Cause::Psci => "psci",
             Cause::Fault => "fault",
@@ -215,11 +219,11 @@ mod tests {
     #[test]
     fn prints_every_cause_in_order_with_the_total() {
         let mut c = Counts::default();
-        c.add(&[1, 2, 3, 4, 5, 6, 7, 0, 9]);
-        c.add(&[1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        c.add(&[1, 2, 3, 8, 4, 5, 6, 7, 0, 9]);
+        c.add(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(
             format!("{c}"),
-            "irq=2 vgic=2 vconsole=3 sysreg=4 psci=5 fault=6 maintenance=7 wfx=0 other=10 total=39"
+            "irq=2 vgic=2 vconsole=3 vecam=8 sysreg=4 psci=5 fault=6 maintenance=7 wfx=0 other=10 total=47"
         );
         assert_eq!(Counts::parse(&format!("{c}")), Some(c));
         assert_eq!(c.get(Cause::Psci), 5);
@@ -235,11 +239,11 @@ mod tests {
     #[test]
     fn parse_rejects_a_wrong_total_or_order() {
         assert!(Counts::parse(
-            "irq=1 vgic=0 vconsole=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=2"
+            "irq=1 vgic=0 vconsole=0 vecam=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=2"
         )
         .is_none());
         assert!(Counts::parse(
-            "vgic=0 irq=1 vconsole=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=1"
+            "vgic=0 irq=1 vconsole=0 vecam=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=1"
         )
         .is_none());
     }
@@ -313,8 +317,8 @@ mod tests {
     #[test]
     fn counts_wrap_instead_of_overflowing() {
         let mut c = Counts::default();
-        c.add(&[u64::MAX, 0, 0, 0, 0, 0, 0, 0, 0]);
-        c.add(&[2, 0, 0, 0, 0, 0, 0, 0, 0]);
+        c.add(&[u64::MAX, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        c.add(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(c.get(Cause::Irq), 1);
     }
 }

@@ -211,3 +211,203 @@ mod tests {
         assert_eq!(intx_index(3, 2), 0);
     }
 }
+
+/// Guest address of a domain's virtual ECAM window (bus 0, 1 MiB) when it
+/// owns PCI functions: where QEMU `virt` has its low ECAM window, so
+/// nothing a guest expects is displaced.
+pub const VECAM_IPA: u64 = 0x3f00_0000;
+pub const VECAM_SIZE: u64 = 0x10_0000;
+
+/// One BAR as the guest sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VBar {
+    /// What the register holds: the placed address (low or high half) and,
+    /// in the low half, the type bits.
+    pub value: u32,
+    /// What it reads after all ones are written (the size mask with the
+    /// type bits; 0 for a BAR the function does not implement or that
+    /// Bulkhead did not place, such as an I/O BAR).
+    pub sizing: u32,
+    /// All ones were written: reads give `sizing` until another write.
+    pub probing: bool,
+}
+
+/// A function in a domain's virtual ECAM window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VFunction {
+    pub bdf: Bdf,
+    pub bars: [VBar; 6],
+}
+
+/// What the partitioner does with a guest's access to its virtual ECAM
+/// window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer a read with this value (already shifted for the access).
+    Reply(u32),
+    /// Pass the access to the function's real configuration space.
+    Forward { bdf: Bdf, offset: usize },
+    /// Pass a write, with these bits of the value only (the others as the
+    /// function has them).
+    ForwardMasked { bdf: Bdf, offset: usize, keep: u32 },
+    /// A write with no effect.
+    Ignore,
+}
+
+/// COMMAND bits a domain may set: memory decoding, bus mastering (its DMA
+/// goes through its own stage-2 tables), SERR/parity reporting and INTx
+/// disable. I/O decoding stays off (Bulkhead places no I/O BARs).
+pub const GUEST_COMMAND_BITS: u32 =
+    (cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER | cfg::CMD_INTX_DISABLE) as u32 | (1 << 6) | (1 << 8);
+
+/// A domain's view of the root bus: only its own functions are there, with
+/// the BARs where the partitioner placed them (`linux,pci-probe-only`: the
+/// guest keeps them there; it may size them, it may not move them).
+#[derive(Clone, Debug, Default)]
+pub struct VirtualEcam {
+    pub functions: heapless::Vec<VFunction, { crate::plan::MAX_DEVICES }>,
+}
+
+impl VirtualEcam {
+    fn function(&mut self, offset: u64) -> Option<(&mut VFunction, usize)> {
+        if offset >= VECAM_SIZE {
+            return None;
+        }
+        let rid = (offset >> 12) as u16;
+        let reg = (offset & 0xfff) as usize;
+        self.functions
+            .iter_mut()
+            .find(|f| f.bdf.rid() == rid)
+            .map(|f| (f, reg))
+    }
+
+    /// A read of `size` bytes at `offset` of the window.
+    pub fn read(&mut self, offset: u64, size: u8) -> Decision {
+        let Some((f, reg)) = self.function(offset) else {
+            // No function of the domain's there: nothing answers.
+            return Decision::Reply(ones(size));
+        };
+        let shift = (reg & 3) * 8;
+        match reg & !3 {
+            r @ 0x10..=0x27 => {
+                let bar = f.bars[(r - 0x10) / 4];
+                let v = if bar.probing { bar.sizing } else { bar.value };
+                Decision::Reply((v >> shift) & ones(size))
+            }
+            // No expansion ROM.
+            0x30 => Decision::Reply(0),
+            _ => Decision::Forward {
+                bdf: f.bdf,
+                offset: reg,
+            },
+        }
+    }
+
+    /// A write of `value` (`size` bytes) at `offset` of the window.
+    pub fn write(&mut self, offset: u64, size: u8, value: u32) -> Decision {
+        let Some((f, reg)) = self.function(offset) else {
+            return Decision::Ignore;
+        };
+        match reg & !3 {
+            r @ 0x10..=0x27 => {
+                // Sizing: all ones written to the whole register.
+                let bar = &mut f.bars[(r - 0x10) / 4];
+                bar.probing = size == 4 && value == 0xffff_ffff;
+                Decision::Ignore
+            }
+            0x30 => Decision::Ignore,
+            // COMMAND (and, in a 4-byte write, STATUS, whose bits are
+            // write-one-to-clear: passed as they are).
+            0x04 if reg < 0x06 => {
+                let shift = (reg & 3) * 8;
+                let keep = (GUEST_COMMAND_BITS << shift) | if size == 4 { 0xffff_0000 } else { 0 };
+                Decision::ForwardMasked {
+                    bdf: f.bdf,
+                    offset: reg,
+                    keep: keep >> shift,
+                }
+            }
+            _ => Decision::Forward {
+                bdf: f.bdf,
+                offset: reg,
+            },
+        }
+    }
+}
+
+const fn ones(size: u8) -> u32 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => 0xffff_ffff,
+    }
+}
+
+#[cfg(test)]
+mod vecam_tests {
+    use super::*;
+
+    fn edu() -> VirtualEcam {
+        let mut v = VirtualEcam::default();
+        let mut bars = [VBar::default(); 6];
+        bars[0] = VBar {
+            value: 0x1000_0000,
+            sizing: 0xfff0_0000,
+            probing: false,
+        };
+        let _ = v.functions.push(VFunction {
+            bdf: Bdf::new(0, 2, 0),
+            bars,
+        });
+        v
+    }
+
+    #[test]
+    fn only_the_domains_functions_answer() {
+        let mut v = edu();
+        assert_eq!(v.read(0x0_8000, 4), Decision::Reply(0xffff_ffff), "00:01.0");
+        assert_eq!(v.read(0x0_8000, 2), Decision::Reply(0xffff));
+        assert_eq!(v.write(0x0_8004, 2, 0x7), Decision::Ignore);
+        assert_eq!(
+            v.read(0x1_0000, 4),
+            Decision::Forward {
+                bdf: Bdf::new(0, 2, 0),
+                offset: 0
+            }
+        );
+        assert_eq!(v.read(VECAM_SIZE, 4), Decision::Reply(0xffff_ffff));
+    }
+
+    #[test]
+    fn bars_can_be_sized_but_not_moved() {
+        let mut v = edu();
+        assert_eq!(v.read(0x1_0010, 4), Decision::Reply(0x1000_0000));
+        assert_eq!(v.write(0x1_0010, 4, 0xffff_ffff), Decision::Ignore);
+        assert_eq!(v.read(0x1_0010, 4), Decision::Reply(0xfff0_0000));
+        // Writing the address back (what Linux does) ends the sizing; any
+        // other address is ignored too.
+        assert_eq!(v.write(0x1_0010, 4, 0x2000_0000), Decision::Ignore);
+        assert_eq!(v.read(0x1_0010, 4), Decision::Reply(0x1000_0000));
+        assert_eq!(v.read(0x1_0012, 2), Decision::Reply(0x1000));
+        // Unplaced BARs and the ROM read zero.
+        assert_eq!(v.read(0x1_0014, 4), Decision::Reply(0));
+        assert_eq!(v.read(0x1_0030, 4), Decision::Reply(0));
+    }
+
+    #[test]
+    fn the_command_register_takes_only_what_the_domain_may_set() {
+        let mut v = edu();
+        match v.write(0x1_0004, 2, 0xffff) {
+            Decision::ForwardMasked { keep, offset, .. } => {
+                assert_eq!(offset, 4);
+                assert_eq!(keep & 1, 0, "no I/O decoding");
+                assert_ne!(keep & 0b110, 0, "memory and bus master");
+            }
+            d => panic!("{d:?}"),
+        }
+        match v.write(0x1_0004, 4, 0xffff_ffff) {
+            Decision::ForwardMasked { keep, .. } => assert_eq!(keep >> 16, 0xffff, "status passed"),
+            d => panic!("{d:?}"),
+        }
+    }
+}

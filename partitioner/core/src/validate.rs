@@ -54,9 +54,9 @@ pub fn vgic_parts(vcpus: usize) -> [(Range, &'static str); 3] {
     let [distributor, cpu_interface] = vgic_window(GicVersion::V2, vcpus);
     let [_, redistributors] = vgic_window(GicVersion::V3, vcpus);
     [
-        (distributor, "distributor"),
-        (cpu_interface, "CPU interface (GICv2)"),
-        (redistributors, "redistributors (GICv3)"),
+        (distributor, "virtual GIC distributor"),
+        (cpu_interface, "virtual GIC CPU interface (GICv2)"),
+        (redistributors, "virtual GIC redistributors (GICv3)"),
     ]
 }
 
@@ -1052,7 +1052,19 @@ impl Resolver<'_, '_, '_> {
                 .domain(d)
                 .and_then(|c| c.cpus.as_ref())
                 .map_or(0, |c| c.len());
-            let parts = vgic_parts(vcpus);
+            let mut parts: heapless::Vec<(Range, &'static str), 4> =
+                heapless::Vec::from_slice(&vgic_parts(vcpus)).unwrap_or_default();
+            // A domain with PCI functions also has a virtual ECAM window.
+            let has_pci = state
+                .devices
+                .iter()
+                .any(|x| x.as_ref().is_some_and(|x| x.pci.is_some()));
+            if has_pci {
+                let _ = parts.push((
+                    Range::new(crate::pci::VECAM_IPA, crate::pci::VECAM_SIZE),
+                    "virtual PCIe configuration window (ECAM)",
+                ));
+            }
             let hit = |range: &Range| parts.iter().find(|(w, _)| w.overlaps(range)).copied();
             for (r, rs) in state.regions.iter().enumerate() {
                 let Some(rs) = rs else { continue };

@@ -603,6 +603,9 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             } else if irq::emulate_mmio(di, d, vcpu, ipa, write, a, frame) {
                 exits::count_here(Cause::Vgic);
                 frame.elr += step;
+            } else if crate::pci::emulate_config(di, d, ipa, write, a, frame) {
+                exits::count_here(Cause::Vecam);
+                frame.elr += step;
             } else {
                 outside_access(di, d, vcpu, frame, esr);
             }

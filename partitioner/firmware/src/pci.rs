@@ -5,9 +5,13 @@
 //! memory only through their domain's stage-2 tables (`crate::iommu`).
 
 use bulkhead_core::board::Board;
-use bulkhead_core::pci::{self, cfg, Bar, Bdf, WindowAllocator};
+use bulkhead_core::pci::{
+    self, cfg, Bar, Bdf, Decision, VBar, VFunction, VirtualEcam, WindowAllocator,
+};
+use bulkhead_core::plan::MAX_DOMAINS;
 use bulkhead_core::plan::{MemKind, Plan};
 use log::{error, info, warn};
+use spin::Mutex;
 
 /// Configuration space of function `bdf` (ECAM: 4 KiB each).
 struct Function {
@@ -31,6 +35,31 @@ impl Function {
         // SAFETY: as for `rd32`; writes to an absent function are ignored.
         unsafe { core::ptr::write_volatile((self.base + off) as *mut u32, v) }
     }
+    /// A read of `size` bytes (1, 2 or 4; ECAM takes each width).
+    fn read_sized(&self, off: usize, size: u8) -> u32 {
+        let at = self.base + off;
+        // SAFETY: as for `rd32`; `off` is aligned to `size` (the trap
+        // decoder only reports naturally aligned accesses of these sizes to
+        // device memory) and lies in the function's 4 KiB.
+        unsafe {
+            match size {
+                1 => core::ptr::read_volatile(at as *const u8) as u32,
+                2 => core::ptr::read_volatile(at as *const u16) as u32,
+                _ => core::ptr::read_volatile(at as *const u32),
+            }
+        }
+    }
+    fn write_sized(&self, off: usize, size: u8, v: u32) {
+        let at = self.base + off;
+        // SAFETY: as for `read_sized`.
+        unsafe {
+            match size {
+                1 => core::ptr::write_volatile(at as *mut u8, v as u8),
+                2 => core::ptr::write_volatile(at as *mut u16, v as u16),
+                _ => core::ptr::write_volatile(at as *mut u32, v),
+            }
+        }
+    }
     fn rd16(&self, off: usize) -> u16 {
         (self.rd32(off & !3) >> ((off & 2) * 8)) as u16
     }
@@ -46,6 +75,14 @@ impl Function {
         self.rd16(cfg::VENDOR_DEVICE) != 0xffff
     }
 }
+
+/// Each domain's view of the root bus (its own functions, its BARs as
+/// placed), filled in by [`setup`].
+static VECAMS: [Mutex<VirtualEcam>; MAX_DOMAINS] = [const {
+    Mutex::new(VirtualEcam {
+        functions: heapless::Vec::new(),
+    })
+}; MAX_DOMAINS];
 
 /// Enumerate the root bus, turn off what no domain owns, place the BARs of
 /// what domains own and fill in their mappings and compatibles in `plan`.
@@ -93,7 +130,7 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
     }
     let mut window = WindowAllocator::new(host.mmio32);
     let mut failed = false;
-    for d in plan.domains.iter_mut() {
+    for (di, d) in plan.domains.iter_mut().enumerate() {
         for dev in d.devices.iter_mut() {
             let Some(bdf) = dev.pci else { continue };
             let Some(f) = Function::at(board, bdf).filter(Function::present) else {
@@ -175,11 +212,26 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                 continue;
             };
             let mut at = block;
+            let mut vbars = [VBar::default(); 6];
             for &(i, size, is64) in bars.iter() {
                 let off = cfg::BAR0 + 4 * i;
+                let flags = f.rd32(off) & 0xf;
                 f.wr32(off, at as u32);
                 if is64 {
                     f.wr32(off + 4, (at >> 32) as u32);
+                }
+                let mask = !(size - 1);
+                vbars[i] = VBar {
+                    value: at as u32 | flags,
+                    sizing: mask as u32 | flags,
+                    probing: false,
+                };
+                if is64 {
+                    vbars[i + 1] = VBar {
+                        value: (at >> 32) as u32,
+                        sizing: (mask >> 32) as u32,
+                        probing: false,
+                    };
                 }
                 info!(
                     "domain \"{}\": PCI {bdf} BAR{i}: {size:#x} bytes at {at:#x}",
@@ -199,6 +251,10 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                 &mut dev.compatible,
                 format_args!("pci{:04x},{:04x}", ids & 0xffff, ids >> 16),
             );
+            let _ = VECAMS[di]
+                .lock()
+                .functions
+                .push(VFunction { bdf, bars: vbars });
             // Decode its BARs and master the bus (through the IOMMU, which
             // aborts it until its domain's tables are attached).
             f.set_command(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
@@ -298,4 +354,53 @@ pub fn enable(d: &bulkhead_core::plan::DomainPlan) {
             f.set_command(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
         }
     }
+}
+
+/// A domain's access to its virtual ECAM window (guest `ipa`): answered
+/// from its view of the root bus, or passed to its own function's real
+/// configuration space (`bulkhead_core::pci::VirtualEcam` decides).
+/// Returns `false` if `ipa` is not in the window or the domain owns no
+/// function.
+pub fn emulate_config(
+    di: usize,
+    d: &bulkhead_core::plan::DomainPlan,
+    ipa: u64,
+    write: bool,
+    a: bulkhead_core::trap::Access,
+    frame: &mut crate::exceptions::TrapFrame,
+) -> bool {
+    let window = bulkhead_core::board::Range::new(pci::VECAM_IPA, pci::VECAM_SIZE);
+    if !window.contains_addr(ipa) || !d.devices.iter().any(|x| x.pci.is_some()) || a.size > 4 {
+        return false;
+    }
+    let offset = ipa - pci::VECAM_IPA;
+    let board = crate::board();
+    let mut v = VECAMS[di].lock();
+    if write {
+        let value = frame.reg(a.reg) as u32;
+        match v.write(offset, a.size, value) {
+            Decision::Forward { bdf, offset } => {
+                if let Some(f) = Function::at(board, bdf) {
+                    f.write_sized(offset, a.size, value);
+                }
+            }
+            Decision::ForwardMasked { bdf, offset, keep } => {
+                if let Some(f) = Function::at(board, bdf) {
+                    let now = f.read_sized(offset, a.size);
+                    f.write_sized(offset, a.size, (now & !keep) | (value & keep));
+                }
+            }
+            Decision::Reply(_) | Decision::Ignore => {}
+        }
+    } else {
+        let value = match v.read(offset, a.size) {
+            Decision::Reply(x) => x,
+            Decision::Forward { bdf, offset } | Decision::ForwardMasked { bdf, offset, .. } => {
+                Function::at(board, bdf).map_or(u32::MAX, |f| f.read_sized(offset, a.size))
+            }
+            Decision::Ignore => 0,
+        };
+        frame.set_reg(a.reg, value as u64);
+    }
+    true
 }
