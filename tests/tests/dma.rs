@@ -112,21 +112,18 @@ fn the_same_dma_attack_without_the_smmu_corrupts_the_victim() {
 /// its virtual root bus (and nothing else there), its driver runs it with
 /// INTx through the partitioner, its DMA goes through the SMMU with the
 /// domain's own tables, and a file on the disk reads back intact.
-#[test]
-fn linux_uses_its_own_nvme_disk_through_the_smmu() {
-    let dir = xtask::target_dir()
-        .join("bulkhead")
-        .join("test-tmp")
-        .join("linux-nvme");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("fs")).unwrap();
+/// An ext4 disk image in `dir/<name>.img` holding one file, `payload`,
+/// whose bytes depend on `seed`; returns the image and the file's md5.
+fn disk(dir: &std::path::Path, name: &str, seed: u32) -> (std::path::PathBuf, String) {
+    let fs = dir.join(format!("{name}-fs"));
+    std::fs::create_dir_all(&fs).unwrap();
     // A file whose checksum only an intact read gives.
     let payload: Vec<u8> = (0..256 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| ((i ^ seed).wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    std::fs::write(dir.join("fs/payload"), &payload).unwrap();
+    std::fs::write(fs.join("payload"), &payload).unwrap();
     let md5 = std::process::Command::new("md5sum")
-        .arg(dir.join("fs/payload"))
+        .arg(fs.join("payload"))
         .output()
         .expect("md5sum runs");
     let md5 = String::from_utf8_lossy(&md5.stdout)
@@ -134,22 +131,44 @@ fn linux_uses_its_own_nvme_disk_through_the_smmu() {
         .next()
         .unwrap()
         .to_string();
-    let disk = dir.join("disk.img");
+    let img = dir.join(format!("{name}.img"));
     let mkfs = std::process::Command::new("mkfs.ext4")
         .args(["-q", "-F", "-d"])
-        .arg(dir.join("fs"))
-        .arg(&disk)
+        .arg(&fs)
+        .arg(&img)
         .arg("16M")
         .status()
         .expect("mkfs.ext4 (e2fsprogs) runs");
     assert!(mkfs.success());
+    (img, md5)
+}
+
+/// QEMU arguments for an NVMe controller at `slot` with disk `img`.
+fn nvme(id: &str, img: &std::path::Path, slot: u8) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("if=none,id={id},format=raw,file={}", img.display()),
+        "-device".into(),
+        format!("nvme,drive={id},serial={id},addr={slot:02x}.0"),
+    ]
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = xtask::target_dir()
+        .join("bulkhead")
+        .join("test-tmp")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn linux_uses_its_own_nvme_disk_through_the_smmu() {
+    let dir = scratch("linux-nvme");
+    let (img, md5) = disk(&dir, "disk", 0);
     let m = Machine {
-        extra: vec![
-            "-drive".into(),
-            format!("if=none,id=disk0,format=raw,file={}", disk.display()),
-            "-device".into(),
-            "nvme,drive=disk0,serial=bulkhead,addr=03.0".into(),
-        ],
+        extra: nvme("disk0", &img, 3),
         timeout: std::time::Duration::from_secs(400),
         ..Machine::default()
     };
@@ -177,4 +196,89 @@ fn linux_uses_its_own_nvme_disk_through_the_smmu() {
     assert!(lines_with(&log, "outside the domain").is_empty(), "{log}");
     let hb = last_heartbeat(&log, "hello").unwrap_or(0);
     wait_heartbeat_after(&mut run, UART0, "hello", hb + 1);
+}
+
+/// Two Linux domains, each with its own NVMe controller: each sees and
+/// reads only its own disk; beta reboots (its function is quiesced and
+/// brought back, and it reads its disk again), while alpha's disk keeps
+/// working throughout.
+#[test]
+fn two_linux_domains_keep_their_own_disks_across_a_restart() {
+    let dir = scratch("linux-nvme-pair");
+    let (a_img, a_md5) = disk(&dir, "alpha", 1);
+    let (b_img, b_md5) = disk(&dir, "beta", 2);
+    assert_ne!(a_md5, b_md5);
+    let mut extra = nvme("alpha", &a_img, 3);
+    extra.extend(nvme("beta", &b_img, 4));
+    let m = Machine {
+        extra,
+        timeout: std::time::Duration::from_secs(500),
+        ..Machine::default()
+    };
+    let mut run = boot("linux-nvme-pair", "linux-nvme-pair", &m);
+    let linux = std::time::Duration::from_secs(300);
+    let expect = |run: &mut bulkhead_tests::Run, uart: &str, needle: &str| {
+        run.wait_line(uart, needle, linux)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let a_pci = expect(&mut run, UART1, "linux-init: pci ");
+    assert!(a_pci.ends_with("pci 0000:00:03.0 "), "{a_pci}");
+    let b_pci = expect(&mut run, UART0, "[beta] linux-init: pci ");
+    assert!(b_pci.ends_with("pci 0000:00:04.0 "), "{b_pci}");
+    expect(
+        &mut run,
+        UART1,
+        &format!("linux-init: disk payload md5 {a_md5}"),
+    );
+    expect(
+        &mut run,
+        UART0,
+        &format!("[beta] linux-init: disk payload md5 {b_md5}"),
+    );
+    // beta reboots: its disk works again afterwards.
+    expect(
+        &mut run,
+        UART0,
+        "domain \"beta\" restarting (1 of at most 1)",
+    );
+    let restart_at = run
+        .output(UART0)
+        .find("domain \"beta\" restarting")
+        .unwrap();
+    let after = |run: &bulkhead_tests::Run| {
+        run.output(UART0)[restart_at..]
+            .matches(&format!("[beta] linux-init: disk payload md5 {b_md5}"))
+            .count()
+    };
+    let start = std::time::Instant::now();
+    while after(&run) == 0 {
+        assert!(
+            start.elapsed() < linux,
+            "beta never read its disk after the restart\n{}",
+            run.transcript()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // alpha kept reading its own disk the whole time, and still does.
+    let alpha_reads = |run: &bulkhead_tests::Run| {
+        run.output(UART1)
+            .matches(&format!("linux-init: disk payload md5 {a_md5}"))
+            .count()
+    };
+    let n = alpha_reads(&run);
+    while alpha_reads(&run) < n + 2 {
+        assert!(
+            start.elapsed() < linux,
+            "alpha stopped reading its disk\n{}",
+            run.transcript()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = run.output(UART1);
+    assert!(lines_with(&out, "linux-init: disk:").is_empty(), "{out}");
+    assert!(
+        lines_with(&run.output(UART0), "outside the domain").is_empty(),
+        "{}",
+        run.transcript()
+    );
 }

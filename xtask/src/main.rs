@@ -612,6 +612,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("dma-attack", "tests/configs/dma-attack.dts", Tamper::None),
     ("linux-nvme", "tests/configs/linux-nvme.dts", Tamper::None),
     (
+        "linux-nvme-pair",
+        "tests/configs/linux-nvme-pair.dts",
+        Tamper::None,
+    ),
+    (
         "dma-attack-unprotected",
         "tests/configs/dma-attack-unprotected.dts",
         Tamper::None,

@@ -1999,6 +1999,24 @@ pub struct VirtualSignal {
     /// pending entry drops it); VGrp<n>EIE while a pending entry waits only
     /// for its group to be enabled.
     pub maintenance: u64,
+    /// A pending entry waits only for the running priority to drop, which
+    /// the guest's EOI of an active entry does without an exit: the
+    /// partitioner asks for a maintenance interrupt at that EOI
+    /// ([`lr_with_eoi_maintenance`]) so the entry is not left waiting.
+    pub held_by_running: bool,
+}
+
+/// GICv3 list register `lr` asking for a maintenance interrupt when the
+/// guest deactivates it (the EOI bit), if it is an active software SGI (the
+/// bit exists only without HW; and only for SGIs, because a software entry
+/// with the bit and a higher INTID means "deactivate that physical
+/// interrupt at the EOI" to [`lr_physical`]); `None` otherwise.
+pub fn lr_with_eoi_maintenance(lr: u64) -> Option<u64> {
+    const ACTIVE: u64 = 1 << 63;
+    const HW: u64 = 1 << 61;
+    const EOI: u64 = 1 << 41;
+    let sgi = (lr & 0xffff_ffff) < SGIS as u64;
+    (lr & ACTIVE != 0 && lr & HW == 0 && lr & EOI == 0 && sgi).then_some(lr | EOI)
 }
 
 /// [`VirtualSignal`] for the list register values `lrs` (all of them; free
@@ -2031,6 +2049,7 @@ pub fn virtual_irq_signal(
     };
     let pmr = ((vmcr >> 24) & 0xff) as u32;
     let mut irq = false;
+    let mut held_by_running = false;
     let mut waiting_group = [false; 2];
     for lr in lrs {
         let state = (lr >> 62) & 0b11;
@@ -2043,8 +2062,12 @@ pub fn virtual_irq_signal(
             waiting_group[group] = true;
             continue;
         }
-        if priority < pmr && (priority >> shift) << shift < running {
-            irq = true;
+        if priority < pmr {
+            if (priority >> shift) << shift < running {
+                irq = true;
+            } else {
+                held_by_running = true;
+            }
         }
     }
     let maintenance = if irq {
@@ -2060,7 +2083,11 @@ pub fn virtual_irq_signal(
             0
         })
     };
-    VirtualSignal { irq, maintenance }
+    VirtualSignal {
+        irq,
+        maintenance,
+        held_by_running: held_by_running && !irq,
+    }
 }
 
 /// What to do with a waiting virtual interrupt given one list register
@@ -2136,7 +2163,8 @@ mod tests {
                 s,
                 VirtualSignal {
                     irq: false,
-                    maintenance: 0
+                    maintenance: 0,
+                    held_by_running: false
                 }
             );
             // Active only (the guest took it): no phantom interrupt.
@@ -2152,7 +2180,8 @@ mod tests {
                 s,
                 VirtualSignal {
                     irq: true,
-                    maintenance: ICH_HCR_NPIE
+                    maintenance: ICH_HCR_NPIE,
+                    held_by_running: false
                 }
             );
             // Pending and active counts as pending.
@@ -2167,7 +2196,8 @@ mod tests {
                 s,
                 VirtualSignal {
                     irq: false,
-                    maintenance: ICH_HCR_VGRP1EIE
+                    maintenance: ICH_HCR_VGRP1EIE,
+                    held_by_running: false
                 }
             );
             let g0_off = ON & !0b01;
@@ -2176,7 +2206,8 @@ mod tests {
                 s,
                 VirtualSignal {
                     irq: false,
-                    maintenance: ICH_HCR_VGRP0EIE
+                    maintenance: ICH_HCR_VGRP0EIE,
+                    held_by_running: false
                 }
             );
         }
@@ -2194,6 +2225,30 @@ mod tests {
             // One signalled entry among held-back ones is enough.
             let lrs = [lr(0b01, 1, 0xf8), lr(0b10, 1, 0xa0), lr(0b01, 1, 0x80)];
             assert!(virtual_irq_signal(lrs, ON, 1 << 20, 5).irq);
+        }
+
+        #[test]
+        fn an_entry_held_back_by_the_running_priority_asks_for_the_eoi() {
+            // The timer (0xa0, pending) waits behind an active SGI 1 (0x80).
+            let lrs = [lr(0b10, 1, 0x80) & !0xffff_ffff | 1, lr(0b01, 1, 0xa0)];
+            let s = virtual_irq_signal(lrs, ON, 1 << 16, 5);
+            assert!(!s.irq && s.held_by_running);
+            // The active software entry gets its EOI bit; a hardware one,
+            // a pending one or one that has it already does not.
+            assert_eq!(lr_with_eoi_maintenance(lrs[0]), Some(lrs[0] | 1 << 41));
+            assert_eq!(lr_with_eoi_maintenance(lrs[0] | 1 << 61), None);
+            assert_eq!(lr_with_eoi_maintenance(lrs[1]), None);
+            assert_eq!(lr_with_eoi_maintenance(lrs[0] | 1 << 41), None);
+            // Never for a software SPI: its EOI bit would mean "deactivate
+            // that physical interrupt" (`lr_physical`).
+            assert_eq!(
+                lr_with_eoi_maintenance(lr(0b10, 1, 0x80) & !0xffff_ffff | 33),
+                None
+            );
+            assert_eq!(lr_physical(GicVersion::V3, lrs[0] | 1 << 41), None);
+            // Held back by the mask only: nothing to wait for.
+            let s = virtual_irq_signal([lr(0b01, 1, 0xf8)], ON, 0, 5);
+            assert!(!s.held_by_running);
         }
     }
 

@@ -569,11 +569,10 @@ const HCR_VI: u64 = 1 << 7;
 /// without exiting (its acknowledge makes an entry active, its EOI frees
 /// it), so the maintenance interrupts that end its run when the answer
 /// changes are asked for too: no pending entry left (NPIE) while VI is up,
-/// the group enabled (VGrp<n>EIE) while an entry waits for that. Their
-/// exit ends in `flush` again, which recomputes both. (An entry held back
-/// only by the running priority becomes deliverable at the guest's EOI,
-/// which does not exit: it is taken at the vCPU's next exit;
-/// `docs/boards/imx8mp.md`.)
+/// the group enabled (VGrp<n>EIE) while an entry waits for that, and, for
+/// an entry held back only by the running priority, a maintenance
+/// interrupt at the EOI of each active software SGI (its LR's EOI bit).
+/// Their exit ends in `flush` again, which recomputes everything.
 #[inline(never)]
 fn sync_virtual_irq_line() {
     let used = !gic::empty_lrs() & lr_mask();
@@ -583,6 +582,17 @@ fn sync_virtual_irq_line() {
     let (vmcr, active, pri_bits) = gic::virtual_interface_masks();
     let signal = vgic::virtual_irq_signal(lrs, vmcr, active, pri_bits);
     gic::set_maintenance_triggers(vgic::ICH_HCR_VI_TRIGGERS, signal.maintenance);
+    if signal.held_by_running {
+        // The guest's EOI of an active software SGI lets the waiting entry
+        // through without an exit: have that EOI exit (maintenance), so VI
+        // is raised for it. (An active hardware entry's EOI deactivates its
+        // physical interrupt, which brings the next exit soon enough.)
+        for i in (0..gic::lr_count()).filter(|&i| used & (1 << i) != 0) {
+            if let Some(lr) = vgic::lr_with_eoi_maintenance(gic::read_lr(i)) {
+                gic::write_lr(i, lr);
+            }
+        }
+    }
     let hcr = HCR_EL2.get();
     let want = if signal.irq {
         hcr | HCR_VI
