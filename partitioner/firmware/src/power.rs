@@ -104,10 +104,9 @@ pub fn cpu_on(core: usize) -> i64 {
                     return bulkhead_core::psci::INVALID_PARAMETERS;
                 };
                 let entry = crate::boot::spin_table_entry(core);
-                // SAFETY: the mailbox is the board's spin-table slot of
-                // this core, mapped as device memory at EL2 (`mmu`), and
-                // only this function writes it; the core waiting on it
-                // jumps to `entry`, the partitioner's own code.
+                // SAFETY: the mailbox is this core's spin-table slot, mapped
+                // as device memory at EL2 (`mmu`) and written only here; the
+                // core waiting on it jumps to `entry`, our own code.
                 unsafe { core::ptr::write_volatile(mailbox as *mut u64, entry) };
             }
             aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
