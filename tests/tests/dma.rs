@@ -137,6 +137,7 @@ fn disk(dir: &std::path::Path, name: &str, seed: u32) -> (std::path::PathBuf, St
         .arg(&fs)
         .arg(&img)
         .arg("16M")
+        .stdout(std::process::Stdio::null())
         .status()
         .expect("mkfs.ext4 (e2fsprogs) runs");
     assert!(mkfs.success());
