@@ -497,7 +497,13 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
         }
     }
 
-    for dev in &plan.devices {
+    // (A PCI function without memory BARs has no node of its own: it is
+    // found on the host bridge's bus.)
+    for dev in plan
+        .devices
+        .iter()
+        .filter(|d| d.pci.is_none() || d.mapping.size > 0)
+    {
         let ipa = dev.mapping.ipa;
         w.begin_node(&name(format_args!("{}@{ipa:x}", dev.name))?)?;
         match binding(&dev.compatible) {
@@ -575,7 +581,11 @@ fn pcie_host(w: &mut FdtWriter<'_>, plan: &DomainPlan) -> Result<(), DtbError> {
         ]);
         n += 1;
     }
-    w.prop_cells("ranges", &ranges[..7 * n])?;
+    // (No BAR placed yet, as on the host before boot: no `ranges`, which
+    // an empty one would make an identity mapping.)
+    if n > 0 {
+        w.prop_cells("ranges", &ranges[..7 * n])?;
+    }
     // interrupt-map: <child unit address (3) pin (1)> <gic> <parent
     // interrupt (3)> (the GIC node has #address-cells = <0>).
     w.prop_cells("interrupt-map-mask", &[0xf800, 0, 0, 7])?;
@@ -596,7 +606,9 @@ fn pcie_host(w: &mut FdtWriter<'_>, plan: &DomainPlan) -> Result<(), DtbError> {
             n += 1;
         }
     }
-    w.prop_cells("interrupt-map", &map[..8 * n])?;
+    if n > 0 {
+        w.prop_cells("interrupt-map", &map[..8 * n])?;
+    }
     w.prop_empty("dma-coherent")?;
     w.end_node()
 }

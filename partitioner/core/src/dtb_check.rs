@@ -370,6 +370,9 @@ struct Walk {
     problems: Problems,
     /// Path of the node being visited (`""` for the root).
     path: heapless::String<PATH_BUF>,
+    /// The domain owns PCI functions: its PCIe host bridge's
+    /// `interrupt-map` (INTx to its own SPIs) is checked, not refused.
+    pci: bool,
 }
 
 impl Walk {
@@ -391,6 +394,10 @@ impl Walk {
             let _ = owned.push(Range::new(ipa, VIRTUAL_CONSOLE_SIZE));
             let _ = spis.push(crate::plan::VIRTUAL_CONSOLE_SPI);
         }
+        let pci = plan.devices.iter().any(|d| d.pci.is_some());
+        if pci {
+            let _ = owned.push(Range::new(crate::pci::VECAM_IPA, crate::pci::VECAM_SIZE));
+        }
         let versions: &[GicVersion] = match gic {
             Some(GicVersion::V2) => &[GicVersion::V2],
             Some(GicVersion::V3) => &[GicVersion::V3],
@@ -407,6 +414,7 @@ impl Walk {
             spis,
             problems,
             path: heapless::String::new(),
+            pci,
         }
     }
 
@@ -497,7 +505,17 @@ impl Walk {
 
     /// Rule 5 (and the properties it cannot check) for one node.
     fn properties(&mut self, node: Node<'_>) {
-        for property in ["interrupts-extended", "interrupt-map"] {
+        if self.pci {
+            if let Some(map) = node.prop("interrupt-map") {
+                self.interrupt_map(map.value);
+            }
+        }
+        let refused: &[&'static str] = if self.pci {
+            &["interrupts-extended"]
+        } else {
+            &["interrupts-extended", "interrupt-map"]
+        };
+        for &property in refused {
             if node.prop(property).is_some() {
                 let path = self.here();
                 self.problems
@@ -537,6 +555,44 @@ impl Walk {
                     self.problems
                         .push(Problem::InterruptType { path, kind, number });
                 }
+            }
+        }
+    }
+
+    /// A PCIe host bridge's `interrupt-map` (domains with PCI functions):
+    /// entries of a 3-cell PCI unit address, a pin, the GIC's phandle (its
+    /// `#address-cells` is 0) and a 3-cell GIC specifier, each an SPI of the
+    /// domain's own.
+    fn interrupt_map(&mut self, value: &[u8]) {
+        const ENTRY: usize = 8 * 4;
+        if !value.len().is_multiple_of(ENTRY) {
+            let path = self.here();
+            self.problems.push(Problem::BadLength {
+                path,
+                property: "interrupt-map",
+                bytes: value.len(),
+                entry: ENTRY,
+            });
+            return;
+        }
+        for entry in value.chunks_exact(ENTRY) {
+            let cell = |i: usize| {
+                u32::from_be_bytes([
+                    entry[4 * i],
+                    entry[4 * i + 1],
+                    entry[4 * i + 2],
+                    entry[4 * i + 3],
+                ])
+            };
+            let (kind, number) = (cell(5), cell(6));
+            if kind != GIC_SPI {
+                let path = self.here();
+                self.problems
+                    .push(Problem::InterruptType { path, kind, number });
+            } else if !self.spis.contains(&number) {
+                let path = self.here();
+                self.problems
+                    .push(Problem::ForeignSpi { path, spi: number });
             }
         }
     }
@@ -966,6 +1022,45 @@ mod tests {
                 assert_eq!(check(&p, Some(v), &blob), [], "{} {v:?}", p.name);
                 assert_eq!(check(&p, None, &blob), [], "{} {v:?} / None", p.name);
             }
+        }
+    }
+
+    /// A domain with a PCI function (its BAR block placed, INTA on SPI 6):
+    /// the generated host bridge passes; an `interrupt-map` naming another
+    /// SPI, or the same tree for a domain without functions, does not.
+    #[test]
+    fn a_pcie_host_bridge_passes_only_for_a_domain_with_functions() {
+        let mut p = victim();
+        let mut edu = device("edu", "pci1234,11e8", 0x1000_0000, 0x10_0000, &[6]);
+        edu.pci = Some(crate::pci::Bdf::new(0, 3, 0));
+        p.devices.push(edu).unwrap();
+        for v in [V2, V3] {
+            let blob = generate(&p, v);
+            assert_eq!(check(&p, Some(v), &blob), [], "{v:?}");
+            // The same tree for a domain whose function has SPI 5.
+            let mut other = p.clone();
+            other.devices[1].spis[0] = 5;
+            let problems = check(&other, Some(v), &blob);
+            assert!(
+                problems
+                    .iter()
+                    .any(|x| matches!(x, Problem::ForeignSpi { spi: 6, .. })),
+                "{problems:?}"
+            );
+            // Without functions, interrupt-map is refused outright.
+            let mut none = p.clone();
+            none.devices.truncate(1);
+            let problems = check(&none, Some(v), &blob);
+            assert!(
+                problems.iter().any(|x| matches!(
+                    x,
+                    Problem::UnsupportedProperty {
+                        property: "interrupt-map",
+                        ..
+                    }
+                )),
+                "{problems:?}"
+            );
         }
     }
 

@@ -126,11 +126,21 @@ impl DomainPlan {
     pub fn ram_at(&self, ipa: u64) -> Option<&Mapping> {
         self.ram.iter().find(|m| m.ipa_range().contains_addr(ipa))
     }
-    /// Every stage-2 mapping of the domain: RAM, then devices.
+    /// Every stage-2 mapping of the domain: RAM, then devices. A PCI
+    /// function's mapping is empty, and left out, until the firmware has
+    /// placed its BARs (and stays so for a function without memory BARs).
     pub fn mappings(&self) -> impl Iterator<Item = &Mapping> + '_ {
-        self.ram
-            .iter()
-            .chain(self.devices.iter().map(|d| &d.mapping))
+        self.mappings_tagged().map(|(m, _)| m)
+    }
+    /// [`DomainPlan::mappings`], each with whether it is a PCI function's
+    /// BAR block.
+    pub fn mappings_tagged(&self) -> impl Iterator<Item = (&Mapping, bool)> + '_ {
+        self.ram.iter().map(|m| (m, false)).chain(
+            self.devices
+                .iter()
+                .filter(|d| d.mapping.size > 0)
+                .map(|d| (&d.mapping, d.pci.is_some())),
+        )
     }
 }
 

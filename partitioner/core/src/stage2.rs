@@ -344,12 +344,8 @@ pub fn disjoint<'p>(
     // placed there for a domain's own functions.
     let pci_window = board.pcie.map(|p| p.mmio32);
     for (i, d) in domains.iter().enumerate() {
-        for (j, m) in d.mappings().enumerate() {
+        for (j, (m, is_pci)) in d.mappings_tagged().enumerate() {
             let pa = m.pa_range();
-            let is_pci = j
-                .checked_sub(d.ram.len())
-                .and_then(|k| d.devices.get(k))
-                .is_some_and(|x| x.pci.is_some());
             let placed_bars = |r: &Range| is_pci && Some(*r) == pci_window && r.contains(&pa);
             if let Some((_, what)) = kept().find(|(r, _)| r.overlaps(&pa) && !placed_bars(r)) {
                 return Err(Finding::Partitioner {
