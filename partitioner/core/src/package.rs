@@ -232,6 +232,14 @@ impl<'a> Package<'a> {
                 have: bytes.len() as u64,
             });
         }
+        // The length it claims must hold its own header and entry table
+        // (found by the `package` fuzz target: a length of 0 cut them off).
+        if len < table_end as u64 {
+            return Err(PackageError::Truncated {
+                needed: table_end as u64,
+                have: len,
+            });
+        }
         let bytes = &bytes[..len as usize];
         let config = slice(bytes, u64_at(bytes, 24), u64_at(bytes, 32), "config")?;
         let mut cfg_name = [0u8; NAME_LEN];
@@ -340,6 +348,26 @@ pub fn build(config: &[u8], images: &[(&str, &[u8])]) -> Result<std::vec::Vec<u8
     let crc = header_crc(crc32_update, &out[..table_end]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    /// `fuzz/artifacts/package/crash-02d01867…`: a valid header and table
+    /// CRC with a total length (0) shorter than the header: it made the
+    /// parser index past the end instead of refusing.
+    #[test]
+    fn a_length_shorter_than_the_header_is_refused() {
+        let mut b = std::vec::Vec::from(&MAGIC[..]);
+        b.resize(HEADER_LEN, 0);
+        let crc = header_crc(crc32_update, &b[..HEADER_LEN]);
+        b[12..16].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            Package::parse(&b),
+            Err(PackageError::Truncated { have: 0, .. })
+        ));
+    }
 }
 
 #[cfg(test)]
