@@ -136,3 +136,34 @@ pub fn check_board_isolation(run: &mut Run, targets: &[(&str, &str)]) {
         "{log}"
     );
 }
+
+/// A board's interrupt test domain (`tests/configs/<board>-irq.dts`: `irq`
+/// on two cores with `psci smp sgi=10 sgi-burst timer=20`, `fresh`
+/// restarting twice with `reset-state`): every result line arrives on the
+/// partitioner console, on GIC version `gic`, and each of fresh's three
+/// boots finds the state of a cold boot. Returns the console so far.
+pub fn check_board_interrupts(run: &mut Run, gic: u32) -> String {
+    for needle in [
+        &format!("irq: gic: v{gic} ")[..],
+        "irq: psci: version 0x10001",
+        "irq: psci: cpu_suspend standby -> 0",
+        "irq: smp: 2 vcpus up",
+        "irq: sgi: 10 round trips",
+        "irq: sgi-burst: 12 of 12 received, 12 deliveries",
+        "irq: timer: 20 interrupts, latency ticks",
+        "domain \"fresh\" stopped: restart limit reached",
+    ] {
+        expect_line(run, UART0, needle, WAIT);
+    }
+    let log = run.output(UART0);
+    assert_eq!(lines_with(&log, "fresh: boot: start").len(), 3, "{log}");
+    assert_eq!(
+        lines_with(&log, "fresh: reset-state: clean").len(),
+        3,
+        "{log}"
+    );
+    assert!(lines_with(&log, "reset-state: dirty ").is_empty(), "{log}");
+    assert!(lines_with(&log, "UNEXPECTED").is_empty(), "{log}");
+    assert!(lines_with(&log, "irq: sgi: timeout").is_empty(), "{log}");
+    log
+}
