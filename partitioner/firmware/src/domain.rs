@@ -1008,6 +1008,14 @@ pub fn handle_interrupt() {
     irq::flush();
 }
 
+/// [`handle_interrupt`] for an interrupt the fast path acknowledged
+/// (`raw`) but left to the general one.
+pub fn handle_acknowledged_interrupt(raw: u32) {
+    irq::handle_acknowledged(raw);
+    check_requests();
+    irq::flush();
+}
+
 /// An SError from a domain: it cannot be reflected precisely.
 pub fn handle_serror(frame: &mut TrapFrame) {
     exits::count_here(Cause::Other);

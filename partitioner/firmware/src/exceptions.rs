@@ -1,6 +1,7 @@
 //! EL2 exception vectors. Every one of the 16 vectors saves the full register
 //! state into a [`TrapFrame`] and calls [`el2_trap`], except a domain's IRQ,
-//! which saves only what a Rust call may destroy; nothing is ever taken
+//! which handles the vCPU's own timer in assembly (`irq_entry`) and
+//! otherwise saves only what a Rust call may destroy; nothing is ever taken
 //! silently. Traps from a domain go to `crate::domain::handle_*`; anything the
 //! partitioner itself takes is reported on the console and stops the core.
 
@@ -48,6 +49,10 @@ core::arch::global_asm!(
     r#"
 .macro SAVE_X2_X17
     stp     x2, x3, [sp, #16]
+    SAVE_X4_X17
+.endm
+
+.macro SAVE_X4_X17
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
     stp     x8, x9, [sp, #64]
@@ -95,7 +100,7 @@ core::arch::global_asm!(
     b       save_and_dispatch
 .endm
 
-// IRQ from a domain: the hot path, see `irq_from_domain`.
+// IRQ from a domain: the hot path, see `irq_entry`.
 .macro IRQ_VECTOR hardened
     .balign 0x80
     sub     sp, sp, #{irq_frame}
@@ -103,7 +108,7 @@ core::arch::global_asm!(
     .if \hardened
     CLEAR_BHB
     .endif
-    b       irq_save_and_dispatch
+    b       irq_entry
 .endm
 
 .macro VECTOR_TABLE hardened
@@ -170,13 +175,105 @@ exception_return:
     add     sp, sp, #{frame}
     eret
 
-// Only what a Rust function may destroy (x0-x18, x30): the handler saves
-// the rest itself, and runs with every exception masked, so ELR_EL2 and
-// SPSR_EL2 stay as the domain left them.
-irq_save_and_dispatch:
-    SAVE_X2_X17
+// An IRQ from a domain, x0 and x1 saved. The virtual timer of the vCPU
+// on this core (the most frequent interrupt by far) is handled right here
+// when `irq::TIMER_LR` holds its list register value for this core, nothing
+// waits in the core's queue, the acknowledge returns the timer and a list
+// register is free: into that list register (the physical interrupt stays
+// active until the guest's deactivation reaches it, through the entry's HW
+// bit or the EOI maintenance interrupt), priority drop, exit counted,
+// back to the domain. This is `irq::handle_physical`'s `VTIMER_INTID` case
+// and `inject_here`, without a frame or a call. Anything else goes to the
+// Rust handlers, which save what a Rust call may destroy.
+irq_entry:
+    stp     x2, x3, [sp, #16]
+    mrs     x2, tpidr_el2                   // this core's index
+    adrp    x1, {timer_lr}
+    add     x1, x1, :lo12:{timer_lr}
+    ldr     x1, [x1, x2, lsl #3]
+    cbz     x1, irq_slow
+    adrp    x0, {queued}
+    add     x0, x0, :lo12:{queued}
+    ldrb    w0, [x0, x2]
+    cbnz    w0, irq_slow
+    adrp    x0, {fast_gic}
+    ldr     w0, [x0, :lo12:{fast_gic}]
+    cmp     w0, #2
+    b.eq    irq_fast_v2
+    mrs     x0, S3_0_C12_C12_0              // ICC_IAR1_EL1: acknowledge
+    and     x0, x0, #0xffffff
+    cmp     x0, #{vtimer}
+    b.ne    irq_slow_acked
+    mrs     x3, S3_4_C12_C11_5              // ICH_ELRSR_EL2: empty list registers
+    tbnz    x3, #0, 10f
+    tbnz    x3, #1, 11f
+    tbnz    x3, #2, 12f
+    tbnz    x3, #3, 13f
+    b       irq_slow_acked
+10: msr     S3_4_C12_C12_0, x1              // ICH_LR0_EL2
+    b       14f
+11: msr     S3_4_C12_C12_1, x1
+    b       14f
+12: msr     S3_4_C12_C12_2, x1
+    b       14f
+13: msr     S3_4_C12_C12_3, x1
+14: msr     S3_0_C12_C12_1, x0              // ICC_EOIR1_EL1: priority drop (EOImode 1)
+irq_fast_done:
+    // exits::count(this core, Cause::Irq); x2 = this core's index
+    adrp    x0, {slots}
+    add     x0, x0, :lo12:{slots}
+    mov     x3, #{slots_stride}
+    madd    x0, x2, x3, x0
+    ldr     x3, [x0, #{irq_slot}]
+    add     x3, x3, #1
+    str     x3, [x0, #{irq_slot}]
+    ldp     x2, x3, [sp, #16]
+    ldp     x0, x1, [sp, #0]
+    add     sp, sp, #{irq_frame}
+    eret
+
+// The same on GICv2, through the memory-mapped CPU interface (GICC) and
+// hypervisor interface (GICH) at `gic::BASES`.
+irq_fast_v2:
+    adrp    x3, {bases}
+    add     x3, x3, :lo12:{bases}
+    ldr     x2, [x3, #8]                    // GICC
+    ldr     w0, [x2, #{gicc_iar}]           // acknowledge
+    and     w0, w0, #0x1fff
+    cmp     w0, #{vtimer}
+    b.ne    irq_slow_acked
+    ldr     x2, [x3, #16]                   // GICH
+    ldr     w3, [x2, #{gich_elrsr0}]        // empty list registers
+    and     w3, w3, #0xf
+    cbz     w3, irq_slow_acked
+    rbit    w3, w3
+    clz     w3, w3                          // the first empty one
+    add     x2, x2, #{gich_lr0}
+    str     w1, [x2, x3, lsl #2]
+    adrp    x3, {bases}
+    add     x3, x3, :lo12:{bases}
+    ldr     x2, [x3, #8]
+    str     w0, [x2, #{gicc_eoir}]          // priority drop (EOImode 1)
+    mrs     x2, tpidr_el2
+    b       irq_fast_done
+
+// Nothing acknowledged yet (x2, x3 saved): the general handler, saving
+// only what a Rust function may destroy (x0-x18, x30). It runs with every
+// exception masked, so ELR_EL2 and SPSR_EL2 stay as the domain left them.
+irq_slow:
+    SAVE_X4_X17
     stp     x18, x30, [sp, #144]
     bl      {irq_handler}
+    b       irq_return
+
+// Acknowledged (x0: what the acknowledge register returned) but not the
+// fast path's to handle.
+irq_slow_acked:
+    SAVE_X4_X17
+    stp     x18, x30, [sp, #144]
+    bl      {irq_acked_handler}
+
+irq_return:
     ldp     x18, x30, [sp, #144]
     RESTORE_X2_X17
     ldp     x0, x1, [sp, #0]
@@ -187,8 +284,27 @@ irq_save_and_dispatch:
     handler = sym el2_trap,
     irq_frame = const IRQ_FRAME,
     irq_handler = sym irq_from_domain,
+    irq_acked_handler = sym irq_acknowledged_from_domain,
     bhb_loop = sym BHB_LOOP,
+    timer_lr = sym crate::irq::TIMER_LR,
+    queued = sym crate::irq::QUEUED,
+    fast_gic = sym crate::irq::FAST_PATH_GIC,
+    bases = sym crate::gic::BASES,
+    slots = sym crate::exits::SLOTS,
+    slots_stride = const crate::exits::SLOTS_STRIDE,
+    irq_slot = const crate::exits::IRQ_SLOT_OFFSET,
+    vtimer = const bulkhead_core::plan::VTIMER_INTID,
+    gicc_iar = const crate::gic::GICC_IAR,
+    gicc_eoir = const crate::gic::GICC_EOIR,
+    gich_elrsr0 = const crate::gic::GICH_ELRSR0,
+    gich_lr0 = const crate::gic::GICH_LR0,
 );
+
+// The fast path's layout assumptions.
+const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicU64>() == 8);
+const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicBool>() == 1);
+const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicUsize>() == 8);
+const _: () = assert!(crate::exits::SLOTS_STRIDE < 4096 && crate::exits::IRQ_SLOT_OFFSET < 4096);
 
 /// Iterations of the branch-history clearing loop of the hardened vectors
 /// (the largest any core needs); never 0 once they are in use.
@@ -204,6 +320,13 @@ const IRQ_FRAME: usize = 160;
 /// registers).
 extern "C" fn irq_from_domain() {
     crate::domain::handle_interrupt();
+}
+
+/// An IRQ from a domain that the fast path (`irq_entry`) acknowledged
+/// (`raw`: what the acknowledge register returned) and leaves to the
+/// general handler.
+extern "C" fn irq_acknowledged_from_domain(raw: u32) {
+    crate::domain::handle_acknowledged_interrupt(raw);
 }
 
 unsafe extern "C" {

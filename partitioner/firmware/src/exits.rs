@@ -13,12 +13,17 @@ use spin::Mutex;
 
 /// One core's slots, alone on their cache line(s).
 #[repr(align(128))]
-struct Slots([AtomicU64; CAUSES]);
+pub(crate) struct Slots([AtomicU64; CAUSES]);
 
-static SLOTS: [Slots; MAX_CPUS] =
+pub(crate) static SLOTS: [Slots; MAX_CPUS] =
     [const { Slots([const { AtomicU64::new(0) }; CAUSES]) }; MAX_CPUS];
 
 const _: () = assert!(MAX_CPUS.is_power_of_two());
+
+/// For the assembly fast path (`crate::exceptions`): bytes from one core's
+/// slots to the next, and from a core's slots to its `irq` count.
+pub(crate) const SLOTS_STRIDE: usize = core::mem::size_of::<Slots>();
+pub(crate) const IRQ_SLOT_OFFSET: usize = Cause::Irq.index() * 8;
 
 /// Count one exit of `core` (which must be the calling core) for `cause`.
 /// A handful of instructions: no branch (a core index is always below

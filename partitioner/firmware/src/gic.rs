@@ -41,7 +41,7 @@ static MAINTENANCE_DEACTIVATION: AtomicBool = AtomicBool::new(false);
 /// GICv3 whose virtual IRQ line is not wired (`VirtualIrq::ViaHcrVi`).
 static VIRTUAL_IRQ_VIA_HCR: AtomicBool = AtomicBool::new(false);
 /// GICD, GICC, GICH bases (the last two GICv2 only).
-static BASES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+pub(crate) static BASES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
 
 fn set_hw(h: Hw) {
     let (v2, bases, maint) = match h {
@@ -175,16 +175,16 @@ const SGI_BASE: usize = 0x1_0000;
 // GICC / GICH (v2).
 const GICC_CTLR: usize = 0x0;
 const GICC_PMR: usize = 0x4;
-const GICC_IAR: usize = 0xc;
-const GICC_EOIR: usize = 0x10;
+pub(crate) const GICC_IAR: usize = 0xc;
+pub(crate) const GICC_EOIR: usize = 0x10;
 const GICC_DIR: usize = 0x1000;
 const GICH_HCR: usize = 0x0;
 const GICH_VTR: usize = 0x4;
 const GICH_VMCR: usize = 0x8;
 const GICH_APR: usize = 0xf0;
 const GICH_EISR0: usize = 0x20;
-const GICH_ELRSR0: usize = 0x30;
-const GICH_LR0: usize = 0x100;
+pub(crate) const GICH_ELRSR0: usize = 0x30;
+pub(crate) const GICH_LR0: usize = 0x100;
 
 /// Default priority of every interrupt at the physical level.
 const DEFAULT_PRIORITY: u8 = 0xa0;
@@ -500,8 +500,18 @@ pub struct Ack {
 /// Acknowledge the highest-priority pending physical interrupt.
 pub fn ack() -> Option<Ack> {
     let raw = match hw() {
-        Hw::V3 { .. } => sysreg!(read "S3_0_C12_C12_0") as u32 & 0xff_ffff,
-        Hw::V2 { gicc, .. } => rd32(gicc + GICC_IAR) & 0x1fff,
+        Hw::V3 { .. } => sysreg!(read "S3_0_C12_C12_0") as u32,
+        Hw::V2 { gicc, .. } => rd32(gicc + GICC_IAR),
+    };
+    ack_from_raw(raw)
+}
+
+/// The interrupt an acknowledge register read returned (`raw`), if not
+/// spurious.
+pub fn ack_from_raw(raw: u32) -> Option<Ack> {
+    let raw = match hw() {
+        Hw::V3 { .. } => raw & 0xff_ffff,
+        Hw::V2 { .. } => raw & 0x1fff,
     };
     let intid = match hw() {
         Hw::V3 { .. } => raw,

@@ -32,7 +32,9 @@ use bulkhead_core::plan::{
 };
 use bulkhead_core::trap::Access;
 use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq, VirtualLine, WithLine};
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use log::warn;
 use spin::{Mutex, Once};
 
@@ -55,13 +57,41 @@ const VCONSOLE_INTID: u32 = VIRTUAL_CONSOLE_SPI + vgic::FIRST_SPI;
 static QUEUE: [Mutex<PendingIrqs>; MAX_CPUS] = [const { Mutex::new(PendingIrqs::new()) }; MAX_CPUS];
 /// Per core: something may be waiting in its `QUEUE` (only changed with
 /// that queue locked), so an empty queue costs no lock on the way back.
-static QUEUED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Also read by the interrupt fast path (`crate::exceptions`).
+pub(crate) static QUEUED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Per core: whether the virtual timer PPI of the vCPU there may be
 /// injected (`TIMER_ON | priority`) or not (0). A copy of what the domain's
 /// virtual distributor says, refreshed after every change to it, so the
 /// most frequent interrupt needs neither the model's lock nor a look-up.
 static TIMER: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
 const TIMER_ON: u16 = 0x100;
+/// Per core: the list register value that injects the virtual timer PPI
+/// into the vCPU there (as [`inject_here`] writes it), or 0 when the
+/// assembly fast path of
+/// `crate::exceptions` must leave it to [`handle_physical`] (the timer not
+/// deliverable, or a GIC the fast path does not handle: see
+/// [`fast_path_gic`]). Refreshed with `TIMER`.
+pub(crate) static TIMER_LR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Which GIC the fast path drives: 0 none, 2 GICv2 (memory-mapped CPU and
+/// hypervisor interfaces, `gic::BASES`), 3 GICv3 (system registers).
+pub(crate) static FAST_PATH_GIC: AtomicU32 = AtomicU32::new(0);
+
+/// The GIC the assembly fast path can drive, if any: one that signals the
+/// virtual IRQ itself (not `VirtualIrq::ViaHcrVi`, whose line must be
+/// recomputed after every change to the list registers) and has the four
+/// list registers the fast path looks at. Either way of deactivating
+/// suits it: the list register value it writes is the one `inject_here`
+/// would, and the EOI maintenance interrupt of `Deactivation::Maintenance`
+/// comes to the general handler.
+fn fast_path_gic() -> u32 {
+    if gic::virtual_irq_via_hcr() || gic::lr_count() < 4 {
+        return 0;
+    }
+    match gic::version() {
+        GicVersion::V2 => 2,
+        GicVersion::V3 => 3,
+    }
+}
 /// INTID of the partitioner console's receive interrupt (`u32::MAX`: none).
 static CONSOLE_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 
@@ -241,7 +271,24 @@ fn refresh_timer(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
         } else {
             0
         };
+        let fast = fast_path_gic();
+        let lr = if v != 0 && fast != 0 {
+            FAST_PATH_GIC.store(fast, Ordering::Release);
+            let virq = Virq {
+                intid: VTIMER_INTID,
+                hw: true,
+                priority: v as u8,
+                source: 0,
+            };
+            vgic::lr(gic::version(), &virq, gic::deactivation())
+        } else {
+            0
+        };
+        // Off first, so the fast path never pairs a new state with an old
+        // LR value.
+        TIMER_LR[core].store(0, Ordering::Release);
         TIMER[core].store(v, Ordering::Release);
+        TIMER_LR[core].store(lr, Ordering::Release);
     }
 }
 
@@ -411,8 +458,19 @@ pub fn wait_for_vcpu_interrupt() {
 /// another one pending takes the core straight back to EL2, and the common
 /// case (one interrupt) saves a look at the GIC.
 pub fn handle_physical() {
+    take(gic::ack());
+}
+
+/// [`handle_physical`] for an interrupt the assembly fast path of
+/// `crate::exceptions` acknowledged already but does not handle itself
+/// (`raw`: what the acknowledge register returned).
+pub fn handle_acknowledged(raw: u32) {
+    take(gic::ack_from_raw(raw));
+}
+
+fn take(ack: Option<gic::Ack>) {
     let core = this_core();
-    if let Some(ack) = gic::ack() {
+    if let Some(ack) = ack {
         gic::eoi(ack);
         let intid = ack.intid;
         match intid {
