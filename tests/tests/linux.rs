@@ -51,6 +51,8 @@ fn linux_boots_and_is_isolated(gic: u32, cpu: &str) {
         dt.trim(),
         "linux-init: device-tree apb-pclk chosen cpus intc@8000000 memory@40000000 psci serial@9040000 timer"
     );
+    // Seeded from the rng-seed and kaslr-seed Bulkhead derived for this run.
+    let first_text = seeded_kernel_text(&expect(&mut run, UART1, "linux-init: random "));
     // hello's RAM (PA 0x70000000) through /dev/mem: a bus error kills the
     // process (SIGBUS, exit 135), the kernel carries on.
     let devmem = expect(&mut run, UART1, "linux-init: devmem 0x70000000 -> ");
@@ -73,7 +75,7 @@ fn linux_boots_and_is_isolated(gic: u32, cpu: &str) {
         "domain \"linux\" restarting (1 of at most 8): it asked for SYSTEM_RESET",
     );
     let deadline = std::time::Instant::now() + LINUX;
-    while lines_with(&run.output(UART1), "linux-init: start").len() < 2 {
+    while lines_with(&run.output(UART1), "linux-init: random ").len() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "Linux did not boot again\n{}",
@@ -81,6 +83,15 @@ fn linux_boots_and_is_isolated(gic: u32, cpu: &str) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The restarted run got seeds of its own: its kernel is elsewhere.
+    let out1 = run.output(UART1);
+    let randoms = lines_with(&out1, "linux-init: random ");
+    assert_eq!(randoms.len(), 2, "{}", run.transcript());
+    let second_text = seeded_kernel_text(&randoms[1]);
+    assert_ne!(
+        first_text, second_text,
+        "the restart's kernel was placed where the first run's was: the same kaslr-seed"
+    );
     // hello never noticed: its heartbeat never stopped, its memory is intact.
     let now = last_heartbeat(&run.output(UART0), "hello").unwrap_or(0);
     wait_heartbeat_after(&mut run, UART0, "hello", now + 2);
@@ -90,6 +101,21 @@ fn linux_boots_and_is_isolated(gic: u32, cpu: &str) {
         !log.contains("CORRUPTED") && lines_with(&log, "FATAL").is_empty(),
         "{log}"
     );
+}
+
+/// The kernel's own report of its boot randomness ("linux-init: random
+/// crng ready kaslr on text <address>"): the generator credited the
+/// rng-seed at boot, the kernel randomized its address; that address.
+fn seeded_kernel_text(line: &str) -> String {
+    let rest = line
+        .trim()
+        .strip_prefix("linux-init: random crng ready kaslr on text ")
+        .unwrap_or_else(|| panic!("not seeded at boot: {line}"));
+    assert!(
+        rest.len() == 16 && rest.chars().all(|c| c.is_ascii_hexdigit()) && rest != "0".repeat(16),
+        "no kernel address in {line}"
+    );
+    rest.to_string()
 }
 
 #[test]

@@ -410,7 +410,8 @@ pub const TIMER_INTIDS: [u32; 4] = [29, 30, VTIMER_INTID, 26];
 /// * `/chosen`: `bootargs`, `bulkhead,domain-name` and, when the domain has a
 ///   console, `stdout-path` naming its node: the virtual console if the
 ///   domain has one, otherwise its first passthrough serial port (a PL011
-///   or a Cadence UART, see [`BINDINGS`]).
+///   or a Cadence UART, see [`BINDINGS`]); with [`domain_tree_seeded`],
+///   `rng-seed` and `kaslr-seed` (see [`crate::entropy`]).
 /// * `/cpus`: `cpu@N` for each virtual CPU `N`, started through PSCI.
 /// * `memory@<ipa>` for each RAM mapping.
 /// * `/psci`: PSCI 1.0 over HVC (the partitioner implements it).
@@ -431,6 +432,16 @@ pub const TIMER_INTIDS: [u32; 4] = [29, 30, VTIMER_INTID, 26];
 ///   passthrough device's binding names (`uart-ref-clk`).
 /// * `uart@<ipa>` for the virtual console: a PL011.
 pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result<usize, DtbError> {
+    domain_tree_seeded(plan, gic, None, out)
+}
+
+/// [`domain_tree`] with this run's seeds in `/chosen` when there are any.
+pub fn domain_tree_seeded(
+    plan: &DomainPlan,
+    gic: GicVersion,
+    seeds: Option<&crate::entropy::DomainSeeds>,
+    out: &mut [u8],
+) -> Result<usize, DtbError> {
     let cap = out.len().min(DTB_MAX);
     let mut w = FdtWriter::new(&mut out[..cap])?;
     let domain = plan.name.as_str();
@@ -456,6 +467,10 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
     if plan.devices.iter().any(|d| d.pci.is_some()) {
         // The partitioner placed the BARs: the guest keeps them there.
         w.prop_u32("linux,pci-probe-only", 1)?;
+    }
+    if let Some(s) = seeds {
+        w.property("rng-seed", &s.rng)?;
+        w.prop_u64s("kaslr-seed", &[s.kaslr])?;
     }
     w.end_node()?;
 
@@ -1096,8 +1111,10 @@ mod tests {
             expected.push(("linux,initrd-start", start.to_be_bytes().to_vec()));
             expected.push(("linux,initrd-end", end.to_be_bytes().to_vec()));
         }
+        // (A run's seeds, when it has them, are checked on their own.)
         let got: std::vec::Vec<_> = props(chosen)
             .into_iter()
+            .filter(|(n, _)| !matches!(*n, "rng-seed" | "kaslr-seed"))
             .map(|(n, v)| (n, v.to_vec()))
             .collect();
         assert_eq!(got, expected);
@@ -1868,6 +1885,34 @@ mod tests {
             assert!(got + size <= dtb, "below the tree");
             assert!(dtb - got < size + 0x1000, "right below the tree");
             assert!(got >= p.entry + p.image_size, "above the image");
+        }
+    }
+
+    #[test]
+    fn chosen_carries_the_runs_seeds_when_there_are_any() {
+        let p = victim();
+        let root = crate::entropy::RootSeed::gather(Some(&[3; 32]), None, &[])
+            .unwrap()
+            .0;
+        let seeds = root.for_domain(&p.name, 0);
+        for gic in GICS {
+            let mut buf = vec![0u8; DTB_MAX];
+            let len = domain_tree_seeded(&p, gic, Some(&seeds), &mut buf).expect("tree fits");
+            let blob = &buf[..len];
+            check_tree(&p, gic, blob);
+            let fdt = Fdt::new(blob).unwrap();
+            let chosen = fdt.find_node("/chosen").unwrap();
+            assert_eq!(prop(chosen, "rng-seed"), &seeds.rng[..]);
+            assert_eq!(
+                cells(prop(chosen, "kaslr-seed")),
+                [(seeds.kaslr >> 32) as u32, seeds.kaslr as u32]
+            );
+            // Without seeds, neither property.
+            let blob = generate(&p, gic);
+            let fdt = Fdt::new(&blob).unwrap();
+            let chosen = fdt.find_node("/chosen").unwrap();
+            assert!(chosen.property("rng-seed").is_none());
+            assert!(chosen.property("kaslr-seed").is_none());
         }
     }
 

@@ -8,6 +8,7 @@ pub mod board;
 pub mod config;
 pub mod dtb;
 pub mod dtb_check;
+pub mod entropy;
 pub mod error;
 pub mod exits;
 pub mod fdt_check;

@@ -338,7 +338,12 @@ fn load(i: usize, d: &DomainPlan) {
             buf[..supplied.len()].copy_from_slice(supplied);
             Ok(supplied.len())
         }
-        _ => dtb::domain_tree(d, gic, &mut buf),
+        _ => {
+            // This run's own seeds (none without a root seed).
+            let run = DOMAINS[i].restarts.load(Ordering::Acquire);
+            let seeds = crate::entropy::for_domain(&d.name, run);
+            dtb::domain_tree_seeded(d, gic, seeds.as_ref(), &mut buf)
+        }
     };
     match (tree, dtb::dtb_ipa(d)) {
         (Ok(len), Some(ipa)) => {

@@ -14,6 +14,7 @@ mod console;
 mod cpu;
 mod domain;
 mod el1;
+mod entropy;
 mod exceptions;
 mod exits;
 mod gic;
@@ -100,6 +101,7 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     }
     mmu::enable(core);
     power::init(cpu_start_method(board, loader_dtb));
+    entropy::init(board, loader_dtb);
 
     // SAFETY: the boot loader loaded `image_size` bytes from `start` (the Image header says so); the package part is
     // mapped read-only and never written, so a shared slice of it is sound for the firmware's life.
@@ -255,33 +257,41 @@ pub extern "C" fn secondary_main(core: u64) -> ! {
 /// armstub) uses that PSCI.
 fn cpu_start_method(board: &Board, loader_dtb: u64) -> bulkhead_core::board::CpuStart {
     use bulkhead_core::board::{loader_psci, CpuStart};
-    const MAX_TREE: u64 = 1 << 20;
     let CpuStart::SpinTable { .. } = board.cpu_start else {
         return board.cpu_start;
     };
-    let in_ram = |r: Range| board.ram.iter().any(|b| b.contains(&r));
-    if loader_dtb == 0 || !loader_dtb.is_multiple_of(8) || !in_ram(Range::new(loader_dtb, 64)) {
-        return board.cpu_start;
-    }
-    // The header says how big the tree is: look at it first.
-    let total = mmu::with_ram_window(loader_dtb, 8, |h| {
-        (h[..4] == [0xd0, 0x0d, 0xfe, 0xed])
-            .then(|| u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as u64)
-    })
-    .flatten();
-    let Some(total) = total.filter(|&t| (64..=MAX_TREE).contains(&t)) else {
-        return board.cpu_start;
-    };
-    if !in_ram(Range::new(loader_dtb, total)) {
-        return board.cpu_start;
-    }
-    match mmu::with_ram_window(loader_dtb, total, loader_psci).flatten() {
+    match with_loader_tree(board, loader_dtb, loader_psci).flatten() {
         Some(conduit) => {
             info!("the boot loader's device tree at {loader_dtb:#x} has PSCI: the cores are started through it, not the spin table");
             CpuStart::Psci(conduit)
         }
         None => board.cpu_start,
     }
+}
+
+/// `f` of the boot loader's device tree at `loader_dtb`, if that is one
+/// (aligned, in the board's RAM, an FDT header, at most 1 MiB).
+pub fn with_loader_tree<R>(
+    board: &Board,
+    loader_dtb: u64,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Option<R> {
+    const MAX_TREE: u64 = 1 << 20;
+    let in_ram = |r: Range| board.ram.iter().any(|b| b.contains(&r));
+    if loader_dtb == 0 || !loader_dtb.is_multiple_of(8) || !in_ram(Range::new(loader_dtb, 64)) {
+        return None;
+    }
+    // The header says how big the tree is: look at it first.
+    let total = mmu::with_ram_window(loader_dtb, 8, |h| {
+        (h[..4] == [0xd0, 0x0d, 0xfe, 0xed])
+            .then(|| u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as u64)
+    })
+    .flatten()
+    .filter(|&t| (64..=MAX_TREE).contains(&t))?;
+    if !in_ram(Range::new(loader_dtb, total)) {
+        return None;
+    }
+    mmu::with_ram_window(loader_dtb, total, f)
 }
 
 fn board_gic_number(v: bulkhead_core::plan::GicVersion) -> u8 {
