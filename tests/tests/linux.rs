@@ -87,7 +87,7 @@ fn linux_boots_and_is_isolated(gic: u32, cpu: &str) {
     let out1 = run.output(UART1);
     let randoms = lines_with(&out1, "linux-init: random ");
     assert_eq!(randoms.len(), 2, "{}", run.transcript());
-    let second_text = seeded_kernel_text(&randoms[1]);
+    let second_text = seeded_kernel_text(randoms[1]);
     assert_ne!(
         first_text, second_text,
         "the restart's kernel was placed where the first run's was: the same kaslr-seed"
