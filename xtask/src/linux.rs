@@ -5,13 +5,16 @@
 //! the metapackage currently depends on) and `busybox-static:arm64` with
 //! `apt-get download`, unpacks them with `dpkg-deb -x`, turns the kernel's
 //! `vmlinuz` into a raw arm64 `Image` and writes a `newc` cpio archive itself
-//! (no `cpio` tool). Everything lives under `target/linux/`:
+//! (no `cpio` tool), with the kernel modules [`MODULES`] names (and those
+//! they need) from the same kernel package. Everything lives under
+//! `target/linux/`:
 //!
 //! ```text
 //! target/linux/Image            the kernel, arm64 boot protocol Image
 //! target/linux/initramfs.cpio   uncompressed newc archive
 //! target/linux/guest.stamp      which packages these were made from
 //! target/linux/cache/           the .deb files and the extracted busybox
+//! target/linux/cache/modules/   the selected kernel modules, uncompressed
 //! ```
 //!
 //! Later calls only ask apt (offline, from its package lists) which kernel
@@ -37,6 +40,22 @@ pub const APPLETS: &[&str] = &[
     "sh", "ash", "mount", "umount", "mkdir", "mknod", "cat", "echo", "ls", "grep", "sort", "tr",
     "head", "tail", "sed", "wc", "devmem", "reboot", "poweroff", "halt", "sleep", "nproc", "uname",
     "dmesg", "ps", "kill", "printf", "test", "[", "dd", "md5sum", "cut",
+];
+
+/// Kernel modules the initramfs carries, by name, each with every module it
+/// needs (the `depends=` of its `.modinfo`, transitively), all from the
+/// kernel's own package: drivers Debian's cloud kernel builds as modules
+/// that a domain needs for a device it owns. They go under
+/// `/lib/modules/<release>/` with a `modules.dep`, uncompressed, and `/init`
+/// loads them on request (`bulkhead.modules=`, busybox `modprobe`). A name
+/// the kernel builds in is left out.
+pub const MODULES: &[&str] = &[
+    // virtio over PCI, the transport of QEMU's `virtio-net-pci` (and the
+    // other `virtio-*-pci` devices): needs virtio, virtio_ring,
+    // virtio_pci_modern_dev and virtio_pci_legacy_dev.
+    "virtio_pci",
+    // Its network driver: needs net_failover and failover.
+    "virtio_net",
 ];
 
 /// The kernel and initramfs to boot, and the kernel's release (`uname -r`).
@@ -105,9 +124,11 @@ pub fn ensure_guest() -> Result<LinuxGuest> {
             None => return Err(e),
         },
     };
+    let modules = cached_modules(&stamp, MODULES)?;
     // Always rebuilt (it is small): edits to domains/linux/init apply at once.
     let cpio = initramfs(
         &fs::read(busybox_path()).map_err(|e| format!("{}: {e}", busybox_path().display()))?,
+        &modules,
     )?;
     write_if_changed(&initramfs_path(), &cpio)?;
     Ok(LinuxGuest {
@@ -599,8 +620,9 @@ fn decompress(tool: &str, data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The initramfs: busybox, links to it, the mount points, `/dev/console`,
-/// and `/init` from `domains/linux/init`.
-pub fn initramfs(busybox: &[u8]) -> Result<Vec<u8>> {
+/// the kernel modules with their `modules.dep` and `modules.builtin`, and
+/// `/init` from `domains/linux/init`.
+pub fn initramfs(busybox: &[u8], modules: &Modules) -> Result<Vec<u8>> {
     let init = fs::read(init_script()).map_err(|e| format!("{}: {e}", init_script().display()))?;
     let mut c = Cpio::new();
     for d in [
@@ -616,8 +638,312 @@ pub fn initramfs(busybox: &[u8]) -> Result<Vec<u8>> {
     for a in APPLETS {
         c.symlink(&format!("bin/{a}"), "busybox")?;
     }
+    if !modules.modules.is_empty() {
+        let base = format!("lib/modules/{}", modules.release);
+        let mut dirs: Vec<String> = Vec::new();
+        let mut mkdirs = |c: &mut Cpio, path: &str| -> Result<()> {
+            let mut at = 0;
+            while let Some(i) = path[at..].find('/') {
+                let d = &path[..at + i];
+                if !dirs.iter().any(|x| x == d) {
+                    c.dir(d, 0o755)?;
+                    dirs.push(d.to_string());
+                }
+                at += i + 1;
+            }
+            Ok(())
+        };
+        for m in &modules.modules {
+            let path = format!("{base}/{}", m.path);
+            mkdirs(&mut c, &path)?;
+            c.file(&path, 0o644, &m.data)?;
+        }
+        c.file(
+            &format!("{base}/modules.dep"),
+            0o644,
+            modules.dep().as_bytes(),
+        )?;
+        c.file(&format!("{base}/modules.builtin"), 0o644, &modules.builtin)?;
+    }
     c.file("init", 0o755, &init)?;
     Ok(c.finish())
+}
+
+// ---------------------------------------------------------------------------
+// Kernel modules for the initramfs
+
+/// One kernel module, uncompressed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    /// Its name (`virtio_net`: `-` in a file name reads as `_`).
+    pub name: String,
+    /// Where it lives under `lib/modules/<release>/`, ending in `.ko`.
+    pub path: String,
+    /// The modules it needs directly (`depends=` of its `.modinfo`).
+    pub depends: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+/// The kernel modules packed into the initramfs: [`MODULES`] and every
+/// module they need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Modules {
+    /// The kernel release (`uname -r`): they go under `lib/modules/<release>/`.
+    pub release: String,
+    /// In load order: each after every module it needs.
+    pub modules: Vec<Module>,
+    /// The kernel's `modules.builtin` (what `modprobe` need not load).
+    pub builtin: Vec<u8>,
+}
+
+impl Modules {
+    /// `modules.dep` as `depmod` writes it: `path: deps...`, every module
+    /// it needs transitively, the one to load first last.
+    pub fn dep(&self) -> String {
+        let mut out = String::new();
+        for (i, m) in self.modules.iter().enumerate() {
+            // Its needs, transitively, among those loaded before it.
+            let mut need: Vec<&str> = m.depends.iter().map(String::as_str).collect();
+            let mut k = 0;
+            while k < need.len() {
+                if let Some(d) = self.modules[..i].iter().find(|x| x.name == need[k]) {
+                    for n in &d.depends {
+                        if !need.contains(&n.as_str()) {
+                            need.push(n);
+                        }
+                    }
+                }
+                k += 1;
+            }
+            out.push_str(&m.path);
+            out.push(':');
+            // Reverse load order: modprobe loads from the end of the line.
+            for d in self.modules[..i].iter().rev() {
+                if need.contains(&d.name.as_str()) {
+                    out.push(' ');
+                    out.push_str(&d.path);
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A module's name from its file name (`virtio_net.ko`, `virtio-rng.ko.xz`),
+/// and the tool that decompresses it (`None`: not compressed); `None` for a
+/// file that is no module.
+pub fn module_file(file: &str) -> Option<(String, Option<&'static str>)> {
+    let (stem, tool) = [
+        (".ko", None),
+        (".ko.xz", Some("xz")),
+        (".ko.zst", Some("zstd")),
+        (".ko.gz", Some("gzip")),
+    ]
+    .into_iter()
+    .find_map(|(ext, tool)| Some((file.strip_suffix(ext)?, tool)))?;
+    (!stem.is_empty()).then(|| (stem.replace('-', "_"), tool))
+}
+
+/// The `key=value` strings of an ELF64 little-endian kernel module's
+/// `.modinfo` section.
+pub fn modinfo(ko: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
+    let u16_at = |o: usize| {
+        ko.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        ko.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+    };
+    let u64_at = |o: usize| {
+        ko.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    };
+    if !ko.starts_with(b"\x7fELF\x02\x01") {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let bad = || "ELF section headers past the end of the file".to_string();
+    let (shoff, shentsize, shnum, shstrndx) = (
+        u64_at(0x28).ok_or_else(bad)?,
+        u16_at(0x3a).ok_or_else(bad)?,
+        u16_at(0x3c).ok_or_else(bad)?,
+        u16_at(0x3e).ok_or_else(bad)?,
+    );
+    // (name offset, file offset, size) of section i.
+    let section = |i: usize| -> Option<(usize, usize, usize)> {
+        let h = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        Some((u32_at(h)?, u64_at(h + 24)?, u64_at(h + 32)?))
+    };
+    let bytes = |off: usize, size: usize| ko.get(off..off.checked_add(size)?);
+    let (_, stroff, strsize) = section(shstrndx).ok_or_else(bad)?;
+    let names = bytes(stroff, strsize).ok_or_else(bad)?;
+    for i in 0..shnum {
+        let (name, off, size) = section(i).ok_or_else(bad)?;
+        let name = names.get(name..).unwrap_or_default();
+        if name.split(|&b| b == 0).next() != Some(b".modinfo") {
+            continue;
+        }
+        let info = bytes(off, size).ok_or("the .modinfo section runs past the end")?;
+        return Ok(info
+            .split(|&b| b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_string(), v.to_string()))
+            })
+            .collect());
+    }
+    Err("no .modinfo section".into())
+}
+
+/// The modules of the kernel tree `tree` (a `lib/modules/<release>/`) that
+/// `wanted` names, with every module they need, uncompressed, in load
+/// order. A wanted name the kernel builds in (`modules.builtin`) is left
+/// out; a name that is neither is an error.
+pub fn select_modules(tree: &Path, release: &str, wanted: &[&str]) -> Result<Modules> {
+    let builtin = fs::read(tree.join("modules.builtin")).unwrap_or_default();
+    let builtin_names: Vec<String> = String::from_utf8_lossy(&builtin)
+        .lines()
+        .filter_map(|l| module_file(l.rsplit('/').next()?).map(|(n, _)| n))
+        .collect();
+    // Every module file under the tree, by name.
+    let mut files: Vec<(String, String, Option<&'static str>)> = Vec::new();
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for e in entries.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some((name, tool)) =
+                p.file_name().and_then(|n| n.to_str()).and_then(module_file)
+            {
+                let rel = p
+                    .strip_prefix(tree)
+                    .expect("under the tree")
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((name, rel, tool));
+            }
+        }
+    }
+    files.sort();
+    let mut out = Modules {
+        release: release.to_string(),
+        modules: Vec::new(),
+        builtin,
+    };
+    // Depth first, each module after what it needs; `visiting` catches a
+    // dependency cycle.
+    fn visit(
+        name: &str,
+        files: &[(String, String, Option<&'static str>)],
+        tree: &Path,
+        out: &mut Modules,
+        visiting: &mut Vec<String>,
+    ) -> Result<()> {
+        if out.modules.iter().any(|m| m.name == name) {
+            return Ok(());
+        }
+        if visiting.iter().any(|v| v == name) {
+            return Err(format!(
+                "kernel modules: dependency cycle {} -> {name}",
+                visiting.join(" -> ")
+            )
+            .into());
+        }
+        let (_, rel, tool) = files
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .ok_or_else(|| format!("kernel module {name} is not in {}", tree.display()))?;
+        let file = tree.join(rel);
+        let raw = fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let data = match tool {
+            Some(t) => decompress(t, &raw).map_err(|e| format!("{}: {e}", file.display()))?,
+            None => raw,
+        };
+        let info = modinfo(&data).map_err(|e| format!("{}: {e}", file.display()))?;
+        let depends: Vec<String> = info
+            .iter()
+            .filter(|(k, _)| k == "depends")
+            .flat_map(|(_, v)| v.split(','))
+            .filter(|d| !d.is_empty())
+            .map(|d| d.replace('-', "_"))
+            .collect();
+        visiting.push(name.to_string());
+        for d in &depends {
+            visit(d, files, tree, out, visiting)?;
+        }
+        visiting.pop();
+        let path = match tool {
+            Some(_) => format!(
+                "{}.ko",
+                rel.rsplit_once(".ko").map_or(rel.as_str(), |(s, _)| s)
+            ),
+            None => rel.clone(),
+        };
+        out.modules.push(Module {
+            name: name.to_string(),
+            path,
+            depends,
+            data,
+        });
+        Ok(())
+    }
+    for w in wanted {
+        let name = w.replace('-', "_");
+        if builtin_names.contains(&name) {
+            continue;
+        }
+        visit(&name, &files, tree, &mut out, &mut Vec::new())?;
+    }
+    Ok(out)
+}
+
+fn modules_cache() -> PathBuf {
+    cache_dir().join("modules")
+}
+
+/// [`select_modules`] of the kernel package in `stamp`, kept in
+/// `target/linux/cache/modules/` (the selected modules, uncompressed, and a
+/// `selection` file naming the package and the list): the package is only
+/// unpacked again when either changes.
+fn cached_modules(stamp: &Stamp, wanted: &[&str]) -> Result<Modules> {
+    let dir = modules_cache();
+    let tree = dir.join("lib/modules").join(&stamp.version);
+    let selection = format!(
+        "kernel-deb={}\nmodules={}\n",
+        stamp.kernel_deb,
+        wanted.join(",")
+    );
+    let marker = dir.join("selection");
+    if fs::read_to_string(&marker).is_ok_and(|s| s == selection) {
+        if let Ok(m) = select_modules(&tree, &stamp.version, wanted) {
+            return Ok(m);
+        }
+    }
+    let deb = cache_dir().join(&stamp.kernel_deb);
+    let unpacked = cache_dir().join("extract-modules");
+    let _ = fs::remove_dir_all(&unpacked);
+    extract(&deb, &unpacked)?;
+    let full = unpacked.join("lib/modules").join(&stamp.version);
+    let picked = select_modules(&full, &stamp.version, wanted)
+        .map_err(|e| format!("{e} (from {})", deb.display()));
+    let _ = fs::remove_dir_all(&unpacked);
+    let picked = picked?;
+    let _ = fs::remove_dir_all(&dir);
+    for m in &picked.modules {
+        let p = tree.join(&m.path);
+        fs::create_dir_all(p.parent().expect("a parent"))
+            .map_err(|e| format!("{}: {e}", tree.display()))?;
+        fs::write(&p, &m.data).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    fs::create_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;
+    fs::write(tree.join("modules.builtin"), &picked.builtin)
+        .map_err(|e| format!("{}: {e}", tree.display()))?;
+    write_if_changed(&marker, selection.as_bytes())?;
+    Ok(picked)
 }
 
 fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -1008,7 +1334,7 @@ mod tests {
 
     #[test]
     fn initramfs_has_what_the_kernel_and_init_need() {
-        let a = initramfs(b"\x7fELF fake busybox").unwrap();
+        let a = initramfs(b"\x7fELF fake busybox", &Modules::default()).unwrap();
         let e = parse_cpio(&a).unwrap();
         let get = |n: &str| {
             e.iter()
@@ -1037,6 +1363,146 @@ mod tests {
                 assert!(e[..i].iter().any(|p| p.name == parent), "{}", x.name);
             }
         }
+    }
+
+    /// A minimal ELF64 little-endian relocatable file whose `.modinfo`
+    /// holds `info` (as the kernel's modules do, NUL-separated).
+    fn fake_ko(info: &[&str]) -> Vec<u8> {
+        let mut modinfo = Vec::new();
+        for kv in info {
+            modinfo.extend_from_slice(kv.as_bytes());
+            modinfo.push(0);
+        }
+        let shstrtab = b"\0.modinfo\0.shstrtab\0";
+        let mut f = vec![0u8; 64];
+        f[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        f[18] = 183;
+        let info_at = f.len();
+        f.extend_from_slice(&modinfo);
+        let str_at = f.len();
+        f.extend_from_slice(shstrtab);
+        while !f.len().is_multiple_of(8) {
+            f.push(0);
+        }
+        let shoff = f.len();
+        // null, .modinfo (name 1), .shstrtab (name 10)
+        for (name, off, size) in [
+            (0u32, 0usize, 0usize),
+            (1, info_at, modinfo.len()),
+            (10, str_at, shstrtab.len()),
+        ] {
+            let mut h = [0u8; 64];
+            h[..4].copy_from_slice(&name.to_le_bytes());
+            h[24..32].copy_from_slice(&(off as u64).to_le_bytes());
+            h[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+            f.extend_from_slice(&h);
+        }
+        f[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        f[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        f[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        f[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn modinfo_of_a_module() {
+        let ko = fake_ko(&[
+            "license=GPL",
+            "depends=virtio_ring,net_failover",
+            "name=virtio_net",
+        ]);
+        assert_eq!(
+            modinfo(&ko).unwrap(),
+            [
+                ("license".to_string(), "GPL".to_string()),
+                ("depends".into(), "virtio_ring,net_failover".into()),
+                ("name".into(), "virtio_net".into())
+            ]
+        );
+        assert!(modinfo(b"not an ELF").is_err());
+        assert!(modinfo(&ko[..100]).is_err());
+        assert_eq!(
+            module_file("virtio-rng.ko.xz"),
+            Some(("virtio_rng".into(), Some("xz")))
+        );
+        assert_eq!(module_file("failover.ko"), Some(("failover".into(), None)));
+        assert_eq!(module_file("modules.dep"), None);
+    }
+
+    #[test]
+    fn modules_come_with_what_they_need_in_load_order() {
+        let tree = target_dir().join("xtask-test-tmp").join("modules");
+        let _ = fs::remove_dir_all(&tree);
+        let put = |rel: &str, data: &[u8]| {
+            let p = tree.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, data).unwrap();
+        };
+        put(
+            "kernel/drivers/net/virtio_net.ko",
+            &fake_ko(&["depends=net_failover,virtio", "name=virtio_net"]),
+        );
+        let net_failover = fake_ko(&["depends=failover", "name=net_failover"]);
+        if crate::tools::have("gzip") {
+            // A compressed module is stored uncompressed, as `.ko`.
+            put(
+                "kernel/drivers/net/net_failover.ko.gz",
+                &gzip(&net_failover),
+            );
+        } else {
+            put("kernel/drivers/net/net_failover.ko", &net_failover);
+        }
+        put("kernel/net/core/failover.ko", &fake_ko(&["depends="]));
+        put("kernel/drivers/virtio/virtio.ko", &fake_ko(&["depends="]));
+        put("kernel/drivers/virtio/unused.ko", &fake_ko(&["depends="]));
+        put("modules.builtin", b"kernel/drivers/virtio/virtio_pci.ko\n");
+        let m = select_modules(&tree, "6.1.0-1-test", &["virtio_pci", "virtio-net"]).unwrap();
+        let names: Vec<&str> = m.modules.iter().map(|m| m.name.as_str()).collect();
+        // virtio_pci is built in; unused is not needed.
+        assert_eq!(names, ["failover", "net_failover", "virtio", "virtio_net"]);
+        assert_eq!(m.modules[1].path, "kernel/drivers/net/net_failover.ko");
+        assert_eq!(m.modules[1].data, net_failover);
+        assert_eq!(
+            m.dep(),
+            "kernel/net/core/failover.ko:\n\
+             kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\n\
+             kernel/drivers/virtio/virtio.ko:\n\
+             kernel/drivers/net/virtio_net.ko: kernel/drivers/virtio/virtio.ko \
+             kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko\n"
+        );
+        let e = select_modules(&tree, "6.1.0-1-test", &["e1000e"]).unwrap_err();
+        assert!(
+            e.to_string().contains("kernel module e1000e is not in"),
+            "{e}"
+        );
+        // In the initramfs, under lib/modules/<release>/, with their directories.
+        let a = initramfs(b"\x7fELF fake busybox", &m).unwrap();
+        let e = parse_cpio(&a).unwrap();
+        let get = |n: &str| {
+            e.iter()
+                .find(|e| e.name == n)
+                .unwrap_or_else(|| panic!("{n} missing"))
+        };
+        let base = "lib/modules/6.1.0-1-test";
+        assert_eq!(
+            get(&format!("{base}/kernel/drivers/net/virtio_net.ko")).mode,
+            S_IFREG | 0o644
+        );
+        assert_eq!(
+            get(&format!("{base}/kernel/drivers/net")).mode,
+            S_IFDIR | 0o755
+        );
+        assert_eq!(get(&format!("{base}/modules.dep")).data, m.dep().as_bytes());
+        assert_eq!(
+            get(&format!("{base}/modules.builtin")).data,
+            b"kernel/drivers/virtio/virtio_pci.ko\n"
+        );
+        for (i, x) in e.iter().enumerate() {
+            if let Some((parent, _)) = x.name.rsplit_once('/') {
+                assert!(e[..i].iter().any(|p| p.name == parent), "{}", x.name);
+            }
+        }
+        let _ = fs::remove_dir_all(&tree);
     }
 
     #[test]

@@ -619,6 +619,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::None,
     ),
     (
+        "linux-nvme-net",
+        "tests/configs/linux-nvme-net.dts",
+        Tamper::None,
+    ),
+    (
         "dma-attack-unprotected",
         "tests/configs/dma-attack-unprotected.dts",
         Tamper::None,
