@@ -1187,7 +1187,7 @@ fn bench_workload() -> Result<()> {
         secs.push(md5_seconds(&run.output(uart)).ok_or("no md5 timing")?);
     }
     println!(
-        "Linux {} md5sum over 64 MiB, guest clock under -icount (instructions): native {:.2} s, Bulkhead {:.2} s (ratio {:.3})",
+        "Linux {} md5sum over 64 MiB, guest clock under -icount (instructions): native {:.3} s, Bulkhead {:.3} s (ratio {:.3})",
         guest.version,
         secs[0],
         secs[1],
