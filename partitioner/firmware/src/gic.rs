@@ -508,6 +508,7 @@ pub fn ack() -> Option<Ack> {
 
 /// The interrupt an acknowledge register read returned (`raw`), if not
 /// spurious.
+#[inline(always)]
 pub fn ack_from_raw(raw: u32) -> Option<Ack> {
     let raw = match hw() {
         Hw::V3 { .. } => raw & 0xff_ffff,

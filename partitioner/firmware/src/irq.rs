@@ -468,6 +468,7 @@ pub fn handle_acknowledged(raw: u32) {
     take(gic::ack_from_raw(raw));
 }
 
+#[inline(always)]
 fn take(ack: Option<gic::Ack>) {
     let core = this_core();
     if let Some(ack) = ack {
