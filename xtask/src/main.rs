@@ -51,7 +51,7 @@ fn usage() -> &'static str {
                   (default OUT: target/bulkhead/<config>-<domain>.dtb)
   test            run every test: host unit tests, config checks, QEMU integration,
                   and a short run of every fuzz target
-  bench [latency|exits|disk|workload]
+  bench [latency|exits|disk|workload|linux]
                   measure firmware size, EL2 code size, boot time, interrupt
                   latency, Linux boot, a Linux workload under icount, NVMe
                   read throughput through the SMMU and idle Linux exits (or
@@ -950,6 +950,7 @@ fn bench(args: &[String]) -> Result<()> {
         Some("disk") => return bench_disk(),
         Some("latency") => return bench_latency(),
         Some("workload") => return bench_workload(),
+        Some("linux") => return bench_linux(),
         _ => {}
     }
     // Boot figures of the bare-metal isolation demo (Linux has its own below).

@@ -637,6 +637,9 @@ pub struct SgiRequest {
     pub latched: u8,
     /// The request named vCPUs the domain does not have (dropped).
     pub foreign: bool,
+    /// The SGI's priority on each vCPU in `targets` (bit `n`: index `n`),
+    /// read with the rest, so delivery needs no second look at the model.
+    pub priorities: [u8; 8],
 }
 
 /// The result of an emulated distributor or redistributor access.
@@ -1567,6 +1570,9 @@ impl VDistributor {
             let t = t as usize;
             if self.sgi_deliverable(dom, t, intid) {
                 req.targets |= vbit(t);
+                if let Some(p) = req.priorities.get_mut(t) {
+                    *p = self.banked_priority(t, intid);
+                }
             } else {
                 self.pend_sgi(dom, t, intid, sender);
                 req.latched |= vbit(t);
@@ -1772,6 +1778,9 @@ impl PendingIrqs {
     }
 
     /// Queue `v`; `Ok` also when it was already waiting. `Err(v)` when full.
+    /// The queue is kept with the next one to take at its end (lowest
+    /// priority value, and the oldest of equals), so taking one moves
+    /// nothing.
     pub fn push(&mut self, v: Virq) -> Result<(), Virq> {
         if self
             .q
@@ -1783,22 +1792,18 @@ impl PendingIrqs {
         let at = self
             .q
             .iter()
-            .position(|x| x.priority > v.priority)
+            .position(|x| x.priority <= v.priority)
             .unwrap_or(self.q.len());
         self.q.insert(at, v)
     }
 
     /// The next interrupt to put in a list register.
     pub fn pop(&mut self) -> Option<Virq> {
-        if self.q.is_empty() {
-            None
-        } else {
-            Some(self.q.remove(0))
-        }
+        self.q.pop()
     }
 
     pub fn peek(&self) -> Option<&Virq> {
-        self.q.first()
+        self.q.last()
     }
 
     /// Drop every waiting entry of `intid`; whether there was one.
@@ -2902,28 +2907,41 @@ mod tests {
             );
         }
         let sgi = |intid: u64, list: u64| (intid << 24) | list;
-        let req = |intid, targets, foreign| SgiRequest {
-            intid,
-            targets,
-            latched: 0,
-            foreign,
-        };
-        assert_eq!(t.sgi1r(0, sgi(5, 0b101)), req(5, 0b101, false));
-        assert_eq!(t.sgi1r(0, sgi(15, 0b1001)), req(15, 0b001, true));
-        assert_eq!(t.sgi1r(2, sgi(1, 0xffff)), req(1, 0b111, true));
-        assert_eq!(t.sgi1r(1, sgi(0, 0)), req(0, 0, false));
+        let req = |intid: u32, targets: u8, foreign: bool| (intid, targets, 0u8, foreign);
+        let s = |r: SgiRequest| (r.intid, r.targets, r.latched, r.foreign);
+        assert_eq!(s(t.sgi1r(0, sgi(5, 0b101))), req(5, 0b101, false));
+        assert_eq!(s(t.sgi1r(0, sgi(15, 0b1001))), req(15, 0b001, true));
+        assert_eq!(s(t.sgi1r(2, sgi(1, 0xffff))), req(1, 0b111, true));
+        assert_eq!(s(t.sgi1r(1, sgi(0, 0))), req(0, 0, false));
         // IRM: every other vCPU of the domain.
-        assert_eq!(t.sgi1r(1, (1 << 40) | sgi(2, 0)), req(2, 0b101, false));
-        assert_eq!(t.sgi1r(0, (1 << 40) | sgi(2, 0xffff)), req(2, 0b110, false));
+        assert_eq!(s(t.sgi1r(1, (1 << 40) | sgi(2, 0))), req(2, 0b101, false));
+        assert_eq!(
+            s(t.sgi1r(0, (1 << 40) | sgi(2, 0xffff))),
+            req(2, 0b110, false)
+        );
         // Other clusters, range selectors: nobody in the domain.
         for high in [1u64 << 16, 1 << 32, 1 << 44, 1 << 48, 0xff << 48] {
-            assert_eq!(t.sgi1r(0, high | sgi(3, 1)), req(3, 0, true), "{high:#x}");
+            assert_eq!(
+                s(t.sgi1r(0, high | sgi(3, 1))),
+                req(3, 0, true),
+                "{high:#x}"
+            );
         }
         // Fields outside INTID/targets do not matter (bits 31:28, 43:41).
         assert_eq!(
-            t.sgi1r(0, (0xf << 28) | (0b111 << 41) | sgi(4, 2)),
+            s(t.sgi1r(0, (0xf << 28) | (0b111 << 41) | sgi(4, 2))),
             req(4, 2, false)
         );
+        // Each target's priority comes with the request (its own banked one).
+        t.wr(
+            2,
+            2 * VGICR_STRIDE + GICR_SGI_BASE + GICD_IPRIORITYR + 5,
+            1,
+            0x80,
+        );
+        let r = t.sgi1r(0, sgi(5, 0b101));
+        assert_eq!(r.priorities[2], 0x80);
+        assert_ne!(r.priorities[0], 0x80);
         let one = T::new(V3, 1, &[]);
         let mut one = one;
         one.dist_on();

@@ -856,7 +856,7 @@ fn deliver_sgi(di: usize, d: &DomainPlan, sender: usize, req: vgic::SgiRequest) 
         let Some(core) = domain::core_of(d, target) else {
             continue;
         };
-        let prio = vd.lock().priority(dom, &Phys { d }, target, req.intid);
+        let prio = req.priorities.get(target).copied().unwrap_or(0xff);
         if domain::core_state(core) == domain::ON {
             queue(
                 core,
