@@ -26,6 +26,40 @@ fn machine(board: &str) -> Machine {
     }
 }
 
+/// QEMU virt's default network card (00:01.0) is a transitional
+/// virtio-net-pci, whose DMA QEMU never sends through the SMMU: a domain
+/// given it could write any memory. The firmware reads what the function is
+/// at boot, says why, and starts nothing.
+#[test]
+fn a_virtio_function_whose_dma_bypasses_the_smmu_is_refused() {
+    let mut run = boot(
+        "virtio-bypass",
+        "virtio-bypass",
+        &Machine {
+            board: "qemu-virt".into(),
+            ..Machine::default()
+        },
+    );
+    run.wait_line(UART0, "refusing to start any domain", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = run.output(UART0);
+    let why = lines_with(
+        &log,
+        "config: domain \"hello\": device \"nic\": PCI function 00:01.0 is a transitional virtio device",
+    );
+    assert_eq!(why.len(), 1, "{log}");
+    assert!(
+        why[0].contains("iommu_platform=on,disable-legacy=on"),
+        "{log}"
+    );
+    assert!(lines_with(&log, "vCPU 0 starts").is_empty(), "{log}");
+    assert!(
+        !run.output(UART1).contains("hello:"),
+        "{}",
+        run.transcript()
+    );
+}
+
 #[test]
 fn dma_of_a_pci_function_is_confined_to_its_domain_by_the_smmu() {
     let mut run = boot("dma-attack", "dma-attack", &machine("qemu-virt"));

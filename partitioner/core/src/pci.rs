@@ -91,6 +91,103 @@ pub enum Bar {
     },
 }
 
+/// A function's configuration space, as the partitioner reaches it (the
+/// ECAM window at boot; a model in tests). Offsets are aligned to `size`
+/// (1, 2 or 4 bytes).
+pub trait ConfigSpace {
+    fn read(&mut self, offset: usize, size: u8) -> u32;
+    fn write(&mut self, offset: usize, size: u8, value: u32);
+}
+
+/// Virtio's PCI vendor ID, and its device IDs: 0x1000-0x103f transitional
+/// (a legacy interface beside the modern one), 0x1040-0x107f modern only.
+pub const VIRTIO_VENDOR: u16 = 0x1af4;
+
+/// Whether a function's DMA goes through the IOMMU as far as the function
+/// itself can say. Only virtio devices can say otherwise: a virtio device
+/// that does not offer `VIRTIO_F_ACCESS_PLATFORM` (feature 33), or that
+/// keeps a legacy interface, is one whose DMA the platform does not
+/// translate (QEMU's virtio-pci bypasses its SMMU unless given
+/// `iommu_platform=on,disable-legacy=on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaPath {
+    /// Not a virtio device: like any other function, behind the IOMMU the
+    /// board says covers the host bridge.
+    NotVirtio,
+    /// A modern virtio device offering `VIRTIO_F_ACCESS_PLATFORM`.
+    Translated,
+    /// A virtio device whose DMA bypasses the IOMMU, and why.
+    Bypasses(&'static str),
+}
+
+const CAP_POINTER: usize = 0x34;
+const STATUS_CAP_LIST: u32 = 1 << 20;
+const CAP_VENDOR: u8 = 0x09;
+const VIRTIO_CAP_COMMON: u8 = 1;
+const VIRTIO_CAP_PCI_CFG: u8 = 5;
+/// `VIRTIO_F_ACCESS_PLATFORM` in the upper half of the device features.
+const ACCESS_PLATFORM_HIGH_BIT: u32 = 1 << (33 - 32);
+
+/// Find out a function's [`DmaPath`]: a virtio device's features are read
+/// through its PCI configuration access capability (`VIRTIO_PCI_CAP_PCI_CFG`,
+/// made for firmware: no BAR needs to be mapped or enabled), and its
+/// feature select register is left at 0 as reset leaves it.
+pub fn dma_path(f: &mut dyn ConfigSpace) -> DmaPath {
+    let ids = f.read(0, 4);
+    let (vendor, device) = (ids as u16, (ids >> 16) as u16);
+    if vendor != VIRTIO_VENDOR || !(0x1000..0x1080).contains(&device) {
+        return DmaPath::NotVirtio;
+    }
+    if device < 0x1040 {
+        return DmaPath::Bypasses(
+            "a transitional virtio device: its legacy interface never goes through an IOMMU",
+        );
+    }
+    if f.read(cfg::COMMAND, 4) & STATUS_CAP_LIST == 0 {
+        return DmaPath::Bypasses("a virtio device without capabilities");
+    }
+    // The common configuration structure (BAR, offset) and the
+    // configuration access capability's position.
+    let (mut common, mut access) = (None, None);
+    let mut at = (f.read(CAP_POINTER, 1) & 0xfc) as usize;
+    let mut hops = 0;
+    while at >= 0x40 && hops < 48 {
+        hops += 1;
+        let head = f.read(at, 4);
+        if head as u8 == CAP_VENDOR {
+            let cfg_type = (head >> 24) as u8;
+            if cfg_type == VIRTIO_CAP_COMMON && common.is_none() {
+                common = Some((f.read(at + 4, 1) as u8, f.read(at + 8, 4)));
+            } else if cfg_type == VIRTIO_CAP_PCI_CFG && access.is_none() {
+                access = Some(at);
+            }
+        }
+        at = ((head >> 8) & 0xfc) as usize;
+    }
+    let (Some((bar, offset)), Some(cap)) = (common, access) else {
+        return DmaPath::Bypasses("a virtio device without the common configuration or the configuration access capability");
+    };
+    // Through the access capability: bar (+4), offset (+8), length (+12),
+    // data (+16).
+    let window = |f: &mut dyn ConfigSpace, off: u32| {
+        f.write(cap + 4, 1, u32::from(bar));
+        f.write(cap + 8, 4, off);
+        f.write(cap + 12, 4, 4);
+    };
+    // device_feature_select (+0) = 1, then device_feature (+4): features 32-63.
+    window(f, offset);
+    f.write(cap + 16, 4, 1);
+    window(f, offset.wrapping_add(4));
+    let high = f.read(cap + 16, 4);
+    window(f, offset);
+    f.write(cap + 16, 4, 0);
+    if high & ACCESS_PLATFORM_HIGH_BIT != 0 {
+        DmaPath::Translated
+    } else {
+        DmaPath::Bypasses("a virtio device that does not offer VIRTIO_F_ACCESS_PLATFORM")
+    }
+}
+
 /// Decodes a BAR from its read-back after writing all ones (`low`; `high`
 /// for the upper half of a 64-bit BAR, ignored otherwise).
 pub fn decode_bar(low: u32, high: u32) -> Bar {
@@ -408,6 +505,131 @@ mod vecam_tests {
         match v.write(0x1_0004, 4, 0xffff_ffff) {
             Decision::ForwardMasked { keep, .. } => assert_eq!(keep >> 16, 0xffff, "status passed"),
             d => panic!("{d:?}"),
+        }
+    }
+
+    mod dma_path_tests {
+        use super::super::*;
+
+        /// A virtio-pci function as QEMU builds one: capabilities from 0x40,
+        /// a common configuration structure in BAR 4 at 0x0, and the PCI
+        /// configuration access capability.
+        struct Virtio {
+            cfg: [u8; 256],
+            features: u64,
+            select: u32,
+            accesses_outside: usize,
+        }
+
+        impl Virtio {
+            fn new(device: u16, features: u64, with_access: bool) -> Self {
+                let mut cfg = [0u8; 256];
+                cfg[0..2].copy_from_slice(&VIRTIO_VENDOR.to_le_bytes());
+                cfg[2..4].copy_from_slice(&device.to_le_bytes());
+                cfg[6] = 0x10; // status: capability list
+                cfg[0x34] = 0x40;
+                // 0x40: MSI-X-like foreign capability, then the virtio ones.
+                cfg[0x40] = 0x11;
+                cfg[0x41] = 0x50;
+                // 0x50: common config, BAR 4, offset 0x0.
+                cfg[0x50..0x54].copy_from_slice(&[CAP_VENDOR, 0x64, 16, VIRTIO_CAP_COMMON]);
+                cfg[0x54] = 4;
+                // 0x64: notify (type 2), then access (type 5) at 0x78.
+                cfg[0x64..0x68].copy_from_slice(&[
+                    CAP_VENDOR,
+                    if with_access { 0x78 } else { 0 },
+                    20,
+                    2,
+                ]);
+                if with_access {
+                    cfg[0x78..0x7c].copy_from_slice(&[CAP_VENDOR, 0, 20, VIRTIO_CAP_PCI_CFG]);
+                }
+                Virtio {
+                    cfg,
+                    features,
+                    select: 0,
+                    accesses_outside: 0,
+                }
+            }
+            fn access(&mut self, write: Option<u32>) -> u32 {
+                let bar = self.cfg[0x7c];
+                let off = u32::from_le_bytes(self.cfg[0x80..0x84].try_into().unwrap());
+                if bar != 4 {
+                    self.accesses_outside += 1;
+                    return 0;
+                }
+                match (off, write) {
+                    (0, Some(v)) => {
+                        self.select = v;
+                        0
+                    }
+                    (0, None) => self.select,
+                    (4, None) => (self.features >> (32 * self.select.min(1))) as u32,
+                    _ => {
+                        self.accesses_outside += 1;
+                        0
+                    }
+                }
+            }
+        }
+
+        impl ConfigSpace for Virtio {
+            fn read(&mut self, offset: usize, size: u8) -> u32 {
+                if offset == 0x78 + 16 && size == 4 {
+                    return self.access(None);
+                }
+                let mut v = 0u32;
+                for i in 0..size as usize {
+                    v |= u32::from(self.cfg[offset + i]) << (8 * i);
+                }
+                v
+            }
+            fn write(&mut self, offset: usize, size: u8, value: u32) {
+                if offset == 0x78 + 16 && size == 4 {
+                    self.access(Some(value));
+                    return;
+                }
+                for i in 0..size as usize {
+                    self.cfg[offset + i] = (value >> (8 * i)) as u8;
+                }
+            }
+        }
+
+        #[test]
+        fn a_modern_virtio_device_offering_access_platform_is_translated() {
+            let mut v = Virtio::new(0x1041, 1 << 33 | 1 << 32, true);
+            assert_eq!(dma_path(&mut v), DmaPath::Translated);
+            assert_eq!(v.select, 0, "feature select left as reset leaves it");
+            assert_eq!(v.accesses_outside, 0);
+        }
+
+        #[test]
+        fn virtio_devices_that_bypass_the_iommu_say_why() {
+            let mut v = Virtio::new(0x1041, 1 << 32, true);
+            assert!(
+                matches!(dma_path(&mut v), DmaPath::Bypasses(w) if w.contains("ACCESS_PLATFORM"))
+            );
+            let mut v = Virtio::new(0x1000, 1 << 33, true);
+            assert!(matches!(dma_path(&mut v), DmaPath::Bypasses(w) if w.contains("transitional")));
+            let mut v = Virtio::new(0x1041, 1 << 33, false);
+            assert!(
+                matches!(dma_path(&mut v), DmaPath::Bypasses(w) if w.contains("access capability"))
+            );
+            let mut v = Virtio::new(0x1041, 1 << 33, true);
+            v.cfg[6] = 0;
+            assert!(matches!(dma_path(&mut v), DmaPath::Bypasses(_)));
+        }
+
+        #[test]
+        fn other_functions_and_looping_capability_lists_are_handled() {
+            let mut v = Virtio::new(0x1041, 1 << 33, true);
+            v.cfg[0..2].copy_from_slice(&0x1b36u16.to_le_bytes()); // QEMU's NVMe vendor
+            assert_eq!(dma_path(&mut v), DmaPath::NotVirtio);
+            // A capability pointing at itself ends the walk, and the device
+            // counts as bypassing (no access capability found).
+            let mut v = Virtio::new(0x1041, 1 << 33, true);
+            v.cfg[0x41] = 0x40;
+            assert!(matches!(dma_path(&mut v), DmaPath::Bypasses(_)));
         }
     }
 }

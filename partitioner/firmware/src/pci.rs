@@ -14,8 +14,18 @@ use log::{error, info, warn};
 use spin::Mutex;
 
 /// Configuration space of function `bdf` (ECAM: 4 KiB each).
+#[derive(Clone, Copy)]
 struct Function {
     base: usize,
+}
+
+impl pci::ConfigSpace for Function {
+    fn read(&mut self, offset: usize, size: u8) -> u32 {
+        self.read_sized(offset, size)
+    }
+    fn write(&mut self, offset: usize, size: u8, value: u32) {
+        self.write_sized(offset, size, value)
+    }
 }
 
 impl Function {
@@ -148,6 +158,23 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                 );
                 failed = true;
                 continue;
+            }
+            // The board's IOMMU confines DMA only if the function's DMA
+            // goes through it at all (QEMU's virtio-pci bypasses it unless
+            // told otherwise).
+            if let pci::DmaPath::Bypasses(why) = pci::dma_path(&mut { f }) {
+                if !dev.dma_unprotected {
+                    error!(
+                        "config: domain \"{}\": device \"{}\": PCI function {bdf} is {why}, so its DMA would reach any memory, not only its domain's (QEMU: give the device iommu_platform=on,disable-legacy=on; or accept the risk with dma = \"unprotected\")",
+                        d.name, dev.name
+                    );
+                    failed = true;
+                    continue;
+                }
+                warn!(
+                    "domain \"{}\": PCI {bdf} is {why}: its DMA is not confined (accepted by dma = \"unprotected\")",
+                    d.name
+                );
             }
             // Its legacy interrupt: the check assumed INTA.
             let pin = f.rd8(cfg::INTERRUPT_PIN);
