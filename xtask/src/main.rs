@@ -1065,6 +1065,24 @@ fn md5_seconds(text: &str) -> Option<f64> {
     Some(t1.trim().parse::<f64>().ok()? - t0.trim().parse::<f64>().ok()?)
 }
 
+/// The Linux guest alone on QEMU, as the benches run it natively: the same
+/// kernel and initramfs as the domain's, 2 vCPUs, 256 MiB, `append` as its
+/// command line.
+fn native_linux(guest: &xtask::linux::LinuxGuest, append: &str) -> Machine {
+    Machine {
+        virtualization: false,
+        smp: 2,
+        mem_mib: 256,
+        extra: vec![
+            "-initrd".into(),
+            guest.initramfs.display().to_string(),
+            "-append".into(),
+            append.into(),
+        ],
+        ..Machine::default()
+    }
+}
+
 /// Linux boot time to its init and an md5sum workload inside it, natively
 /// and under Bulkhead (same kernel, initramfs, 2 vCPUs and 256 MiB), median
 /// of three runs each. Wall clock, so the figures move with host load.
@@ -1082,18 +1100,7 @@ fn bench_linux() -> Result<()> {
         let (mut boots, mut md5s, mut md5_walls) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..3 {
             let (m, kernel, uart) = if native {
-                let m = Machine {
-                    virtualization: false,
-                    smp: 2,
-                    mem_mib: 256,
-                    extra: vec![
-                        "-initrd".into(),
-                        guest.initramfs.display().to_string(),
-                        "-append".into(),
-                        append.into(),
-                    ],
-                    ..Machine::default()
-                };
+                let m = native_linux(&guest, append);
                 (m, guest.kernel.clone(), xtask::qemu::UART0)
             } else {
                 (Machine::default(), img.clone(), xtask::qemu::UART1)
@@ -1166,18 +1173,9 @@ fn bench_workload() -> Result<()> {
     for native in [true, false] {
         let (m, kernel, uart) = if native {
             let m = Machine {
-                virtualization: false,
-                smp: 2,
-                mem_mib: 256,
                 icount: true,
                 timeout: Duration::from_secs(600),
-                extra: vec![
-                    "-initrd".into(),
-                    guest.initramfs.display().to_string(),
-                    "-append".into(),
-                    append.into(),
-                ],
-                ..Machine::default()
+                ..native_linux(&guest, append)
             };
             (m, guest.kernel.clone(), xtask::qemu::UART0)
         } else {
