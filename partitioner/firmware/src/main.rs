@@ -45,6 +45,12 @@ static BOARD: &Board = match board_support::find(BOARD_NAME) {
     None => panic!("BULKHEAD_BOARD names a board that board-support does not have"),
 };
 
+/// How many cores the board has (for sizing static tables).
+pub const BOARD_CPUS: usize = match board_support::find(BOARD_NAME) {
+    Some(b) => b.cpus.len(),
+    None => 0,
+};
+
 /// The console's address, for the entry code's messages before anything is
 /// set up (read PC-relative: valid before relocation).
 #[no_mangle]

@@ -17,8 +17,10 @@ use spin::Mutex;
 
 use crate::boot::symbol_addr;
 
-/// Frames available for all translation tables (EL2's and every domain's).
-const FRAMES: usize = 96;
+/// Frames available for all translation tables (EL2's and every domain's):
+/// each core's EL2 map takes about ten, so the pool grows with the board's
+/// cores (96 for four, as before).
+const FRAMES: usize = 32 + 16 * crate::BOARD_CPUS;
 
 #[repr(C, align(4096))]
 struct Frame([u64; 512]);
