@@ -128,12 +128,15 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
         pkg.config.len(),
         pkg.images().count()
     );
+    // Parsed once here for the image lookups below (`entry_name` would
+    // parse it again for every domain).
+    let parsed = bulkhead_core::config::parse(pkg.config).ok();
     let plan = validate::check(
         pkg.config,
         &board_support::by_name,
         &layout,
         &|name, image| {
-            let entry = bulkhead_core::package::entry_name(pkg.config, name, image);
+            let entry = bulkhead_core::package::entry_name_in(parsed.as_ref(), name, image);
             pkg.image(&entry).map(bulkhead_core::package::load_size)
         },
     );
