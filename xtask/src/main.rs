@@ -1,5 +1,7 @@
 //! `cargo xtask <command>`: see `usage()` and the README.
 
+mod boot_bench;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -943,6 +945,8 @@ fn bench(args: &[String]) -> Result<()> {
         Some("exits") => return bench_exits(),
         Some("disk") => return bench_disk(),
         Some("latency") => return bench_latency(),
+        Some("boot") => return boot_bench::bench_boot(),
+        Some("scaling") => return boot_bench::bench_scaling(),
         _ => {}
     }
     // Boot figures of the bare-metal isolation demo (Linux has its own below).
@@ -950,6 +954,8 @@ fn bench(args: &[String]) -> Result<()> {
     let img = image::image_path(&config);
     image::build_image(&config, &img, Tamper::None)?;
     bench_report(&img)?;
+    boot_bench::bench_boot()?;
+    boot_bench::bench_scaling()?;
     bench_latency()?;
     bench_linux()?;
     bench_disk()?;
