@@ -100,6 +100,7 @@ pub static BOARD: Board = Board {
         // QEMU's default is 128 MiB; the most `-kernel` without `-dtb`
         // accepts is below 4 GiB (see `ram` above).
         memory_mib: Some(3 * 1024),
+        smp: None,
         // `-serial 0` is UART1; the EVK's console UART2 is `-serial 1`.
         console_serial: 1,
         serials: 4,

@@ -18,6 +18,7 @@ pub mod zcu102;
 pub const BOARDS: &[&Board] = &[
     &qemu_virt::BOARD,
     &qemu_virt::BOARD_NO_IOMMU,
+    &qemu_virt::BOARD_8_CORES,
     &rpi4::BOARD,
     &imx8mp_evk::BOARD,
     &zcu102::BOARD,

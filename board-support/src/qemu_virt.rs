@@ -39,10 +39,24 @@ pub static BOARD_NO_IOMMU: Board = Board {
     ..VIRT
 };
 
+/// The same machine with 8 cores (`-smp 8`): room for eight single-core
+/// domains, for the boot-scaling bench (`cargo xtask bench scaling`). QEMU
+/// `virt` numbers them Aff0 0..7 on GICv3 and GICv2 alike.
+pub static BOARD_8_CORES: Board = Board {
+    name: "qemu-virt-8",
+    cpus: &[0x0, 0x1, 0x2, 0x3, 0x4, 0x5, 0x6, 0x7],
+    qemu: Some(QemuModel {
+        smp: Some(8),
+        ..QEMU_VIRT_MODEL
+    }),
+    ..VIRT
+};
+
 const QEMU_VIRT_MODEL: QemuModel = QemuModel {
     machine: "virt,virtualization=on,gic-version={gic},iommu=smmuv3",
     cpu_choice: true,
     memory_mib: None,
+    smp: None,
     console_serial: 0,
     serials: 2,
     args: &[],

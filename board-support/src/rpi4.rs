@@ -131,6 +131,7 @@ pub static BOARD: Board = Board {
         cpu_choice: false,
         // QEMU refuses any other size.
         memory_mib: Some(2048),
+        smp: None,
         console_serial: 0,
         // The PL011, then the mini-UART.
         serials: 2,

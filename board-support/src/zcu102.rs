@@ -120,6 +120,7 @@ pub static BOARD: Board = Board {
         cpu_choice: false,
         // The whole low DDR bank (QEMU's default is 128 MiB).
         memory_mib: Some(2048),
+        smp: None,
         console_serial: 0,
         // UART0, then UART1.
         serials: 2,

@@ -93,3 +93,35 @@ pub fn section_sizes(elf: &[u8]) -> Result<Vec<(String, u64)>, String> {
     }
     Ok(out)
 }
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The value (link-time address) of the first symbol of `.symtab` whose
+/// (mangled) name contains `part`, e.g. `6domain9start_all` for
+/// `bulkhead::domain::start_all`.
+pub fn symbol_containing(elf: &[u8], part: &str) -> Option<u64> {
+    let shoff = u64_at(elf, 0x28)? as usize;
+    let shentsize = u16_at(elf, 0x3a)? as usize;
+    let shnum = u16_at(elf, 0x3c)? as usize;
+    let sh = |i: usize| shoff + i * shentsize;
+    const SHT_SYMTAB: u32 = 2;
+    let symtab = (0..shnum).find(|&i| u32_at(elf, sh(i) + 4) == Some(SHT_SYMTAB))?;
+    let (off, size, entsize) = (
+        u64_at(elf, sh(symtab) + 0x18)? as usize,
+        u64_at(elf, sh(symtab) + 0x20)? as usize,
+        u64_at(elf, sh(symtab) + 0x38)? as usize,
+    );
+    let strtab = sh(u32_at(elf, sh(symtab) + 0x28)? as usize);
+    let str_off = u64_at(elf, strtab + 0x18)? as usize;
+    let needle = part.as_bytes();
+    (0..size / entsize.max(1)).find_map(|k| {
+        let e = off + k * entsize;
+        let name = elf.get(str_off + u32_at(elf, e)? as usize..)?;
+        let name = &name[..name.iter().position(|&b| b == 0)?];
+        name.windows(needle.len())
+            .any(|w| w == needle)
+            .then(|| u64_at(elf, e + 8))?
+    })
+}

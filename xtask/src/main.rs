@@ -1,5 +1,7 @@
 //! `cargo xtask <command>`: see `usage()` and the README.
 
+mod boot_bench;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -51,11 +53,11 @@ fn usage() -> &'static str {
                   (default OUT: target/bulkhead/<config>-<domain>.dtb)
   test            run every test: host unit tests, config checks, QEMU integration,
                   and a short run of every fuzz target
-  bench [latency|exits|disk|workload|linux]
-                  measure firmware size, EL2 code size, boot time, interrupt
-                  latency, Linux boot, a Linux workload under icount, NVMe
-                  read throughput through the SMMU and idle Linux exits (or
-                  only one part)
+  bench [boot|scaling|latency|exits|disk|workload|linux]
+                  measure firmware size, EL2 code size, boot time, the start
+                  cost of 1 to 8 domains, interrupt latency, Linux boot, a
+                  Linux workload under icount, NVMe read throughput through
+                  the SMMU and idle Linux exits (or only one part)
   lint            cargo fmt --check and clippy (warnings are errors) on every crate
   fuzz [TARGET...] [--runs N | --time SECS] [--seed-only]
                   build the fuzz targets (nightly + cargo-fuzz, installed if missing),
@@ -956,6 +958,8 @@ fn bench(args: &[String]) -> Result<()> {
         Some("latency") => return bench_latency(),
         Some("workload") => return bench_workload(),
         Some("linux") => return bench_linux(),
+        Some("boot") => return boot_bench::bench_boot(),
+        Some("scaling") => return boot_bench::bench_scaling(),
         _ => {}
     }
     // Boot figures of the bare-metal isolation demo (Linux has its own below).
@@ -963,6 +967,8 @@ fn bench(args: &[String]) -> Result<()> {
     let img = image::image_path(&config);
     image::build_image(&config, &img, Tamper::None)?;
     bench_report(&img)?;
+    boot_bench::bench_boot()?;
+    boot_bench::bench_scaling()?;
     bench_latency()?;
     bench_linux()?;
     bench_workload()?;

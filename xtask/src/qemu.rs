@@ -105,9 +105,10 @@ impl Machine {
             a.extend(["-cpu".into(), self.cpu.clone()]);
         }
         let mem = model.and_then(|m| m.memory_mib).unwrap_or(self.mem_mib);
+        let smp = model.and_then(|m| m.smp).unwrap_or(self.smp);
         a.extend([
             "-smp".into(),
-            self.smp.to_string(),
+            smp.to_string(),
             "-m".into(),
             format!("{mem}M"),
             "-display".into(),

@@ -177,6 +177,10 @@ pub struct QemuModel {
     /// `-m` in MiB, for models with a fixed RAM size; `None` to take the
     /// size asked for.
     pub memory_mib: Option<u32>,
+    /// `-smp`, for models that need a core count of their own (the board
+    /// lists more cores than the usual 4); `None` to take the count asked
+    /// for.
+    pub smp: Option<u32>,
     /// The `-serial` index of the partitioner's console (QEMU connects
     /// serial ports in an order of its own on some boards).
     pub console_serial: usize,

@@ -231,6 +231,25 @@ fn node_header(structure: &[u8], off: usize) -> Option<(&str, usize)> {
     Some((name, body))
 }
 
+/// Body offset of the node whose `FDT_BEGIN_NODE` is at `off`, its name
+/// not decoded (`check` proved every name valid): for skipping nodes.
+fn node_body(structure: &[u8], off: usize) -> Option<usize> {
+    let name_off = off.checked_add(4)?;
+    let len = cstr(structure, name_off)?.len();
+    align4(name_off.checked_add(len)?.checked_add(1)?)
+}
+
+/// Offset of the next token after the property at `off`, its name not
+/// looked up (`check` proved every name valid): for skipping properties.
+fn prop_next(structure: &[u8], off: usize) -> Option<usize> {
+    let len = usize::try_from(be32(structure, off.checked_add(4)?)?).ok()?;
+    let value_end = off.checked_add(12)?.checked_add(len)?;
+    if value_end > structure.len() {
+        return None;
+    }
+    align4(value_end)
+}
+
 /// Name, value and the offset of the next token for the property at `off`.
 fn prop_at<'a>(structure: &'a [u8], strings: &'a [u8], off: usize) -> Option<Prop<'a>> {
     let len = usize::try_from(be32(structure, off.checked_add(4)?)?).ok()?;
@@ -522,9 +541,24 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// The first property called `name`.
+    /// The first property called `name` (names compared as bytes; only
+    /// that one is decoded).
     pub fn prop(&self, name: &str) -> Option<Prop<'a>> {
-        self.props().find(|p| p.name == name)
+        let mut off = self.body;
+        loop {
+            match be32(self.structure, off)? {
+                FDT_NOP => off = off.checked_add(4)?,
+                FDT_PROP => {
+                    let name_off =
+                        usize::try_from(be32(self.structure, off.checked_add(8)?)?).ok()?;
+                    if cstr(self.strings, name_off)? == name.as_bytes() {
+                        return prop_at(self.structure, self.strings, off);
+                    }
+                    off = prop_next(self.structure, off)?;
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// The node's children, in blob order.
@@ -583,9 +617,9 @@ impl<'a> Children<'a> {
         loop {
             match be32(self.structure, off)? {
                 FDT_NOP => off = off.checked_add(4)?,
-                FDT_PROP => off = prop_at(self.structure, self.strings, off)?.next,
+                FDT_PROP => off = prop_next(self.structure, off)?,
                 FDT_BEGIN_NODE => {
-                    off = node_header(self.structure, off)?.1;
+                    off = node_body(self.structure, off)?;
                     depth = depth.checked_add(1)?;
                 }
                 FDT_END_NODE => {
@@ -605,7 +639,7 @@ impl<'a> Children<'a> {
         loop {
             match be32(self.structure, off)? {
                 FDT_NOP => off = off.checked_add(4)?,
-                FDT_PROP => off = prop_at(self.structure, self.strings, off)?.next,
+                FDT_PROP => off = prop_next(self.structure, off)?,
                 FDT_BEGIN_NODE => {
                     let (name, body) = node_header(self.structure, off)?;
                     self.off = Some(self.skip_node(body)?);

@@ -538,10 +538,18 @@ mod load_size_tests {
 /// domain's own name for its `image`, `<name>.initrd` for its `initrd`,
 /// `<name>.dtb` for its `device-tree`.
 pub fn entry_name(config: &[u8], domain: &str, image: &str) -> heapless::String<40> {
-    let parsed = crate::config::parse(config).ok();
-    let d = parsed
-        .as_ref()
-        .and_then(|c| c.domains.iter().find(|d| d.name == domain));
+    entry_name_in(crate::config::parse(config).ok().as_ref(), domain, image)
+}
+
+/// [`entry_name`] with the config already parsed (`None`: it does not
+/// parse), so a caller asking for every domain parses it once, not once
+/// per domain.
+pub fn entry_name_in(
+    parsed: Option<&crate::config::Config>,
+    domain: &str,
+    image: &str,
+) -> heapless::String<40> {
+    let d = parsed.and_then(|c| c.domains.iter().find(|d| d.name == domain));
     if d.and_then(|d| d.initrd).is_some_and(|rd| rd == image) {
         crate::plan::initrd_name(domain)
     } else if d.and_then(|d| d.device_tree).is_some_and(|dt| dt == image) {

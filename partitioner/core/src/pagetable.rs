@@ -184,26 +184,42 @@ impl Tables {
         if in_end > 1 << INPUT_BITS || out_end > 1 << OUTPUT_BITS {
             return Err(MapError::OutOfRange);
         }
-        // Check first so that a refused mapping leaves the tables unchanged.
+        // Check first so that a refused mapping leaves the tables unchanged:
+        // hole by hole (an invalid entry at level 1 or 2 clears a whole
+        // 1 GiB or 2 MiB at once), not page by page.
         let mut at = input;
         while at < in_end {
-            if let Some((_, _, len, _)) = self.translate(alloc, at) {
-                let _ = len;
-                return Err(MapError::AlreadyMapped { input: at });
+            match self.hole(alloc, at, in_end) {
+                Some(len) => at += len,
+                None => return Err(MapError::AlreadyMapped { input: at }),
             }
-            at += PAGE;
         }
         let leaf = leaf_attrs(self.regime, attrs);
         let (mut i, mut o, mut left) = (input, output, size);
         while left > 0 {
-            let (level, len) = if (i | o).is_multiple_of(BLOCK_1G) && left >= BLOCK_1G {
-                (1, BLOCK_1G)
+            let len = if (i | o).is_multiple_of(BLOCK_1G) && left >= BLOCK_1G {
+                let table = self.table_for(alloc, 1, i)?;
+                alloc.table(table)[index(1, i)] = (o & ADDR_MASK) | leaf | VALID;
+                BLOCK_1G
             } else if (i | o).is_multiple_of(BLOCK_2M) && left >= BLOCK_2M {
-                (2, BLOCK_2M)
+                let table = self.table_for(alloc, 2, i)?;
+                alloc.table(table)[index(2, i)] = (o & ADDR_MASK) | leaf | VALID;
+                BLOCK_2M
             } else {
-                (3, PAGE)
+                // Pages, as many as the range has in this level-3 table (it
+                // covers one 2 MiB-aligned stretch of input, so no block
+                // could start before its end), with one walk.
+                let table = self.table_for(alloc, 3, i)?;
+                let first = index(3, i);
+                let n = ((left / PAGE) as usize).min(ENTRIES - first);
+                let entries = &mut alloc.table(table)[first..first + n];
+                let mut out = o;
+                for e in entries.iter_mut() {
+                    *e = (out & ADDR_MASK) | leaf | TABLE | VALID;
+                    out += PAGE;
+                }
+                n as u64 * PAGE
             };
-            self.set_leaf(alloc, level, i, o, leaf)?;
             i += len;
             o += len;
             left -= len;
@@ -211,14 +227,14 @@ impl Tables {
         Ok(())
     }
 
-    fn set_leaf(
+    /// The table that holds the level-`level` entry for `input`, with the
+    /// tables above it made where missing.
+    fn table_for(
         &mut self,
         alloc: &mut dyn FrameAllocator,
         level: u32,
         input: u64,
-        output: u64,
-        leaf: u64,
-    ) -> Result<(), MapError> {
+    ) -> Result<u64, MapError> {
         let mut table = self.root;
         for l in 1..level {
             let idx = index(l, input);
@@ -233,9 +249,7 @@ impl Tables {
                 return Err(MapError::AlreadyMapped { input });
             };
         }
-        let kind = if level == 3 { TABLE | VALID } else { VALID };
-        alloc.table(table)[index(level, input)] = (output & ADDR_MASK) | leaf | kind;
-        Ok(())
+        Ok(table)
     }
 
     /// Remove the mapping of `[input, input + size)`, which must be covered
@@ -272,6 +286,35 @@ impl Tables {
             }
         }
         Ok(())
+    }
+
+    /// `None` if `input` is mapped; otherwise the bytes from `input` to the
+    /// end of the run of invalid entries the walk stopped at, in that table
+    /// (all of them unmapped), looking no further than the entry that
+    /// holds `end - 1`.
+    fn hole(&self, alloc: &mut dyn FrameAllocator, input: u64, end: u64) -> Option<u64> {
+        let mut table = self.root;
+        for level in 1..=3 {
+            let idx = index(level, input);
+            let entries = alloc.table(table);
+            if entries[idx] & VALID == 0 {
+                let shift = level_shift(level);
+                let span = 1u64 << shift;
+                let needed = (((end - 1) >> shift) - (input >> shift) + 1) as usize;
+                let free = entries[idx..]
+                    .iter()
+                    .take(needed)
+                    .take_while(|&&d| d & VALID == 0)
+                    .count() as u64;
+                return Some(free * span - (input & (span - 1)));
+            }
+            let desc = entries[idx];
+            if level == 3 || desc & TABLE == 0 {
+                return None;
+            }
+            table = desc & ADDR_MASK;
+        }
+        None
     }
 
     /// The table and index of the leaf mapping `input`, and the leaf's span.
@@ -351,11 +394,17 @@ impl Tables {
         base: u64,
         f: &mut dyn FnMut(u64, u64, u64, Attrs),
     ) {
-        for idx in 0..ENTRIES {
-            let desc = alloc.table(table)[idx];
-            if desc & VALID == 0 {
-                continue;
+        let mut idx = 0;
+        while idx < ENTRIES {
+            // Straight to the next valid entry (most are invalid).
+            let entries = alloc.table(table);
+            match entries[idx..].iter().position(|&d| d & VALID != 0) {
+                Some(skip) => idx += skip,
+                None => break,
             }
+            let desc = entries[idx];
+            idx += 1;
+            let idx = idx - 1;
             let input = base + ((idx as u64) << level_shift(level));
             if level < 3 && desc & TABLE != 0 {
                 self.walk(alloc, desc & ADDR_MASK, level + 1, input, f);
@@ -477,6 +526,20 @@ pub mod tests {
             u.translate(&mut b, 0x4010_0000).unwrap(),
             (0x4810_1000, 3, PAGE, Attrs::RAM_RWX)
         );
+        // Pages across a level-3 table boundary, every one where it belongs.
+        let mut c = HostFrames::new(64);
+        let mut w = Tables::new(Regime::Stage2, &mut c).unwrap();
+        w.map(&mut c, 0x4010_0000, 0x4810_1000, BLOCK_2M, Attrs::RAM_RWX)
+            .unwrap();
+        for k in 0..BLOCK_2M / PAGE {
+            assert_eq!(
+                w.translate(&mut c, 0x4010_0000 + k * PAGE).unwrap(),
+                (0x4810_1000 + k * PAGE, 3, PAGE, Attrs::RAM_RWX)
+            );
+        }
+        assert_eq!(w.translate(&mut c, 0x400f_f000), None);
+        assert_eq!(w.translate(&mut c, 0x4030_0000), None);
+        assert_eq!(runs(&w, &mut c).len(), 1);
     }
 
     #[test]
@@ -557,6 +620,49 @@ pub mod tests {
         assert_eq!(
             s.map(&mut small, 0x1000, 0x1000, 0x1000, Attrs::DEVICE),
             Err(MapError::OutOfFrames)
+        );
+    }
+
+    #[test]
+    fn overlap_check_finds_the_first_mapped_page_across_holes() {
+        let mut a = HostFrames::new(64);
+        let mut t = Tables::new(Regime::Stage2, &mut a).unwrap();
+        // One page deep inside a large range, in a level-3 table of its own.
+        t.map(&mut a, 0x8765_4000, 0x1000, PAGE, Attrs::RAM_RW)
+            .unwrap();
+        // A 2 MiB block in another gigabyte.
+        t.map(&mut a, 0xc020_0000, 0xc020_0000, BLOCK_2M, Attrs::RAM_RW)
+            .unwrap();
+        let before = runs(&t, &mut a);
+        assert_eq!(
+            t.map(&mut a, 0, 0, 4 * BLOCK_1G, Attrs::RAM_RW),
+            Err(MapError::AlreadyMapped { input: 0x8765_4000 })
+        );
+        assert_eq!(
+            t.map(
+                &mut a,
+                0x8765_5000,
+                0,
+                0x4000_0000 - 0x0765_5000 + 0x20_1000,
+                Attrs::RAM_RW
+            ),
+            Err(MapError::AlreadyMapped { input: 0xc020_0000 })
+        );
+        assert_eq!(runs(&t, &mut a), before, "refused: unchanged");
+        // The pages around both are free.
+        t.map(&mut a, 0x8700_0000, 0x8700_0000, 0x65_4000, Attrs::RAM_RW)
+            .unwrap();
+        t.map(
+            &mut a,
+            0x8765_5000,
+            0x8765_5000,
+            0xc020_0000 - 0x8765_5000,
+            Attrs::RAM_RW,
+        )
+        .unwrap();
+        assert_eq!(
+            t.translate(&mut a, 0xc01f_f000).map(|x| x.0),
+            Some(0xc01f_f000)
         );
     }
 

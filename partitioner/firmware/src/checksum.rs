@@ -28,13 +28,24 @@ fn crc32_update_instructions(crc: u32, data: &[u8]) -> u32 {
 #[target_feature(enable = "crc")]
 unsafe fn crc32_hw(mut crc: u32, data: &[u8]) -> u32 {
     use core::arch::aarch64::{__crc32b, __crc32d};
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        crc = __crc32d(crc, u64::from_le_bytes(b));
+    // The firmware is built for strict alignment, so eight bytes are read
+    // as one aligned word only: bytes up to the first 8-byte boundary, then
+    // aligned words two at a time (one `ldp`), then the last bytes.
+    // SAFETY: every bit pattern is a valid u64; `align_to` only splits the
+    // slice at aligned boundaries.
+    let (head, words, tail) = unsafe { data.align_to::<u64>() };
+    for &b in head {
+        crc = __crc32b(crc, b);
     }
-    for &b in words.remainder() {
+    let mut pairs = words.chunks_exact(2);
+    for p in &mut pairs {
+        crc = __crc32d(crc, u64::from_le(p[0]));
+        crc = __crc32d(crc, u64::from_le(p[1]));
+    }
+    for &w in pairs.remainder() {
+        crc = __crc32d(crc, u64::from_le(w));
+    }
+    for &b in tail {
         crc = __crc32b(crc, b);
     }
     crc

@@ -152,16 +152,6 @@ pub fn ms_since_reset() -> (u64, u64) {
     (us / 1000, us % 1000)
 }
 
-/// A byte view of physical memory.
-///
-/// # Safety
-/// `[pa, pa + len)` must be RAM mapped read/write at EL2 that nothing else
-/// uses while the slice lives (domain memory while its domain is not running).
-unsafe fn phys_mut(pa: u64, len: u64) -> &'static mut [u8] {
-    // SAFETY: guaranteed by the caller.
-    unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, len as usize) }
-}
-
 /// Build every domain's stage 2 and its virtual GIC (its memory is loaded
 /// later, by its own first core: see `Domain::loaded`), then check the tables
 /// (`verify_stage2`). `partitioner` is the RAM the partitioner occupies.
@@ -320,7 +310,7 @@ fn load(i: usize, d: &DomainPlan) {
     };
     // SAFETY: validation proved the image fits between the entry point and
     // the end of the RAM mapping that holds it.
-    unsafe { phys_mut(load, image.len() as u64) }.copy_from_slice(image);
+    unsafe { mmu::copy(load, image) };
     if let Some(ipa) = dtb::initrd_ipa(d) {
         let rd = pkg
             .image(&bulkhead_core::plan::initrd_name(&d.name))
@@ -328,7 +318,7 @@ fn load(i: usize, d: &DomainPlan) {
         let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
         // SAFETY: validation left room for the initial RAM disk between the
         // image and the device tree, inside the same RAM mapping.
-        unsafe { phys_mut(pa, rd.len() as u64) }.copy_from_slice(rd);
+        unsafe { mmu::copy(pa, rd) };
     }
     let mut buf = [0u8; dtb::DTB_MAX];
     // A hand-written tree (checked at boot against the domain's resources)
@@ -350,7 +340,7 @@ fn load(i: usize, d: &DomainPlan) {
             let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
             // SAFETY: `dtb_ipa` places the tree inside the RAM mapping of the
             // entry point, above the image; it is domain RAM as above.
-            unsafe { phys_mut(pa, len as u64) }.copy_from_slice(&buf[..len]);
+            unsafe { mmu::copy(pa, &buf[..len]) };
             DOMAINS[i].dtb.store(ipa, Ordering::Release);
         }
         (tree, ipa) => crate::fatal(format_args!(

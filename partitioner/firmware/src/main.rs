@@ -46,6 +46,12 @@ static BOARD: &Board = match board_support::find(BOARD_NAME) {
     None => panic!("BULKHEAD_BOARD names a board that board-support does not have"),
 };
 
+/// How many cores the board has (for sizing static tables).
+pub const BOARD_CPUS: usize = match board_support::find(BOARD_NAME) {
+    Some(b) => b.cpus.len(),
+    None => 0,
+};
+
 /// The console's address, for the entry code's messages before anything is
 /// set up (read PC-relative: valid before relocation).
 #[no_mangle]
@@ -124,12 +130,15 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
         pkg.config.len(),
         pkg.images().count()
     );
+    // Parsed once here for the image lookups below (`entry_name` would
+    // parse it again for every domain).
+    let parsed = bulkhead_core::config::parse(pkg.config).ok();
     let plan = validate::check(
         pkg.config,
         &board_support::by_name,
         &layout,
         &|name, image| {
-            let entry = bulkhead_core::package::entry_name(pkg.config, name, image);
+            let entry = bulkhead_core::package::entry_name_in(parsed.as_ref(), name, image);
             pkg.image(&entry).map(bulkhead_core::package::load_size)
         },
     );
