@@ -312,6 +312,10 @@ mod tests {
 /// Guest address of a domain's virtual ECAM window (bus 0, 1 MiB) when it
 /// owns PCI functions: where QEMU `virt` has its low ECAM window, so
 /// nothing a guest expects is displaced.
+/// Where a function's PCI Express extended configuration space begins (its
+/// extended capability list): hidden from domains.
+pub const EXTENDED_CONFIG: usize = 0x100;
+
 pub const VECAM_IPA: u64 = 0x3f00_0000;
 pub const VECAM_SIZE: u64 = 0x10_0000;
 
@@ -393,6 +397,11 @@ impl VirtualEcam {
             }
             // No expansion ROM.
             0x30 => Decision::Reply(0),
+            // No extended capabilities: SR-IOV (virtual functions the
+            // partitioner never placed or confined), resizable BARs (a BAR
+            // grown over another domain's), ATS/PRI/PASID (translated
+            // requests), AER and the rest are the partitioner's.
+            EXTENDED_CONFIG.. => Decision::Reply(0),
             _ => Decision::Forward {
                 bdf: f.bdf,
                 offset: reg,
@@ -413,6 +422,7 @@ impl VirtualEcam {
                 Decision::Ignore
             }
             0x30 => Decision::Ignore,
+            EXTENDED_CONFIG.. => Decision::Ignore,
             // COMMAND (and, in a 4-byte write, STATUS, whose bits are
             // write-one-to-clear: passed as they are).
             0x04 if reg < 0x06 => {
@@ -473,6 +483,32 @@ mod vecam_tests {
             }
         );
         assert_eq!(v.read(VECAM_SIZE, 4), Decision::Reply(0xffff_ffff));
+    }
+
+    #[test]
+    fn the_extended_capabilities_are_hidden() {
+        let mut v = edu();
+        // The standard header and capabilities are the function's own...
+        assert_eq!(
+            v.read(0x1_0040, 4),
+            Decision::Forward {
+                bdf: Bdf::new(0, 2, 0),
+                offset: 0x40
+            }
+        );
+        assert_eq!(
+            v.read(0x1_00fc, 4),
+            Decision::Forward {
+                bdf: Bdf::new(0, 2, 0),
+                offset: 0xfc
+            }
+        );
+        // ...the extended space reads as no capability and ignores writes.
+        for off in [0x100u64, 0x104, 0x160, 0xffc] {
+            assert_eq!(v.read(0x1_0000 + off, 4), Decision::Reply(0), "{off:#x}");
+            assert_eq!(v.read(0x1_0000 + off, 1), Decision::Reply(0), "{off:#x}");
+            assert_eq!(v.write(0x1_0000 + off, 4, 0xffff_ffff), Decision::Ignore);
+        }
     }
 
     #[test]
