@@ -54,6 +54,18 @@ impl core::fmt::Display for Bdf {
     }
 }
 
+/// A BAR address the config fixes (a device's `bars` property): BAR
+/// `index` of the function goes at physical (and guest) address `addr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedBar {
+    pub index: u32,
+    pub addr: u64,
+}
+
+/// Most BAR addresses one function's `bars` may give (a type 0 header has
+/// six BAR registers).
+pub const MAX_FIXED_BARS: usize = 6;
+
 /// Configuration-space offsets of a type 0 header.
 pub mod cfg {
     pub const VENDOR_DEVICE: usize = 0x00;
