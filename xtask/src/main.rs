@@ -612,6 +612,16 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("rpi4-isolation", "configs/rpi4/isolation.dts", Tamper::None),
     ("rpi4-irq", "tests/configs/rpi4-irq.dts", Tamper::None),
     ("dma-attack", "tests/configs/dma-attack.dts", Tamper::None),
+    (
+        "dma-fixed-bar",
+        "tests/configs/dma-fixed-bar.dts",
+        Tamper::None,
+    ),
+    (
+        "dma-fixed-bar-misaligned",
+        "tests/configs/dma-fixed-bar-misaligned.dts",
+        Tamper::None,
+    ),
     ("linux-nvme", "tests/configs/linux-nvme.dts", Tamper::None),
     (
         "linux-nvme-pair",

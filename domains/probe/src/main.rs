@@ -82,7 +82,8 @@
 //!   `edu` PCI function the domain owns (found in its device tree by its
 //!   compatible, `pci1234,11e8`), after the CPU attacks. First a control:
 //!   a pattern copied from its own RAM into the device's buffer and back to
-//!   another place of its own RAM must arrive (`<name>: dma control: ok`, or
+//!   another place of its own RAM must arrive (first `<name>: dma: edu
+//!   registers at <addr>`, where its device tree says the BAR is) (`<name>: dma control: ok`, or
 //!   `FAILED`). Then, at each target, a DMA write of the device's buffer
 //!   (`<name>: dma write <label> @<addr>: sent`: the target's owner checks
 //!   its memory, the partitioner reports the fault) and a DMA read into the
@@ -326,6 +327,7 @@ fn dma_attacks(name: &str, list: &str) {
         println!("{name}: dma: no edu device");
         return;
     };
+    println!("{name}: dma: edu registers at {bar:#x}");
     const SENT: u64 = 0xd3a_5e17_c0de_0001;
     const MARKER: u64 = 0x5afe_5afe_5afe_5afe;
     // Control: own RAM -> device -> own RAM.

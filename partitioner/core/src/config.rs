@@ -697,7 +697,7 @@ fn parse_bars<'b>(
         r.bad("bars", FORM);
         return None;
     };
-    if count == 0 || count % 3 != 0 || count > 3 * crate::pci::MAX_FIXED_BARS {
+    if count == 0 || !count.is_multiple_of(3) || count > 3 * crate::pci::MAX_FIXED_BARS {
         r.bad("bars", FORM);
         return None;
     }

@@ -849,11 +849,10 @@ impl Resolver<'_, '_, '_> {
             Some("a function has BARs 0 to 5")
         } else if bar.index == 5 && high(bar) {
             Some("an address above 4 GiB needs a 64-bit BAR, which takes two registers, and BAR5 is the last")
-        } else if all
-            .iter()
-            .any(|b| b.index + 1 == bar.index && high(b))
-        {
-            Some("it is the upper half of the one before, a 64-bit BAR (its address is above 4 GiB)")
+        } else if all.iter().any(|b| b.index + 1 == bar.index && high(b)) {
+            Some(
+                "it is the upper half of the one before, a 64-bit BAR (its address is above 4 GiB)",
+            )
         } else {
             None
         };
@@ -1903,31 +1902,37 @@ pub(crate) mod tests {
             (
                 "pci-bar-index",
                 b(at_probe(|d| {
-                    d.child(node("devices").child(
-                        node("edu")
-                            .str("pci-function", "00:02.0")
-                            .cells("bars", &[6, 0, 0x1000_0000]),
-                    ))
+                    d.child(
+                        node("devices").child(
+                            node("edu")
+                                .str("pci-function", "00:02.0")
+                                .cells("bars", &[6, 0, 0x1000_0000]),
+                        ),
+                    )
                 })),
             ),
             (
                 "pci-bar-window",
                 b(at_probe(|d| {
-                    d.child(node("devices").child(
-                        node("edu")
-                            .str("pci-function", "00:02.0")
-                            .cells("bars", &[0, 0, 0x4000_0000]),
-                    ))
+                    d.child(
+                        node("devices").child(
+                            node("edu")
+                                .str("pci-function", "00:02.0")
+                                .cells("bars", &[0, 0, 0x4000_0000]),
+                        ),
+                    )
                 })),
             ),
             (
                 "pci-bar-overlap",
                 b(at_probe(|d| {
-                    d.child(node("devices").child(
-                        node("edu")
-                            .str("pci-function", "00:02.0")
-                            .cells("bars", &[0, 0, 0x1000_0000]),
-                    ))
+                    d.child(
+                        node("devices").child(
+                            node("edu")
+                                .str("pci-function", "00:02.0")
+                                .cells("bars", &[0, 0, 0x1000_0000]),
+                        ),
+                    )
                 })
                 .at("domains/hello/devices", |d| {
                     d.child(
@@ -2026,23 +2031,35 @@ pub(crate) mod tests {
     fn fixed_bar_addresses_are_checked_and_reach_the_plan() {
         let with = |bars: &[u32]| {
             at_probe(|d| {
-                d.child(node("devices").child(
-                    node("edu")
-                        .str("pci-function", "00:02.0")
-                        .cells("bars", bars),
-                ))
+                d.child(
+                    node("devices").child(
+                        node("edu")
+                            .str("pci-function", "00:02.0")
+                            .cells("bars", bars),
+                    ),
+                )
             })
         };
         // Accepted: BAR0 in the 32-bit window, BAR2 (a 64-bit BAR's low
         // half) with BAR3 left to it.
         let p = plan(&with(&[0, 0, 0x2000_0000, 2, 0, 0x2010_0000]));
-        let edu = p.domains.iter().flat_map(|d| d.devices.iter()).find(|x| x.pci.is_some());
+        let edu = p
+            .domains
+            .iter()
+            .flat_map(|d| d.devices.iter())
+            .find(|x| x.pci.is_some());
         let bars = &edu.unwrap().pci_bars;
         assert_eq!(
             bars.as_slice(),
             &[
-                crate::pci::FixedBar { index: 0, addr: 0x2000_0000 },
-                crate::pci::FixedBar { index: 2, addr: 0x2010_0000 }
+                crate::pci::FixedBar {
+                    index: 0,
+                    addr: 0x2000_0000
+                },
+                crate::pci::FixedBar {
+                    index: 2,
+                    addr: 0x2010_0000
+                }
             ]
         );
         // An index that cannot exist: above 5, BAR5 above 4 GiB, and the
@@ -2060,7 +2077,10 @@ pub(crate) mod tests {
         expect_only(&with(&[0, 0x80, 0]), "ipa-range");
         // Not page aligned; an index twice; malformed; without pci-function.
         expect_only(&with(&[0, 0, 0x1000_0800]), "misaligned");
-        expect_only(&with(&[0, 0, 0x1000_0000, 0, 0, 0x1010_0000]), "bad-property");
+        expect_only(
+            &with(&[0, 0, 0x1000_0000, 0, 0, 0x1010_0000]),
+            "bad-property",
+        );
         expect_only(&with(&[0, 0x1000_0000]), "bad-property");
         let text = expect_only(
             &at_probe(|d| {
@@ -2072,8 +2092,14 @@ pub(crate) mod tests {
         );
         assert!(text.contains("only together with pci-function"), "{text}");
         // Two fixed BARs on one page, of one function or across domains.
-        let text = expect_only(&with(&[0, 0, 0x1000_0000, 1, 0, 0x1000_0000]), "pci-bar-overlap");
-        assert!(text.contains("BAR1 at 0x10000000 shares its page with BAR0 of PCI function 00:02.0"), "{text}");
+        let text = expect_only(
+            &with(&[0, 0, 0x1000_0000, 1, 0, 0x1000_0000]),
+            "pci-bar-overlap",
+        );
+        assert!(
+            text.contains("BAR1 at 0x10000000 shares its page with BAR0 of PCI function 00:02.0"),
+            "{text}"
+        );
     }
 
     #[test]
