@@ -126,6 +126,14 @@ fn a_bar_fixed_by_the_config_goes_where_it_says() {
         "{log}"
     );
     assert!(lines_with(&log, "LEAKED").is_empty(), "{log}");
+    // probe powers itself off: its edu (no Function Level Reset) is
+    // switched off, and the console says it could not be reset.
+    run.wait_line(
+        UART0,
+        "domain \"probe\": device \"edu\": PCI 00:02.0 cannot be reset (no Function Level Reset): bus mastering and decoding off",
+        WAIT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let hb = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
     wait_heartbeat_after(&mut run, UART1, "hello", hb + 2);
     let hello = run.output(UART1);
@@ -278,8 +286,9 @@ fn linux_uses_its_own_nvme_disk_through_the_smmu() {
 }
 
 /// Two Linux domains, each with its own NVMe controller: each sees and
-/// reads only its own disk; beta reboots (its function is quiesced and
-/// brought back, and it reads its disk again), while alpha's disk keeps
+/// reads only its own disk; beta reboots (its function is quiesced, reset
+/// with a Function Level Reset, and brought back, and it reads its disk
+/// again), while alpha's disk keeps
 /// working throughout.
 #[test]
 fn two_linux_domains_keep_their_own_disks_across_a_restart() {
@@ -329,6 +338,18 @@ fn two_linux_domains_keep_their_own_disks_across_a_restart() {
             .matches(&format!("[beta] linux-init: disk payload md5 {b_md5}"))
             .count()
     };
+    // Its NVMe function was reset (QEMU's nvme advertises Function Level
+    // Reset) before its memory was reused, and only its.
+    expect(
+        &mut run,
+        UART0,
+        "domain \"beta\": device \"disk\": PCI 00:04.0 reset (Function Level Reset, 100 ms)",
+    );
+    assert!(
+        lines_with(&run.output(UART0), "PCI 00:03.0 reset").is_empty(),
+        "{}",
+        run.transcript()
+    );
     let start = std::time::Instant::now();
     while after(&run) == 0 {
         assert!(

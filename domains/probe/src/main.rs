@@ -76,6 +76,9 @@
 //!   `<name>: power-flood settled: <s> started, <r> refused, uptime <ms> ms`
 //!   (running totals of CPU_ONs that succeeded and that did not, `s + r` =
 //!   rounds). Needs two vCPUs.
+//! - `system-off`: after that, `<name>: system-off` and PSCI `SYSTEM_OFF`
+//!   (the partitioner stops the domain, quiescing and resetting its PCI
+//!   functions).
 //! - `count`: instead of heartbeats, numbered lines as fast as it can,
 //!   `<name>: count <k>` from 1, for ever.
 //! - `dma-attack=<label>:<address>[,...]`: with the DMA engine of a QEMU
@@ -468,6 +471,10 @@ fn main(_dtb: usize) -> ! {
     }
     if let Some(n) = word(bootargs, "power-flood=").and_then(|v| v.parse().ok()) {
         power_flood(name, n);
+    }
+    if bootargs.split_ascii_whitespace().any(|w| w == "system-off") {
+        println!("{name}: system-off");
+        bulkhead_rt::psci::system_off();
     }
     if bootargs.split_ascii_whitespace().any(|w| w == "count") {
         let mut k: u64 = 0;

@@ -79,6 +79,40 @@ pub mod cfg {
     pub const CMD_MEMORY: u16 = 1 << 1;
     pub const CMD_BUS_MASTER: u16 = 1 << 2;
     pub const CMD_INTX_DISABLE: u16 = 1 << 10;
+    /// STATUS (0x06) bit: the function has a capability list.
+    pub const STATUS_CAP_LIST: u16 = 1 << 4;
+    /// Offset of the first capability's pointer.
+    pub const CAP_PTR: usize = 0x34;
+    /// Capability ID of the PCI Express capability.
+    pub const CAP_ID_EXP: u8 = 0x10;
+    /// In the PCI Express capability: Device Capabilities, whose bit 28 says
+    /// the function supports Function Level Reset.
+    pub const EXP_DEVCAP: usize = 0x04;
+    pub const DEVCAP_FLR: u32 = 1 << 28;
+    /// Device Control, whose bit 15 initiates a Function Level Reset.
+    pub const EXP_DEVCTL: usize = 0x08;
+    pub const DEVCTL_FLR: u16 = 1 << 15;
+    /// How long a function may take to come back from a Function Level
+    /// Reset before software touches it again (PCIe Base Specification:
+    /// 100 ms).
+    pub const FLR_WAIT_MS: u64 = 100;
+}
+
+/// Offset of capability `id` in a function's configuration space, walking
+/// the list from `read8(CAP_PTR)` (a function whose status register says it
+/// has one). At most 48 steps: a looping list ends the walk.
+pub fn find_capability(read8: impl Fn(usize) -> u8, id: u8) -> Option<usize> {
+    let mut at = (read8(cfg::CAP_PTR) & !3) as usize;
+    for _ in 0..48 {
+        if at < 0x40 {
+            return None;
+        }
+        if read8(at) == id {
+            return Some(at);
+        }
+        at = (read8(at + 1) & !3) as usize;
+    }
+    None
 }
 
 /// The legacy interrupt (INTA-INTD, `pin` 1-4) of device `device` on the
@@ -578,6 +612,22 @@ mod tests {
         ];
         assert_eq!(a.take_avoiding(0x10_0000, &avoid), Some(0x1020_0000));
         assert_eq!(a.take_avoiding(0x1000, &avoid), Some(0x1030_0000));
+    }
+
+    #[test]
+    fn capabilities_are_found_and_loops_end() {
+        let mut space = [0u8; 256];
+        space[cfg::CAP_PTR] = 0x40;
+        space[0x40] = 0x05; // MSI
+        space[0x41] = 0x80;
+        space[0x80] = cfg::CAP_ID_EXP;
+        let read = |s: [u8; 256]| move |off: usize| s[off];
+        assert_eq!(find_capability(read(space), cfg::CAP_ID_EXP), Some(0x80));
+        assert_eq!(find_capability(read(space), 0x11), None);
+        space[0x81] = 0x40; // back to the first: a loop
+        assert_eq!(find_capability(read(space), 0x11), None);
+        space[cfg::CAP_PTR] = 0;
+        assert_eq!(find_capability(read(space), cfg::CAP_ID_EXP), None);
     }
 
     #[test]

@@ -74,6 +74,31 @@ impl Function {
     fn present(&self) -> bool {
         self.rd16(cfg::VENDOR_DEVICE) != 0xffff
     }
+    /// Its PCI Express capability, if it has one.
+    fn pcie_capability(&self) -> Option<usize> {
+        if self.rd16(0x06) & cfg::STATUS_CAP_LIST == 0 {
+            return None;
+        }
+        pci::find_capability(|off| self.rd8(off), cfg::CAP_ID_EXP)
+    }
+    /// A Function Level Reset, if the function advertises one: initiated,
+    /// then the 100 ms the specification gives the function to come back
+    /// waited out on the generic timer, and its command register left with
+    /// everything off. Returns the milliseconds waited; `None` (nothing
+    /// done) without FLR.
+    fn flr(&self) -> Option<u64> {
+        let cap = self.pcie_capability()?;
+        if self.rd32(cap + cfg::EXP_DEVCAP) & cfg::DEVCAP_FLR == 0 {
+            return None;
+        }
+        // Device Control is the low half of its dword; the high half,
+        // Device Status, has write-one-to-clear bits: written as zeros.
+        let ctl = self.rd16(cap + cfg::EXP_DEVCTL);
+        self.wr32(cap + cfg::EXP_DEVCTL, (ctl | cfg::DEVCTL_FLR) as u32);
+        crate::domain::spin_ms(cfg::FLR_WAIT_MS);
+        self.set_command(cfg::CMD_INTX_DISABLE);
+        Some(cfg::FLR_WAIT_MS)
+    }
 }
 
 /// Each domain's view of the root bus (its own functions, its BARs as
@@ -398,14 +423,27 @@ pub fn report_dma_fault(run: &bulkhead_core::smmuv3::FaultRun) {
 }
 
 /// Domain `d` stops (`stop`) or restarts: before its memory is reused, its
-/// functions stop decoding and mastering the bus, and the IOMMU forgets
-/// its cached translations; on a stop their streams abort for good.
+/// functions stop decoding and mastering the bus and, if they can, are
+/// reset (Function Level Reset: nothing the domain left in them survives),
+/// and the IOMMU forgets its cached translations; on a stop their streams
+/// abort for good.
 pub fn quiesce(d: &bulkhead_core::plan::DomainPlan, stop: bool) {
     let board = crate::board();
     let mut sids: heapless::Vec<u16, { bulkhead_core::plan::MAX_DEVICES }> = heapless::Vec::new();
-    for bdf in d.devices.iter().filter_map(|x| x.pci) {
+    for x in d.devices.iter() {
+        let Some(bdf) = x.pci else { continue };
         if let Some(f) = Function::at(board, bdf) {
             f.set_command(cfg::CMD_INTX_DISABLE);
+            match f.flr() {
+                Some(ms) => info!(
+                    "domain \"{}\": device \"{}\": PCI {bdf} reset (Function Level Reset, {ms} ms)",
+                    d.name, x.name
+                ),
+                None => info!(
+                    "domain \"{}\": device \"{}\": PCI {bdf} cannot be reset (no Function Level Reset): bus mastering and decoding off, its other state as the domain left it",
+                    d.name, x.name
+                ),
+            }
         }
         let _ = sids.push(bdf.rid());
     }
@@ -419,10 +457,25 @@ pub fn quiesce(d: &bulkhead_core::plan::DomainPlan, stop: bool) {
     }
 }
 
-/// A (re)loaded domain is about to start: its functions decode their BARs
-/// and master the bus again (through its stage-2 tables).
-pub fn enable(d: &bulkhead_core::plan::DomainPlan) {
+/// A (re)loaded domain `di` is about to start: its functions get their
+/// BARs back where they were placed (a reset cleared them), and decode
+/// them and master the bus again (through its stage-2 tables). Its view of
+/// the bus forgets any sizing in progress.
+pub fn enable(di: usize, d: &bulkhead_core::plan::DomainPlan) {
     let board = crate::board();
+    let mut v = VECAMS[di].lock();
+    for vf in v.functions.iter_mut() {
+        let Some(f) = Function::at(board, vf.bdf) else {
+            continue;
+        };
+        f.set_command(cfg::CMD_INTX_DISABLE);
+        for (i, bar) in vf.bars.iter_mut().enumerate() {
+            bar.probing = false;
+            if bar.sizing != 0 {
+                f.wr32(cfg::BAR0 + 4 * i, bar.value);
+            }
+        }
+    }
     for bdf in d.devices.iter().filter_map(|x| x.pci) {
         if let Some(f) = Function::at(board, bdf) {
             f.set_command(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
