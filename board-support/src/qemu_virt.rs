@@ -161,13 +161,16 @@ const VIRT: Board = Board {
         spis: &[74, 75, 76, 77],
     }],
     // QEMU's generic ECAM host bridge (`pcie@10000000` in its device tree):
-    // the high ECAM window (256 buses), the 32-bit memory window (the 64-bit
-    // one, at 512 GiB, is beyond Bulkhead's 39-bit address spaces), INTA-D
-    // on SPIs 3-6.
+    // the high ECAM window (256 buses), the 32-bit memory window, the 64-bit
+    // one (at 512 GiB: beyond Bulkhead's 39-bit guest address space, so a
+    // BAR fixed there is refused as `ipa-range`; it is listed so the checker
+    // can tell a BAR outside both windows from one in it), INTA-D on SPIs
+    // 3-6.
     pcie: Some(PcieHost {
         name: "pcie",
         ecam: Range::new(0x40_1000_0000, 0x1000_0000),
         mmio32: Range::new(0x1000_0000, 0x2eff_0000),
+        mmio64: Some(Range::new(0x80_0000_0000, 0x80_0000_0000)),
         intx_spis: [3, 4, 5, 6],
         iommu: Some("smmu"),
     }),

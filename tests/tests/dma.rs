@@ -115,6 +115,92 @@ fn dma_of_a_pci_function_is_confined_to_its_domain_by_the_smmu() {
     wait_heartbeat_after(&mut run, UART0, "probe", 1);
 }
 
+/// A config fixes probe's edu BAR0 (`bars`) at the window's base, where
+/// the partitioner would otherwise have put hello's edu (hello comes first):
+/// probe's goes there, hello's around it, probe finds its edu at the fixed
+/// address and its DMA works there, and is confined, as ever.
+#[test]
+fn a_bar_fixed_by_the_config_goes_where_it_says() {
+    let mut m = machine("qemu-virt");
+    m.extra.extend([
+        "-device".into(),
+        "edu,addr=03.0,dma_mask=0xffffffffff".into(),
+    ]);
+    let mut run = boot("dma-fixed-bar", "dma-fixed-bar", &m);
+    run.wait_line(UART0, "probe: dma attacks done: 4 attempted", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = run.output(UART0);
+    assert_eq!(
+        lines_with(
+            &log,
+            "domain \"probe\": PCI 00:02.0 BAR0: 0x100000 bytes at 0x10000000 (fixed by the config)"
+        )
+        .len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(
+            &log,
+            "domain \"hello\": PCI 00:03.0 BAR0: 0x100000 bytes at 0x10100000"
+        )
+        .len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(&log, "probe: dma: edu registers at 0x10000000").len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(lines_with(&log, "probe: dma control: ok").len(), 1, "{log}");
+    assert_eq!(
+        lines_with(&log, "domain \"probe\" device \"edu\" (PCI 00:02.0): DMA write of guest addresses 0x48000000..0x48000040 outside the domain").len(),
+        1,
+        "{log}"
+    );
+    assert!(lines_with(&log, "LEAKED").is_empty(), "{log}");
+    // probe powers itself off: its edu (no Function Level Reset) is
+    // switched off, and the console says it could not be reset.
+    run.wait_line(
+        UART0,
+        "domain \"probe\": device \"edu\": PCI 00:02.0 cannot be reset (no Function Level Reset): bus mastering and decoding off",
+        WAIT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let hb = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART1, "hello", hb + 2);
+    let hello = run.output(UART1);
+    assert!(!hello.contains("CORRUPTED"), "{hello}");
+}
+
+/// A fixed BAR address the host check cannot fault (it does not know the
+/// BAR's size) is refused at boot once the BAR is sized: the console names
+/// the domain, device, function, BAR, address and why, and nothing starts.
+#[test]
+fn a_fixed_bar_that_is_not_aligned_to_its_size_is_refused_at_boot() {
+    let mut m = machine("qemu-virt");
+    m.extra.extend([
+        "-device".into(),
+        "edu,addr=03.0,dma_mask=0xffffffffff".into(),
+    ]);
+    let mut run = boot("dma-fixed-bar-misaligned", "dma-fixed-bar-misaligned", &m);
+    run.wait_line(UART0, "refusing to start any domain", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = run.output(UART0);
+    assert_eq!(
+        lines_with(
+            &log,
+            "config: domain \"probe\": device \"edu\": PCI 00:02.0 BAR0 cannot go at 0x10080000: the address is not aligned to the BAR's size (0x100000 bytes)"
+        )
+        .len(),
+        1,
+        "{log}"
+    );
+    assert!(lines_with(&log, "[probe]").is_empty(), "{log}");
+    assert!(run.output(UART1).is_empty(), "{}", run.output(UART1));
+}
+
 #[test]
 fn the_same_dma_attack_without_the_smmu_corrupts_the_victim() {
     let mut run = boot(
@@ -234,8 +320,9 @@ fn linux_uses_its_own_nvme_disk_through_the_smmu() {
 }
 
 /// Two Linux domains, each with its own NVMe controller: each sees and
-/// reads only its own disk; beta reboots (its function is quiesced and
-/// brought back, and it reads its disk again), while alpha's disk keeps
+/// reads only its own disk; beta reboots (its function is quiesced, reset
+/// with a Function Level Reset, and brought back, and it reads its disk
+/// again), while alpha's disk keeps
 /// working throughout.
 #[test]
 fn two_linux_domains_keep_their_own_disks_across_a_restart() {
@@ -285,6 +372,18 @@ fn two_linux_domains_keep_their_own_disks_across_a_restart() {
             .matches(&format!("[beta] linux-init: disk payload md5 {b_md5}"))
             .count()
     };
+    // Its NVMe function was reset (QEMU's nvme advertises Function Level
+    // Reset) before its memory was reused, and only its.
+    expect(
+        &mut run,
+        UART0,
+        "domain \"beta\": device \"disk\": PCI 00:04.0 reset (Function Level Reset, 100 ms)",
+    );
+    assert!(
+        lines_with(&run.output(UART0), "PCI 00:03.0 reset").is_empty(),
+        "{}",
+        run.transcript()
+    );
     let start = std::time::Instant::now();
     while after(&run) == 0 {
         assert!(

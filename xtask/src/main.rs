@@ -619,6 +619,16 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         "tests/configs/virtio-bypass.dts",
         Tamper::None,
     ),
+    (
+        "dma-fixed-bar",
+        "tests/configs/dma-fixed-bar.dts",
+        Tamper::None,
+    ),
+    (
+        "dma-fixed-bar-misaligned",
+        "tests/configs/dma-fixed-bar-misaligned.dts",
+        Tamper::None,
+    ),
     ("linux-nvme", "tests/configs/linux-nvme.dts", Tamper::None),
     (
         "linux-nvme-pair",

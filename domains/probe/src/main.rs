@@ -76,13 +76,17 @@
 //!   `<name>: power-flood settled: <s> started, <r> refused, uptime <ms> ms`
 //!   (running totals of CPU_ONs that succeeded and that did not, `s + r` =
 //!   rounds). Needs two vCPUs.
+//! - `system-off`: after that, `<name>: system-off` and PSCI `SYSTEM_OFF`
+//!   (the partitioner stops the domain, quiescing and resetting its PCI
+//!   functions).
 //! - `count`: instead of heartbeats, numbered lines as fast as it can,
 //!   `<name>: count <k>` from 1, for ever.
 //! - `dma-attack=<label>:<address>[,...]`: with the DMA engine of a QEMU
 //!   `edu` PCI function the domain owns (found in its device tree by its
 //!   compatible, `pci1234,11e8`), after the CPU attacks. First a control:
 //!   a pattern copied from its own RAM into the device's buffer and back to
-//!   another place of its own RAM must arrive (`<name>: dma control: ok`, or
+//!   another place of its own RAM must arrive (first `<name>: dma: edu
+//!   registers at <addr>`, where its device tree says the BAR is) (`<name>: dma control: ok`, or
 //!   `FAILED`). Then, at each target, a DMA write of the device's buffer
 //!   (`<name>: dma write <label> @<addr>: sent`: the target's owner checks
 //!   its memory, the partitioner reports the fault) and a DMA read into the
@@ -326,6 +330,7 @@ fn dma_attacks(name: &str, list: &str) {
         println!("{name}: dma: no edu device");
         return;
     };
+    println!("{name}: dma: edu registers at {bar:#x}");
     const SENT: u64 = 0xd3a_5e17_c0de_0001;
     const MARKER: u64 = 0x5afe_5afe_5afe_5afe;
     // Control: own RAM -> device -> own RAM.
@@ -466,6 +471,10 @@ fn main(_dtb: usize) -> ! {
     }
     if let Some(n) = word(bootargs, "power-flood=").and_then(|v| v.parse().ok()) {
         power_flood(name, n);
+    }
+    if bootargs.split_ascii_whitespace().any(|w| w == "system-off") {
+        println!("{name}: system-off");
+        bulkhead_rt::psci::system_off();
     }
     if bootargs.split_ascii_whitespace().any(|w| w == "count") {
         let mut k: u64 = 0;

@@ -256,6 +256,9 @@ pub struct PcieHost {
     pub ecam: Range,
     /// The 32-bit memory window the functions' BARs are placed in.
     pub mmio32: Range,
+    /// The 64-bit memory window, if the host has one: a config may fix a
+    /// BAR there (`bars`), the partitioner places none there itself.
+    pub mmio64: Option<Range>,
     /// SPIs of the legacy interrupts INTA-INTD of device 0 (the host
     /// bridge swizzles them by device number).
     pub intx_spis: [u32; 4],

@@ -112,8 +112,12 @@ pub enum DeviceSource<'b> {
     /// `board-device`: a device of the board, by name.
     Board(&'b str),
     /// `pci-function`: a function on the board's PCI Express host bridge, by
-    /// its address; its BARs are placed at boot.
-    Pci(crate::pci::Bdf),
+    /// its address; its BARs are placed at boot, those listed in `bars`
+    /// (in config order, each index once) where the config says.
+    Pci(
+        crate::pci::Bdf,
+        Vec<crate::pci::FixedBar, { crate::pci::MAX_FIXED_BARS }>,
+    ),
     /// Given explicitly.
     Explicit {
         /// `physical-address`.
@@ -669,6 +673,7 @@ fn parse_regions<'b>(memory: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &
 const DEVICE_PROPS: &[&str] = &[
     "board-device",
     "pci-function",
+    "bars",
     "guest-address",
     "physical-address",
     "size",
@@ -677,6 +682,40 @@ const DEVICE_PROPS: &[&str] = &[
     "dma",
 ];
 const EXPLICIT_ONLY: &[&str] = &["physical-address", "size", "spis", "compatible"];
+
+/// `bars = <index addr-hi addr-lo>...`: one triple of cells per BAR whose
+/// address the config fixes, at most [`crate::pci::MAX_FIXED_BARS`], each
+/// index once. Whether the index and address make sense is the checker's
+/// (`validate`) and, once the function's BARs are sized, the firmware's.
+fn parse_bars<'b>(
+    r: &mut Reader<'_, 'b, '_>,
+    p: Prop<'b>,
+) -> Option<Vec<crate::pci::FixedBar, { crate::pci::MAX_FIXED_BARS }>> {
+    const FORM: &str = "bars is a list of <index addr-hi addr-lo> triples (BAR index 0-5, 64-bit physical address), at most 6";
+    let count = p.cell_count();
+    let Some(cells) = p.as_cells() else {
+        r.bad("bars", FORM);
+        return None;
+    };
+    if count == 0 || !count.is_multiple_of(3) || count > 3 * crate::pci::MAX_FIXED_BARS {
+        r.bad("bars", FORM);
+        return None;
+    }
+    let cells: Vec<u32, { 3 * crate::pci::MAX_FIXED_BARS }> = cells.take(count).collect();
+    let mut bars: Vec<crate::pci::FixedBar, { crate::pci::MAX_FIXED_BARS }> = Vec::new();
+    for t in cells.chunks_exact(3) {
+        let bar = crate::pci::FixedBar {
+            index: t[0],
+            addr: ((t[1] as u64) << 32) | t[2] as u64,
+        };
+        if bars.iter().any(|b| b.index == bar.index) {
+            r.bad("bars", "bars gives one BAR index twice");
+            return None;
+        }
+        let _ = bars.push(bar);
+    }
+    Some(bars)
+}
 
 fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &mut Errors) {
     let dname = domain.name;
@@ -762,17 +801,28 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
                     );
                 }
             }
-            match r.str_of(p).map(crate::pci::Bdf::parse) {
-                Some(Some(bdf)) => Some(DeviceSource::Pci(bdf)),
-                Some(None) => {
+            let bars = match node.prop("bars") {
+                Some(b) => parse_bars(&mut r, b),
+                None => Some(Vec::new()),
+            };
+            match (r.str_of(p).map(crate::pci::Bdf::parse), bars) {
+                (Some(Some(bdf)), Some(bars)) => Some(DeviceSource::Pci(bdf, bars)),
+                (Some(Some(_)), None) => None,
+                (Some(None), _) => {
                     r.bad(
                         "pci-function",
                         "pci-function is a function's address as lspci prints it: \"bb:dd.f\" (hex bus and device, function 0-7)",
                     );
                     None
                 }
-                None => None,
+                (None, _) => None,
             }
+        } else if node.prop("bars").is_some() {
+            r.bad(
+                "bars",
+                "bars fixes BAR addresses of a PCI function: only together with pci-function",
+            );
+            None
         } else if let Some(p) = node.prop("board-device") {
             let board_device = r.str_of(p);
             for extra in EXPLICIT_ONLY {

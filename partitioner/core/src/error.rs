@@ -287,6 +287,33 @@ pub enum Error {
         other_bdf: crate::pci::Bdf,
         owner: Name,
     },
+    /// `bars` gives an address for a BAR that cannot exist: an index above
+    /// 5, or the upper half of a 64-bit BAR.
+    PciBarIndex {
+        at: Site,
+        bdf: crate::pci::Bdf,
+        index: u32,
+        why: &'static str,
+    },
+    /// `bars` gives an address in neither of the host's memory windows.
+    PciBarWindow {
+        at: Site,
+        bdf: crate::pci::Bdf,
+        index: u32,
+        addr: u64,
+        mmio32: Range,
+        mmio64: Option<Range>,
+    },
+    /// Two BARs fixed by `bars` (of any domains) share a page.
+    PciBarOverlap {
+        at: Site,
+        bdf: crate::pci::Bdf,
+        index: u32,
+        addr: u64,
+        owner: Name,
+        other_bdf: crate::pci::Bdf,
+        other_index: u32,
+    },
     /// The domain's image does not exist.
     MissingImage { at: Site, image: Text },
     /// The image does not fit between the entry point and the end of its region.
@@ -373,6 +400,9 @@ impl Error {
             Error::PciBus { .. } => "pci-bus",
             Error::PciShared { .. } => "pci-shared",
             Error::PciSplit { .. } => "pci-split",
+            Error::PciBarIndex { .. } => "pci-bar-index",
+            Error::PciBarWindow { .. } => "pci-bar-window",
+            Error::PciBarOverlap { .. } => "pci-bar-overlap",
             Error::MissingImage { .. } => "missing-image",
             Error::ImageTooLarge { .. } => "image-too-large",
             Error::EntryOutsideRam { .. } => "entry-outside-ram",
@@ -429,6 +459,9 @@ impl Error {
         "pci-bus",
         "pci-shared",
         "pci-split",
+        "pci-bar-index",
+        "pci-bar-window",
+        "pci-bar-overlap",
         "missing-image",
         "image-too-large",
         "entry-outside-ram",
@@ -481,6 +514,9 @@ impl Error {
             | Error::PciBus { at, .. }
             | Error::PciShared { at, .. }
             | Error::PciSplit { at, .. }
+            | Error::PciBarIndex { at, .. }
+            | Error::PciBarWindow { at, .. }
+            | Error::PciBarOverlap { at, .. }
             | Error::MissingImage { at, .. }
             | Error::ImageTooLarge { at, .. }
             | Error::EntryOutsideRam { at, .. }
@@ -636,6 +672,26 @@ impl Error {
             Error::PciSplit { bdf, other_bdf, owner, .. } => write!(
                 f,
                 "PCI function {bdf} and function {other_bdf} of domain \"{owner}\" are functions of one device: they share its DMA path and reset, so they cannot be isolated from each other; give the whole device to one domain"
+            ),
+            Error::PciBarIndex { bdf, index, why, .. } => write!(
+                f,
+                "PCI function {bdf} has no BAR{index} whose address a config could fix: {why}"
+            ),
+            Error::PciBarWindow { bdf, index, addr, mmio32, mmio64, .. } => {
+                write!(
+                    f,
+                    "PCI function {bdf} BAR{index} at {addr:#x} is outside the host's memory windows ({:#x}..{:#x}",
+                    mmio32.base,
+                    mmio32.base.saturating_add(mmio32.size)
+                )?;
+                if let Some(w) = mmio64 {
+                    write!(f, " and {:#x}..{:#x}", w.base, w.base.saturating_add(w.size))?;
+                }
+                write!(f, ")")
+            }
+            Error::PciBarOverlap { bdf, index, addr, owner, other_bdf, other_index, .. } => write!(
+                f,
+                "PCI function {bdf} BAR{index} at {addr:#x} shares its page with BAR{other_index} of PCI function {other_bdf} of domain \"{owner}\""
             ),
             Error::MissingImage { image, .. } => write!(f, "image \"{image}\" not found"),
             Error::ImageTooLarge { size, room, entry, region, .. } => write!(

@@ -54,6 +54,18 @@ impl core::fmt::Display for Bdf {
     }
 }
 
+/// A BAR address the config fixes (a device's `bars` property): BAR
+/// `index` of the function goes at physical (and guest) address `addr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedBar {
+    pub index: u32,
+    pub addr: u64,
+}
+
+/// Most BAR addresses one function's `bars` may give (a type 0 header has
+/// six BAR registers).
+pub const MAX_FIXED_BARS: usize = 6;
+
 /// Configuration-space offsets of a type 0 header.
 pub mod cfg {
     pub const VENDOR_DEVICE: usize = 0x00;
@@ -67,6 +79,40 @@ pub mod cfg {
     pub const CMD_MEMORY: u16 = 1 << 1;
     pub const CMD_BUS_MASTER: u16 = 1 << 2;
     pub const CMD_INTX_DISABLE: u16 = 1 << 10;
+    /// STATUS (0x06) bit: the function has a capability list.
+    pub const STATUS_CAP_LIST: u16 = 1 << 4;
+    /// Offset of the first capability's pointer.
+    pub const CAP_PTR: usize = 0x34;
+    /// Capability ID of the PCI Express capability.
+    pub const CAP_ID_EXP: u8 = 0x10;
+    /// In the PCI Express capability: Device Capabilities, whose bit 28 says
+    /// the function supports Function Level Reset.
+    pub const EXP_DEVCAP: usize = 0x04;
+    pub const DEVCAP_FLR: u32 = 1 << 28;
+    /// Device Control, whose bit 15 initiates a Function Level Reset.
+    pub const EXP_DEVCTL: usize = 0x08;
+    pub const DEVCTL_FLR: u16 = 1 << 15;
+    /// How long a function may take to come back from a Function Level
+    /// Reset before software touches it again (PCIe Base Specification:
+    /// 100 ms).
+    pub const FLR_WAIT_MS: u64 = 100;
+}
+
+/// Offset of capability `id` in a function's configuration space, walking
+/// the list from `read8(CAP_PTR)` (a function whose status register says it
+/// has one). At most 48 steps: a looping list ends the walk.
+pub fn find_capability(read8: impl Fn(usize) -> u8, id: u8) -> Option<usize> {
+    let mut at = (read8(cfg::CAP_PTR) & !3) as usize;
+    for _ in 0..48 {
+        if at < 0x40 {
+            return None;
+        }
+        if read8(at) == id {
+            return Some(at);
+        }
+        at = (read8(at + 1) & !3) as usize;
+    }
+    None
 }
 
 /// The legacy interrupt (INTA-INTD, `pin` 1-4) of device `device` on the
@@ -249,6 +295,268 @@ impl WindowAllocator {
     }
 }
 
+impl WindowAllocator {
+    /// [`WindowAllocator::take`], skipping every range of `avoid` (BARs a
+    /// config fixed): the block goes at the first aligned address from
+    /// where the last one ended that overlaps none of them.
+    pub fn take_avoiding(&mut self, size: u64, avoid: &[Range]) -> Option<u64> {
+        let size = size.max(BAR_ALIGN);
+        if !size.is_power_of_two() {
+            return None;
+        }
+        let mut at = self.next.checked_next_multiple_of(size)?;
+        loop {
+            let end = at.checked_add(size)?;
+            if end > self.window.end()? {
+                return None;
+            }
+            let here = Range::new(at, size);
+            match avoid.iter().find(|r| r.overlaps(&here)) {
+                Some(r) => at = r.end()?.checked_next_multiple_of(size)?,
+                None => {
+                    self.next = end;
+                    return Some(at);
+                }
+            }
+        }
+    }
+}
+
+/// One BAR register of a function, as sized at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Not implemented.
+    Absent,
+    /// I/O space (never placed).
+    Io,
+    /// A memory BAR.
+    Memory { size: u64, is64: bool },
+    /// The upper half of the 64-bit BAR before it.
+    Upper,
+}
+
+/// Why a BAR cannot go where the config fixed it (`bars`), found once it is
+/// sized at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixedProblem {
+    /// The function does not implement that BAR.
+    Absent,
+    /// It is an I/O BAR: Bulkhead places none.
+    Io,
+    /// It is the upper half of a 64-bit BAR.
+    Upper,
+    /// A 32-bit BAR cannot hold an address above 4 GiB.
+    Above4G,
+    /// The address is not a multiple of the BAR's size.
+    Misaligned { size: u64 },
+    /// With the function's other BARs placed after it, the block leaves
+    /// the host's memory windows (or a 32-bit BAR would go above 4 GiB).
+    NoRoom,
+    /// It overlaps a BAR block of another function (`other`, an index
+    /// into the functions given to [`layout`]) whose BARs are fixed too.
+    Overlap { other: usize },
+}
+
+impl core::fmt::Display for FixedProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FixedProblem::Absent => write!(f, "the function has no such BAR"),
+            FixedProblem::Io => write!(f, "it is an I/O BAR, which Bulkhead does not place"),
+            FixedProblem::Upper => write!(f, "it is the upper half of a 64-bit BAR"),
+            FixedProblem::Above4G => write!(f, "it is a 32-bit BAR and the address is above 4 GiB"),
+            FixedProblem::Misaligned { size } => write!(
+                f,
+                "the address is not aligned to the BAR's size ({size:#x} bytes)"
+            ),
+            FixedProblem::NoRoom => write!(
+                f,
+                "the function's other BARs, placed after it, do not fit in the host's memory window"
+            ),
+            FixedProblem::Overlap { .. } => write!(f, "it overlaps the BARs of another function"),
+        }
+    }
+}
+
+/// Where one function's BARs go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Address of each memory BAR placed (by its first index).
+    pub addr: [Option<u64>; 6],
+    /// The block holding them all, mapped into the domain (guest =
+    /// physical); size 0 when the function has no memory BAR.
+    pub block: Range,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Self {
+            addr: [None; 6],
+            block: Range::new(0, 0),
+        }
+    }
+}
+
+/// A function's BARs could not be placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// A BAR the config fixed: its index, address and why.
+    Fixed {
+        function: usize,
+        index: u32,
+        addr: u64,
+        problem: FixedProblem,
+    },
+    /// The window has no room left for a function's BARs (`total` bytes).
+    NoRoom { function: usize, total: u64 },
+}
+
+/// Most functions [`layout`] places.
+pub const MAX_FUNCTIONS: usize = crate::plan::MAX_DOMAINS * crate::plan::MAX_DEVICES;
+
+/// Places the memory BARs of `functions` (each its sized BAR registers and
+/// the BARs its config fixed). A function with fixed BARs gets them where
+/// the config says and its other BARs right after the highest of them,
+/// largest first, each aligned to its size; its block spans them all. Every
+/// other function gets, in order, one naturally aligned block of `window`
+/// (largest BAR first, so none needs padding), around the fixed blocks.
+/// Returns a placement per function, or every problem found.
+#[allow(clippy::result_large_err)] // Runs once at boot; no copies matter.
+pub fn layout(
+    functions: &[([Slot; 6], &[FixedBar])],
+    window: Range,
+    mmio64: Option<Range>,
+) -> Result<heapless::Vec<Placement, MAX_FUNCTIONS>, heapless::Vec<LayoutError, MAX_FUNCTIONS>> {
+    let mut out: heapless::Vec<Placement, MAX_FUNCTIONS> = heapless::Vec::new();
+    let mut errors: heapless::Vec<LayoutError, MAX_FUNCTIONS> = heapless::Vec::new();
+    // Memory BARs of a function, largest first, by first index.
+    let memory = |slots: &[Slot; 6], skip: &[FixedBar]| {
+        let mut v: heapless::Vec<(usize, u64, bool), 6> = heapless::Vec::new();
+        for (i, s) in slots.iter().enumerate() {
+            if let Slot::Memory { size, is64 } = *s {
+                if !skip.iter().any(|b| b.index as usize == i) {
+                    let _ = v.push((i, size, is64));
+                }
+            }
+        }
+        v.sort_unstable_by_key(|b| core::cmp::Reverse(b.1));
+        v
+    };
+    let in_windows = |r: &Range| window.contains(r) || mmio64.is_some_and(|w| w.contains(r));
+    // First the functions with fixed BARs.
+    let mut fixed_blocks: heapless::Vec<(usize, Range, u32, u64), MAX_FUNCTIONS> =
+        heapless::Vec::new();
+    for _ in functions {
+        let _ = out.push(Placement::default());
+    }
+    for (fi, (slots, fixed)) in functions.iter().enumerate() {
+        if fixed.is_empty() {
+            continue;
+        }
+        let mut p = Placement::default();
+        let mut ok = true;
+        let (mut lo, mut hi) = (u64::MAX, 0u64);
+        for b in fixed.iter() {
+            let problem = match slots.get(b.index as usize).copied().unwrap_or(Slot::Absent) {
+                Slot::Absent => Some(FixedProblem::Absent),
+                Slot::Io => Some(FixedProblem::Io),
+                Slot::Upper => Some(FixedProblem::Upper),
+                Slot::Memory { is64: false, .. } if b.addr >= 1 << 32 => {
+                    Some(FixedProblem::Above4G)
+                }
+                Slot::Memory { size, .. } if !b.addr.is_multiple_of(size) => {
+                    Some(FixedProblem::Misaligned { size })
+                }
+                Slot::Memory { size, .. } => {
+                    let ext = size.max(BAR_ALIGN);
+                    lo = lo.min(b.addr);
+                    hi = hi.max(b.addr.saturating_add(ext));
+                    p.addr[b.index as usize] = Some(b.addr);
+                    None
+                }
+            };
+            if let Some(problem) = problem {
+                ok = false;
+                let _ = errors.push(LayoutError::Fixed {
+                    function: fi,
+                    index: b.index,
+                    addr: b.addr,
+                    problem,
+                });
+            }
+        }
+        if !ok {
+            continue;
+        }
+        // The others after the highest fixed BAR.
+        let mut end = hi;
+        for (i, size, is64) in memory(slots, fixed) {
+            let ext = size.max(BAR_ALIGN);
+            let at = end.next_multiple_of(ext);
+            if !is64 && at.saturating_add(ext) > 1 << 32 {
+                end = u64::MAX;
+                break;
+            }
+            p.addr[i] = Some(at);
+            end = at.saturating_add(ext);
+        }
+        let first = fixed[0];
+        if end == u64::MAX || !in_windows(&Range::new(lo, end - lo)) {
+            let _ = errors.push(LayoutError::Fixed {
+                function: fi,
+                index: first.index,
+                addr: first.addr,
+                problem: FixedProblem::NoRoom,
+            });
+            continue;
+        }
+        p.block = Range::new(lo, end - lo);
+        let clash = fixed_blocks.iter().find(|(_, r, ..)| r.overlaps(&p.block));
+        if let Some(&(other, ..)) = clash {
+            let _ = errors.push(LayoutError::Fixed {
+                function: fi,
+                index: first.index,
+                addr: first.addr,
+                problem: FixedProblem::Overlap { other },
+            });
+            continue;
+        }
+        let _ = fixed_blocks.push((fi, p.block, first.index, first.addr));
+        out[fi] = p;
+    }
+    // Then the others, around the fixed blocks.
+    let avoid: heapless::Vec<Range, MAX_FUNCTIONS> =
+        fixed_blocks.iter().map(|(_, r, ..)| *r).collect();
+    let mut alloc = WindowAllocator::new(window);
+    for (fi, (slots, fixed)) in functions.iter().enumerate() {
+        if !fixed.is_empty() {
+            continue;
+        }
+        let bars = memory(slots, &[]);
+        let total: u64 = bars.iter().map(|b| b.1.max(BAR_ALIGN)).sum();
+        if total == 0 {
+            continue;
+        }
+        let Some(block) = alloc.take_avoiding(total.next_power_of_two(), &avoid) else {
+            let _ = errors.push(LayoutError::NoRoom {
+                function: fi,
+                total,
+            });
+            continue;
+        };
+        let mut at = block;
+        for (i, size, _) in bars {
+            out[fi].addr[i] = Some(at);
+            at += size.max(BAR_ALIGN);
+        }
+        out[fi].block = Range::new(block, total);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +606,125 @@ mod tests {
         assert_eq!(a.take(0x10_0000), Some(0x1010_0000), "aligned to its size");
         assert_eq!(a.take(0x1000), None, "past the window");
         assert_eq!(a.take(0x3000), None, "not a power of two");
+    }
+
+    const M: fn(u64, bool) -> Slot = |size, is64| Slot::Memory { size, is64 };
+    const NO: Slot = Slot::Absent;
+
+    #[test]
+    fn fixed_bars_go_where_the_config_says_and_the_others_around_them() {
+        let window = Range::new(0x1000_0000, 0x2eff_0000);
+        let edu = [M(0x10_0000, false), NO, NO, NO, NO, NO];
+        let nvme = [M(0x4000, true), Slot::Upper, NO, NO, M(0x1000, false), NO];
+        let fixed = [FixedBar {
+            index: 0,
+            addr: 0x1000_0000,
+        }];
+        // edu fixed at the window's base: nvme's block goes after it.
+        let p = layout(&[(nvme, &[]), (edu, &fixed)], window, None).unwrap();
+        assert_eq!(p[1].addr[0], Some(0x1000_0000));
+        assert_eq!(p[1].block, Range::new(0x1000_0000, 0x10_0000));
+        assert_eq!(p[0].block, Range::new(0x1010_0000, 0x5000));
+        assert_eq!(p[0].addr[0], Some(0x1010_0000));
+        assert_eq!(p[0].addr[4], Some(0x1010_4000));
+        // Without fixed BARs, the same as ever: in order from the base.
+        let p = layout(&[(nvme, &[]), (edu, &[])], window, None).unwrap();
+        assert_eq!(p[0].block.base, 0x1000_0000);
+        assert_eq!(p[1].block.base, 0x1010_0000);
+        // A function's own other BARs follow its fixed one.
+        let fixed4 = [FixedBar {
+            index: 4,
+            addr: 0x2000_0000,
+        }];
+        let p = layout(&[(nvme, &fixed4)], window, None).unwrap();
+        assert_eq!(p[0].addr[4], Some(0x2000_0000));
+        assert_eq!(p[0].addr[0], Some(0x2000_4000));
+        assert_eq!(p[0].block, Range::new(0x2000_0000, 0x8000));
+    }
+
+    #[test]
+    fn fixed_bars_that_cannot_go_there_are_refused_with_the_reason() {
+        let window = Range::new(0x1000_0000, 0x2eff_0000);
+        let edu = [M(0x10_0000, false), NO, Slot::Io, NO, NO, NO];
+        let nvme = [M(0x4000, true), Slot::Upper, NO, NO, NO, NO];
+        let problem = |slots: [Slot; 6], index: u32, addr: u64| {
+            let fixed = [FixedBar { index, addr }];
+            match layout(
+                &[(slots, &fixed)],
+                window,
+                Some(Range::new(1 << 39, 1 << 39)),
+            ) {
+                Err(e) => match e[0] {
+                    LayoutError::Fixed { problem, .. } => problem,
+                    e => panic!("{e:?}"),
+                },
+                Ok(p) => panic!("placed: {p:?}"),
+            }
+        };
+        assert_eq!(problem(edu, 1, 0x1000_0000), FixedProblem::Absent);
+        assert_eq!(problem(edu, 2, 0x1000_0000), FixedProblem::Io);
+        assert_eq!(problem(nvme, 1, 0x1000_0000), FixedProblem::Upper);
+        assert_eq!(problem(edu, 0, 1 << 39), FixedProblem::Above4G);
+        assert_eq!(
+            problem(edu, 0, 0x1008_0000),
+            FixedProblem::Misaligned { size: 0x10_0000 }
+        );
+        assert_eq!(problem(edu, 0, 0x3ef0_0000), FixedProblem::NoRoom);
+        // Two fixed BARs that overlap once sized (different pages).
+        let a = [FixedBar {
+            index: 0,
+            addr: 0x2000_0000,
+        }];
+        let b = [FixedBar {
+            index: 0,
+            addr: 0x2000_4000,
+        }];
+        let e = layout(&[(edu, &a), (nvme, &b)], window, None).unwrap_err();
+        assert_eq!(
+            e[0],
+            LayoutError::Fixed {
+                function: 1,
+                index: 0,
+                addr: 0x2000_4000,
+                problem: FixedProblem::Overlap { other: 0 }
+            }
+        );
+        // No room left: a block that cannot fit.
+        let huge = [M(1 << 30, false), NO, NO, NO, NO, NO];
+        assert_eq!(
+            layout(&[(huge, &[])], window, None).unwrap_err()[0],
+            LayoutError::NoRoom {
+                function: 0,
+                total: 1 << 30
+            }
+        );
+    }
+
+    #[test]
+    fn the_allocator_skips_what_it_must_avoid() {
+        let mut a = WindowAllocator::new(Range::new(0x1000_0000, 0x100_0000));
+        let avoid = [
+            Range::new(0x1000_0000, 0x1000),
+            Range::new(0x1010_0000, 0x10_0000),
+        ];
+        assert_eq!(a.take_avoiding(0x10_0000, &avoid), Some(0x1020_0000));
+        assert_eq!(a.take_avoiding(0x1000, &avoid), Some(0x1030_0000));
+    }
+
+    #[test]
+    fn capabilities_are_found_and_loops_end() {
+        let mut space = [0u8; 256];
+        space[cfg::CAP_PTR] = 0x40;
+        space[0x40] = 0x05; // MSI
+        space[0x41] = 0x80;
+        space[0x80] = cfg::CAP_ID_EXP;
+        let read = |s: [u8; 256]| move |off: usize| s[off];
+        assert_eq!(find_capability(read(space), cfg::CAP_ID_EXP), Some(0x80));
+        assert_eq!(find_capability(read(space), 0x11), None);
+        space[0x81] = 0x40; // back to the first: a loop
+        assert_eq!(find_capability(read(space), 0x11), None);
+        space[cfg::CAP_PTR] = 0;
+        assert_eq!(find_capability(read(space), cfg::CAP_ID_EXP), None);
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub struct DevicePlan {
     /// `spis` holds its legacy interrupt (INTA assumed until the firmware
     /// reads the pin).
     pub pci: Option<crate::pci::Bdf>,
+    /// The BAR addresses the config fixes for the function (`bars`),
+    /// checked as far as the config can be: the firmware sizes each at
+    /// boot and refuses the config if the BAR cannot go there.
+    pub pci_bars: Vec<crate::pci::FixedBar, { crate::pci::MAX_FIXED_BARS }>,
 }
 
 /// One domain, ready to start.
@@ -276,6 +280,7 @@ pub(crate) mod fixtures {
             spis: spis.iter().copied().collect(),
             dma_unprotected: false,
             pci: None,
+            pci_bars: Vec::new(),
         }
     }
 

@@ -428,6 +428,7 @@ mod tests {
                 spis: heapless::Vec::new(),
                 dma_unprotected: false,
                 pci: None,
+                pci_bars: heapless::Vec::new(),
             })
             .unwrap();
         p

@@ -139,6 +139,12 @@ struct RegionState {
     pa: Option<u64>,
 }
 
+/// BARs fixed so far: page number, function, BAR index, owner.
+type FixedBars = Vec<
+    (u64, crate::pci::Bdf, u32, Owner),
+    { MAX_DOMAINS * MAX_DEVICES * crate::pci::MAX_FIXED_BARS },
+>;
+
 /// Resolved state of one device.
 #[derive(Clone, Debug)]
 struct DeviceState {
@@ -152,6 +158,8 @@ struct DeviceState {
     dma_unprotected: bool,
     /// A PCI function (`pci-function`), placed at boot.
     pci: Option<crate::pci::Bdf>,
+    /// The BAR addresses its config fixes (`bars`), checked.
+    bars: Vec<crate::pci::FixedBar, { crate::pci::MAX_FIXED_BARS }>,
 }
 
 /// Per-domain working state; `None` items failed a check.
@@ -498,6 +506,7 @@ impl Resolver<'_, '_, '_> {
         let mut spis: Vec<(u32, Owner), MAX_SPIS> = Vec::new();
         let mut functions: Vec<(crate::pci::Bdf, Owner), { MAX_DOMAINS * MAX_DEVICES }> =
             Vec::new();
+        let mut fixed: FixedBars = Vec::new();
         for (d, domain) in config.domains.iter().enumerate() {
             let Some(state) = states.get_mut(d) else {
                 continue;
@@ -506,6 +515,7 @@ impl Resolver<'_, '_, '_> {
                 let resolved = self.resolve_device(d, i, device);
                 let resolved =
                     resolved.filter(|dev| self.check_pci_owner(d, i, dev, &mut functions));
+                let resolved = resolved.filter(|dev| self.check_bar_overlap(d, i, dev, &mut fixed));
                 let resolved = resolved.filter(|dev| {
                     let ok_ipa = self.check_device_ipa(d, i, dev, state);
                     let ok_pa = self.check_device_pa(d, i, dev, &mmio);
@@ -518,6 +528,38 @@ impl Resolver<'_, '_, '_> {
                 let _ = state.devices.push(resolved);
             }
         }
+    }
+
+    /// BARs fixed by `bars` do not share a page, in any domain. (Their
+    /// sizes are only known at boot: the firmware refuses fixed BARs that
+    /// overlap once sized.)
+    fn check_bar_overlap(
+        &mut self,
+        d: usize,
+        i: usize,
+        dev: &DeviceState,
+        fixed: &mut FixedBars,
+    ) -> bool {
+        let Some(bdf) = dev.pci else { return true };
+        for bar in dev.bars.iter() {
+            let page = bar.addr / crate::pci::BAR_ALIGN;
+            if let Some(&(_, other_bdf, other_index, owner)) =
+                fixed.iter().find(|(p, ..)| *p == page)
+            {
+                self.errors.push(Error::PciBarOverlap {
+                    at: self.device_site(d, i, Some("bars")),
+                    bdf,
+                    index: bar.index,
+                    addr: bar.addr,
+                    owner: self.name(owner.domain),
+                    other_bdf,
+                    other_index,
+                });
+                return false;
+            }
+            let _ = fixed.push((page, bdf, bar.index, Owner { domain: d, item: i }));
+        }
+        true
     }
 
     /// A PCI function belongs to one domain, and so does every function of
@@ -568,7 +610,9 @@ impl Resolver<'_, '_, '_> {
         let pa_prop = match source {
             DeviceSource::Board(_) => "board-device",
             DeviceSource::Explicit { .. } => "physical-address",
-            DeviceSource::Pci(bdf) => return self.resolve_pci(d, i, *bdf, device.dma_unprotected),
+            DeviceSource::Pci(bdf, bars) => {
+                return self.resolve_pci(d, i, *bdf, bars, device.dma_unprotected)
+            }
         };
         let (reg, board_device, compatible, explicit_compatible, spis) = match source {
             DeviceSource::Board(name) => {
@@ -599,7 +643,7 @@ impl Resolver<'_, '_, '_> {
                 };
                 (dev.reg, Some(dev.name), dev.compatible, false, spis)
             }
-            DeviceSource::Pci(_) => return None,
+            DeviceSource::Pci(..) => return None,
             DeviceSource::Explicit {
                 pa,
                 size,
@@ -716,6 +760,7 @@ impl Resolver<'_, '_, '_> {
             spis,
             dma_unprotected,
             pci: None,
+            bars: Vec::new(),
         })
     }
 
@@ -728,6 +773,7 @@ impl Resolver<'_, '_, '_> {
         d: usize,
         i: usize,
         bdf: crate::pci::Bdf,
+        bars: &[crate::pci::FixedBar],
         accepted: bool,
     ) -> Option<DeviceState> {
         let at = |s: &Self| s.device_site(d, i, Some("pci-function"));
@@ -751,6 +797,18 @@ impl Resolver<'_, '_, '_> {
             }
             accepted
         };
+        let mut fixed = Vec::new();
+        let mut bars_ok = true;
+        for bar in bars {
+            if self.check_fixed_bar(d, i, bdf, bar, bars, &host) {
+                let _ = fixed.push(*bar);
+            } else {
+                bars_ok = false;
+            }
+        }
+        if !bars_ok {
+            return None;
+        }
         let spi = host.intx_spis[crate::pci::intx_index(bdf.device, 1)];
         let mut spis = Vec::new();
         let _ = spis.push(spi);
@@ -767,7 +825,78 @@ impl Resolver<'_, '_, '_> {
             spis,
             dma_unprotected,
             pci: Some(bdf),
+            bars: fixed,
         })
+    }
+
+    /// One BAR address of a function's `bars`: a BAR that can exist, page
+    /// aligned (stage 2 maps pages), in one of the host's memory windows
+    /// and in the guest address space (guest = physical). Its size, and so
+    /// its alignment and whether the function has it at all, only the
+    /// firmware knows, once it has sized the BAR at boot.
+    fn check_fixed_bar(
+        &mut self,
+        d: usize,
+        i: usize,
+        bdf: crate::pci::Bdf,
+        bar: &crate::pci::FixedBar,
+        all: &[crate::pci::FixedBar],
+        host: &crate::board::PcieHost,
+    ) -> bool {
+        let at = |s: &Self| s.device_site(d, i, Some("bars"));
+        let high = |b: &crate::pci::FixedBar| b.addr >= 1 << 32;
+        let why = if bar.index > 5 {
+            Some("a function has BARs 0 to 5")
+        } else if bar.index == 5 && high(bar) {
+            Some("an address above 4 GiB needs a 64-bit BAR, which takes two registers, and BAR5 is the last")
+        } else if all.iter().any(|b| b.index + 1 == bar.index && high(b)) {
+            Some(
+                "it is the upper half of the one before, a 64-bit BAR (its address is above 4 GiB)",
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.errors.push(Error::PciBarIndex {
+                at: at(self),
+                bdf,
+                index: bar.index,
+                why,
+            });
+            return false;
+        }
+        if !bar.addr.is_multiple_of(crate::pci::BAR_ALIGN) {
+            self.errors.push(Error::Misaligned {
+                at: at(self),
+                what: "BAR address",
+                value: bar.addr,
+                align: crate::pci::BAR_ALIGN,
+            });
+            return false;
+        }
+        let page = Range::new(bar.addr, crate::pci::BAR_ALIGN);
+        let in_window =
+            host.mmio32.contains(&page) || host.mmio64.is_some_and(|w| w.contains(&page));
+        if !in_window {
+            self.errors.push(Error::PciBarWindow {
+                at: at(self),
+                bdf,
+                index: bar.index,
+                addr: bar.addr,
+                mmio32: host.mmio32,
+                mmio64: host.mmio64,
+            });
+            return false;
+        }
+        if !ipa_in_range(&page) {
+            self.errors.push(Error::IpaRange {
+                at: at(self),
+                range: page,
+                limit: IPA_LIMIT,
+            });
+            return false;
+        }
+        true
     }
 
     /// DMA: a device that masters DMA reaches all of physical memory unless
@@ -1215,6 +1344,7 @@ impl Resolver<'_, '_, '_> {
                         spis: dev.spis.clone(),
                         dma_unprotected: dev.dma_unprotected,
                         pci: dev.pci,
+                        pci_bars: dev.bars.clone(),
                     })
                     .ok()?;
             }
@@ -1382,6 +1512,7 @@ pub(crate) mod tests {
             name: "pcie",
             ecam: Range::new(0x40_1000_0000, 0x1000_0000),
             mmio32: Range::new(0x1000_0000, 0x2eff_0000),
+            mmio64: Some(Range::new(0x80_0000_0000, 0x80_0000_0000)),
             intx_spis: [3, 4, 5, 6],
             iommu: Some("smmu"),
         }),
@@ -1769,6 +1900,49 @@ pub(crate) mod tests {
                 })),
             ),
             (
+                "pci-bar-index",
+                b(at_probe(|d| {
+                    d.child(
+                        node("devices").child(
+                            node("edu")
+                                .str("pci-function", "00:02.0")
+                                .cells("bars", &[6, 0, 0x1000_0000]),
+                        ),
+                    )
+                })),
+            ),
+            (
+                "pci-bar-window",
+                b(at_probe(|d| {
+                    d.child(
+                        node("devices").child(
+                            node("edu")
+                                .str("pci-function", "00:02.0")
+                                .cells("bars", &[0, 0, 0x4000_0000]),
+                        ),
+                    )
+                })),
+            ),
+            (
+                "pci-bar-overlap",
+                b(at_probe(|d| {
+                    d.child(
+                        node("devices").child(
+                            node("edu")
+                                .str("pci-function", "00:02.0")
+                                .cells("bars", &[0, 0, 0x1000_0000]),
+                        ),
+                    )
+                })
+                .at("domains/hello/devices", |d| {
+                    d.child(
+                        node("nvme")
+                            .str("pci-function", "00:03.0")
+                            .cells("bars", &[2, 0, 0x1000_0000]),
+                    )
+                })),
+            ),
+            (
                 "missing-image",
                 b(at_hello(|d| d.str("image", "does-not-exist.bin"))),
             ),
@@ -1851,6 +2025,81 @@ pub(crate) mod tests {
             at_probe(|d| d.child(node("devices").child(explicit("u", 0x0904_0000, 0x1000, &[1]))));
         let codes_of = |n: &Node| run(n).err().map(|e| codes(&e)).unwrap_or_default();
         assert!(!codes_of(&reserved).contains(&"console-irq"));
+    }
+
+    #[test]
+    fn fixed_bar_addresses_are_checked_and_reach_the_plan() {
+        let with = |bars: &[u32]| {
+            at_probe(|d| {
+                d.child(
+                    node("devices").child(
+                        node("edu")
+                            .str("pci-function", "00:02.0")
+                            .cells("bars", bars),
+                    ),
+                )
+            })
+        };
+        // Accepted: BAR0 in the 32-bit window, BAR2 (a 64-bit BAR's low
+        // half) with BAR3 left to it.
+        let p = plan(&with(&[0, 0, 0x2000_0000, 2, 0, 0x2010_0000]));
+        let edu = p
+            .domains
+            .iter()
+            .flat_map(|d| d.devices.iter())
+            .find(|x| x.pci.is_some());
+        let bars = &edu.unwrap().pci_bars;
+        assert_eq!(
+            bars.as_slice(),
+            &[
+                crate::pci::FixedBar {
+                    index: 0,
+                    addr: 0x2000_0000
+                },
+                crate::pci::FixedBar {
+                    index: 2,
+                    addr: 0x2010_0000
+                }
+            ]
+        );
+        // An index that cannot exist: above 5, BAR5 above 4 GiB, and the
+        // upper half of a 64-bit BAR given an address of its own.
+        expect_only(&with(&[7, 0, 0x1000_0000]), "pci-bar-index");
+        expect_only(&with(&[5, 0x80, 0]), "pci-bar-index");
+        // (BAR0 itself is in the 64-bit window, beyond the guest address
+        // space on qemu-virt: refused too.)
+        let e = run(&with(&[0, 0x80, 0, 1, 0, 0x1000_0000])).unwrap_err();
+        assert_eq!(codes(&e), ["ipa-range", "pci-bar-index"]);
+        // Outside both windows (RAM; the ECAM window), and in the 64-bit
+        // window but beyond the guest address space (guest = physical).
+        expect_only(&with(&[0, 0, 0x4000_0000]), "pci-bar-window");
+        expect_only(&with(&[0, 0x40, 0x1000_0000]), "pci-bar-window");
+        expect_only(&with(&[0, 0x80, 0]), "ipa-range");
+        // Not page aligned; an index twice; malformed; without pci-function.
+        expect_only(&with(&[0, 0, 0x1000_0800]), "misaligned");
+        expect_only(
+            &with(&[0, 0, 0x1000_0000, 0, 0, 0x1010_0000]),
+            "bad-property",
+        );
+        expect_only(&with(&[0, 0x1000_0000]), "bad-property");
+        let text = expect_only(
+            &at_probe(|d| {
+                d.child(node("devices").child(
+                    explicit("clock", 0x0901_0000, 0x1000, &[]).cells("bars", &[0, 0, 0x1000_0000]),
+                ))
+            }),
+            "bad-property",
+        );
+        assert!(text.contains("only together with pci-function"), "{text}");
+        // Two fixed BARs on one page, of one function or across domains.
+        let text = expect_only(
+            &with(&[0, 0, 0x1000_0000, 1, 0, 0x1000_0000]),
+            "pci-bar-overlap",
+        );
+        assert!(
+            text.contains("BAR1 at 0x10000000 shares its page with BAR0 of PCI function 00:02.0"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -2618,6 +2618,7 @@ mod tests {
                     spis: heapless::Vec::from_slice(spis).unwrap(),
                     dma_unprotected: false,
                     pci: None,
+                    pci_bars: heapless::Vec::new(),
                 })
                 .unwrap();
         }

@@ -355,7 +355,7 @@ fn load(i: usize, d: &DomainPlan) {
     }
     mmu::unmap_domain_ram(d);
     // Its PCI functions may master the bus again (a restart stopped them).
-    crate::pci::enable(d);
+    crate::pci::enable(i, d);
 }
 
 /// Start each domain's first vCPU; this core then runs its own vCPU, or
@@ -433,7 +433,7 @@ fn power_on(d: &DomainPlan, core: usize) -> Result<(), PowerOnFailed> {
 }
 
 /// Busy-wait about `ms` milliseconds of the physical counter.
-fn spin_ms(ms: u64) {
+pub(crate) fn spin_ms(ms: u64) {
     let start = CNTPCT_EL0.get();
     let ticks = CNTFRQ_EL0.get() * ms / 1000;
     while CNTPCT_EL0.get().wrapping_sub(start) < ticks {

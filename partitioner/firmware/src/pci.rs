@@ -6,7 +6,7 @@
 
 use bulkhead_core::board::Board;
 use bulkhead_core::pci::{
-    self, cfg, Bar, Bdf, Decision, VBar, VFunction, VirtualEcam, WindowAllocator,
+    self, cfg, Bar, Bdf, Decision, FixedProblem, LayoutError, Slot, VBar, VFunction, VirtualEcam,
 };
 use bulkhead_core::plan::MAX_DOMAINS;
 use bulkhead_core::plan::{MemKind, Plan};
@@ -84,6 +84,31 @@ impl Function {
     fn present(&self) -> bool {
         self.rd16(cfg::VENDOR_DEVICE) != 0xffff
     }
+    /// Its PCI Express capability, if it has one.
+    fn pcie_capability(&self) -> Option<usize> {
+        if self.rd16(0x06) & cfg::STATUS_CAP_LIST == 0 {
+            return None;
+        }
+        pci::find_capability(|off| self.rd8(off), cfg::CAP_ID_EXP)
+    }
+    /// A Function Level Reset, if the function advertises one: initiated,
+    /// then the 100 ms the specification gives the function to come back
+    /// waited out on the generic timer, and its command register left with
+    /// everything off. Returns the milliseconds waited; `None` (nothing
+    /// done) without FLR.
+    fn flr(&self) -> Option<u64> {
+        let cap = self.pcie_capability()?;
+        if self.rd32(cap + cfg::EXP_DEVCAP) & cfg::DEVCAP_FLR == 0 {
+            return None;
+        }
+        // Device Control is the low half of its dword; the high half,
+        // Device Status, has write-one-to-clear bits: written as zeros.
+        let ctl = self.rd16(cap + cfg::EXP_DEVCTL);
+        self.wr32(cap + cfg::EXP_DEVCTL, (ctl | cfg::DEVCTL_FLR) as u32);
+        crate::domain::spin_ms(cfg::FLR_WAIT_MS);
+        self.set_command(cfg::CMD_INTX_DISABLE);
+        Some(cfg::FLR_WAIT_MS)
+    }
 }
 
 /// Each domain's view of the root bus (its own functions, its BARs as
@@ -138,10 +163,17 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
             }
         }
     }
-    let mut window = WindowAllocator::new(host.mmio32);
+    // Every owned function: checked and its BARs sized (decoding off).
+    struct Owned {
+        domain: usize,
+        device: usize,
+        bdf: Bdf,
+        slots: [Slot; 6],
+    }
+    let mut funcs: heapless::Vec<Owned, { pci::MAX_FUNCTIONS }> = heapless::Vec::new();
     let mut failed = false;
     for (di, d) in plan.domains.iter_mut().enumerate() {
-        for dev in d.devices.iter_mut() {
+        for (xi, dev) in d.devices.iter_mut().enumerate() {
             let Some(bdf) = dev.pci else { continue };
             let Some(f) = Function::at(board, bdf).filter(Function::present) else {
                 error!(
@@ -189,109 +221,176 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                 failed = true;
                 continue;
             }
-            // Size the BARs with decoding off.
-            let mut bars: heapless::Vec<(usize, u64, bool), 6> = heapless::Vec::new();
-            let mut i = 0;
-            while i < 6 {
-                let off = cfg::BAR0 + 4 * i;
-                let old = f.rd32(off);
-                f.wr32(off, 0xffff_ffff);
-                let low = f.rd32(off);
-                let is64 = low & 1 == 0 && (low >> 1) & 3 == 2;
-                let high = if is64 && i < 5 {
-                    let old_hi = f.rd32(off + 4);
-                    f.wr32(off + 4, 0xffff_ffff);
-                    let h = f.rd32(off + 4);
-                    f.wr32(off + 4, old_hi);
-                    h
-                } else {
-                    0
+            let _ = funcs.push(Owned {
+                domain: di,
+                device: xi,
+                bdf,
+                slots: size_bars(&f, &d.name, bdf),
+            });
+        }
+    }
+    // Where their BARs go: where the config fixed them, the others around.
+    let placed = {
+        let input: heapless::Vec<([Slot; 6], &[pci::FixedBar]), { pci::MAX_FUNCTIONS }> = funcs
+            .iter()
+            .map(|o| {
+                (
+                    o.slots,
+                    plan.domains[o.domain].devices[o.device].pci_bars.as_slice(),
+                )
+            })
+            .collect();
+        pci::layout(&input, host.mmio32, host.mmio64)
+    };
+    let placed = match placed {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors.iter() {
+                let name = |fi: usize| {
+                    let o = &funcs[fi];
+                    let d = &plan.domains[o.domain];
+                    (d.name.as_str(), d.devices[o.device].name.as_str(), o.bdf)
                 };
-                f.wr32(off, old);
-                match pci::decode_bar(low, high) {
-                    Bar::Memory { size, is64, .. } => {
-                        let _ = bars.push((i, size, is64));
+                match *e {
+                    LayoutError::Fixed {
+                        function,
+                        index,
+                        addr,
+                        problem,
+                    } => {
+                        let (dn, xn, bdf) = name(function);
+                        match problem {
+                            FixedProblem::Overlap { other } => {
+                                let (on, oxn, obdf) = name(other);
+                                error!(
+                                    "config: domain \"{dn}\": device \"{xn}\": PCI {bdf} BAR{index} cannot go at {addr:#x}: its BARs overlap those of PCI {obdf} (domain \"{on}\", device \"{oxn}\")"
+                                );
+                            }
+                            _ => error!(
+                                "config: domain \"{dn}\": device \"{xn}\": PCI {bdf} BAR{index} cannot go at {addr:#x}: {problem}"
+                            ),
+                        }
                     }
-                    Bar::Io { .. } => warn!(
-                        "domain \"{}\": PCI {bdf}: BAR{i} is I/O space, which Bulkhead does not place",
-                        d.name
-                    ),
-                    Bar::None => {}
+                    LayoutError::NoRoom { function, total } => {
+                        let (dn, xn, bdf) = name(function);
+                        error!(
+                            "config: domain \"{dn}\": device \"{xn}\": PCI function {bdf}'s BARs ({total:#x} bytes) do not fit in the host's memory window"
+                        );
+                    }
                 }
-                i += if is64 { 2 } else { 1 };
             }
-            // One naturally aligned block per function, largest BAR first:
-            // every BAR stays aligned to its size and nothing is left
-            // between them.
-            bars.sort_unstable_by_key(|b| core::cmp::Reverse(b.1));
-            let total: u64 = bars.iter().map(|b| b.1.max(pci::BAR_ALIGN)).sum();
-            let Some(block) = (total > 0)
-                .then(|| window.take(total.next_power_of_two()))
-                .flatten()
-            else {
-                if total > 0 {
-                    error!(
-                        "config: domain \"{}\": device \"{}\": PCI function {bdf}'s BARs ({total:#x} bytes) do not fit in the host's memory window",
-                        d.name, dev.name
-                    );
-                    failed = true;
-                }
+            return Err(());
+        }
+    };
+    if failed {
+        return Err(());
+    }
+    for (o, p) in funcs.iter().zip(placed.iter()) {
+        let d = &mut plan.domains[o.domain];
+        let dev = &mut d.devices[o.device];
+        let Some(f) = Function::at(board, o.bdf) else {
+            continue;
+        };
+        let bdf = o.bdf;
+        let mut vbars = [VBar::default(); 6];
+        for (i, at) in p.addr.iter().enumerate() {
+            let (Some(at), Slot::Memory { size, is64 }) = (*at, o.slots[i]) else {
                 continue;
             };
-            let mut at = block;
-            let mut vbars = [VBar::default(); 6];
-            for &(i, size, is64) in bars.iter() {
-                let off = cfg::BAR0 + 4 * i;
-                let flags = f.rd32(off) & 0xf;
-                f.wr32(off, at as u32);
-                if is64 {
-                    f.wr32(off + 4, (at >> 32) as u32);
-                }
-                let mask = !(size - 1);
-                vbars[i] = VBar {
-                    value: at as u32 | flags,
-                    sizing: mask as u32 | flags,
+            let off = cfg::BAR0 + 4 * i;
+            let flags = f.rd32(off) & 0xf;
+            f.wr32(off, at as u32);
+            if is64 {
+                f.wr32(off + 4, (at >> 32) as u32);
+            }
+            let mask = !(size - 1);
+            vbars[i] = VBar {
+                value: at as u32 | flags,
+                sizing: mask as u32 | flags,
+                probing: false,
+            };
+            if is64 {
+                vbars[i + 1] = VBar {
+                    value: (at >> 32) as u32,
+                    sizing: (mask >> 32) as u32,
                     probing: false,
                 };
-                if is64 {
-                    vbars[i + 1] = VBar {
-                        value: (at >> 32) as u32,
-                        sizing: (mask >> 32) as u32,
-                        probing: false,
-                    };
-                }
-                info!(
-                    "domain \"{}\": PCI {bdf} BAR{i}: {size:#x} bytes at {at:#x}",
-                    d.name
-                );
-                at += size.max(pci::BAR_ALIGN);
             }
+            let fixed = if dev.pci_bars.iter().any(|b| b.index as usize == i) {
+                " (fixed by the config)"
+            } else {
+                ""
+            };
+            info!(
+                "domain \"{}\": PCI {bdf} BAR{i}: {size:#x} bytes at {at:#x}{fixed}",
+                d.name
+            );
+        }
+        if p.block.size > 0 {
             dev.mapping = bulkhead_core::plan::Mapping {
-                ipa: block,
-                pa: block,
-                size: total,
+                ipa: p.block.base,
+                pa: p.block.base,
+                size: p.block.size,
                 kind: MemKind::Device,
             };
-            let ids = f.rd32(cfg::VENDOR_DEVICE);
-            dev.compatible.clear();
-            let _ = core::fmt::write(
-                &mut dev.compatible,
-                format_args!("pci{:04x},{:04x}", ids & 0xffff, ids >> 16),
-            );
-            let _ = VECAMS[di]
-                .lock()
-                .functions
-                .push(VFunction { bdf, bars: vbars });
-            // Decode its BARs and master the bus (through the IOMMU, which
-            // aborts it until its domain's tables are attached).
-            f.set_command(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
         }
+        let ids = f.rd32(cfg::VENDOR_DEVICE);
+        dev.compatible.clear();
+        let _ = core::fmt::write(
+            &mut dev.compatible,
+            format_args!("pci{:04x},{:04x}", ids & 0xffff, ids >> 16),
+        );
+        let _ = VECAMS[o.domain]
+            .lock()
+            .functions
+            .push(VFunction { bdf, bars: vbars });
+        // Decode its BARs and master the bus (through the IOMMU, which
+        // aborts it until its domain's tables are attached).
+        f.set_command(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
     }
     if failed {
         Err(())
     } else {
         Ok(())
     }
+}
+
+/// Sizes function `f`'s BARs (its decoding is off): what each register is.
+fn size_bars(f: &Function, domain: &str, bdf: Bdf) -> [Slot; 6] {
+    let mut slots = [Slot::Absent; 6];
+    let mut i = 0;
+    while i < 6 {
+        let off = cfg::BAR0 + 4 * i;
+        let old = f.rd32(off);
+        f.wr32(off, 0xffff_ffff);
+        let low = f.rd32(off);
+        let is64 = low & 1 == 0 && (low >> 1) & 3 == 2;
+        let high = if is64 && i < 5 {
+            let old_hi = f.rd32(off + 4);
+            f.wr32(off + 4, 0xffff_ffff);
+            let h = f.rd32(off + 4);
+            f.wr32(off + 4, old_hi);
+            h
+        } else {
+            0
+        };
+        f.wr32(off, old);
+        match pci::decode_bar(low, high) {
+            Bar::Memory { size, is64, .. } => {
+                slots[i] = Slot::Memory { size, is64 };
+                if is64 && i < 5 {
+                    slots[i + 1] = Slot::Upper;
+                }
+            }
+            Bar::Io { .. } => {
+                slots[i] = Slot::Io;
+                warn!("domain \"{domain}\": PCI {bdf}: BAR{i} is I/O space, which Bulkhead does not place");
+            }
+            Bar::None => {}
+        }
+        i += if is64 { 2 } else { 1 };
+    }
+    slots
 }
 
 /// Attach each owned function's stream to its domain's stage-2 tables
@@ -351,14 +450,27 @@ pub fn report_dma_fault(run: &bulkhead_core::smmuv3::FaultRun) {
 }
 
 /// Domain `d` stops (`stop`) or restarts: before its memory is reused, its
-/// functions stop decoding and mastering the bus, and the IOMMU forgets
-/// its cached translations; on a stop their streams abort for good.
+/// functions stop decoding and mastering the bus and, if they can, are
+/// reset (Function Level Reset: nothing the domain left in them survives),
+/// and the IOMMU forgets its cached translations; on a stop their streams
+/// abort for good.
 pub fn quiesce(d: &bulkhead_core::plan::DomainPlan, stop: bool) {
     let board = crate::board();
     let mut sids: heapless::Vec<u16, { bulkhead_core::plan::MAX_DEVICES }> = heapless::Vec::new();
-    for bdf in d.devices.iter().filter_map(|x| x.pci) {
+    for x in d.devices.iter() {
+        let Some(bdf) = x.pci else { continue };
         if let Some(f) = Function::at(board, bdf) {
             f.set_command(cfg::CMD_INTX_DISABLE);
+            match f.flr() {
+                Some(ms) => info!(
+                    "domain \"{}\": device \"{}\": PCI {bdf} reset (Function Level Reset, {ms} ms)",
+                    d.name, x.name
+                ),
+                None => info!(
+                    "domain \"{}\": device \"{}\": PCI {bdf} cannot be reset (no Function Level Reset): bus mastering and decoding off, its other state as the domain left it",
+                    d.name, x.name
+                ),
+            }
         }
         let _ = sids.push(bdf.rid());
     }
@@ -372,10 +484,25 @@ pub fn quiesce(d: &bulkhead_core::plan::DomainPlan, stop: bool) {
     }
 }
 
-/// A (re)loaded domain is about to start: its functions decode their BARs
-/// and master the bus again (through its stage-2 tables).
-pub fn enable(d: &bulkhead_core::plan::DomainPlan) {
+/// A (re)loaded domain `di` is about to start: its functions get their
+/// BARs back where they were placed (a reset cleared them), and decode
+/// them and master the bus again (through its stage-2 tables). Its view of
+/// the bus forgets any sizing in progress.
+pub fn enable(di: usize, d: &bulkhead_core::plan::DomainPlan) {
     let board = crate::board();
+    let mut v = VECAMS[di].lock();
+    for vf in v.functions.iter_mut() {
+        let Some(f) = Function::at(board, vf.bdf) else {
+            continue;
+        };
+        f.set_command(cfg::CMD_INTX_DISABLE);
+        for (i, bar) in vf.bars.iter_mut().enumerate() {
+            bar.probing = false;
+            if bar.sizing != 0 {
+                f.wr32(cfg::BAR0 + 4 * i, bar.value);
+            }
+        }
+    }
     for bdf in d.devices.iter().filter_map(|x| x.pci) {
         if let Some(f) = Function::at(board, bdf) {
             f.set_command(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
