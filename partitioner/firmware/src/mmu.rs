@@ -416,10 +416,10 @@ pub unsafe fn copy(pa: u64, src: &[u8]) {
     let aligned = (pa | src.as_ptr() as u64).is_multiple_of(16);
     let bulk = src.len() & !63;
     if aligned && bulk > 0 {
-        // SAFETY: `bulk` bytes from `src` are readable (a prefix of the
-        // slice) and `bulk` bytes from `pa` writable (caller's range), both
-        // 16-byte aligned; the loop moves 64 bytes per turn until the count,
-        // a multiple of 64, reaches zero.
+        // The loop moves 64 bytes a turn until the count (a multiple of 64)
+        // is zero. SAFETY: `bulk` bytes from `src` are readable (a prefix of
+        // the slice), `bulk` from `pa` writable (caller's range), both
+        // 16-byte aligned.
         unsafe {
             core::arch::asm!(
                 "2:",
