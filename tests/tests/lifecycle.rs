@@ -46,6 +46,18 @@ fn restart_gives_a_cold_state(gic: u32, cpu: &str) {
         3,
         "{fresh:#?}"
     );
+    // The memory the last run filled reads zero again (the partitioner
+    // skips writing pages that already read zero, so this is its check).
+    assert_eq!(
+        lines_with(&log, "fresh: reset-state: ram clean").len(),
+        3,
+        "{fresh:#?}"
+    );
+    assert_eq!(
+        lines_with(&log, "fresh: reset-state: ram filled").len(),
+        3,
+        "{fresh:#?}"
+    );
     assert_eq!(
         lines_with(&log, "fresh: reset-state: sgi at default priority arrived").len(),
         3,

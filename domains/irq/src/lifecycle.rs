@@ -3,6 +3,7 @@
 //! (a storm of racing SYSTEM_RESETs). See the table at the top of `main.rs`.
 
 use bulkhead_rt::gic::{self, SgiTarget};
+use bulkhead_rt::image::scratch;
 use bulkhead_rt::{cpu, irq, psci, reset_state, smp};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -20,7 +21,8 @@ pub fn on_sgi_self() {
 
 /// Reports every register the boot vCPU was entered with that is not in its
 /// cold reset state, GIC CPU interface included. Call before `gic::init`.
-pub fn check_reset_state() {
+pub fn check_reset_state(dtb: Option<usize>) {
+    check_scratch(dtb);
     let report = |name: &str, v: u64| say!("reset-state: dirty {name}={v:#x}");
     let mut dirty = reset_state::entry_dirty(report);
     if let Some(info) = gic::discover() {
@@ -33,9 +35,34 @@ pub fn check_reset_state() {
     }
 }
 
-/// An SGI at default priority to itself must arrive; then every register
-/// is left dirty and the domain resets itself.
-pub fn run_reset_state(info: &gic::GicInfo) -> ! {
+/// Says whether the RAM above the image reads zero (`reset-state: ram
+/// clean`), or where it does not.
+fn check_scratch(dtb: Option<usize>) {
+    let Some((start, end)) = scratch::range(dtb) else {
+        say!("reset-state: no room for the ram check below the device tree");
+        return;
+    };
+    match scratch::not_zero(start, end) {
+        (0, _) => say!("reset-state: ram clean ({start:#x}..{end:#x} reads zero)"),
+        (dirty, first) => {
+            let (at, word) = first.unwrap_or_default();
+            say!("reset-state: ram dirty: {dirty} word(s) not zero, the first at {at:#x} ({word:#x})")
+        }
+    }
+}
+
+/// Fills the RAM above the image for the next boot to check.
+fn fill_scratch(dtb: Option<usize>) {
+    if let Some((start, end)) = scratch::range(dtb) {
+        scratch::fill(start, end);
+        say!("reset-state: ram filled ({start:#x}..{end:#x})");
+    }
+}
+
+/// An SGI at default priority to itself must arrive; then the scratch RAM
+/// is filled, every register is left dirty and the domain resets itself.
+pub fn run_reset_state(info: &gic::GicInfo, dtb: Option<usize>) -> ! {
+    fill_scratch(dtb);
     gic::configure(SGI_SELF, gic::DEFAULT_PRIORITY);
     let before = SELF_SEEN.load(Ordering::Acquire);
     gic::send_sgi(SGI_SELF, SgiTarget::Vcpu(cpu::index()));

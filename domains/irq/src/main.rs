@@ -22,7 +22,7 @@
 //! | `uart-echo` | receive interrupts of the console UART: print every byte received |
 //! | `no-heartbeat` | no heartbeat lines (heartbeats are on by default; `heartbeat` is accepted) |
 //! | `reset-after=<ms>` / `off-after=<ms>` | that long after the heartbeat phase starts, PSCI SYSTEM_RESET / SYSTEM_OFF |
-//! | `reset-state` | at boot, before the GIC is set up, check that every EL1/EL0 register the vCPU was entered with (system registers, virtual timer, V0-V31, FPCR, FPSR) and its GIC CPU interface (priority mask, binary points, group enables, EOImode, active and running priority) are in their cold reset state; then send itself an SGI at default priority, which must arrive; then dirty all of that state (an SGI left active without EOI, a restrictive priority mask, the largest binary points, Group 1 off) and call SYSTEM_RESET at once. With a `restart-limit`, every restart must be clean |
+//! | `reset-state` | at boot, before the GIC is set up, check that every EL1/EL0 register the vCPU was entered with (system registers, virtual timer, V0-V31, FPCR, FPSR) and its GIC CPU interface (priority mask, binary points, group enables, EOImode, active and running priority) are in their cold reset state, and that 64 KiB of its RAM above its image read zero; then fill that RAM; then send itself an SGI at default priority, which must arrive; then dirty all of that state (an SGI left active without EOI, a restrictive priority mask, the largest binary points, Group 1 off) and call SYSTEM_RESET at once. With a `restart-limit`, every restart must be clean |
 //! | `cpu-on-0` | (2 vCPUs) vCPU 0 starts vCPU 1, which tries CPU_ON of vCPU 0 (must be ALREADY_ON), then, once vCPU 0 has done CPU_OFF, CPU_ON of vCPU 0 at the runtime's secondary entry with its own context id: vCPU 0 must come up there, with that context, over live memory |
 //! | `reset-race` | (2 vCPUs) vCPU 0 starts vCPU 1; once it is up, vCPU 1 calls SYSTEM_RESET and vCPU 0 SYSTEM_RESET or CPU_OFF (a random bit), each after a random delay of up to 1023 counter ticks, racing: with a `restart-limit`, a storm of restarts that must each be carried out |
 //!
@@ -96,6 +96,9 @@
 //! lifecycle: SYSTEM_RESET in <ms> ms        (or SYSTEM_OFF) when the heartbeat phase starts
 //! lifecycle: calling SYSTEM_RESET           (or SYSTEM_OFF)
 //! lifecycle: SYSTEM_RESET returned <ret>    (only if it did)
+//! reset-state: ram clean (<a>..<b> reads zero)  the 64 KiB above the image
+//! reset-state: ram dirty: <n> word(s) ...    (instead: what a restart left)
+//! reset-state: ram filled (<a>..<b>)         before the reset
 //! reset-state: clean                        every register at its reset value
 //! reset-state: dirty <register>=<#x>        one per register that is not
 //! reset-state: <k> dirty register(s)        (instead of clean)
@@ -1141,7 +1144,7 @@ fn main(_dtb: usize) -> ! {
     let config = parse(bootargs);
     if config.reset_state {
         // Before anything sets the GIC interface up.
-        lifecycle::check_reset_state();
+        lifecycle::check_reset_state(info.dtb());
     }
 
     let gic_info = match gic::init() {
@@ -1262,7 +1265,7 @@ fn main(_dtb: usize) -> ! {
     }
     if config.reset_state {
         match &gic_info {
-            Some(g) => lifecycle::run_reset_state(g),
+            Some(g) => lifecycle::run_reset_state(g, info.dtb()),
             None => skipped("reset-state"),
         }
     }
