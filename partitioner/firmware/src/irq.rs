@@ -13,7 +13,13 @@
 //! - SGIs are virtual: a domain's ICC_SGI1R_EL1, ICC_ASGI1R_EL1 or
 //!   ICC_SGI0R_EL1 (GICv3) or GICD_SGIR (GICv2) write is turned into virtual
 //!   SGIs for its own vCPUs only, queued on their cores, which are kicked
-//!   with the partitioner's physical SGI.
+//!   with the partitioner's physical SGI. The common case (an
+//!   ICC_SGI1R_EL1 or GICD_SGIR write whose targets all have the SGI
+//!   enabled and run) takes a lock-free fast path instead
+//!   (`bulkhead_core::vsgi`, [`send_sgi_fast`]): one atomic OR into each
+//!   target core's pending-SGI bitmap (`SGI_PENDING`) and the kick; the
+//!   target takes the bitmap with one swap on its way back to its vCPU
+//!   (`flush_sgis`) and writes list registers directly.
 //! - Queued interrupts go to free list registers before every return to the
 //!   domain; if they run out, the underflow maintenance interrupt refills them.
 //! - The virtual console's interrupt is a purely virtual SPI
@@ -32,6 +38,7 @@ use bulkhead_core::plan::{
 };
 use bulkhead_core::trap::Access;
 use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq, VirtualLine, WithLine};
+use bulkhead_core::vsgi::{self, PENDING_WORDS};
 use core::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
@@ -72,6 +79,19 @@ const TIMER_ON: u16 = 0x100;
 /// deliverable, or a GIC the fast path does not handle: see
 /// [`fast_path_gic`]). Refreshed with `TIMER`.
 pub(crate) static TIMER_LR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per core: virtual SGIs the SGI fast path ([`send_sgi_fast`]) sent to
+/// the vCPU there, waiting to be put into list registers (a bitmap of SGI
+/// and source, `vsgi::pending_bit`). Set by senders on any core with an
+/// atomic OR, taken by the core itself with an atomic swap (`flush_sgis`).
+static SGI_PENDING: [[AtomicU64; PENDING_WORDS]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; PENDING_WORDS] }; MAX_CPUS];
+/// Per core: the SGIs the vCPU there can take now (enabled, its
+/// distributor on: `VDistributor::sgi_fast_state`), and their priorities.
+/// A copy of the model's state like `TIMER`, refreshed after every change
+/// to it, so the SGI fast path needs neither the model's lock nor a look-up.
+static SGI_ON: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
+static SGI_PRIORITY: [[AtomicU8; 16]; MAX_CPUS] =
+    [const { [const { AtomicU8::new(vgic::RESET_PRIORITY) }; 16] }; MAX_CPUS];
 /// Which GIC the fast path drives: 0 none, 2 GICv2 (memory-mapped CPU and
 /// hypervisor interfaces, `gic::BASES`), 3 GICv3 (system registers).
 pub(crate) static FAST_PATH_GIC: AtomicU32 = AtomicU32::new(0);
@@ -258,14 +278,22 @@ pub fn init_domain(di: usize, d: &DomainPlan) {
             line: &mut VLINE[di].lock(),
         },
     );
-    refresh_timer(dom, d, &vd);
+    refresh_copies(dom, d, &vd);
     VDIST[di].call_once(|| Mutex::new(vd));
 }
 
-/// Recompute the `TIMER` copy for every vCPU of the domain, from its model.
-fn refresh_timer(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
+/// Recompute the `TIMER` and `SGI_ON` copies for every vCPU of the
+/// domain, from its model.
+fn refresh_copies(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
     let phys = Phys { d };
     for (vcpu, &core) in d.cpus.iter().enumerate() {
+        let (on, priorities) = vd.sgi_fast_state(dom, vcpu);
+        // Off first: the priorities never pair with an old enable.
+        SGI_ON[core].store(0, Ordering::Release);
+        for (p, &v) in SGI_PRIORITY[core].iter().zip(priorities.iter()) {
+            p.store(v, Ordering::Relaxed);
+        }
+        SGI_ON[core].store(on, Ordering::Release);
         let v = if vd.deliverable(dom, &phys, vcpu, VTIMER_INTID) {
             TIMER_ON | u16::from(vd.priority(dom, &phys, vcpu, VTIMER_INTID))
         } else {
@@ -308,10 +336,18 @@ pub fn reset_domain(di: usize, d: &DomainPlan) {
         );
         line.set_level(false);
         drop(line);
-        refresh_timer(dom, d, &vd);
+        refresh_copies(dom, d, &vd);
     }
     for &c in d.cpus.iter() {
         QUEUE[c].lock().clear();
+        clear_sgis(c);
+    }
+}
+
+/// Forget the SGIs the fast path left for `core`'s vCPU.
+fn clear_sgis(core: usize) {
+    for w in SGI_PENDING[core].iter() {
+        w.store(0, Ordering::Release);
     }
 }
 
@@ -329,7 +365,7 @@ pub fn reset_vcpu() {
         };
         vd.reset_vcpu(dom, &mut phys, vcpu);
         drop(line);
-        refresh_timer(dom, d, &vd);
+        refresh_copies(dom, d, &vd);
     }
     gic::set_virtual_interface(true, false);
 }
@@ -345,6 +381,7 @@ pub fn clear_vcpu() {
         gic::write_lr(i, 0);
     }
     QUEUE[this_core()].lock().clear();
+    clear_sgis(this_core());
 }
 
 /// Queue a virtual interrupt for `core`'s vCPU, kicking it if it is not us.
@@ -441,7 +478,7 @@ fn withdraw(core: usize, intid: u32) {
 /// it), which ends the `wfi`, masked as interrupts are at EL2; it is taken
 /// on the way back to the vCPU. May return early, which standby allows.
 pub fn wait_for_vcpu_interrupt() {
-    if QUEUED[this_core()].load(Ordering::Acquire) {
+    if QUEUED[this_core()].load(Ordering::Acquire) || sgis_pending(this_core()) {
         return;
     }
     let v = gic::version();
@@ -605,6 +642,9 @@ fn inject_here(virq: &Virq) -> bool {
 #[inline(always)]
 pub fn flush() {
     let core = this_core();
+    if sgis_pending(core) {
+        flush_sgis(core);
+    }
     if QUEUED[core].load(Ordering::Acquire) {
         flush_queue(core);
     }
@@ -661,6 +701,95 @@ fn sync_virtual_irq_line() {
     if want != hcr {
         HCR_EL2.set(want);
     }
+}
+
+/// Whether the SGI fast path left SGIs for `core`'s vCPU.
+#[inline(always)]
+fn sgis_pending(core: usize) -> bool {
+    SGI_PENDING[core]
+        .iter()
+        .any(|w| w.load(Ordering::Relaxed) != 0)
+}
+
+/// Put the SGIs the fast path sent to this core's vCPU into list
+/// registers: merged into one that holds the same SGI already (made
+/// pending again if it is active: the architecture forbids a second entry),
+/// else into a free one; behind the queue when something waits there
+/// (it may come first), or into it when no list register is free.
+#[inline(never)]
+fn flush_sgis(core: usize) {
+    let v = gic::version();
+    let how = gic::deactivation();
+    let mask = lr_mask();
+    for (w, word) in SGI_PENDING[core].iter().enumerate() {
+        let mut bits = word.swap(0, Ordering::Acquire);
+        while let Some((intid, source)) = vsgi::next_pending(w, &mut bits) {
+            let virq = Virq {
+                intid,
+                hw: false,
+                priority: SGI_PRIORITY[core][intid as usize & 0xf].load(Ordering::Relaxed),
+                source,
+            };
+            if !QUEUED[core].load(Ordering::Acquire) {
+                let free = gic::empty_lrs() & mask;
+                if merge(v, !free & mask, &virq) {
+                    continue;
+                }
+                if free != 0 {
+                    gic::write_lr(free.trailing_zeros() as usize, vgic::lr(v, &virq, how));
+                    continue;
+                }
+            }
+            let mut q = QUEUE[core].lock();
+            if q.push(virq).is_err() {
+                warn!("virtual interrupt queue of core {core} full: SGI {intid} dropped");
+            }
+            QUEUED[core].store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The SGI fast path (`bulkhead_core::vsgi`): vCPU `sender` of domain `d`
+/// sends `sgi`. Only if every target has it enabled (with its distributor
+/// on) and runs: a bit in each target core's `SGI_PENDING`, and a kick for
+/// each other core; no lock, no look at the model. False, having done
+/// nothing, if the general path must take the write (it latches the SGI for
+/// a target that cannot take it now).
+pub fn send_sgi_fast(d: &DomainPlan, sender: usize, sgi: vsgi::Sgi) -> bool {
+    let bit = 1u16 << (sgi.intid & 0xf);
+    let mut t = sgi.targets;
+    while t != 0 {
+        let vcpu = t.trailing_zeros() as usize;
+        t &= t - 1;
+        let Some(core) = domain::core_of(d, vcpu) else {
+            return false;
+        };
+        if SGI_ON[core].load(Ordering::Acquire) & bit == 0 || domain::core_state(core) != domain::ON
+        {
+            return false;
+        }
+    }
+    // GICv2 tells the receiver which CPU sent an SGI; GICv3 does not.
+    let source = if gic::version() == GicVersion::V2 {
+        sender
+    } else {
+        0
+    };
+    let (w, b) = vsgi::pending_bit(source, sgi.intid);
+    let here = this_core();
+    let mut t = sgi.targets;
+    while t != 0 {
+        let vcpu = t.trailing_zeros() as usize;
+        t &= t - 1;
+        if let Some(core) = domain::core_of(d, vcpu) {
+            SGI_PENDING[core][w].fetch_or(b, Ordering::Release);
+            // This core's own vCPU gets it on the way back (`flush`).
+            if core != here {
+                gic::send_sgi(gic::SGI_KICK, core, crate::board().cpus[core]);
+            }
+        }
+    }
+    true
 }
 
 #[inline(never)]
@@ -754,7 +883,7 @@ pub fn emulate_mmio(
         };
         drop(line);
         if write {
-            refresh_timer(dom, d, &vd);
+            refresh_copies(dom, d, &vd);
         }
         outcome
     };
