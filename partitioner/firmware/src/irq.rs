@@ -719,9 +719,12 @@ fn sgis_pending(core: usize) -> bool {
 #[inline(never)]
 fn flush_sgis(core: usize) {
     let v = gic::version();
-    let how = gic::deactivation();
     let mask = lr_mask();
     for (w, word) in SGI_PENDING[core].iter().enumerate() {
+        // A plain look first: on GICv3 only the first word is ever used.
+        if word.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
         let mut bits = word.swap(0, Ordering::Acquire);
         while let Some((intid, source)) = vsgi::next_pending(w, &mut bits) {
             let virq = Virq {
@@ -732,11 +735,14 @@ fn flush_sgis(core: usize) {
             };
             if !QUEUED[core].load(Ordering::Acquire) {
                 let free = gic::empty_lrs() & mask;
-                if merge(v, !free & mask, &virq) {
+                let used = !free & mask;
+                if used != 0 && merge(v, used, &virq) {
                     continue;
                 }
                 if free != 0 {
-                    gic::write_lr(free.trailing_zeros() as usize, vgic::lr(v, &virq, how));
+                    // A software interrupt: how hardware ones end does not matter.
+                    let lr = vgic::lr(v, &virq, vgic::Deactivation::Hardware);
+                    gic::write_lr(free.trailing_zeros() as usize, lr);
                     continue;
                 }
             }
