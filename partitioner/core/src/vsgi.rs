@@ -137,7 +137,7 @@ const SOURCES_PER_WORD: usize = 64 / 16;
 /// Sources beyond [`MAX_CPUS`] and INTIDs beyond 15 fold into range; the
 /// firmware never passes them.
 #[inline]
-pub fn pending_bit(source: usize, intid: u32) -> (usize, u64) {
+pub const fn pending_bit(source: usize, intid: u32) -> (usize, u64) {
     let source = source % MAX_CPUS;
     let word = source / SOURCES_PER_WORD;
     let shift = (source % SOURCES_PER_WORD) * 16 + (intid & 0xf) as usize;

@@ -85,7 +85,7 @@ const REQ_STOP: usize = 1;
 
 /// A physical core at run time: which vCPU of which domain it runs and
 /// where that vCPU is in its life. One per board core in [`CORES`].
-struct Core {
+pub(crate) struct Core {
     /// Domain index + 1 (0 = none).
     domain: AtomicUsize,
     /// vCPU index within its domain.
@@ -121,7 +121,14 @@ impl Core {
     }
 }
 
-static CORES: [Core; MAX_CPUS] = [const { Core::new() }; MAX_CPUS];
+/// Also read by the interrupt fast path (`crate::exceptions`: a core's
+/// `request`, at [`CORE_STRIDE`] and [`REQUEST_OFFSET`]).
+pub(crate) static CORES: [Core; MAX_CPUS] = [const { Core::new() }; MAX_CPUS];
+/// Bytes from one core's [`Core`] to the next.
+pub(crate) const CORE_STRIDE: usize = core::mem::size_of::<Core>();
+/// Where a [`Core`]'s `request` is (0: [`REQ_NONE`]).
+pub(crate) const REQUEST_OFFSET: usize = core::mem::offset_of!(Core, request);
+const _: () = assert!(REQ_NONE == 0 && CORE_STRIDE < 4096 && REQUEST_OFFSET < 4096);
 
 /// Mutable per-domain state.
 struct DomainState {

@@ -183,15 +183,13 @@ exception_return:
 // active until the guest's deactivation reaches it, through the entry's HW
 // bit or the EOI maintenance interrupt), priority drop, exit counted,
 // back to the domain. This is `irq::handle_physical`'s `VTIMER_INTID` case
-// and `inject_here`, without a frame or a call. Anything else goes to the
-// Rust handlers, which save what a Rust call may destroy.
+// and `inject_here`, without a frame or a call. On GICv3 the kick that
+// brings an SGI of the SGI fast path is handled here too (`irq_kick_v3`).
+// Anything else goes to the Rust handlers, which save what a Rust call may
+// destroy.
 irq_entry:
     stp     x2, x3, [sp, #16]
     mrs     x2, tpidr_el2                   // this core's index
-    adrp    x1, {timer_lr}
-    add     x1, x1, :lo12:{timer_lr}
-    ldr     x1, [x1, x2, lsl #3]
-    cbz     x1, irq_slow
     adrp    x0, {queued}
     add     x0, x0, :lo12:{queued}
     ldrb    w0, [x0, x2]
@@ -200,10 +198,17 @@ irq_entry:
     ldr     w0, [x0, :lo12:{fast_gic}]
     cmp     w0, #2
     b.eq    irq_fast_v2
+    cmp     w0, #3
+    b.ne    irq_slow
+    adrp    x1, {timer_lr}
+    add     x1, x1, :lo12:{timer_lr}
+    ldr     x1, [x1, x2, lsl #3]
     mrs     x0, S3_0_C12_C12_0              // ICC_IAR1_EL1: acknowledge
     and     x0, x0, #0xffffff
+    cbz     x0, irq_kick_v3                 // gic::SGI_KICK
     cmp     x0, #{vtimer}
     b.ne    irq_slow_acked
+    cbz     x1, irq_slow_acked              // the timer is not deliverable now
     mrs     x3, S3_4_C12_C11_5              // ICH_ELRSR_EL2: empty list registers
     tbnz    x3, #0, 10f
     tbnz    x3, #1, 11f
@@ -232,9 +237,108 @@ irq_fast_done:
     add     sp, sp, #{irq_frame}
     eret
 
+// GICv3, the kick (acknowledged: x0 = its INTID, 0; x2 = this core's
+// index): another core of the domain sent this vCPU an SGI through the SGI
+// fast path (`irq::send_sgi_fast`). The common case is handled here, as
+// `irq::take`'s `SGI_KICK` case, `domain::check_requests` and
+// `irq::flush_sgis` would: no request left for this core, exactly one SGI
+// in its pending-SGI bitmap (`irq::SGI_PENDING`, GICv3: source 0, the
+// first word), and list registers that hold no SGI, none beyond the first
+// four in use and one of those free (so nothing to merge with). The SGI
+// goes into the first free list register with its priority from
+// `irq::SGI_PRIORITY` (`vgic::lr_v3`: pending, group 1, software), the
+// kick is ended (priority drop, deactivation), the exit counted. An empty
+// bitmap (its SGI already taken on an earlier exit) only ends the kick.
+// Anything else goes to the Rust handler with the kick acknowledged.
+irq_kick_v3:
+    adrp    x1, {cores}
+    add     x1, x1, :lo12:{cores}
+    mov     x3, #{core_stride}
+    madd    x1, x2, x3, x1
+    ldr     x1, [x1, #{request}]
+    cbnz    x1, irq_slow_acked              // a request: the Rust handler
+    stp     x4, x5, [sp, #32]
+    adrp    x1, {sgi_pending}
+    add     x1, x1, :lo12:{sgi_pending}
+    add     x1, x1, x2, lsl #{pending_shift} // &SGI_PENDING[core][0]
+    ldr     x3, [x1]
+    cbz     x3, 30f                         // nothing left: end the kick
+    sub     x4, x3, #1
+    tst     x3, x4
+    b.ne    irq_kick_slow                   // more than one SGI
+    // The list registers: none in use beyond the first four, none of the
+    // first four in use holds an SGI (vINTID < 16), one of them free.
+    mrs     x4, S3_4_C12_C11_5              // ICH_ELRSR_EL2
+    adrp    x5, {lr_mask}
+    ldr     x5, [x5, :lo12:{lr_mask}]
+    bic     x5, x5, x4                      // list registers in use
+    tst     x5, #~0xf
+    b.ne    irq_kick_slow
+    tbz     x5, #0, 21f
+    mrs     x3, S3_4_C12_C12_0
+    cmp     w3, #16
+    b.lo    irq_kick_slow
+21: tbz     x5, #1, 22f
+    mrs     x3, S3_4_C12_C12_1
+    cmp     w3, #16
+    b.lo    irq_kick_slow
+22: tbz     x5, #2, 23f
+    mrs     x3, S3_4_C12_C12_2
+    cmp     w3, #16
+    b.lo    irq_kick_slow
+23: tbz     x5, #3, 24f
+    mrs     x3, S3_4_C12_C12_3
+    cmp     w3, #16
+    b.lo    irq_kick_slow
+24: tst     x4, #0xf
+    b.eq    irq_kick_slow                   // none of the four free
+    tst     x3, #0xffff
+    b.eq    irq_kick_slow                   // (never: GICv3 SGIs are source 0)
+    // Take the bitmap, if it still holds just that SGI (senders on other
+    // cores may add to it meanwhile; only this core takes).
+25: ldaxr   x5, [x1]
+    cmp     x5, x3
+    b.ne    26f
+    stxr    w5, xzr, [x1]
+    cbnz    w5, 25b
+    rbit    x3, x3
+    clz     x3, x3                          // its SGI INTID
+    adrp    x5, {sgi_priority}
+    add     x5, x5, :lo12:{sgi_priority}
+    add     x5, x5, x2, lsl #4
+    ldrb    w5, [x5, x3]
+    lsl     x5, x5, #48
+    orr     x5, x5, x3
+    orr     x5, x5, #(1 << 62)              // pending
+    orr     x5, x5, #(1 << 60)              // group 1
+    tbnz    x4, #0, 40f
+    tbnz    x4, #1, 41f
+    tbnz    x4, #2, 42f
+    msr     S3_4_C12_C12_3, x5
+    b       30f
+40: msr     S3_4_C12_C12_0, x5
+    b       30f
+41: msr     S3_4_C12_C12_1, x5
+    b       30f
+42: msr     S3_4_C12_C12_2, x5
+30: ldp     x4, x5, [sp, #32]
+    msr     S3_0_C12_C12_1, x0              // ICC_EOIR1_EL1: priority drop
+    msr     S3_0_C12_C11_1, x0              // ICC_DIR_EL1: deactivate the kick
+    b       irq_fast_done
+    // Another SGI arrived between the look and the take: the Rust handler.
+26: clrex
+irq_kick_slow:
+    ldp     x4, x5, [sp, #32]
+    mov     x0, #0                          // what the acknowledge returned
+    b       irq_slow_acked
+
 // The same on GICv2, through the memory-mapped CPU interface (GICC) and
 // hypervisor interface (GICH) at `gic::BASES`.
 irq_fast_v2:
+    adrp    x1, {timer_lr}
+    add     x1, x1, :lo12:{timer_lr}
+    ldr     x1, [x1, x2, lsl #3]
+    cbz     x1, irq_slow
     adrp    x3, {bases}
     add     x3, x3, :lo12:{bases}
     ldr     x2, [x3, #8]                    // GICC
@@ -298,7 +402,23 @@ irq_return:
     gicc_eoir = const crate::gic::GICC_EOIR,
     gich_elrsr0 = const crate::gic::GICH_ELRSR0,
     gich_lr0 = const crate::gic::GICH_LR0,
+    cores = sym crate::domain::CORES,
+    core_stride = const crate::domain::CORE_STRIDE,
+    request = const crate::domain::REQUEST_OFFSET,
+    sgi_pending = sym crate::irq::SGI_PENDING,
+    pending_shift = const PENDING_SHIFT,
+    sgi_priority = sym crate::irq::SGI_PRIORITY,
+    lr_mask = sym crate::irq::LR_MASK,
 );
+
+/// log2 of the bytes of one core's pending-SGI bitmap (`irq::SGI_PENDING`).
+const PENDING_SHIFT: u32 = (bulkhead_core::vsgi::PENDING_WORDS * 8).trailing_zeros();
+const _: () = assert!(1 << PENDING_SHIFT == bulkhead_core::vsgi::PENDING_WORDS * 8);
+// `irq_kick_v3`: one core's SGI priorities are 16 bytes; SGIs of source 0
+// are the low 16 bits of the first word.
+const _: () = assert!(core::mem::size_of::<[core::sync::atomic::AtomicU8; 16]>() == 16);
+const _: () = assert!(bulkhead_core::vsgi::pending_bit(0, 15).0 == 0);
+const _: () = assert!(bulkhead_core::vsgi::pending_bit(0, 15).1 == 1 << 15);
 
 // The fast path's layout assumptions.
 const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicU64>() == 8);

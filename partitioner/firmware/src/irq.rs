@@ -83,18 +83,21 @@ pub(crate) static TIMER_LR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }
 /// the vCPU there, waiting to be put into list registers (a bitmap of SGI
 /// and source, `vsgi::pending_bit`). Set by senders on any core with an
 /// atomic OR, taken by the core itself with an atomic swap (`flush_sgis`).
-static SGI_PENDING: [[AtomicU64; PENDING_WORDS]; MAX_CPUS] =
+pub(crate) static SGI_PENDING: [[AtomicU64; PENDING_WORDS]; MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; PENDING_WORDS] }; MAX_CPUS];
 /// Per core: the SGIs the vCPU there can take now (enabled, its
 /// distributor on: `VDistributor::sgi_fast_state`), and their priorities.
 /// A copy of the model's state like `TIMER`, refreshed after every change
 /// to it, so the SGI fast path needs neither the model's lock nor a look-up.
 static SGI_ON: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
-static SGI_PRIORITY: [[AtomicU8; 16]; MAX_CPUS] =
+pub(crate) static SGI_PRIORITY: [[AtomicU8; 16]; MAX_CPUS] =
     [const { [const { AtomicU8::new(vgic::RESET_PRIORITY) }; 16] }; MAX_CPUS];
 /// Which GIC the fast path drives: 0 none, 2 GICv2 (memory-mapped CPU and
-/// hypervisor interfaces, `gic::BASES`), 3 GICv3 (system registers).
+/// hypervisor interfaces, `gic::BASES`), 3 GICv3 (system registers). Set
+/// when the first domain is set up.
 pub(crate) static FAST_PATH_GIC: AtomicU32 = AtomicU32::new(0);
+/// [`lr_mask`], for the fast path (which only runs once it is set).
+pub(crate) static LR_MASK: AtomicU64 = AtomicU64::new(0);
 
 /// The GIC the assembly fast path can drive, if any: one that signals the
 /// virtual IRQ itself (not `VirtualIrq::ViaHcrVi`, whose line must be
@@ -263,6 +266,8 @@ pub fn map_virtual_cpu_interface(
 /// Record what domain `di` owns and set up its virtual distributor; route
 /// its SPIs to its first core, disabled.
 pub fn init_domain(di: usize, d: &DomainPlan) {
+    LR_MASK.store(lr_mask(), Ordering::Release);
+    FAST_PATH_GIC.store(fast_path_gic(), Ordering::Release);
     let dom = VDOM[di].call_once(|| vgic::Domain::new(gic::version(), d));
     for dev in d.devices.iter() {
         for &spi in dev.spis.iter() {
@@ -299,9 +304,7 @@ fn refresh_copies(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
         } else {
             0
         };
-        let fast = fast_path_gic();
-        let lr = if v != 0 && fast != 0 {
-            FAST_PATH_GIC.store(fast, Ordering::Release);
+        let lr = if v != 0 && fast_path_gic() != 0 {
             let virq = Virq {
                 intid: VTIMER_INTID,
                 hw: true,
