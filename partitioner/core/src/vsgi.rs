@@ -52,7 +52,7 @@ const EC_SYSREG: u64 = 0x18;
 const EC_DABT_LOWER: u64 = 0x24;
 const EC_SHIFT: u32 = 26;
 /// Every bit of an MSR/MRS syndrome but Rt (9:5) and IL (25).
-const SYSREG_MASK: u64 = (0x3f << EC_SHIFT) | 0x3f_fc1f;
+pub const SYSREG_MASK: u64 = (0x3f << EC_SHIFT) | 0x3f_fc1f;
 /// `MSR ICC_SGI1R_EL1, Xt`: op0 3, op2 5, op1 0, CRn 12, CRm 11, write.
 pub const SGI1R_WRITE_ESR: u64 =
     (EC_SYSREG << EC_SHIFT) | (3 << 20) | (5 << 17) | (12 << 10) | (11 << 1);

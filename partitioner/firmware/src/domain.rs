@@ -128,7 +128,11 @@ pub(crate) static CORES: [Core; MAX_CPUS] = [const { Core::new() }; MAX_CPUS];
 pub(crate) const CORE_STRIDE: usize = core::mem::size_of::<Core>();
 /// Where a [`Core`]'s `request` is (0: [`REQ_NONE`]).
 pub(crate) const REQUEST_OFFSET: usize = core::mem::offset_of!(Core, request);
+/// Where a [`Core`]'s `state` and `set_way_done` are.
+pub(crate) const STATE_OFFSET: usize = core::mem::offset_of!(Core, state);
+pub(crate) const SET_WAY_DONE_OFFSET: usize = core::mem::offset_of!(Core, set_way_done);
 const _: () = assert!(REQ_NONE == 0 && CORE_STRIDE < 4096 && REQUEST_OFFSET < 4096);
+const _: () = assert!(STATE_OFFSET < 4096 && SET_WAY_DONE_OFFSET < 4096);
 
 /// Mutable per-domain state.
 struct DomainState {

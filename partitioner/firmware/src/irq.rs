@@ -89,13 +89,65 @@ pub(crate) static SGI_PENDING: [[AtomicU64; PENDING_WORDS]; MAX_CPUS] =
 /// distributor on: `VDistributor::sgi_fast_state`), and their priorities.
 /// A copy of the model's state like `TIMER`, refreshed after every change
 /// to it, so the SGI fast path needs neither the model's lock nor a look-up.
-static SGI_ON: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
+pub(crate) static SGI_ON: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
 pub(crate) static SGI_PRIORITY: [[AtomicU8; 16]; MAX_CPUS] =
     [const { [const { AtomicU8::new(vgic::RESET_PRIORITY) }; 16] }; MAX_CPUS];
 /// Which GIC the fast path drives: 0 none, 2 GICv2 (memory-mapped CPU and
 /// hypervisor interfaces, `gic::BASES`), 3 GICv3 (system registers). Set
 /// when the first domain is set up.
 pub(crate) static FAST_PATH_GIC: AtomicU32 = AtomicU32::new(0);
+/// Per core, what the assembly SGI fast path of a GICv3 `ICC_SGI1R_EL1`
+/// write (`crate::exceptions`, `sgi1r_fast`) needs to know of the domain
+/// it runs, without the plan: set once when the domain is set up (a core
+/// belongs to one domain, as one vCPU, for the partitioner's life).
+#[repr(C)]
+pub(crate) struct SgiRoute {
+    /// The domain's vCPUs (bit `n` = vCPU `n`); 0 until set, or on a GIC
+    /// the assembly does not drive: then that path is off.
+    vcpus: AtomicU64,
+    /// The vCPU on this core.
+    vcpu: AtomicU64,
+    /// Per vCPU: its physical core.
+    core: [AtomicU64; MAX_CPUS],
+    /// Per vCPU: the ICC_SGI1R_EL1 value that kicks its core
+    /// (`gic::SGI_KICK`).
+    kick: [AtomicU64; MAX_CPUS],
+}
+
+pub(crate) static SGI_ROUTE: [SgiRoute; MAX_CPUS] = [const {
+    SgiRoute {
+        vcpus: AtomicU64::new(0),
+        vcpu: AtomicU64::new(0),
+        core: [const { AtomicU64::new(0) }; MAX_CPUS],
+        kick: [const { AtomicU64::new(0) }; MAX_CPUS],
+    }
+}; MAX_CPUS];
+pub(crate) const SGI_ROUTE_STRIDE: usize = core::mem::size_of::<SgiRoute>();
+pub(crate) const SGI_ROUTE_VCPUS: usize = core::mem::offset_of!(SgiRoute, vcpus);
+pub(crate) const SGI_ROUTE_VCPU: usize = core::mem::offset_of!(SgiRoute, vcpu);
+pub(crate) const SGI_ROUTE_CORE: usize = core::mem::offset_of!(SgiRoute, core);
+pub(crate) const SGI_ROUTE_KICK: usize = core::mem::offset_of!(SgiRoute, kick);
+
+/// Fill the `SGI_ROUTE` of domain `d`'s cores (GICv3 with the fast path
+/// only).
+fn set_sgi_routes(d: &DomainPlan) {
+    if fast_path_gic() != 3 {
+        return;
+    }
+    let vcpus = (0..d.cpus.len()).fold(0u64, |m, v| m | 1 << v);
+    for (vcpu, &core) in d.cpus.iter().enumerate() {
+        let r = &SGI_ROUTE[core];
+        r.vcpu.store(vcpu as u64, Ordering::Relaxed);
+        for (v, &c) in d.cpus.iter().enumerate() {
+            r.core[v].store(c as u64, Ordering::Relaxed);
+            let kick = gic::sgi1r_value(gic::SGI_KICK, crate::board().cpus[c]);
+            r.kick[v].store(kick, Ordering::Relaxed);
+        }
+        // Last: the path only runs with the rest in place.
+        r.vcpus.store(vcpus, Ordering::Release);
+    }
+}
+
 /// [`lr_mask`], for the fast path (which only runs once it is set).
 pub(crate) static LR_MASK: AtomicU64 = AtomicU64::new(0);
 
@@ -268,6 +320,7 @@ pub fn map_virtual_cpu_interface(
 pub fn init_domain(di: usize, d: &DomainPlan) {
     LR_MASK.store(lr_mask(), Ordering::Release);
     FAST_PATH_GIC.store(fast_path_gic(), Ordering::Release);
+    set_sgi_routes(d);
     let dom = VDOM[di].call_once(|| vgic::Domain::new(gic::version(), d));
     for dev in d.devices.iter() {
         for &spi in dev.spis.iter() {
