@@ -366,6 +366,51 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_state_is_what_the_model_would_deliver() {
+        for version in [GicVersion::V3, GicVersion::V2] {
+            let (dom, mut vd) = model(version, 2);
+            let mut phys = Null;
+            let mut line = VirtualLine::new(33);
+            let mut p = WithLine {
+                phys: &mut phys,
+                line: &mut line,
+            };
+            // SGI 3 of vCPU 1 disabled, its priority raised.
+            let (icenabler, ipriorityr) = if version == GicVersion::V3 {
+                let f = crate::plan::VGICR_STRIDE + GICR_SGI_BASE;
+                (f + 0x180, f + 0x400)
+            } else {
+                (0x180, 0x400)
+            };
+            if version == GicVersion::V3 {
+                vd.write_redist(&dom, &mut p, 1, icenabler, 4, 1 << 3);
+                vd.write_redist(&dom, &mut p, 1, ipriorityr + 2, 1, 0x40);
+            } else {
+                vd.write(&dom, &mut p, 1, icenabler, 4, 1 << 3);
+                vd.write(&dom, &mut p, 1, ipriorityr + 2, 1, 0x40);
+            }
+            let (on, prio) = vd.sgi_fast_state(&dom, 1);
+            assert_eq!(on, !(1 << 3));
+            assert_eq!(prio[2], 0x40);
+            assert_eq!(prio[3], crate::vgic::RESET_PRIORITY);
+            for sgi in 0..16u32 {
+                assert_eq!(
+                    on & (1 << sgi) != 0,
+                    vd.deliverable(&dom, &Null, 1, sgi),
+                    "{version:?} SGI {sgi}"
+                );
+                assert_eq!(prio[sgi as usize], vd.priority(&dom, &Null, 1, sgi));
+            }
+            // vCPU 0 untouched; no vCPU 2; the distributor off turns all off.
+            assert_eq!(vd.sgi_fast_state(&dom, 0).0, 0xffff);
+            assert_eq!(vd.sgi_fast_state(&dom, 2).0, 0);
+            vd.write(&dom, &mut p, 0, 0, 4, 0);
+            assert_eq!(vd.sgi_fast_state(&dom, 0).0, 0);
+            assert_eq!(vd.sgi_fast_state(&dom, 1).0, 0);
+        }
+    }
+
+    #[test]
     fn pending_bits_round_trip() {
         let mut seen = std::collections::HashSet::new();
         let mut words = [0u64; PENDING_WORDS];

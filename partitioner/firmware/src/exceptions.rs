@@ -1,7 +1,10 @@
 //! EL2 exception vectors. Every one of the 16 vectors saves the full register
 //! state into a [`TrapFrame`] and calls [`el2_trap`], except a domain's IRQ,
-//! which handles the vCPU's own timer in assembly (`irq_entry`) and
-//! otherwise saves only what a Rust call may destroy; nothing is ever taken
+//! which handles the vCPU's own timer and (GICv3) the kick of the SGI fast
+//! path in assembly (`irq_entry`, `irq_kick_v3`) and otherwise saves only
+//! what a Rust call may destroy, and a domain's synchronous exception,
+//! which first looks for a GICv3 `ICC_SGI1R_EL1` write the SGI fast path
+//! sends in assembly (`sync_entry`, `sgi1r_fast`); nothing is ever taken
 //! silently. Traps from a domain go to `crate::domain::handle_*`; anything the
 //! partitioner itself takes is reported on the console and stops the core.
 
