@@ -373,16 +373,14 @@ irq_entry:
     ldr     w0, [x0, :lo12:{fast_gic}]
     cmp     w0, #2
     b.eq    irq_fast_v2
-    cmp     w0, #3
-    b.ne    irq_slow
+    cbz     w0, irq_slow                    // (else 3: GICv3)
     adrp    x1, {timer_lr}
     add     x1, x1, :lo12:{timer_lr}
     ldr     x1, [x1, x2, lsl #3]
     mrs     x0, S3_0_C12_C12_0              // ICC_IAR1_EL1: acknowledge
     and     x0, x0, #0xffffff
-    cbz     x0, irq_kick_v3                 // gic::SGI_KICK
     cmp     x0, #{vtimer}
-    b.ne    irq_slow_acked
+    b.ne    15f
     cbz     x1, irq_slow_acked              // the timer is not deliverable now
     mrs     x3, S3_4_C12_C11_5              // ICH_ELRSR_EL2: empty list registers
     tbnz    x3, #0, 10f
@@ -411,6 +409,10 @@ irq_fast_done:
     ldp     x0, x1, [sp, #0]
     add     sp, sp, #{irq_frame}
     eret
+
+// GICv3, acknowledged (x0), not the timer.
+15: cbz     x0, irq_kick_v3                 // gic::SGI_KICK
+    b       irq_slow_acked
 
 // GICv3, the kick (acknowledged: x0 = its INTID, 0; x2 = this core's
 // index): another core of the domain sent this vCPU an SGI through the SGI

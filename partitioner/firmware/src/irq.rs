@@ -19,7 +19,10 @@
 //!   (`bulkhead_core::vsgi`, [`send_sgi_fast`]): one atomic OR into each
 //!   target core's pending-SGI bitmap (`SGI_PENDING`) and the kick; the
 //!   target takes the bitmap with one swap on its way back to its vCPU
-//!   (`flush_sgis`) and writes list registers directly.
+//!   (`flush_sgis`) and writes list registers directly. On GICv3 (with
+//!   the interrupt fast path) the common cases of both sides are the
+//!   vectors' assembly (`crate::exceptions`: `sgi1r_fast`, `irq_kick_v3`),
+//!   which use `SGI_ROUTE`, `SGI_ON`, `SGI_PENDING` and `SGI_PRIORITY`.
 //! - Queued interrupts go to free list registers before every return to the
 //!   domain; if they run out, the underflow maintenance interrupt refills them.
 //! - The virtual console's interrupt is a purely virtual SPI
