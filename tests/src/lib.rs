@@ -150,6 +150,7 @@ pub fn check_board_interrupts(run: &mut Run, gic: u32) -> String {
         "irq: smp: 2 vcpus up",
         "irq: sgi: 10 round trips",
         "irq: sgi-burst: 12 of 12 received, 12 deliveries",
+        "irq: sgi-burst: vcpu 1: 12 of 12 received, 12 deliveries",
         "irq: timer: 20 interrupts, latency ticks",
         "domain \"fresh\" stopped: restart limit reached",
     ] {

@@ -47,6 +47,12 @@ fn own_interrupts_work(gic: u32) {
         UART1,
         "irq: sgi-burst: 12 of 12 received, 12 deliveries",
     );
+    // The same to the other vCPU, one write each while it takes them.
+    expect_line(
+        &mut run,
+        UART1,
+        "irq: sgi-burst: vcpu 1: 12 of 12 received, 12 deliveries",
+    );
     // Periodic virtual timer interrupts, each one delivered.
     expect_line(&mut run, UART1, "irq: timer: 20 interrupts, latency ticks");
     // The UART's receive interrupt: every byte typed arrives.

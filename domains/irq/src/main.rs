@@ -9,7 +9,7 @@
 //! | `psci` | PSCI/SMCCC versions, PSCI_FEATURES of every function, CPU_SUSPEND standby, an unknown SMC and HVC |
 //! | `smp` | start every other vCPU (count: the device tree's `/cpus`; natively, the MPIDRs AFFINITY_INFO knows) with PSCI CPU_ON |
 //! | `sgi=N` | N SGI ping-pongs: vCPU 0 sends SGI 1 to vCPU 1, which answers with SGI 2 (needs `smp`) |
-//! | `sgi-burst` | with IRQs masked, send itself 12 distinct SGIs (4..15), more than a vCPU has list registers, then take them: each must arrive exactly once |
+//! | `sgi-burst` | with IRQs masked, send itself 12 distinct SGIs (4..15), more than a vCPU has list registers, then take them: each must arrive exactly once; then (with `smp`) send the same 12 to vCPU 1 back to back, while it takes them: each must arrive exactly once |
 //! | `trigger-flip=<ms>` | for that long, flip the trigger mode (`GICD_ICFGR`) of the domain's first SPI, edge and level in turn, reading the word back after every write: what reads back must be what was written (two domains doing this at once, with SPIs in the same `ICFGR` word, must not lose each other's writes); leaves it level |
 //! | `sgi-regs` | GICv3: SGI 0 through `ICC_ASGI1R_EL1` and `ICC_SGI0R_EL1` to itself, to vCPU 1 (with `smp`), to vCPUs 2-15 (beyond its 2) and to cluster Aff1 = 1: its own vCPUs receive each once, the others nobody |
 //! | `suspend-pending` | with IRQs masked, let its virtual timer fire, then PSCI CPU_SUSPEND (standby): it must return, and the interrupt be taken once IRQs are unmasked; then the same with SGI 0 sent to itself; then with an SGI that waits in the partitioner's queue (SGIs 4.. of rising priority sent to itself and acknowledged until every list register holds an active one) |
@@ -598,6 +598,9 @@ fn secondary_main(vcpu: usize) -> ! {
         for sgi in [SGI_PING, SGI_PONG, SGI_ATTACK, SGI_PROBE] {
             gic::configure(sgi, gic::DEFAULT_PRIORITY);
         }
+        for sgi in BURST_SGIS {
+            gic::configure(sgi, gic::DEFAULT_PRIORITY);
+        }
     }
     say!("smp: vcpu {vcpu} up");
     UP.fetch_add(1, Ordering::AcqRel);
@@ -661,7 +664,7 @@ fn run_sgi(have_gic: bool, rounds: usize) {
 
 /// More SGIs pending at once than the vCPU has list registers: the rest
 /// wait in the partitioner's queue and must follow, each exactly once.
-fn run_sgi_burst(have_gic: bool) {
+fn run_sgi_burst(have_gic: bool, remote: bool) {
     let all = BURST_SGIS.fold(0u32, |m, i| m | 1 << i);
     for sgi in BURST_SGIS {
         gic::configure(sgi, gic::DEFAULT_PRIORITY);
@@ -677,6 +680,25 @@ fn run_sgi_burst(have_gic: bool) {
     sleep_ms(have_gic, 5);
     say!(
         "sgi-burst: {} of {} received, {} deliveries",
+        BURST_SEEN.load(Ordering::Acquire).count_ones(),
+        BURST_SGIS.len(),
+        BURST_TAKEN.load(Ordering::Acquire)
+    );
+    if !remote {
+        return;
+    }
+    // The same to vCPU 1, each in its own write while it takes them: the
+    // SGIs meet in the partitioner's pending bitmap for its core, in its
+    // list registers and in its queue.
+    BURST_SEEN.store(0, Ordering::Release);
+    BURST_TAKEN.store(0, Ordering::Release);
+    for sgi in BURST_SGIS {
+        gic::send_sgi(sgi, SgiTarget::Vcpu(1));
+    }
+    wait_for(have_gic, || BURST_SEEN.load(Ordering::Acquire) == all, 100);
+    sleep_ms(have_gic, 5);
+    say!(
+        "sgi-burst: vcpu 1: {} of {} received, {} deliveries",
         BURST_SEEN.load(Ordering::Acquire).count_ones(),
         BURST_SGIS.len(),
         BURST_TAKEN.load(Ordering::Acquire)
@@ -1203,7 +1225,7 @@ fn main(_dtb: usize) -> ! {
     }
     if config.sgi_burst {
         if have_gic {
-            run_sgi_burst(have_gic);
+            run_sgi_burst(have_gic, config.smp && up >= 2);
         } else {
             skipped("sgi-burst");
         }

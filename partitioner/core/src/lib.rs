@@ -29,3 +29,4 @@ pub mod trap;
 pub mod validate;
 pub mod vconsole;
 pub mod vgic;
+pub mod vsgi;

@@ -119,6 +119,7 @@
 //!   .sgi1r(dom, sender, value) -> SgiRequest                 ICC_SGI1R_EL1 write
 //!   .take_sgi(dom, vcpu) -> Option<Virq>                     drain latched SGIs
 //!   .pend_sgi(dom, vcpu, intid, source); .sgi_ready(dom) -> u8
+//!   .sgi_fast_state(dom, vcpu) -> (u16, [u8; 16])            for the SGI fast path (`vsgi`)
 //!   .deliverable(dom, phys, vcpu, intid) -> bool; .priority(..) -> u8
 //!   .reset(dom, phys); .reset_vcpu(dom, phys, vcpu)
 //! PendingIrqs::new().push(Virq)/.pop()/.peek()/.remove(intid)/.clear()
@@ -1589,6 +1590,25 @@ impl VDistributor {
                 .cpu
                 .get(t)
                 .is_some_and(|c| c.sgi_enabled & (1 << intid) != 0)
+    }
+
+    /// What the SGI fast path ([`crate::vsgi`]) may deliver to `vcpu`
+    /// without this model: the SGIs deliverable now (enabled, distributor
+    /// on; bit `n` = SGI `n`, 0 for a vCPU the domain does not have), and
+    /// the priority each carries. The firmware keeps a copy, refreshed
+    /// after every change to the model.
+    pub fn sgi_fast_state(&self, dom: &Domain, vcpu: usize) -> (u16, [u8; SGIS]) {
+        let mut prio = [RESET_PRIORITY; SGIS];
+        let Some(c) = self.cpu.get(vcpu).filter(|_| dom.has_vcpu(vcpu)) else {
+            return (0, prio);
+        };
+        prio.copy_from_slice(&c.priority[..SGIS]);
+        let on = if self.dist_enabled(dom) {
+            c.sgi_enabled
+        } else {
+            0
+        };
+        (on, prio)
     }
 
     /// Latch SGI `intid` from `source` as pending for `vcpu` (for instance an

@@ -85,7 +85,7 @@ const REQ_STOP: usize = 1;
 
 /// A physical core at run time: which vCPU of which domain it runs and
 /// where that vCPU is in its life. One per board core in [`CORES`].
-struct Core {
+pub(crate) struct Core {
     /// Domain index + 1 (0 = none).
     domain: AtomicUsize,
     /// vCPU index within its domain.
@@ -121,7 +121,18 @@ impl Core {
     }
 }
 
-static CORES: [Core; MAX_CPUS] = [const { Core::new() }; MAX_CPUS];
+/// Also read by the interrupt fast path (`crate::exceptions`: a core's
+/// `request`, at [`CORE_STRIDE`] and [`REQUEST_OFFSET`]).
+pub(crate) static CORES: [Core; MAX_CPUS] = [const { Core::new() }; MAX_CPUS];
+/// Bytes from one core's [`Core`] to the next.
+pub(crate) const CORE_STRIDE: usize = core::mem::size_of::<Core>();
+/// Where a [`Core`]'s `request` is (0: [`REQ_NONE`]).
+pub(crate) const REQUEST_OFFSET: usize = core::mem::offset_of!(Core, request);
+/// Where a [`Core`]'s `state` and `set_way_done` are.
+pub(crate) const STATE_OFFSET: usize = core::mem::offset_of!(Core, state);
+pub(crate) const SET_WAY_DONE_OFFSET: usize = core::mem::offset_of!(Core, set_way_done);
+const _: () = assert!(REQ_NONE == 0 && CORE_STRIDE < 4096 && REQUEST_OFFSET < 4096);
+const _: () = assert!(STATE_OFFSET < 4096 && SET_WAY_DONE_OFFSET < 4096);
 
 /// Mutable per-domain state.
 struct DomainState {
@@ -549,8 +560,11 @@ pub fn core_of(d: &DomainPlan, vcpu: usize) -> Option<usize> {
 
 /// A synchronous exception from a domain.
 pub fn handle_sync(frame: &mut TrapFrame) {
-    let (di, d, vcpu) = current();
     let esr = ESR_EL2.get();
+    if sgi_trap(esr, frame) {
+        return;
+    }
+    let (di, d, vcpu) = current();
     // Emulated instructions are stepped over by their own length.
     let step = trap::instruction_len(esr);
     let exit = trap::decode(esr);
@@ -679,6 +693,49 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         }
     }
     irq::flush();
+}
+
+/// The SGI fast path (`bulkhead_core::vsgi`, `irq::send_sgi_fast`): a
+/// GICv3 `ICC_SGI1R_EL1` write or a GICv2 `GICD_SGIR` write whose targets
+/// are all the domain's own and can all take the SGI now, recognised from
+/// the syndrome before any general decoding. Counted as the general path
+/// counts it (a system register, a virtual GIC access). False, having
+/// done nothing, for anything else: the general path takes it.
+#[inline(always)]
+fn sgi_trap(esr: u64, frame: &mut TrapFrame) -> bool {
+    use bulkhead_core::vsgi;
+    let (value, cause, v2) = if let Some(rt) = vsgi::sgi1r_write(esr) {
+        (frame.reg(rt), Cause::Sysreg, false)
+    } else if let Some(rt) = vsgi::word_write(esr) {
+        if fault_ipa() != bulkhead_core::plan::VGICD_IPA + bulkhead_core::vgic::regs::GICD_SGIR
+            || gic::version() != bulkhead_core::plan::GicVersion::V2
+        {
+            return false;
+        }
+        (frame.reg(rt), Cause::Vgic, true)
+    } else {
+        return false;
+    };
+    let core = this_core();
+    let di = CORES[core].domain.load(Ordering::Acquire);
+    let Some(d) = plan().domains.get(di.wrapping_sub(1)) else {
+        return false;
+    };
+    let vcpu = CORES[core].vcpu.load(Ordering::Acquire);
+    let vcpus = ((1u32 << d.cpus.len()) - 1) as u8;
+    let sgi = if v2 {
+        vsgi::sgir_targets(value as u32, vcpu, vcpus)
+    } else {
+        vsgi::sgi1r_targets(value, vcpu, vcpus)
+    };
+    if !sgi.is_some_and(|sgi| irq::send_sgi_fast(d, vcpu, sgi)) {
+        return false;
+    }
+    exits::count(core, cause);
+    CORES[core].set_way_done.store(false, Ordering::Relaxed);
+    frame.elr += trap::instruction_len(esr);
+    irq::flush();
+    true
 }
 
 /// A trapped data cache maintenance by set/way (HCR_EL2.TSW). On a cache

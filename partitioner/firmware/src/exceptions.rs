@@ -1,13 +1,17 @@
 //! EL2 exception vectors. Every one of the 16 vectors saves the full register
 //! state into a [`TrapFrame`] and calls [`el2_trap`], except a domain's IRQ,
-//! which handles the vCPU's own timer in assembly (`irq_entry`) and
-//! otherwise saves only what a Rust call may destroy; nothing is ever taken
+//! which handles the vCPU's own timer and (GICv3) the kick of the SGI fast
+//! path in assembly (`irq_entry`, `irq_kick_v3`) and otherwise saves only
+//! what a Rust call may destroy, and a domain's synchronous exception,
+//! which first looks for a GICv3 `ICC_SGI1R_EL1` write the SGI fast path
+//! sends in assembly (`sync_entry`, `sgi1r_fast`); nothing is ever taken
 //! silently. Traps from a domain go to `crate::domain::handle_*`; anything the
 //! partitioner itself takes is reported on the console and stops the core.
 
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2};
 use bulkhead_core::plan::MAX_CPUS;
 use bulkhead_core::trap::Syndrome;
+use bulkhead_core::vsgi;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// General-purpose registers, ELR_EL2 and SPSR_EL2 of the interrupted context.
@@ -100,6 +104,18 @@ core::arch::global_asm!(
     b       save_and_dispatch
 .endm
 
+// Synchronous exception from a domain (AArch64): the SGI fast path is
+// looked for first, see `sync_entry`.
+.macro SYNC_VECTOR hardened
+    .balign 0x80
+    sub     sp, sp, #{frame}
+    stp     x0, x1, [sp, #0]
+    .if \hardened
+    CLEAR_BHB
+    .endif
+    b       sync_entry
+.endm
+
 // IRQ from a domain: the hot path, see `irq_entry`.
 .macro IRQ_VECTOR hardened
     .balign 0x80
@@ -120,7 +136,7 @@ core::arch::global_asm!(
     VECTOR 5
     VECTOR 6
     VECTOR 7
-    VECTOR 8, \hardened
+    SYNC_VECTOR \hardened
     IRQ_VECTOR \hardened
     VECTOR 10, \hardened
     VECTOR 11, \hardened
@@ -175,6 +191,165 @@ exception_return:
     add     sp, sp, #{frame}
     eret
 
+// A synchronous exception from a domain (AArch64), x0 and x1 saved: a
+// GICv3 `MSR ICC_SGI1R_EL1, Xt` (`vsgi::sgi1r_write`) goes to
+// `sgi1r_fast`, anything else to the general path.
+sync_entry:
+    mrs     x0, esr_el2
+    mov     w1, #{esr_mask_lo}
+    movk    w1, #{esr_mask_hi}, lsl #16
+    and     x1, x0, x1
+    mov     w0, #{esr_sgi1r_lo}
+    movk    w0, #{esr_sgi1r_hi}, lsl #16
+    cmp     x1, x0
+    b.eq    sgi1r_fast
+sync_general:
+    mov     x0, #8
+    b       save_and_dispatch
+
+// The SGI fast path of a GICv3 ICC_SGI1R_EL1 write, in assembly: what
+// `domain::sgi_trap` and `irq::send_sgi_fast` do, with this core's
+// `irq::SGI_ROUTE` for the plan. Only for SGIs to other vCPUs of the
+// domain (one to itself is the Rust path's), all of them the domain's own
+// (Aff3.Aff2.Aff1 and the range selector 0, no Aff0 bit beyond its vCPUs;
+// or IRM: all the others), each with the SGI enabled (`irq::SGI_ON`) and
+// running; then the SGI's bit in each target's `irq::SGI_PENDING` (one
+// atomic OR) and the kick to its core; the exit counted (`sysreg`), the
+// set/way flag cleared, the MSR stepped over. Anything else, with every
+// register as it came, to the general path, which decides again.
+sgi1r_fast:
+    adrp    x0, {fast_gic}
+    ldr     w0, [x0, :lo12:{fast_gic}]
+    cmp     w0, #3
+    b.ne    sync_general
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    // x1 = the value written: Rt of the MSR, x0-x7 from the frame
+    mrs     x0, esr_el2
+    ubfx    x0, x0, #5, #5
+    adr     x1, 50f
+    add     x1, x1, x0, lsl #3
+    br      x1
+50: ldr     x1, [sp, #0]
+    b       51f
+    ldr     x1, [sp, #8]
+    b       51f
+    ldr     x1, [sp, #16]
+    b       51f
+    ldr     x1, [sp, #24]
+    b       51f
+    ldr     x1, [sp, #32]
+    b       51f
+    ldr     x1, [sp, #40]
+    b       51f
+    ldr     x1, [sp, #48]
+    b       51f
+    ldr     x1, [sp, #56]
+    b       51f
+    .irp    n, 8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30
+    mov     x1, x\n
+    b       51f
+    .endr
+    mov     x1, xzr                         // 31: xzr
+51: mrs     x2, tpidr_el2                   // this core's index
+    adrp    x3, {sgi_route}
+    add     x3, x3, :lo12:{sgi_route}
+    mov     x4, #{route_stride}
+    madd    x3, x2, x4, x3                  // x3 = &SGI_ROUTE[core]
+    ldr     x4, [x3, #{route_vcpus}]        // x4 = the domain's vCPUs
+    cbz     x4, sgi1r_slow
+    ldr     x5, [x3, #{route_vcpu}]         // x5 = this vCPU
+    mov     x7, #1
+    lsl     x7, x7, x5                      // x7 = its bit
+    tbz     x1, #40, 52f
+    bic     x6, x4, x7                      // IRM: every other vCPU
+    b       53f
+52: and     x6, x1, #0xffff                 // the target list
+    cbz     x6, 60f                         // nobody
+    movz    x0, #0x00ff, lsl #16            // Aff1
+    movk    x0, #0xf0ff, lsl #32            // Aff2, RS
+    movk    x0, #0x00ff, lsl #48            // Aff3
+    tst     x1, x0
+    b.ne    sgi1r_slow                      // foreign: the general path reports it
+    bics    xzr, x6, x4
+    b.ne    sgi1r_slow                      // vCPUs it does not have: the same
+53: cbz     x6, 60f
+    tst     x6, x7
+    b.ne    sgi1r_slow                      // to itself too: the Rust path
+    ubfx    x1, x1, #24, #4                 // x1 = the SGI
+    // Every target has it enabled and runs?
+    mov     x4, x6
+54: rbit    x5, x4
+    clz     x5, x5                          // a target vCPU
+    add     x7, x3, x5, lsl #3
+    ldr     x7, [x7, #{route_core}]         // its core
+    adrp    x0, {sgi_on}
+    add     x0, x0, :lo12:{sgi_on}
+    ldrh    w0, [x0, x7, lsl #1]
+    lsr     w0, w0, w1
+    tbz     w0, #0, sgi1r_slow              // disabled: the model latches it
+    adrp    x0, {cores}
+    add     x0, x0, :lo12:{cores}
+    mov     x5, #{core_stride}
+    madd    x0, x7, x5, x0
+    ldr     x0, [x0, #{core_state}]
+    cmp     x0, #{on}
+    b.ne    sgi1r_slow                      // not running: the same
+    sub     x5, x4, #1
+    and     x4, x4, x5
+    cbnz    x4, 54b
+    // Deliver: the SGI's bit (source 0) in each target's bitmap, the kick.
+    mov     x4, #1
+    lsl     x4, x4, x1
+55: rbit    x5, x6
+    clz     x5, x5
+    add     x7, x3, x5, lsl #3
+    ldr     x0, [x7, #{route_core}]
+    adrp    x2, {sgi_pending}
+    add     x2, x2, :lo12:{sgi_pending}
+    add     x2, x2, x0, lsl #{pending_shift}
+56: ldxr    x0, [x2]
+    orr     x0, x0, x4
+    stlxr   w5, x0, [x2]
+    cbnz    w5, 56b
+    ldr     x0, [x7, #{route_kick}]
+    dsb     ishst
+    msr     S3_0_C12_C11_5, x0              // ICC_SGI1R_EL1: the kick
+    sub     x5, x6, #1
+    and     x6, x6, x5
+    cbnz    x6, 55b
+60: mrs     x2, tpidr_el2
+    // exits::count(this core, Cause::Sysreg)
+    adrp    x0, {slots}
+    add     x0, x0, :lo12:{slots}
+    mov     x3, #{slots_stride}
+    madd    x0, x2, x3, x0
+    ldr     x3, [x0, #{sysreg_slot}]
+    add     x3, x3, #1
+    str     x3, [x0, #{sysreg_slot}]
+    // CORES[core].set_way_done = false (an exit other than set/way)
+    adrp    x0, {cores}
+    add     x0, x0, :lo12:{cores}
+    mov     x3, #{core_stride}
+    madd    x0, x2, x3, x0
+    strb    wzr, [x0, #{set_way_done}]
+    mrs     x0, elr_el2
+    add     x0, x0, #4                      // an AArch64 MSR: 4 bytes
+    msr     elr_el2, x0
+    ldp     x6, x7, [sp, #48]
+    ldp     x4, x5, [sp, #32]
+    ldp     x2, x3, [sp, #16]
+    ldp     x0, x1, [sp, #0]
+    add     sp, sp, #{frame}
+    eret
+
+sgi1r_slow:
+    ldp     x6, x7, [sp, #48]
+    ldp     x4, x5, [sp, #32]
+    ldp     x2, x3, [sp, #16]
+    b       sync_general
+
 // An IRQ from a domain, x0 and x1 saved. The virtual timer of the vCPU
 // on this core (the most frequent interrupt by far) is handled right here
 // when `irq::TIMER_LR` holds its list register value for this core, nothing
@@ -183,15 +358,13 @@ exception_return:
 // active until the guest's deactivation reaches it, through the entry's HW
 // bit or the EOI maintenance interrupt), priority drop, exit counted,
 // back to the domain. This is `irq::handle_physical`'s `VTIMER_INTID` case
-// and `inject_here`, without a frame or a call. Anything else goes to the
-// Rust handlers, which save what a Rust call may destroy.
+// and `inject_here`, without a frame or a call. On GICv3 the kick that
+// brings an SGI of the SGI fast path is handled here too (`irq_kick_v3`).
+// Anything else goes to the Rust handlers, which save what a Rust call may
+// destroy.
 irq_entry:
     stp     x2, x3, [sp, #16]
     mrs     x2, tpidr_el2                   // this core's index
-    adrp    x1, {timer_lr}
-    add     x1, x1, :lo12:{timer_lr}
-    ldr     x1, [x1, x2, lsl #3]
-    cbz     x1, irq_slow
     adrp    x0, {queued}
     add     x0, x0, :lo12:{queued}
     ldrb    w0, [x0, x2]
@@ -200,10 +373,15 @@ irq_entry:
     ldr     w0, [x0, :lo12:{fast_gic}]
     cmp     w0, #2
     b.eq    irq_fast_v2
+    cbz     w0, irq_slow                    // (else 3: GICv3)
+    adrp    x1, {timer_lr}
+    add     x1, x1, :lo12:{timer_lr}
+    ldr     x1, [x1, x2, lsl #3]
     mrs     x0, S3_0_C12_C12_0              // ICC_IAR1_EL1: acknowledge
     and     x0, x0, #0xffffff
     cmp     x0, #{vtimer}
-    b.ne    irq_slow_acked
+    b.ne    15f
+    cbz     x1, irq_slow_acked              // the timer is not deliverable now
     mrs     x3, S3_4_C12_C11_5              // ICH_ELRSR_EL2: empty list registers
     tbnz    x3, #0, 10f
     tbnz    x3, #1, 11f
@@ -232,9 +410,112 @@ irq_fast_done:
     add     sp, sp, #{irq_frame}
     eret
 
+// GICv3, acknowledged (x0), not the timer.
+15: cbz     x0, irq_kick_v3                 // gic::SGI_KICK
+    b       irq_slow_acked
+
+// GICv3, the kick (acknowledged: x0 = its INTID, 0; x2 = this core's
+// index): another core of the domain sent this vCPU an SGI through the SGI
+// fast path (`irq::send_sgi_fast`). The common case is handled here, as
+// `irq::take`'s `SGI_KICK` case, `domain::check_requests` and
+// `irq::flush_sgis` would: no request left for this core, exactly one SGI
+// in its pending-SGI bitmap (`irq::SGI_PENDING`, GICv3: source 0, the
+// first word), and list registers that hold no SGI, none beyond the first
+// four in use and one of those free (so nothing to merge with). The SGI
+// goes into the first free list register with its priority from
+// `irq::SGI_PRIORITY` (`vgic::lr_v3`: pending, group 1, software), the
+// kick is ended (priority drop, deactivation), the exit counted. An empty
+// bitmap (its SGI already taken on an earlier exit) only ends the kick.
+// Anything else goes to the Rust handler with the kick acknowledged.
+irq_kick_v3:
+    adrp    x1, {cores}
+    add     x1, x1, :lo12:{cores}
+    mov     x3, #{core_stride}
+    madd    x1, x2, x3, x1
+    ldr     x1, [x1, #{request}]
+    cbnz    x1, irq_slow_acked              // a request: the Rust handler
+    stp     x4, x5, [sp, #32]
+    adrp    x1, {sgi_pending}
+    add     x1, x1, :lo12:{sgi_pending}
+    add     x1, x1, x2, lsl #{pending_shift} // &SGI_PENDING[core][0]
+    ldr     x3, [x1]
+    cbz     x3, 30f                         // nothing left: end the kick
+    sub     x4, x3, #1
+    tst     x3, x4
+    b.ne    irq_kick_slow                   // more than one SGI
+    // The list registers: none in use beyond the first four, none of the
+    // first four in use holds an SGI (vINTID < 16), one of them free.
+    mrs     x4, S3_4_C12_C11_5              // ICH_ELRSR_EL2
+    adrp    x5, {lr_mask}
+    ldr     x5, [x5, :lo12:{lr_mask}]
+    bic     x5, x5, x4                      // list registers in use
+    tst     x5, #~0xf
+    b.ne    irq_kick_slow
+    tbz     x5, #0, 21f
+    mrs     x3, S3_4_C12_C12_0
+    cmp     w3, #16
+    b.lo    irq_kick_slow
+21: tbz     x5, #1, 22f
+    mrs     x3, S3_4_C12_C12_1
+    cmp     w3, #16
+    b.lo    irq_kick_slow
+22: tbz     x5, #2, 23f
+    mrs     x3, S3_4_C12_C12_2
+    cmp     w3, #16
+    b.lo    irq_kick_slow
+23: tbz     x5, #3, 24f
+    mrs     x3, S3_4_C12_C12_3
+    cmp     w3, #16
+    b.lo    irq_kick_slow
+24: tst     x4, #0xf
+    b.eq    irq_kick_slow                   // none of the four free
+    tst     x3, #0xffff
+    b.eq    irq_kick_slow                   // (never: GICv3 SGIs are source 0)
+    // Take the bitmap, if it still holds just that SGI (senders on other
+    // cores may add to it meanwhile; only this core takes).
+25: ldaxr   x5, [x1]
+    cmp     x5, x3
+    b.ne    26f
+    stxr    w5, xzr, [x1]
+    cbnz    w5, 25b
+    rbit    x3, x3
+    clz     x3, x3                          // its SGI INTID
+    adrp    x5, {sgi_priority}
+    add     x5, x5, :lo12:{sgi_priority}
+    add     x5, x5, x2, lsl #4
+    ldrb    w5, [x5, x3]
+    lsl     x5, x5, #48
+    orr     x5, x5, x3
+    orr     x5, x5, #(1 << 62)              // pending
+    orr     x5, x5, #(1 << 60)              // group 1
+    tbnz    x4, #0, 40f
+    tbnz    x4, #1, 41f
+    tbnz    x4, #2, 42f
+    msr     S3_4_C12_C12_3, x5
+    b       30f
+40: msr     S3_4_C12_C12_0, x5
+    b       30f
+41: msr     S3_4_C12_C12_1, x5
+    b       30f
+42: msr     S3_4_C12_C12_2, x5
+30: ldp     x4, x5, [sp, #32]
+    msr     S3_0_C12_C12_1, x0              // ICC_EOIR1_EL1: priority drop
+    msr     S3_0_C12_C11_1, x0              // ICC_DIR_EL1: deactivate the kick
+    b       irq_fast_done
+    // Another SGI arrived between the look and the take: the Rust handler.
+26: clrex
+irq_kick_slow:
+    ldp     x4, x5, [sp, #32]
+    mov     x0, #0                          // what the acknowledge returned
+    b       irq_slow_acked
+
 // The same on GICv2, through the memory-mapped CPU interface (GICC) and
 // hypervisor interface (GICH) at `gic::BASES`.
 irq_fast_v2:
+    adrp    x1, {timer_lr}
+    add     x1, x1, :lo12:{timer_lr}
+    ldr     x1, [x1, x2, lsl #3]
+    cbz     x1, irq_slow
     adrp    x3, {bases}
     add     x3, x3, :lo12:{bases}
     ldr     x2, [x3, #8]                    // GICC
@@ -298,7 +579,46 @@ irq_return:
     gicc_eoir = const crate::gic::GICC_EOIR,
     gich_elrsr0 = const crate::gic::GICH_ELRSR0,
     gich_lr0 = const crate::gic::GICH_LR0,
+    cores = sym crate::domain::CORES,
+    core_stride = const crate::domain::CORE_STRIDE,
+    request = const crate::domain::REQUEST_OFFSET,
+    sgi_pending = sym crate::irq::SGI_PENDING,
+    pending_shift = const PENDING_SHIFT,
+    sgi_priority = sym crate::irq::SGI_PRIORITY,
+    lr_mask = sym crate::irq::LR_MASK,
+    esr_mask_lo = const vsgi::SYSREG_MASK & 0xffff,
+    esr_mask_hi = const vsgi::SYSREG_MASK >> 16,
+    esr_sgi1r_lo = const vsgi::SGI1R_WRITE_ESR & 0xffff,
+    esr_sgi1r_hi = const vsgi::SGI1R_WRITE_ESR >> 16,
+    sgi_route = sym crate::irq::SGI_ROUTE,
+    route_stride = const crate::irq::SGI_ROUTE_STRIDE,
+    route_vcpus = const crate::irq::SGI_ROUTE_VCPUS,
+    route_vcpu = const crate::irq::SGI_ROUTE_VCPU,
+    route_core = const crate::irq::SGI_ROUTE_CORE,
+    route_kick = const crate::irq::SGI_ROUTE_KICK,
+    sgi_on = sym crate::irq::SGI_ON,
+    core_state = const crate::domain::STATE_OFFSET,
+    on = const crate::domain::ON,
+    set_way_done = const crate::domain::SET_WAY_DONE_OFFSET,
+    sysreg_slot = const crate::exits::SYSREG_SLOT_OFFSET,
 );
+
+// `sgi1r_fast`'s assumptions: 32-bit syndrome constants, a frame with
+// room for x0-x7, offsets an immediate reaches, two bytes per `SGI_ON`.
+const _: () = assert!(vsgi::SYSREG_MASK >> 32 == 0 && vsgi::SGI1R_WRITE_ESR >> 32 == 0);
+const _: () = assert!(FRAME >= 64 && crate::exits::SYSREG_SLOT_OFFSET < 4096);
+const _: () = assert!(crate::irq::SGI_ROUTE_STRIDE < 65536);
+const _: () = assert!(crate::irq::SGI_ROUTE_KICK < 4096 && crate::irq::SGI_ROUTE_VCPU < 4096);
+const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicU16>() == 2);
+
+/// log2 of the bytes of one core's pending-SGI bitmap (`irq::SGI_PENDING`).
+const PENDING_SHIFT: u32 = (bulkhead_core::vsgi::PENDING_WORDS * 8).trailing_zeros();
+const _: () = assert!(1 << PENDING_SHIFT == bulkhead_core::vsgi::PENDING_WORDS * 8);
+// `irq_kick_v3`: one core's SGI priorities are 16 bytes; SGIs of source 0
+// are the low 16 bits of the first word.
+const _: () = assert!(core::mem::size_of::<[core::sync::atomic::AtomicU8; 16]>() == 16);
+const _: () = assert!(bulkhead_core::vsgi::pending_bit(0, 15).0 == 0);
+const _: () = assert!(bulkhead_core::vsgi::pending_bit(0, 15).1 == 1 << 15);
 
 // The fast path's layout assumptions.
 const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicU64>() == 8);

@@ -542,21 +542,23 @@ pub fn deactivate(intid: u32) {
     }
 }
 
+/// GICv3: the ICC_SGI1R_EL1 value that sends SGI `intid` to the core
+/// with MPIDR `mpidr`.
+pub fn sgi1r_value(intid: u32, mpidr: u64) -> u64 {
+    let aff1 = (mpidr >> 8) & 0xff;
+    let aff2 = (mpidr >> 16) & 0xff;
+    let aff3 = (mpidr >> 32) & 0xff;
+    let target = 1u64 << (mpidr & 0xf);
+    (aff3 << 48) | (aff2 << 32) | ((intid as u64 & 0xf) << 24) | (aff1 << 16) | target
+}
+
 /// Send the partitioner's SGI `intid` to physical core `core`.
 pub fn send_sgi(intid: u32, core: usize, mpidr: u64) {
     // What the receiver is kicked to look at (its queue, its request) must
     // be visible before the SGI can arrive.
     aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
     match hw() {
-        Hw::V3 { .. } => {
-            let aff1 = (mpidr >> 8) & 0xff;
-            let aff2 = (mpidr >> 16) & 0xff;
-            let aff3 = (mpidr >> 32) & 0xff;
-            let target = 1u64 << (mpidr & 0xf);
-            let v =
-                (aff3 << 48) | (aff2 << 32) | ((intid as u64 & 0xf) << 24) | (aff1 << 16) | target;
-            sysreg!(write "S3_0_C12_C11_5", v);
-        }
+        Hw::V3 { .. } => sysreg!(write "S3_0_C12_C11_5", sgi1r_value(intid, mpidr)),
         Hw::V2 { gicd, .. } => {
             let mut mask = interface_mask(core);
             if let (0, SGI_KICK, Some(missed)) = (mask, intid, KICK_MISSED.get(core)) {

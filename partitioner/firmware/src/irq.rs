@@ -13,7 +13,16 @@
 //! - SGIs are virtual: a domain's ICC_SGI1R_EL1, ICC_ASGI1R_EL1 or
 //!   ICC_SGI0R_EL1 (GICv3) or GICD_SGIR (GICv2) write is turned into virtual
 //!   SGIs for its own vCPUs only, queued on their cores, which are kicked
-//!   with the partitioner's physical SGI.
+//!   with the partitioner's physical SGI. The common case (an
+//!   ICC_SGI1R_EL1 or GICD_SGIR write whose targets all have the SGI
+//!   enabled and run) takes a lock-free fast path instead
+//!   (`bulkhead_core::vsgi`, [`send_sgi_fast`]): one atomic OR into each
+//!   target core's pending-SGI bitmap (`SGI_PENDING`) and the kick; the
+//!   target takes the bitmap with one swap on its way back to its vCPU
+//!   (`flush_sgis`) and writes list registers directly. On GICv3 (with
+//!   the interrupt fast path) the common cases of both sides are the
+//!   vectors' assembly (`crate::exceptions`: `sgi1r_fast`, `irq_kick_v3`),
+//!   which use `SGI_ROUTE`, `SGI_ON`, `SGI_PENDING` and `SGI_PRIORITY`.
 //! - Queued interrupts go to free list registers before every return to the
 //!   domain; if they run out, the underflow maintenance interrupt refills them.
 //! - The virtual console's interrupt is a purely virtual SPI
@@ -32,6 +41,7 @@ use bulkhead_core::plan::{
 };
 use bulkhead_core::trap::Access;
 use bulkhead_core::vgic::{self, PendingIrqs, PhysGic, VDistributor, Virq, VirtualLine, WithLine};
+use bulkhead_core::vsgi::{self, PENDING_WORDS};
 use core::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
@@ -72,9 +82,77 @@ const TIMER_ON: u16 = 0x100;
 /// deliverable, or a GIC the fast path does not handle: see
 /// [`fast_path_gic`]). Refreshed with `TIMER`.
 pub(crate) static TIMER_LR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per core: virtual SGIs the SGI fast path ([`send_sgi_fast`]) sent to
+/// the vCPU there, waiting to be put into list registers (a bitmap of SGI
+/// and source, `vsgi::pending_bit`). Set by senders on any core with an
+/// atomic OR, taken by the core itself with an atomic swap (`flush_sgis`).
+pub(crate) static SGI_PENDING: [[AtomicU64; PENDING_WORDS]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; PENDING_WORDS] }; MAX_CPUS];
+/// Per core: the SGIs the vCPU there can take now (enabled, its
+/// distributor on: `VDistributor::sgi_fast_state`), and their priorities.
+/// A copy of the model's state like `TIMER`, refreshed after every change
+/// to it, so the SGI fast path needs neither the model's lock nor a look-up.
+pub(crate) static SGI_ON: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
+pub(crate) static SGI_PRIORITY: [[AtomicU8; 16]; MAX_CPUS] =
+    [const { [const { AtomicU8::new(vgic::RESET_PRIORITY) }; 16] }; MAX_CPUS];
 /// Which GIC the fast path drives: 0 none, 2 GICv2 (memory-mapped CPU and
-/// hypervisor interfaces, `gic::BASES`), 3 GICv3 (system registers).
+/// hypervisor interfaces, `gic::BASES`), 3 GICv3 (system registers). Set
+/// when the first domain is set up.
 pub(crate) static FAST_PATH_GIC: AtomicU32 = AtomicU32::new(0);
+/// Per core, what the assembly SGI fast path of a GICv3 `ICC_SGI1R_EL1`
+/// write (`crate::exceptions`, `sgi1r_fast`) needs to know of the domain
+/// it runs, without the plan: set once when the domain is set up (a core
+/// belongs to one domain, as one vCPU, for the partitioner's life).
+#[repr(C)]
+pub(crate) struct SgiRoute {
+    /// The domain's vCPUs (bit `n` = vCPU `n`); 0 until set, or on a GIC
+    /// the assembly does not drive: then that path is off.
+    vcpus: AtomicU64,
+    /// The vCPU on this core.
+    vcpu: AtomicU64,
+    /// Per vCPU: its physical core.
+    core: [AtomicU64; MAX_CPUS],
+    /// Per vCPU: the ICC_SGI1R_EL1 value that kicks its core
+    /// (`gic::SGI_KICK`).
+    kick: [AtomicU64; MAX_CPUS],
+}
+
+pub(crate) static SGI_ROUTE: [SgiRoute; MAX_CPUS] = [const {
+    SgiRoute {
+        vcpus: AtomicU64::new(0),
+        vcpu: AtomicU64::new(0),
+        core: [const { AtomicU64::new(0) }; MAX_CPUS],
+        kick: [const { AtomicU64::new(0) }; MAX_CPUS],
+    }
+}; MAX_CPUS];
+pub(crate) const SGI_ROUTE_STRIDE: usize = core::mem::size_of::<SgiRoute>();
+pub(crate) const SGI_ROUTE_VCPUS: usize = core::mem::offset_of!(SgiRoute, vcpus);
+pub(crate) const SGI_ROUTE_VCPU: usize = core::mem::offset_of!(SgiRoute, vcpu);
+pub(crate) const SGI_ROUTE_CORE: usize = core::mem::offset_of!(SgiRoute, core);
+pub(crate) const SGI_ROUTE_KICK: usize = core::mem::offset_of!(SgiRoute, kick);
+
+/// Fill the `SGI_ROUTE` of domain `d`'s cores (GICv3 with the fast path
+/// only).
+fn set_sgi_routes(d: &DomainPlan) {
+    if fast_path_gic() != 3 {
+        return;
+    }
+    let vcpus = (0..d.cpus.len()).fold(0u64, |m, v| m | 1 << v);
+    for (vcpu, &core) in d.cpus.iter().enumerate() {
+        let r = &SGI_ROUTE[core];
+        r.vcpu.store(vcpu as u64, Ordering::Relaxed);
+        for (v, &c) in d.cpus.iter().enumerate() {
+            r.core[v].store(c as u64, Ordering::Relaxed);
+            let kick = gic::sgi1r_value(gic::SGI_KICK, crate::board().cpus[c]);
+            r.kick[v].store(kick, Ordering::Relaxed);
+        }
+        // Last: the path only runs with the rest in place.
+        r.vcpus.store(vcpus, Ordering::Release);
+    }
+}
+
+/// [`lr_mask`], for the fast path (which only runs once it is set).
+pub(crate) static LR_MASK: AtomicU64 = AtomicU64::new(0);
 
 /// The GIC the assembly fast path can drive, if any: one that signals the
 /// virtual IRQ itself (not `VirtualIrq::ViaHcrVi`, whose line must be
@@ -243,6 +321,9 @@ pub fn map_virtual_cpu_interface(
 /// Record what domain `di` owns and set up its virtual distributor; route
 /// its SPIs to its first core, disabled.
 pub fn init_domain(di: usize, d: &DomainPlan) {
+    LR_MASK.store(lr_mask(), Ordering::Release);
+    FAST_PATH_GIC.store(fast_path_gic(), Ordering::Release);
+    set_sgi_routes(d);
     let dom = VDOM[di].call_once(|| vgic::Domain::new(gic::version(), d));
     for dev in d.devices.iter() {
         for &spi in dev.spis.iter() {
@@ -258,22 +339,28 @@ pub fn init_domain(di: usize, d: &DomainPlan) {
             line: &mut VLINE[di].lock(),
         },
     );
-    refresh_timer(dom, d, &vd);
+    refresh_copies(dom, d, &vd);
     VDIST[di].call_once(|| Mutex::new(vd));
 }
 
-/// Recompute the `TIMER` copy for every vCPU of the domain, from its model.
-fn refresh_timer(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
+/// Recompute the `TIMER` and `SGI_ON` copies for every vCPU of the
+/// domain, from its model.
+fn refresh_copies(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
     let phys = Phys { d };
     for (vcpu, &core) in d.cpus.iter().enumerate() {
+        let (on, priorities) = vd.sgi_fast_state(dom, vcpu);
+        // Off first: the priorities never pair with an old enable.
+        SGI_ON[core].store(0, Ordering::Release);
+        for (p, &v) in SGI_PRIORITY[core].iter().zip(priorities.iter()) {
+            p.store(v, Ordering::Relaxed);
+        }
+        SGI_ON[core].store(on, Ordering::Release);
         let v = if vd.deliverable(dom, &phys, vcpu, VTIMER_INTID) {
             TIMER_ON | u16::from(vd.priority(dom, &phys, vcpu, VTIMER_INTID))
         } else {
             0
         };
-        let fast = fast_path_gic();
-        let lr = if v != 0 && fast != 0 {
-            FAST_PATH_GIC.store(fast, Ordering::Release);
+        let lr = if v != 0 && fast_path_gic() != 0 {
             let virq = Virq {
                 intid: VTIMER_INTID,
                 hw: true,
@@ -308,10 +395,18 @@ pub fn reset_domain(di: usize, d: &DomainPlan) {
         );
         line.set_level(false);
         drop(line);
-        refresh_timer(dom, d, &vd);
+        refresh_copies(dom, d, &vd);
     }
     for &c in d.cpus.iter() {
         QUEUE[c].lock().clear();
+        clear_sgis(c);
+    }
+}
+
+/// Forget the SGIs the fast path left for `core`'s vCPU.
+fn clear_sgis(core: usize) {
+    for w in SGI_PENDING[core].iter() {
+        w.store(0, Ordering::Release);
     }
 }
 
@@ -329,7 +424,7 @@ pub fn reset_vcpu() {
         };
         vd.reset_vcpu(dom, &mut phys, vcpu);
         drop(line);
-        refresh_timer(dom, d, &vd);
+        refresh_copies(dom, d, &vd);
     }
     gic::set_virtual_interface(true, false);
 }
@@ -345,6 +440,7 @@ pub fn clear_vcpu() {
         gic::write_lr(i, 0);
     }
     QUEUE[this_core()].lock().clear();
+    clear_sgis(this_core());
 }
 
 /// Queue a virtual interrupt for `core`'s vCPU, kicking it if it is not us.
@@ -441,7 +537,7 @@ fn withdraw(core: usize, intid: u32) {
 /// it), which ends the `wfi`, masked as interrupts are at EL2; it is taken
 /// on the way back to the vCPU. May return early, which standby allows.
 pub fn wait_for_vcpu_interrupt() {
-    if QUEUED[this_core()].load(Ordering::Acquire) {
+    if QUEUED[this_core()].load(Ordering::Acquire) || sgis_pending(this_core()) {
         return;
     }
     let v = gic::version();
@@ -605,6 +701,9 @@ fn inject_here(virq: &Virq) -> bool {
 #[inline(always)]
 pub fn flush() {
     let core = this_core();
+    if sgis_pending(core) {
+        flush_sgis(core);
+    }
     if QUEUED[core].load(Ordering::Acquire) {
         flush_queue(core);
     }
@@ -661,6 +760,101 @@ fn sync_virtual_irq_line() {
     if want != hcr {
         HCR_EL2.set(want);
     }
+}
+
+/// Whether the SGI fast path left SGIs for `core`'s vCPU.
+#[inline(always)]
+fn sgis_pending(core: usize) -> bool {
+    SGI_PENDING[core]
+        .iter()
+        .any(|w| w.load(Ordering::Relaxed) != 0)
+}
+
+/// Put the SGIs the fast path sent to this core's vCPU into list
+/// registers: merged into one that holds the same SGI already (made
+/// pending again if it is active: the architecture forbids a second entry),
+/// else into a free one; behind the queue when something waits there
+/// (it may come first), or into it when no list register is free.
+#[inline(never)]
+fn flush_sgis(core: usize) {
+    let v = gic::version();
+    let mask = lr_mask();
+    for (w, word) in SGI_PENDING[core].iter().enumerate() {
+        // A plain look first: on GICv3 only the first word is ever used.
+        if word.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let mut bits = word.swap(0, Ordering::Acquire);
+        while let Some((intid, source)) = vsgi::next_pending(w, &mut bits) {
+            let virq = Virq {
+                intid,
+                hw: false,
+                priority: SGI_PRIORITY[core][intid as usize & 0xf].load(Ordering::Relaxed),
+                source,
+            };
+            if !QUEUED[core].load(Ordering::Acquire) {
+                let free = gic::empty_lrs() & mask;
+                let used = !free & mask;
+                if used != 0 && merge(v, used, &virq) {
+                    continue;
+                }
+                if free != 0 {
+                    // A software interrupt: how hardware ones end does not matter.
+                    let lr = vgic::lr(v, &virq, vgic::Deactivation::Hardware);
+                    gic::write_lr(free.trailing_zeros() as usize, lr);
+                    continue;
+                }
+            }
+            let mut q = QUEUE[core].lock();
+            if q.push(virq).is_err() {
+                warn!("virtual interrupt queue of core {core} full: SGI {intid} dropped");
+            }
+            QUEUED[core].store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The SGI fast path (`bulkhead_core::vsgi`): vCPU `sender` of domain `d`
+/// sends `sgi`. Only if every target has it enabled (with its distributor
+/// on) and runs: a bit in each target core's `SGI_PENDING`, and a kick for
+/// each other core; no lock, no look at the model. False, having done
+/// nothing, if the general path must take the write (it latches the SGI for
+/// a target that cannot take it now).
+pub fn send_sgi_fast(d: &DomainPlan, sender: usize, sgi: vsgi::Sgi) -> bool {
+    let bit = 1u16 << (sgi.intid & 0xf);
+    let mut t = sgi.targets;
+    while t != 0 {
+        let vcpu = t.trailing_zeros() as usize;
+        t &= t - 1;
+        let Some(core) = domain::core_of(d, vcpu) else {
+            return false;
+        };
+        if SGI_ON[core].load(Ordering::Acquire) & bit == 0 || domain::core_state(core) != domain::ON
+        {
+            return false;
+        }
+    }
+    // GICv2 tells the receiver which CPU sent an SGI; GICv3 does not.
+    let source = if gic::version() == GicVersion::V2 {
+        sender
+    } else {
+        0
+    };
+    let (w, b) = vsgi::pending_bit(source, sgi.intid);
+    let here = this_core();
+    let mut t = sgi.targets;
+    while t != 0 {
+        let vcpu = t.trailing_zeros() as usize;
+        t &= t - 1;
+        if let Some(core) = domain::core_of(d, vcpu) {
+            SGI_PENDING[core][w].fetch_or(b, Ordering::Release);
+            // This core's own vCPU gets it on the way back (`flush`).
+            if core != here {
+                gic::send_sgi(gic::SGI_KICK, core, crate::board().cpus[core]);
+            }
+        }
+    }
+    true
 }
 
 #[inline(never)]
@@ -754,7 +948,7 @@ pub fn emulate_mmio(
         };
         drop(line);
         if write {
-            refresh_timer(dom, d, &vd);
+            refresh_copies(dom, d, &vd);
         }
         outcome
     };
