@@ -91,7 +91,10 @@ pub mod scratch {
     /// zero but for its end must be cleared as well as a full one).
     pub fn fill(start: usize, end: usize) {
         let last_page = end - 4096;
-        for at in (start..end).step_by(8).filter(|&a| a < last_page || a == end - 8) {
+        for at in (start..end)
+            .step_by(8)
+            .filter(|&a| a < last_page || a == end - 8)
+        {
             // SAFETY: as in `not_zero`: RAM of the domain that nothing else
             // of it uses, so the write disturbs no object.
             unsafe { core::ptr::write_volatile(at as *mut u64, FILL ^ at as u64) };
