@@ -274,6 +274,21 @@ fn find_redistributor(board: &Board, mpidr: u64) -> Option<usize> {
     None
 }
 
+/// Why board core `core` is missing from this machine as its interrupt
+/// controller sees it (after [`init_distributor`]), or `None` if it is
+/// there: on GICv3 it has a redistributor; on GICv2 its index is below the
+/// number of CPU interfaces (GICD_TYPER.CPUNumber + 1).
+pub fn absent(core: usize) -> Option<&'static str> {
+    match hw() {
+        Hw::V3 { .. } => (GICR[core].load(Ordering::Acquire) == 0)
+            .then_some("no GIC redistributor answers for it"),
+        Hw::V2 { gicd, .. } => {
+            let interfaces = ((rd32(gicd + GICD_TYPER) >> 5) & 0b111) as usize + 1;
+            (core >= interfaces).then_some("the GICv2 distributor has fewer CPU interfaces")
+        }
+    }
+}
+
 /// Number of SPI-capable interrupt lines, from GICD_TYPER.
 fn lines(gicd: usize) -> u32 {
     32 * ((rd32(gicd + GICD_TYPER) & 0x1f) + 1)
@@ -282,15 +297,15 @@ fn lines(gicd: usize) -> u32 {
 /// Distributor set-up, once, on the boot core: every SPI group 1, disabled,
 /// inactive, default priority, level; then the distributor on. On GICv3
 /// also find every core's redistributor, so any core can reach another's.
+/// A core the board lists but the machine lacks (QEMU started with fewer
+/// `-smp` cores) has none; [`absent`] says so, and no domain may use it.
 pub fn init_distributor(board: &Board) {
     if let Hw::V3 { .. } = hw() {
         for (core, &mpidr) in board.cpus.iter().enumerate() {
-            match find_redistributor(board, mpidr) {
-                Some(frame) => GICR[core].store(frame, Ordering::Release),
-                None => crate::fatal(format_args!(
-                    "no GIC redistributor for core {core} (MPIDR {mpidr:#x})"
-                )),
-            }
+            GICR[core].store(
+                find_redistributor(board, mpidr).unwrap_or(0),
+                Ordering::Release,
+            );
         }
     }
     let gicd = match hw() {
@@ -328,6 +343,14 @@ pub fn init_cpu(core: usize) {
     match hw() {
         Hw::V3 { .. } => {
             let found = GICR[core].load(Ordering::Acquire);
+            if found == 0 {
+                // Only the boot core can get here without one: the others
+                // start only for a domain, which `absent` vetted.
+                crate::fatal(format_args!(
+                    "no GIC redistributor for core {core} (MPIDR {:#x})",
+                    crate::board().cpus[core]
+                ));
+            }
             // Wake the redistributor.
             let waker = rd32(found + GICR_WAKER);
             wr32(found + GICR_WAKER, waker & !(1 << 1));

@@ -193,6 +193,25 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     };
     gic::init_distributor(board);
     gic::init_cpu(core);
+    // The board lists its cores; the machine may have fewer (QEMU started
+    // with a smaller `-smp`). That is fine until a domain needs one.
+    let mut missing = 0;
+    for d in &plan.domains {
+        for &c in &d.cpus {
+            if let Some(why) = gic::absent(c) {
+                error!(
+                    "domain \"{}\": core {c} (MPIDR {:#x}) is not on this machine: {why} (give the machine at least {} cores, or the domain another)",
+                    d.name,
+                    board.cpus[c],
+                    c + 1
+                );
+                missing += 1;
+            }
+        }
+    }
+    if missing > 0 {
+        refuse()
+    }
     info!(
         "interrupt controller: GICv{}, {} list registers; cores started by {}",
         board_gic_number(version),
