@@ -5,7 +5,7 @@
 //! and adds up a domain's cores only when it prints them: on the partitioner
 //! console when the operator types the key sequence ([`Keys`]), and once when
 //! the domain stops. The printed form ([`Counts`]'s `Display`) is
-//! `irq=N vgic=N vconsole=N sysreg=N psci=N fault=N maintenance=N wfx=N other=N total=N`.
+//! `irq=N sgi=N vgic=N vconsole=N vecam=N sysreg=N psci=N fault=N maintenance=N wfx=N other=N total=N`.
 
 use core::fmt;
 
@@ -17,15 +17,19 @@ pub enum Cause {
     /// partitioner's kick SGI (which brings it queued virtual interrupts,
     /// such as SGIs from its other vCPUs, or a stop request).
     Irq,
+    /// An SGI a vCPU sends to its domain's vCPUs (an IPI): a GICv3
+    /// `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` or `ICC_SGI0R_EL1` write, a GICv2
+    /// `GICD_SGIR` write. Interrupt injection's sending side: without
+    /// GICv4.1 virtual SGIs a guest cannot raise one without EL2.
+    Sgi,
     /// An emulated virtual GIC distributor or redistributor access.
     Vgic,
     /// An access to the virtual console.
     Vconsole,
     /// An access to the virtual PCIe configuration window (ECAM).
     Vecam,
-    /// A trapped system register or instruction: GICv3 SGI generation
-    /// (`ICC_SGI1R_EL1` and friends), set/way cache maintenance, anything
-    /// else trapped (ignored, reads as zero).
+    /// A trapped system register or instruction other than an SGI: set/way
+    /// cache maintenance, anything else trapped (ignored, reads as zero).
     Sysreg,
     /// A PSCI or SMCCC call (HVC or SMC).
     Psci,
@@ -43,11 +47,12 @@ pub enum Cause {
 }
 
 /// Number of causes.
-pub const CAUSES: usize = 10;
+pub const CAUSES: usize = 11;
 
 impl Cause {
     pub const ALL: [Cause; CAUSES] = [
         Cause::Irq,
+        Cause::Sgi,
         Cause::Vgic,
         Cause::Vconsole,
         Cause::Vecam,
@@ -63,6 +68,7 @@ impl Cause {
     pub const fn name(self) -> &'static str {
         match self {
             Cause::Irq => "irq",
+            Cause::Sgi => "sgi",
             Cause::Vgic => "vgic",
             Cause::Vconsole => "vconsole",
             Cause::Vecam => "vecam",
@@ -219,11 +225,11 @@ mod tests {
     #[test]
     fn prints_every_cause_in_order_with_the_total() {
         let mut c = Counts::default();
-        c.add(&[1, 2, 3, 8, 4, 5, 6, 7, 0, 9]);
-        c.add(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        c.add(&[1, 11, 2, 3, 8, 4, 5, 6, 7, 0, 9]);
+        c.add(&[1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(
             format!("{c}"),
-            "irq=2 vgic=2 vconsole=3 vecam=8 sysreg=4 psci=5 fault=6 maintenance=7 wfx=0 other=10 total=47"
+            "irq=2 sgi=12 vgic=2 vconsole=3 vecam=8 sysreg=4 psci=5 fault=6 maintenance=7 wfx=0 other=10 total=59"
         );
         assert_eq!(Counts::parse(&format!("{c}")), Some(c));
         assert_eq!(c.get(Cause::Psci), 5);
@@ -239,11 +245,11 @@ mod tests {
     #[test]
     fn parse_rejects_a_wrong_total_or_order() {
         assert!(Counts::parse(
-            "irq=1 vgic=0 vconsole=0 vecam=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=2"
+            "irq=1 sgi=0 vgic=0 vconsole=0 vecam=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=2"
         )
         .is_none());
         assert!(Counts::parse(
-            "vgic=0 irq=1 vconsole=0 vecam=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=1"
+            "sgi=0 irq=1 vgic=0 vconsole=0 vecam=0 sysreg=0 psci=0 fault=0 maintenance=0 wfx=0 other=0 total=1"
         )
         .is_none());
     }
@@ -317,8 +323,8 @@ mod tests {
     #[test]
     fn counts_wrap_instead_of_overflowing() {
         let mut c = Counts::default();
-        c.add(&[u64::MAX, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        c.add(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        c.add(&[u64::MAX, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        c.add(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(c.get(Cause::Irq), 1);
     }
 }

@@ -64,6 +64,14 @@ pub fn sgi1r_write(esr: u64) -> Option<u8> {
     (esr & SYSREG_MASK == SGI1R_WRITE_ESR).then_some(((esr >> 5) & 0x1f) as u8)
 }
 
+/// Whether a trapped system register access (its `op0, op1, CRn, CRm,
+/// op2`) is a GICv3 SGI generation write: `ICC_SGI1R_EL1` (op2 5),
+/// `ICC_ASGI1R_EL1` (6) or `ICC_SGI0R_EL1` (7), all `S3_0_C12_C11_n`.
+/// The exit statistics count these as `sgi`, whichever path takes them.
+pub fn is_sgi_register(read: bool, op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> bool {
+    !read && (op0, op1, crn, crm) == (3, 0, 12, 11) && (5..=7).contains(&op2)
+}
+
 /// The register (SRT) of a trapped 32-bit store described by its syndrome
 /// (a stage-2 data abort from the domain with a valid instruction
 /// syndrome, write, word sized, no stage-1 walk), or `None`.
@@ -442,5 +450,23 @@ mod tests {
         assert_eq!(next_pending(0, &mut bits), Some((2, 0)));
         assert_eq!(next_pending(0, &mut bits), Some((9, 0)));
         assert_eq!(next_pending(0, &mut bits), None);
+    }
+
+    #[test]
+    fn sgi_generation_writes_are_told_from_other_registers() {
+        for op2 in 5..=7 {
+            assert!(is_sgi_register(false, 3, 0, 12, 11, op2));
+            // Reads of them are not SGIs (they trap as undefined).
+            assert!(!is_sgi_register(true, 3, 0, 12, 11, op2));
+        }
+        // ICC_EOIR1_EL1, ICC_IAR1_EL1 (C12_C12) and ICC_DIR_EL1 (C12_C11_1)
+        // are neighbours, not SGIs; nor is an EL2 register at the same place.
+        assert!(!is_sgi_register(false, 3, 0, 12, 12, 1));
+        assert!(!is_sgi_register(false, 3, 0, 12, 11, 1));
+        assert!(!is_sgi_register(false, 3, 0, 12, 11, 4));
+        assert!(!is_sgi_register(false, 3, 4, 12, 11, 5));
+        // The syndrome the fast path recognises is one of them.
+        let esr = SGI1R_WRITE_ESR | (7 << 5);
+        assert_eq!(sgi1r_write(esr), Some(7));
     }
 }

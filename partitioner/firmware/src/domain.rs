@@ -610,7 +610,17 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 }
                 frame.elr += step;
             } else if irq::emulate_mmio(di, d, vcpu, ipa, write, a, frame) {
-                exits::count_here(Cause::Vgic);
+                // A GICv2 GICD_SGIR write is an SGI; the rest of the
+                // distributor and redistributor is the virtual GIC's.
+                let sgir = bulkhead_core::plan::VGICD_IPA + bulkhead_core::vgic::regs::GICD_SGIR;
+                exits::count_here(
+                    if write && ipa == sgir && gic::version() == bulkhead_core::plan::GicVersion::V2
+                    {
+                        Cause::Sgi
+                    } else {
+                        Cause::Vgic
+                    },
+                );
                 frame.elr += step;
             } else if crate::pci::emulate_config(di, d, ipa, write, a, frame) {
                 exits::count_here(Cause::Vecam);
@@ -641,7 +651,13 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             crm,
             op2,
         } => {
-            exits::count_here(Cause::Sysreg);
+            exits::count_here(
+                if bulkhead_core::vsgi::is_sgi_register(read, op0, op1, crn, crm, op2) {
+                    Cause::Sgi
+                } else {
+                    Cause::Sysreg
+                },
+            );
             if let Some(op) = trap::set_way_op(op0, op1, crn, crm, op2) {
                 set_way(di, d, op, reg);
             } else if !irq::emulate_sysreg(
@@ -698,8 +714,8 @@ pub fn handle_sync(frame: &mut TrapFrame) {
 /// The SGI fast path (`bulkhead_core::vsgi`, `irq::send_sgi_fast`): a
 /// GICv3 `ICC_SGI1R_EL1` write or a GICv2 `GICD_SGIR` write whose targets
 /// are all the domain's own and can all take the SGI now, recognised from
-/// the syndrome before any general decoding. Counted as the general path
-/// counts it (a system register, a virtual GIC access). False, having
+/// the syndrome before any general decoding. Counted as `sgi`, as the
+/// general path counts it. False, having
 /// done nothing, for anything else: the general path takes it. Not on a
 /// board whose virtual IRQ goes through HCR_EL2.VI (`VirtualIrq::ViaHcrVi`,
 /// QEMU's i.MX 8M Plus): there the line is recomputed from the list
@@ -712,15 +728,15 @@ fn sgi_trap(esr: u64, frame: &mut TrapFrame) -> bool {
     if gic::virtual_irq_via_hcr() {
         return false;
     }
-    let (value, cause, v2) = if let Some(rt) = vsgi::sgi1r_write(esr) {
-        (frame.reg(rt), Cause::Sysreg, false)
+    let (value, v2) = if let Some(rt) = vsgi::sgi1r_write(esr) {
+        (frame.reg(rt), false)
     } else if let Some(rt) = vsgi::word_write(esr) {
         if fault_ipa() != bulkhead_core::plan::VGICD_IPA + bulkhead_core::vgic::regs::GICD_SGIR
             || gic::version() != bulkhead_core::plan::GicVersion::V2
         {
             return false;
         }
-        (frame.reg(rt), Cause::Vgic, true)
+        (frame.reg(rt), true)
     } else {
         return false;
     };
@@ -739,7 +755,7 @@ fn sgi_trap(esr: u64, frame: &mut TrapFrame) -> bool {
     if !sgi.is_some_and(|sgi| irq::send_sgi_fast(d, vcpu, sgi)) {
         return false;
     }
-    exits::count(core, cause);
+    exits::count(core, Cause::Sgi);
     CORES[core].set_way_done.store(false, Ordering::Relaxed);
     frame.elr += trap::instruction_len(esr);
     irq::flush();

@@ -320,14 +320,14 @@ sgi1r_fast:
     and     x6, x6, x5
     cbnz    x6, 55b
 60: mrs     x2, tpidr_el2
-    // exits::count(this core, Cause::Sysreg)
+    // exits::count(this core, Cause::Sgi)
     adrp    x0, {slots}
     add     x0, x0, :lo12:{slots}
     mov     x3, #{slots_stride}
     madd    x0, x2, x3, x0
-    ldr     x3, [x0, #{sysreg_slot}]
+    ldr     x3, [x0, #{sgi_slot}]
     add     x3, x3, #1
-    str     x3, [x0, #{sysreg_slot}]
+    str     x3, [x0, #{sgi_slot}]
     // CORES[core].set_way_done = false (an exit other than set/way)
     adrp    x0, {cores}
     add     x0, x0, :lo12:{cores}
@@ -600,13 +600,13 @@ irq_return:
     core_state = const crate::domain::STATE_OFFSET,
     on = const crate::domain::ON,
     set_way_done = const crate::domain::SET_WAY_DONE_OFFSET,
-    sysreg_slot = const crate::exits::SYSREG_SLOT_OFFSET,
+    sgi_slot = const crate::exits::SGI_SLOT_OFFSET,
 );
 
 // `sgi1r_fast`'s assumptions: 32-bit syndrome constants, a frame with
 // room for x0-x7, offsets an immediate reaches, two bytes per `SGI_ON`.
 const _: () = assert!(vsgi::SYSREG_MASK >> 32 == 0 && vsgi::SGI1R_WRITE_ESR >> 32 == 0);
-const _: () = assert!(FRAME >= 64 && crate::exits::SYSREG_SLOT_OFFSET < 4096);
+const _: () = assert!(FRAME >= 64 && crate::exits::SGI_SLOT_OFFSET < 4096);
 const _: () = assert!(crate::irq::SGI_ROUTE_STRIDE < 65536);
 const _: () = assert!(crate::irq::SGI_ROUTE_KICK < 4096 && crate::irq::SGI_ROUTE_VCPU < 4096);
 const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicU16>() == 2);

@@ -21,10 +21,10 @@ pub(crate) static SLOTS: [Slots; MAX_CPUS] =
 const _: () = assert!(MAX_CPUS.is_power_of_two());
 
 /// For the assembly fast path (`crate::exceptions`): bytes from one core's
-/// slots to the next, and from a core's slots to its `irq` count.
+/// slots to the next, and from a core's slots to its `irq` and `sgi` counts.
 pub(crate) const SLOTS_STRIDE: usize = core::mem::size_of::<Slots>();
 pub(crate) const IRQ_SLOT_OFFSET: usize = Cause::Irq.index() * 8;
-pub(crate) const SYSREG_SLOT_OFFSET: usize = Cause::Sysreg.index() * 8;
+pub(crate) const SGI_SLOT_OFFSET: usize = Cause::Sgi.index() * 8;
 
 /// Count one exit of `core` (which must be the calling core) for `cause`.
 /// A handful of instructions: no branch (a core index is always below
