@@ -124,7 +124,7 @@
 //!   .reset(dom, phys); .reset_vcpu(dom, phys, vcpu)
 //! PendingIrqs::new().push(Virq)/.pop()/.peek()/.remove(intid)/.clear()
 //! lr(version, &Virq, Deactivation) -> u64; lr_v3; lr_v2; lr_is_free(_v3/_v2);
-//! lr_physical(version, lr) -> Option<u32>; lr_match(version, lr, &Virq) -> LrMatch
+//! lr_physical(version, lr) -> Option<u32>; lr_match(version, lr, &Virq, via_hcr) -> LrMatch
 //! lr_pending(version, lr) -> bool
 //! SgiRegister::decode((op0, op1, CRn, CRm, op2)) -> Option<SgiRegister>
 //! ```
@@ -2128,21 +2128,41 @@ pub enum LrMatch {
     /// it pending again in place by writing this value. The architecture
     /// forbids the same virtual interrupt in two list registers.
     Repend(u64),
+    /// The same SGI is active there, on a board whose virtual IRQ is
+    /// raised only at exits (`via_hcr` of [`lr_match`]): it must keep
+    /// waiting in the queue. Write this value (the entry with its EOI
+    /// maintenance bit): the guest's EOI then frees the register and exits,
+    /// and the waiting SGI goes in.
+    WaitForEoi(u64),
 }
 
 /// Whether waiting `v` is already held by list register value `lr`, and
 /// what to do then.
-pub fn lr_match(version: GicVersion, lr: u64, v: &Virq) -> LrMatch {
+///
+/// `via_hcr`: the board's virtual IRQ is HCR_EL2.VI, raised by the
+/// partitioner only at exits ([`virtual_irq_signal`]). There an SGI made
+/// pending again in its active entry would turn plain pending at the
+/// guest's EOI, which does not exit, and wait unsignalled, for ever if
+/// nothing else brings an exit (an idle tickless vCPU; its sender waiting
+/// for the IPI to be handled). So it waits for the EOI instead
+/// ([`LrMatch::WaitForEoi`]). On an SGI entry the EOI bit only asks for
+/// that maintenance ([`lr_with_eoi_maintenance`]); on any other software
+/// entry it stands for a physical interrupt to deactivate.
+pub fn lr_match(version: GicVersion, lr: u64, v: &Virq, via_hcr: bool) -> LrMatch {
     let f = lr_fields(version, lr);
     let same_source = version == GicVersion::V3 || v.hw || f.source == v.source;
     if f.state == 0 || f.vintid != v.intid || !same_source {
         return LrMatch::Other;
     }
-    if f.state & 0b01 != 0 || f.hw || f.eoi {
+    let sgi = f.vintid < SGIS as u32;
+    if f.state & 0b01 != 0 || f.hw || (f.eoi && !sgi) {
         // Pending already; or a physically backed entry, which cannot be
         // re-raised while its physical interrupt is active, and so cannot
         // be waiting at the same time.
         return LrMatch::AlreadyPending;
+    }
+    if via_hcr && sgi && version == GicVersion::V3 {
+        return LrMatch::WaitForEoi(lr | (1 << 41));
     }
     LrMatch::Repend(match version {
         GicVersion::V3 => lr | (0b01 << 62),
@@ -2576,7 +2596,8 @@ mod tests {
             assert_eq!(lr_withdraw(v, pending, 33), Some(0), "{v:?}");
             assert_eq!(lr_withdraw(v, pending, 34), None);
             // Active and pending again: stays active, no longer pending.
-            let LrMatch::Repend(both) = lr_match(v, pending ^ active_bit(v) ^ pend_bit(v), &virq)
+            let LrMatch::Repend(both) =
+                lr_match(v, pending ^ active_bit(v) ^ pend_bit(v), &virq, false)
             else {
                 panic!("{v:?}: an active entry is re-pended")
             };
@@ -3519,31 +3540,89 @@ mod tests {
                 V2 => (0b11 << 28, 0b10 << 28),
             };
             let active_lr = (pending & !state) | active;
-            assert_eq!(lr_match(v, 0, &sgi(1)), LrMatch::Other, "{v:?} free");
-            assert_eq!(lr_match(v, pending, &sgi(1)), LrMatch::AlreadyPending);
+            assert_eq!(lr_match(v, 0, &sgi(1), false), LrMatch::Other, "{v:?} free");
             assert_eq!(
-                lr_match(v, active_lr, &sgi(1)),
+                lr_match(v, pending, &sgi(1), false),
+                LrMatch::AlreadyPending
+            );
+            assert_eq!(
+                lr_match(v, active_lr, &sgi(1), false),
                 LrMatch::Repend(active_lr | (state & !active))
             );
             assert_eq!(
-                lr_match(v, pending | active, &sgi(1)),
+                lr_match(v, pending | active, &sgi(1), false),
                 LrMatch::AlreadyPending
             );
-            assert_eq!(lr_match(v, lr(v, &timer, Hw), &sgi(1)), LrMatch::Other);
+            assert_eq!(
+                lr_match(v, lr(v, &timer, Hw), &sgi(1), false),
+                LrMatch::Other
+            );
             for how in [Hw, Eoi] {
                 let t = lr(v, &timer, how);
-                assert_eq!(lr_match(v, t, &timer), LrMatch::AlreadyPending);
+                assert_eq!(lr_match(v, t, &timer, false), LrMatch::AlreadyPending);
                 assert_eq!(
-                    lr_match(v, (t & !state) | active, &timer),
+                    lr_match(v, (t & !state) | active, &timer, false),
                     LrMatch::AlreadyPending
                 );
             }
         }
         // GICv2 SGIs from different senders are different interrupts.
-        assert_eq!(lr_match(V2, lr(V2, &sgi(1), Hw), &sgi(2)), LrMatch::Other);
+        assert_eq!(
+            lr_match(V2, lr(V2, &sgi(1), Hw), &sgi(2), false),
+            LrMatch::Other
+        );
         // GICv3 SGIs from different senders merge.
         assert_eq!(
-            lr_match(V3, lr(V3, &sgi(1), Hw), &sgi(2)),
+            lr_match(V3, lr(V3, &sgi(1), Hw), &sgi(2), false),
+            LrMatch::AlreadyPending
+        );
+        // Where the virtual IRQ is HCR_EL2.VI (raised at exits only), an SGI
+        // active in its entry is not re-pended there: it waits for the
+        // guest's EOI, which the EOI bit turns into an exit. Pending, or
+        // active and pending, it is already there; other interrupts behave
+        // as anywhere.
+        let pending = lr(V3, &sgi(1), Hw);
+        let active_lr = (pending & !(0b11 << 62)) | (0b10 << 62);
+        let eoi = 1u64 << 41;
+        assert_eq!(
+            lr_match(V3, active_lr, &sgi(2), true),
+            LrMatch::WaitForEoi(active_lr | eoi)
+        );
+        // Already EOI-maintained (`lr_with_eoi_maintenance`): still an SGI
+        // to wait for, never taken for a physically backed entry, which
+        // would drop the new SGI.
+        assert_eq!(lr_with_eoi_maintenance(active_lr), Some(active_lr | eoi));
+        assert_eq!(
+            lr_match(V3, active_lr | eoi, &sgi(1), true),
+            LrMatch::WaitForEoi(active_lr | eoi)
+        );
+        assert_eq!(
+            lr_match(V3, active_lr | eoi, &sgi(1), false),
+            LrMatch::Repend(active_lr | eoi | (0b01 << 62))
+        );
+        assert_eq!(
+            lr_match(V3, pending, &sgi(1), true),
+            LrMatch::AlreadyPending
+        );
+        assert_eq!(
+            lr_match(V3, pending | (0b10 << 62), &sgi(1), true),
+            LrMatch::AlreadyPending
+        );
+        let spi = Virq {
+            intid: 40,
+            hw: false,
+            priority: 0x80,
+            source: 0,
+        };
+        let spi_active = (lr(V3, &spi, Hw) & !(0b11 << 62)) | (0b10 << 62);
+        assert_eq!(
+            lr_match(V3, spi_active, &spi, true),
+            LrMatch::Repend(spi_active | (0b01 << 62))
+        );
+        // A software SPI entry with the EOI bit stands for a physical
+        // interrupt: never re-raised while it is active.
+        assert_eq!(
+            lr_match(V3, spi_active | eoi, &spi, true),
             LrMatch::AlreadyPending
         );
     }

@@ -795,14 +795,22 @@ fn flush_sgis(core: usize) {
             if !QUEUED[core].load(Ordering::Acquire) {
                 let free = gic::empty_lrs() & mask;
                 let used = !free & mask;
-                if used != 0 && merge(v, used, &virq) {
-                    continue;
-                }
-                if free != 0 {
-                    // A software interrupt: how hardware ones end does not matter.
-                    let lr = vgic::lr(v, &virq, vgic::Deactivation::Hardware);
-                    gic::write_lr(free.trailing_zeros() as usize, lr);
-                    continue;
+                let held = if used != 0 {
+                    merge(v, used, &virq)
+                } else {
+                    Held::No
+                };
+                match held {
+                    Held::Merged => continue,
+                    // Into the queue, whose flush waits for that EOI.
+                    Held::AfterEoi => {}
+                    Held::No if free != 0 => {
+                        // A software interrupt: how hardware ones end does not matter.
+                        let lr = vgic::lr(v, &virq, vgic::Deactivation::Hardware);
+                        gic::write_lr(free.trailing_zeros() as usize, lr);
+                        continue;
+                    }
+                    Held::No => {}
                 }
             }
             let mut q = QUEUE[core].lock();
@@ -864,10 +872,23 @@ fn flush_queue(core: usize) {
     let how = gic::deactivation();
     let mask = lr_mask();
     let mut free = gic::empty_lrs() & mask;
+    let mut after_eoi = false;
     while let Some(&virq) = q.peek() {
-        if !virq.hw && merge(v, !free & mask, &virq) {
-            q.pop();
-            continue;
+        if !virq.hw {
+            match merge(v, !free & mask, &virq) {
+                Held::Merged => {
+                    q.pop();
+                    continue;
+                }
+                // The same SGI is active and the line is HCR_EL2.VI: it
+                // (and what queues behind it) goes in at the guest's EOI,
+                // which exits (EOI maintenance).
+                Held::AfterEoi => {
+                    after_eoi = true;
+                    break;
+                }
+                Held::No => {}
+            }
         }
         if free == 0 {
             break;
@@ -878,25 +899,45 @@ fn flush_queue(core: usize) {
         gic::write_lr(i, vgic::lr(v, &virq, how));
     }
     QUEUED[core].store(!q.is_empty(), Ordering::Release);
-    gic::set_virtual_interface(true, !q.is_empty());
+    // Underflow maintenance would fire at once with the registers nearly
+    // empty, and again at every return, until that EOI: not while waiting
+    // for it.
+    gic::set_virtual_interface(true, !q.is_empty() && !after_eoi);
+}
+
+/// Whether a software interrupt is already held by a list register.
+enum Held {
+    /// Yes, and it is pending there now: done with it.
+    Merged,
+    /// The same SGI is active there and may not be made pending in place
+    /// (`vgic::LrMatch::WaitForEoi`): it waits for the guest's EOI.
+    AfterEoi,
+    /// No: it needs a register of its own.
+    No,
 }
 
 /// Whether software interrupt `virq` is already held by one of the `used`
-/// list registers: merged if pending there, made pending again if active.
-fn merge(v: GicVersion, mut used: u64, virq: &Virq) -> bool {
+/// list registers: merged if pending there, made pending again if active
+/// (or, on a `ViaHcrVi` board, an active SGI's EOI made to exit).
+fn merge(v: GicVersion, mut used: u64, virq: &Virq) -> Held {
+    let via_hcr = gic::virtual_irq_via_hcr();
     while used != 0 {
         let i = used.trailing_zeros() as usize;
         used &= used - 1;
-        match vgic::lr_match(v, gic::read_lr(i), virq) {
+        match vgic::lr_match(v, gic::read_lr(i), virq, via_hcr) {
             vgic::LrMatch::Other => {}
-            vgic::LrMatch::AlreadyPending => return true,
+            vgic::LrMatch::AlreadyPending => return Held::Merged,
             vgic::LrMatch::Repend(value) => {
                 gic::write_lr(i, value);
-                return true;
+                return Held::Merged;
+            }
+            vgic::LrMatch::WaitForEoi(value) => {
+                gic::write_lr(i, value);
+                return Held::AfterEoi;
             }
         }
     }
-    false
+    Held::No
 }
 
 fn report_foreign(di: usize, d: &DomainPlan, what: &dyn core::fmt::Display) {
