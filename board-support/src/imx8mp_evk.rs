@@ -14,7 +14,8 @@
 //! every peripheral at once and stay with the partitioner.
 
 use bulkhead_core::board::{
-    Board, Conduit, CpuStart, Device, DeviceUse, Gic, QemuModel, Range, Uart, UartKind,
+    Board, Conduit, CpuStart, Device, DeviceUse, Gic, QemuModel, Range, Stage2Leaves, Uart,
+    UartKind,
 };
 use bulkhead_core::vgic::VirtualIrq;
 
@@ -111,6 +112,7 @@ pub static BOARD: Board = Board {
     iommus: &[],
     // Its DesignWare PCIe controller is not driven by Bulkhead.
     pcie: None,
+    stage2: Stage2Leaves::Blocks,
 };
 
 const fn uart(name: &'static str, base: u64, spis: &'static [u32]) -> Device {

@@ -6,8 +6,8 @@
 //! by QEMU's built-in PSCI (SMC conduit) until `CPU_ON`.
 
 use bulkhead_core::board::{
-    Board, Conduit, CpuStart, Device, DeviceUse, Gic, Iommu, PcieHost, QemuModel, Range, Uart,
-    UartKind,
+    Board, Conduit, CpuStart, Device, DeviceUse, Gic, Iommu, PcieHost, QemuModel, Range,
+    Stage2Leaves, Uart, UartKind,
 };
 use bulkhead_core::vgic::{Deactivation, VirtualIrq};
 
@@ -174,6 +174,8 @@ const VIRT: Board = Board {
         intx_spis: [3, 4, 5, 6],
         iommu: Some("smmu"),
     }),
+    // Only ever a QEMU model: pages, not blocks (`Stage2Leaves::Pages`).
+    stage2: Stage2Leaves::Pages,
 };
 
 /// Page `n` (0..4) of the virtio-mmio transports: transports `8n..8n+8`,

@@ -11,7 +11,7 @@
 //! node to the device tree it passes, and the firmware uses PSCI instead.
 
 use bulkhead_core::board::{
-    Board, CpuStart, Device, DeviceUse, Gic, QemuModel, Range, Uart, UartKind,
+    Board, CpuStart, Device, DeviceUse, Gic, QemuModel, Range, Stage2Leaves, Uart, UartKind,
 };
 use bulkhead_core::vgic::Deactivation;
 
@@ -145,4 +145,5 @@ pub static BOARD: Board = Board {
     // The BCM2711's PCIe (the USB 3 controller on the board) is not driven
     // by Bulkhead, nor modelled by QEMU.
     pcie: None,
+    stage2: Stage2Leaves::Blocks,
 };

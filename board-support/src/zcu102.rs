@@ -15,7 +15,8 @@
 //! its stage 2 still faults at stage 2 first, so isolation is the same.
 
 use bulkhead_core::board::{
-    Board, Conduit, CpuStart, Device, DeviceUse, Gic, QemuModel, Range, Uart, UartKind,
+    Board, Conduit, CpuStart, Device, DeviceUse, Gic, QemuModel, Range, Stage2Leaves, Uart,
+    UartKind,
 };
 use bulkhead_core::vgic::Deactivation;
 
@@ -136,6 +137,7 @@ pub static BOARD: Board = Board {
     // Its PCIe controller (PS-GTR) is not modelled by QEMU nor driven by
     // Bulkhead.
     pcie: None,
+    stage2: Stage2Leaves::Blocks,
 };
 
 /// A device that masters no DMA, in one 4 KiB page.

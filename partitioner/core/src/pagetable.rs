@@ -176,6 +176,31 @@ impl Tables {
         size: u64,
         attrs: Attrs,
     ) -> Result<(), MapError> {
+        self.map_leaves(alloc, input, output, size, attrs, true)
+    }
+
+    /// [`Tables::map`] with 4 KiB pages only, whatever the alignment (for a
+    /// board whose stage 2 must not use blocks: `board::Stage2Leaves`).
+    pub fn map_pages(
+        &mut self,
+        alloc: &mut dyn FrameAllocator,
+        input: u64,
+        output: u64,
+        size: u64,
+        attrs: Attrs,
+    ) -> Result<(), MapError> {
+        self.map_leaves(alloc, input, output, size, attrs, false)
+    }
+
+    fn map_leaves(
+        &mut self,
+        alloc: &mut dyn FrameAllocator,
+        input: u64,
+        output: u64,
+        size: u64,
+        attrs: Attrs,
+        blocks: bool,
+    ) -> Result<(), MapError> {
         if size == 0 || !(input | output | size).is_multiple_of(PAGE) {
             return Err(MapError::Unaligned);
         }
@@ -197,11 +222,11 @@ impl Tables {
         let leaf = leaf_attrs(self.regime, attrs);
         let (mut i, mut o, mut left) = (input, output, size);
         while left > 0 {
-            let len = if (i | o).is_multiple_of(BLOCK_1G) && left >= BLOCK_1G {
+            let len = if blocks && (i | o).is_multiple_of(BLOCK_1G) && left >= BLOCK_1G {
                 let table = self.table_for(alloc, 1, i)?;
                 alloc.table(table)[index(1, i)] = (o & ADDR_MASK) | leaf | VALID;
                 BLOCK_1G
-            } else if (i | o).is_multiple_of(BLOCK_2M) && left >= BLOCK_2M {
+            } else if blocks && (i | o).is_multiple_of(BLOCK_2M) && left >= BLOCK_2M {
                 let table = self.table_for(alloc, 2, i)?;
                 alloc.table(table)[index(2, i)] = (o & ADDR_MASK) | leaf | VALID;
                 BLOCK_2M

@@ -8,7 +8,7 @@
 //! domain maps anything the partitioner keeps. The firmware runs both at boot
 //! before any domain starts; the host tests run them on random plans.
 
-use crate::board::{Board, Gic, Range};
+use crate::board::{Board, Gic, Range, Stage2Leaves};
 use crate::pagetable::{Attrs, FrameAllocator, MapError, Regime, Tables, PAGE};
 use crate::plan::{
     DomainPlan, GicVersion, Mapping, MemKind, MAX_DEVICES, MAX_REGIONS, VGICC_IPA, VGICC_SIZE,
@@ -43,11 +43,18 @@ fn required(kind: MemKind) -> Attrs {
     }
 }
 
-/// Build the stage-2 tables of one domain.
-pub fn build(plan: &DomainPlan, alloc: &mut dyn FrameAllocator) -> Result<Tables, MapError> {
+/// Build the stage-2 tables of one domain, with the board's kind of leaves.
+pub fn build(
+    plan: &DomainPlan,
+    leaves: Stage2Leaves,
+    alloc: &mut dyn FrameAllocator,
+) -> Result<Tables, MapError> {
     let mut t = Tables::new(Regime::Stage2, alloc)?;
     for m in plan.mappings() {
-        t.map(alloc, m.ipa, m.pa, m.size, attrs(m.kind))?;
+        match leaves {
+            Stage2Leaves::Blocks => t.map(alloc, m.ipa, m.pa, m.size, attrs(m.kind))?,
+            Stage2Leaves::Pages => t.map_pages(alloc, m.ipa, m.pa, m.size, attrs(m.kind))?,
+        }
     }
     Ok(t)
 }
@@ -438,7 +445,7 @@ mod tests {
     fn maps_exactly_the_domains_ranges_and_nothing_else() {
         let p = plan();
         let mut a = HostFrames::new(32);
-        let t = build(&p, &mut a).unwrap();
+        let t = build(&p, Stage2Leaves::Blocks, &mut a).unwrap();
         let mut got = std::vec::Vec::new();
         t.runs(&mut a, |i, o, s, at| got.push((i, o, s, at)));
         assert_eq!(
@@ -457,7 +464,7 @@ mod tests {
     fn the_walk_accepts_the_built_tables_and_names_what_it_finds() {
         let p = plan();
         let mut a = HostFrames::new(32);
-        let mut t = build(&p, &mut a).unwrap();
+        let mut t = build(&p, Stage2Leaves::Blocks, &mut a).unwrap();
         assert_eq!(
             verify(&p, &[], &t, &mut a),
             Ok(Walked {
@@ -549,7 +556,7 @@ mod tests {
             .unwrap();
         let mut a = HostFrames::new(32);
         assert!(matches!(
-            build(&p, &mut a),
+            build(&p, Stage2Leaves::Blocks, &mut a),
             Err(MapError::AlreadyMapped { input: 0x4030_0000 })
         ));
     }
@@ -598,6 +605,7 @@ mod props {
         pages: usize,
         merged: usize,
         gicv2: usize,
+        pages_only: usize,
     }
 
     /// Regions of a generated config with a fixed physical address, and
@@ -772,12 +780,17 @@ mod props {
     }
 
     /// Every domain's tables, built the way the firmware builds them
-    /// (with the GICv2 virtual CPU interface when `gicv2`).
-    fn build_all(plan: &Plan, gicv2: bool, a: &mut HostFrames) -> Vec<Tables> {
+    /// (with `leaves`, and the GICv2 virtual CPU interface when `gicv2`).
+    fn build_all(
+        plan: &Plan,
+        leaves: Stage2Leaves,
+        gicv2: bool,
+        a: &mut HostFrames,
+    ) -> Vec<Tables> {
         plan.domains
             .iter()
             .map(|d| {
-                let mut t = build(d, a).unwrap_or_else(|e| panic!("{e:?}: {plan:#?}"));
+                let mut t = build(d, leaves, a).unwrap_or_else(|e| panic!("{e:?}: {plan:#?}"));
                 if gicv2 {
                     let g = gicv();
                     t.map(a, g.ipa, g.pa, g.size, attrs(g.kind)).unwrap();
@@ -1089,8 +1102,26 @@ mod props {
             let gicv2 = rng.below(2) == 0;
             seen.gicv2 += usize::from(gicv2);
             let extra: Vec<Mapping> = gicv2.then(gicv).into_iter().collect();
-            let mut a = HostFrames::new(1 << 12);
-            let tables = build_all(&plan, gicv2, &mut a);
+            // Half the plans in pages only (`Stage2Leaves::Pages`): the
+            // same pages must be mapped, the same way.
+            let leaves = if rng.below(2) == 0 {
+                Stage2Leaves::Blocks
+            } else {
+                seen.pages_only += 1;
+                Stage2Leaves::Pages
+            };
+            let mut a = HostFrames::new(1 << 13);
+            let tables = build_all(&plan, leaves, gicv2, &mut a);
+            if leaves == Stage2Leaves::Pages {
+                // No block anywhere: every owned page is a level-3 leaf.
+                for (d, t) in plan.domains.iter().zip(&tables) {
+                    for m in d.mappings() {
+                        for ipa in (m.ipa..m.ipa + m.size).step_by(PAGE as usize) {
+                            assert_eq!(t.translate(&mut a, ipa).map(|x| x.1), Some(3));
+                        }
+                    }
+                }
+            }
             check_by_pages(&plan, &tables, &extra, &mut a, &mut seen);
             check_damage(&plan, gicv2, &tables, &a, &mut rng);
         }
@@ -1112,6 +1143,7 @@ mod props {
             ("pages", seen.pages),
             ("merged runs", seen.merged),
             ("gicv2", seen.gicv2),
+            ("pages only", seen.pages_only),
         ] {
             assert!(n >= 20, "{what}: {s}");
         }

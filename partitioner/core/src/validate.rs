@@ -1516,6 +1516,7 @@ pub(crate) mod tests {
             intx_spis: [3, 4, 5, 6],
             iommu: Some("smmu"),
         }),
+        stage2: crate::board::Stage2Leaves::Pages,
     };
     pub(crate) static QEMU_VIRT: Board = QEMU_VIRT_BOARD;
     /// The same with an SMMU in front of the first virtio transport.

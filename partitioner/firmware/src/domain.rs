@@ -173,7 +173,7 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
     for (i, d) in plan.domains.iter().enumerate() {
         let root = {
             let mut alloc = mmu::PoolAlloc::lock();
-            let tables = stage2::build(d, &mut alloc).and_then(|mut t| {
+            let tables = stage2::build(d, board.stage2, &mut alloc).and_then(|mut t| {
                 irq::map_virtual_cpu_interface(&mut t, &mut alloc)?;
                 Ok(t)
             });

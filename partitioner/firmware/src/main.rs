@@ -52,6 +52,13 @@ pub const BOARD_CPUS: usize = match board_support::find(BOARD_NAME) {
     None => 0,
 };
 
+/// Extra translation-table frames the board's stage 2 needs to map pages
+/// only (`Board::stage2_page_tables`).
+pub const BOARD_STAGE2_PAGE_TABLES: usize = match board_support::find(BOARD_NAME) {
+    Some(b) => b.stage2_page_tables(),
+    None => 0,
+};
+
 /// The console's address, for the entry code's messages before anything is
 /// set up (read PC-relative: valid before relocation).
 #[no_mangle]

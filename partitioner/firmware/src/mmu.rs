@@ -19,21 +19,31 @@ use crate::boot::symbol_addr;
 
 /// Frames available for all translation tables (EL2's and every domain's):
 /// each core's EL2 map takes about ten, so the pool grows with the board's
-/// cores (96 for four, as before).
-const FRAMES: usize = 32 + 16 * crate::BOARD_CPUS;
+/// cores (96 for four, as before); on a board whose stage 2 maps pages
+/// only (`board::Stage2Leaves::Pages`), one more per 2 MiB of its RAM.
+const FRAMES: usize = 32 + 16 * crate::BOARD_CPUS + crate::BOARD_STAGE2_PAGE_TABLES;
 
 #[repr(C, align(4096))]
 struct Frame([u64; 512]);
 
+/// The frames, in their own section of the image (`.tables` in `link.ld`):
+/// mapped and cache-invalidated at boot like the rest, but not zeroed with
+/// `.bss` (most of a large pool is never used); a frame is zeroed when it
+/// is handed out.
+#[link_section = ".tables"]
+static mut FRAME_STORE: [Frame; FRAMES] = [const { Frame([0; 512]) }; FRAMES];
+
 struct Pool {
-    frames: [Frame; FRAMES],
     used: usize,
 }
 
-static POOL: Mutex<Pool> = Mutex::new(Pool {
-    frames: [const { Frame([0; 512]) }; FRAMES],
-    used: 0,
-});
+static POOL: Mutex<Pool> = Mutex::new(Pool { used: 0 });
+
+/// Address of the first frame (the frames are reached only through
+/// `PoolAlloc`, which holds the pool's lock).
+fn frames_base() -> u64 {
+    core::ptr::addr_of!(FRAME_STORE) as u64
+}
 
 /// The pool, locked, as a [`FrameAllocator`]. Tables are identity mapped, so a
 /// frame's physical address is its address.
@@ -47,24 +57,31 @@ impl PoolAlloc<'_> {
         self.0.used
     }
     fn index(&self, pa: u64) -> usize {
-        let base = self.0.frames.as_ptr() as u64;
-        ((pa - base) / PAGE) as usize
+        let i = ((pa - frames_base()) / PAGE) as usize;
+        assert!(i < self.0.used, "not a frame of the pool: {pa:#x}");
+        i
     }
 }
 
 impl FrameAllocator for PoolAlloc<'_> {
     fn alloc(&mut self) -> Option<u64> {
         let i = self.0.used;
-        // Zero already: the pool is in .bss, zeroed at boot, and a frame is
-        // handed out once (`used` only grows), so not zeroed again here.
-        let frame = self.0.frames.get(i)?;
-        let pa = frame as *const Frame as u64;
+        if i >= FRAMES {
+            return None;
+        }
         self.0.used += 1;
-        Some(pa)
+        let table = self.table(frames_base() + i as u64 * PAGE);
+        // Not zeroed at boot (`.tables`): zeroed once here, as a frame is
+        // handed out once (`used` only grows).
+        table.fill(0);
+        Some(frames_base() + i as u64 * PAGE)
     }
     fn table(&mut self, pa: u64) -> &mut [u64; 512] {
         let i = self.index(pa);
-        &mut self.0.frames[i].0
+        // SAFETY: frame `i` has been handed out (`index` checks), and the
+        // pool's lock, held by `self`, is the only way to any frame, so this
+        // is the one reference to it.
+        unsafe { &mut (*core::ptr::addr_of_mut!(FRAME_STORE))[i].0 }
     }
 }
 
