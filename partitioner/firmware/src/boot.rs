@@ -88,16 +88,18 @@ _start:
     b       5b
 6:  // Everything above was written with the MMU (and so the data cache)
     // off: drop any line the loader left cached over the image, so the
-    // first cacheable read after the MMU is on sees what is in memory.
-    // Four lines a turn while four fit, then line by line.
+    // first cacheable read after the MMU is on sees what is in memory
+    // (up to the translation-table frames, which the pool invalidates one
+    // by one as it hands them out). Four lines a turn while four fit, then
+    // line by line.
     mrs     x3, ctr_el0
     ubfx    x3, x3, #16, #4         // DminLine: log2(words per line)
     mov     x4, #4
     lsl     x4, x4, x3              // bytes per line
     lsl     x5, x4, #2              // four lines
     mov     x1, x20
-    adrp    x2, __image_end
-    add     x2, x2, :lo12:__image_end
+    adrp    x2, __tables_start
+    add     x2, x2, :lo12:__tables_start
 10: add     x6, x1, x5
     cmp     x6, x2
     b.hi    11f

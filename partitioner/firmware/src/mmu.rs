@@ -26,10 +26,10 @@ const FRAMES: usize = 32 + 16 * crate::BOARD_CPUS + crate::BOARD_STAGE2_PAGE_TAB
 #[repr(C, align(4096))]
 struct Frame([u64; 512]);
 
-/// The frames, in their own section of the image (`.tables` in `link.ld`):
-/// mapped and cache-invalidated at boot like the rest, but not zeroed with
-/// `.bss` (most of a large pool is never used); a frame is zeroed when it
-/// is handed out.
+/// The frames, in their own section at the end of the image (`.tables` in
+/// `link.ld`): mapped like the rest, but neither zeroed with `.bss` nor
+/// cache-invalidated by the entry code (most of a large pool is never
+/// used); a frame is invalidated and zeroed when it is handed out.
 #[link_section = ".tables"]
 static mut FRAME_STORE: [Frame; FRAMES] = [const { Frame([0; 512]) }; FRAMES];
 
@@ -38,6 +38,24 @@ struct Pool {
 }
 
 static POOL: Mutex<Pool> = Mutex::new(Pool { used: 0 });
+
+/// Drop the data cache's lines over the 4 KiB frame at `pa`, without writing
+/// them back: the frame holds nothing of ours yet.
+fn invalidate_frame(pa: u64) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut a = pa;
+    while a < pa + PAGE {
+        // SAFETY: invalidation of a line of a frame the pool has not handed
+        // out before (no data of ours to lose; the frame is whole lines, 4 KiB
+        // aligned), mapped at EL2 (or the MMU is off).
+        unsafe { core::arch::asm!("dc ivac, {}", in(reg) a, options(nostack)) };
+        a += line;
+    }
+    barrier::dsb(barrier::SY);
+}
 
 /// Address of the first frame (the frames are reached only through
 /// `PoolAlloc`, which holds the pool's lock).
@@ -70,11 +88,15 @@ impl FrameAllocator for PoolAlloc<'_> {
             return None;
         }
         self.0.used += 1;
-        let table = self.table(frames_base() + i as u64 * PAGE);
-        // Not zeroed at boot (`.tables`): zeroed once here, as a frame is
-        // handed out once (`used` only grows).
-        table.fill(0);
-        Some(frames_base() + i as u64 * PAGE)
+        let pa = frames_base() + i as u64 * PAGE;
+        // Neither invalidated nor zeroed at boot (`.tables`): done once
+        // here, as a frame is handed out once (`used` only grows). First
+        // drop any line a loader left cached over it (with the MMU off the
+        // zeroes below go to memory, and a stale line would shadow them
+        // once it is on), then zero it.
+        invalidate_frame(pa);
+        self.table(pa).fill(0);
+        Some(pa)
     }
     fn table(&mut self, pa: u64) -> &mut [u64; 512] {
         let i = self.index(pa);
