@@ -63,6 +63,20 @@ mod tests {
     use bulkhead_core::board::DeviceUse;
 
     #[test]
+    fn only_boards_that_exist_only_as_qemu_models_map_stage_2_in_pages() {
+        use bulkhead_core::board::Stage2Leaves;
+        for b in BOARDS {
+            let model_only = b.name.starts_with("qemu-virt");
+            assert_eq!(b.stage2 == Stage2Leaves::Pages, model_only, "{}", b.name);
+            // The firmware's pool then holds a level-3 table per 2 MiB of RAM.
+            let per_2m: u64 = b.ram.iter().map(|r| r.size.div_ceil(2 << 20)).sum();
+            let expected = if model_only { per_2m } else { 0 };
+            assert_eq!(b.stage2_page_tables() as u64, expected, "{}", b.name);
+        }
+        assert_eq!(qemu_virt::BOARD.stage2_page_tables(), 512);
+    }
+
+    #[test]
     fn every_board_is_well_formed() {
         for b in BOARDS {
             assert_eq!(by_name(b.name).map(|x| x.name), Some(b.name));
