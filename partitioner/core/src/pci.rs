@@ -438,7 +438,7 @@ pub fn layout(
                 }
             }
         }
-        v.sort_unstable_by_key(|b| core::cmp::Reverse(b.1));
+        crate::sort_by_key(&mut v, |b| core::cmp::Reverse(b.1));
         v
     };
     let in_windows = |r: &Range| window.contains(r) || mmio64.is_some_and(|w| w.contains(r));

@@ -254,7 +254,7 @@ pub fn verify<'p>(
             let _ = want.push(*m);
         }
     }
-    want.sort_unstable_by_key(|m| m.ipa);
+    crate::sort_by_key(&mut want, |m| m.ipa);
     // The next owned byte not yet seen mapped: `want[k].ipa + off`.
     let (mut k, mut off) = (0usize, 0u64);
     let mut walked = Walked::default();
