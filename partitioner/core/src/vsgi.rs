@@ -72,18 +72,20 @@ pub fn is_sgi_register(read: bool, op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) 
     !read && (op0, op1, crn, crm) == (3, 0, 12, 11) && (5..=7).contains(&op2)
 }
 
+/// The syndrome bits [`word_write`] looks at: the exception class, ISV,
+/// SAS, S1PTW and WnR.
+pub const WORD_WRITE_MASK: u64 =
+    (0x3f << EC_SHIFT) | (1 << 24) | (0b11 << 22) | (1 << 7) | (1 << 6);
+/// Their values for a 32-bit store that faulted in stage 2: a data abort
+/// from a lower exception level, valid syndrome, word sized, write, no
+/// stage-1 walk.
+pub const WORD_WRITE_ESR: u64 = (EC_DABT_LOWER << EC_SHIFT) | (1 << 24) | (0b10 << 22) | (1 << 6);
+
 /// The register (SRT) of a trapped 32-bit store described by its syndrome
 /// (a stage-2 data abort from the domain with a valid instruction
 /// syndrome, write, word sized, no stage-1 walk), or `None`.
 pub fn word_write(esr: u64) -> Option<u8> {
-    const ISV: u64 = 1 << 24;
-    const SAS: u64 = 0b11 << 22;
-    const SAS_WORD: u64 = 0b10 << 22;
-    const S1PTW: u64 = 1 << 7;
-    const WNR: u64 = 1 << 6;
-    let matches = (esr >> EC_SHIFT) & 0x3f == EC_DABT_LOWER
-        && esr & (ISV | SAS | S1PTW | WNR) == ISV | SAS_WORD | WNR;
-    matches.then_some(((esr >> 16) & 0x1f) as u8)
+    (esr & WORD_WRITE_MASK == WORD_WRITE_ESR).then_some(((esr >> 16) & 0x1f) as u8)
 }
 
 /// The SGI a GICv3 `ICC_SGI1R_EL1` write of `value` by vCPU `sender` of a

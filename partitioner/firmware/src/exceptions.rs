@@ -77,6 +77,36 @@ core::arch::global_asm!(
     ldp     x16, x17, [sp, #128]
 .endm
 
+// x1 = general-purpose register x0 of the domain (0-30; 31 reads as
+// zero), with x0-x7 in the frame and x8-x30 still live; x0 is destroyed.
+.macro READ_REG
+    adr     x1, 50f
+    add     x1, x1, x0, lsl #3
+    br      x1
+50: ldr     x1, [sp, #0]
+    b       51f
+    ldr     x1, [sp, #8]
+    b       51f
+    ldr     x1, [sp, #16]
+    b       51f
+    ldr     x1, [sp, #24]
+    b       51f
+    ldr     x1, [sp, #32]
+    b       51f
+    ldr     x1, [sp, #40]
+    b       51f
+    ldr     x1, [sp, #48]
+    b       51f
+    ldr     x1, [sp, #56]
+    b       51f
+    .irp    n, 8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30
+    mov     x1, x\n
+    b       51f
+    .endr
+    mov     x1, xzr                         // 31: xzr
+51:
+.endm
+
 // Spectre-BHB: overwrite the branch history the domain left with
 // BHB_LOOP taken branches before any partitioner code runs (x0 is free:
 // it was just saved).
@@ -203,6 +233,14 @@ sync_entry:
     movk    w0, #{esr_sgi1r_hi}, lsl #16
     cmp     x1, x0
     b.eq    sgi1r_fast
+    mrs     x0, esr_el2
+    mov     w1, #{esr_word_mask_lo}
+    movk    w1, #{esr_word_mask_hi}, lsl #16
+    and     x1, x0, x1
+    mov     w0, #{esr_word_write_lo}
+    movk    w0, #{esr_word_write_hi}, lsl #16
+    cmp     x1, x0
+    b.eq    sgir_fast
 sync_general:
     mov     x0, #8
     b       save_and_dispatch
@@ -228,31 +266,8 @@ sgi1r_fast:
     // x1 = the value written: Rt of the MSR, x0-x7 from the frame
     mrs     x0, esr_el2
     ubfx    x0, x0, #5, #5
-    adr     x1, 50f
-    add     x1, x1, x0, lsl #3
-    br      x1
-50: ldr     x1, [sp, #0]
-    b       51f
-    ldr     x1, [sp, #8]
-    b       51f
-    ldr     x1, [sp, #16]
-    b       51f
-    ldr     x1, [sp, #24]
-    b       51f
-    ldr     x1, [sp, #32]
-    b       51f
-    ldr     x1, [sp, #40]
-    b       51f
-    ldr     x1, [sp, #48]
-    b       51f
-    ldr     x1, [sp, #56]
-    b       51f
-    .irp    n, 8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30
-    mov     x1, x\n
-    b       51f
-    .endr
-    mov     x1, xzr                         // 31: xzr
-51: mrs     x2, tpidr_el2                   // this core's index
+    READ_REG
+    mrs     x2, tpidr_el2                   // this core's index
     adrp    x3, {sgi_route}
     add     x3, x3, :lo12:{sgi_route}
     mov     x4, #{route_stride}
@@ -319,7 +334,12 @@ sgi1r_fast:
     sub     x5, x6, #1
     and     x6, x6, x5
     cbnz    x6, 55b
-60: mrs     x2, tpidr_el2
+60:
+// Both SGI fast paths end here, the SGI sent: the exit counted, the
+// set/way flag cleared, the 4-byte instruction stepped over, x2-x7
+// restored.
+sgi_fast_done:
+    mrs     x2, tpidr_el2
     // exits::count(this core, Cause::Sgi)
     adrp    x0, {slots}
     add     x0, x0, :lo12:{slots}
@@ -335,7 +355,7 @@ sgi1r_fast:
     madd    x0, x2, x3, x0
     strb    wzr, [x0, #{set_way_done}]
     mrs     x0, elr_el2
-    add     x0, x0, #4                      // an AArch64 MSR: 4 bytes
+    add     x0, x0, #4                      // an AArch64 MSR, or see sgir_done
     msr     elr_el2, x0
     ldp     x6, x7, [sp, #48]
     ldp     x4, x5, [sp, #32]
@@ -349,6 +369,126 @@ sgi1r_slow:
     ldp     x4, x5, [sp, #32]
     ldp     x2, x3, [sp, #16]
     b       sync_general
+
+// The SGI fast path of a GICv2 `GICD_SGIR` write (a 32-bit store to the
+// virtual distributor's GICD_SGIR, `vsgi::word_write`), in assembly: what
+// `domain::sgi_trap` and `irq::send_sgi_fast` do on GICv2, by the rules of
+// `vsgi::sgir_targets`: TargetListFilter 0 (the listed vCPUs, all the
+// domain's own) or 1 (every other vCPU), never to itself (filter 2, or
+// 3, reserved: the Rust path). Each target must have the SGI enabled
+// (`irq::SGI_ON`), run and have its CPU interface known; then the SGI's
+// bit, with this vCPU as its source (`vsgi::pending_bit`), in each
+// target's `irq::SGI_PENDING`, and the kick (`gic::SGI_KICK` through the
+// physical GICD_SGIR to its CPU interface). Anything else, with every
+// register as it came, to the general path.
+sgir_fast:
+    adrp    x0, {fast_gic}
+    ldr     w0, [x0, :lo12:{fast_gic}]
+    cmp     w0, #2
+    b.ne    sync_general
+    mrs     x0, hpfar_el2                   // the address: IPA[47:12] at bit 4
+    lsr     x0, x0, #4
+    mrs     x1, far_el2
+    bfi     x1, x0, #12, #52                // x1 = the fault IPA
+    movz    x0, #{vsgir_0}
+    movk    x0, #{vsgir_1}, lsl #16
+    movk    x0, #{vsgir_2}, lsl #32
+    cmp     x1, x0
+    b.ne    sync_general
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    mrs     x0, esr_el2
+    ubfx    x0, x0, #16, #5                 // SRT
+    READ_REG
+    mrs     x2, tpidr_el2                   // this core's index
+    adrp    x3, {sgi_route}
+    add     x3, x3, :lo12:{sgi_route}
+    mov     x4, #{route_stride}
+    madd    x3, x2, x4, x3                  // x3 = &SGI_ROUTE[core]
+    ldr     x4, [x3, #{route_vcpus}]        // x4 = the domain's vCPUs
+    cbz     x4, sgi1r_slow
+    ldr     x5, [x3, #{route_vcpu}]         // x5 = this vCPU
+    mov     x7, #1
+    lsl     x7, x7, x5                      // x7 = its bit
+    ubfx    x0, x1, #24, #2                 // TargetListFilter
+    cbz     x0, 62f
+    cmp     x0, #1
+    b.ne    sgi1r_slow                      // itself, or reserved
+    bic     x6, x4, x7                      // every other vCPU
+    b       63f
+62: ubfx    x6, x1, #16, #8                 // CPUTargetList
+    bics    xzr, x6, x4
+    b.ne    sgi1r_slow                      // vCPUs it does not have: reported there
+63: cbz     x6, sgir_done                   // nobody
+    tst     x6, x7
+    b.ne    sgi1r_slow                      // to itself too: the Rust path
+    and     x1, x1, #0xf                    // x1 = the SGI
+    mov     x4, x6
+64: rbit    x2, x4
+    clz     x2, x2                          // a target vCPU
+    add     x0, x3, x2, lsl #3
+    ldr     x2, [x0, #{route_core}]         // its core
+    adrp    x0, {sgi_on}
+    add     x0, x0, :lo12:{sgi_on}
+    ldrh    w0, [x0, x2, lsl #1]
+    lsr     w0, w0, w1
+    tbz     w0, #0, sgi1r_slow              // disabled: the model latches it
+    adrp    x0, {cpu_interface}
+    add     x0, x0, :lo12:{cpu_interface}
+    ldrb    w0, [x0, x2]
+    cbz     w0, sgi1r_slow                  // its interface not known yet
+    adrp    x0, {cores}
+    add     x0, x0, :lo12:{cores}
+    mov     x7, #{core_stride}
+    madd    x0, x2, x7, x0
+    ldr     x0, [x0, #{core_state}]
+    cmp     x0, #{on}
+    b.ne    sgi1r_slow                      // not running: the same
+    sub     x2, x4, #1
+    and     x4, x4, x2
+    cbnz    x4, 64b
+    // The bit: word source / 4, bit (source % 4) * 16 + SGI.
+    and     x0, x5, #3
+    add     x1, x1, x0, lsl #4
+    mov     x4, #1
+    lsl     x4, x4, x1                      // x4 = the bit
+    lsr     x5, x5, #2                      // x5 = its word
+    adrp    x7, {bases}
+    ldr     x7, [x7, :lo12:{bases}]         // GICD
+    str     x8, [sp, #64]                   // x8: the exclusive store's status
+65: rbit    x2, x6
+    clz     x2, x2
+    add     x0, x3, x2, lsl #3
+    ldr     x0, [x0, #{route_core}]         // the target's core
+    adrp    x2, {sgi_pending}
+    add     x2, x2, :lo12:{sgi_pending}
+    add     x2, x2, x0, lsl #{pending_shift}
+    add     x2, x2, x5, lsl #3
+66: ldxr    x1, [x2]
+    orr     x1, x1, x4
+    stlxr   w8, x1, [x2]
+    cbnz    w8, 66b
+    adrp    x2, {cpu_interface}
+    add     x2, x2, :lo12:{cpu_interface}
+    ldrb    w1, [x2, x0]
+    lsl     w1, w1, #16
+    add     w1, w1, #{sgi_kick}
+    dsb     ishst
+    str     w1, [x7, #{gicd_sgir}]          // the kick
+    sub     x2, x6, #1
+    and     x6, x6, x2
+    cbnz    x6, 65b
+    ldr     x8, [sp, #64]
+// A store of an AArch32 EL0 may be a 16-bit T32 one (ESR_EL2.IL clear):
+// the common ending steps over 4 bytes, so 2 back first.
+sgir_done:
+    mrs     x0, esr_el2
+    tbnz    x0, #25, sgi_fast_done
+    mrs     x0, elr_el2
+    sub     x0, x0, #2
+    msr     elr_el2, x0
+    b       sgi_fast_done
 
 // An IRQ from a domain, x0 and x1 saved. The virtual timer of the vCPU
 // on this core (the most frequent interrupt by far) is handled right here
@@ -515,14 +655,14 @@ irq_fast_v2:
     adrp    x1, {timer_lr}
     add     x1, x1, :lo12:{timer_lr}
     ldr     x1, [x1, x2, lsl #3]
-    cbz     x1, irq_slow
     adrp    x3, {bases}
     add     x3, x3, :lo12:{bases}
     ldr     x2, [x3, #8]                    // GICC
     ldr     w0, [x2, #{gicc_iar}]           // acknowledge
-    and     w0, w0, #0x1fff
+    and     w0, w0, #0x1fff                 // INTID and (SGIs) source CPU
     cmp     w0, #{vtimer}
-    b.ne    irq_slow_acked
+    b.ne    16f
+    cbz     x1, irq_slow_acked              // the timer is not deliverable now
     ldr     x2, [x3, #16]                   // GICH
     ldr     w3, [x2, #{gich_elrsr0}]        // empty list registers
     and     w3, w3, #0xf
@@ -537,6 +677,107 @@ irq_fast_v2:
     str     w0, [x2, #{gicc_eoir}]          // priority drop (EOImode 1)
     mrs     x2, tpidr_el2
     b       irq_fast_done
+
+// GICv2, acknowledged (w0: IAR's INTID and source CPU), not the timer:
+// the kick (`gic::SGI_KICK`, from any CPU interface) as `irq_kick_v3`
+// takes it, through GICH's list registers. The common case: no request
+// for this core, exactly one SGI pending in its bitmap and from sources
+// 0-3 (the first word: `vsgi::pending_bit`), no SGI in the list
+// registers, none beyond the first four in use, one of those free. The
+// list register gets `vgic::lr_v2`'s value for it: pending, its priority
+// (`irq::SGI_PRIORITY`, top five bits), its source vCPU as CPUID. The
+// kick is ended (priority drop, deactivation, with the value the
+// acknowledge returned), the exit counted. Anything else to the Rust
+// handler with the kick acknowledged.
+16: mrs     x2, tpidr_el2
+    tst     w0, #0x3ff
+    b.ne    irq_slow_acked                  // not the kick (SGI_KICK is 0)
+    adrp    x1, {cores}
+    add     x1, x1, :lo12:{cores}
+    mov     x3, #{core_stride}
+    madd    x1, x2, x3, x1
+    ldr     x1, [x1, #{request}]
+    cbnz    x1, irq_slow_acked              // a request: the Rust handler
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    adrp    x1, {sgi_pending}
+    add     x1, x1, :lo12:{sgi_pending}
+    add     x1, x1, x2, lsl #{pending_shift} // &SGI_PENDING[core][0]
+    ldr     x3, [x1, #8]
+    cbnz    x3, irq_kick_v2_slow            // sources 4-7
+    ldr     x3, [x1]
+    cbz     x3, 39f                         // nothing left: end the kick
+    sub     x4, x3, #1
+    tst     x3, x4
+    b.ne    irq_kick_v2_slow                // more than one SGI
+    adrp    x5, {bases}
+    add     x5, x5, :lo12:{bases}
+    ldr     x5, [x5, #16]                   // GICH
+    ldr     w4, [x5, #{gich_elrsr0}]        // empty list registers
+    adrp    x6, {lr_mask}
+    ldr     x6, [x6, :lo12:{lr_mask}]
+    bic     x6, x6, x4                      // list registers in use
+    tst     x6, #~0xf
+    b.ne    irq_kick_v2_slow
+    tbz     x6, #0, 31f
+    ldr     w7, [x5, #{gich_lr0}]
+    and     w7, w7, #0x3ff
+    cmp     w7, #16
+    b.lo    irq_kick_v2_slow
+31: tbz     x6, #1, 32f
+    ldr     w7, [x5, #({gich_lr0} + 4)]
+    and     w7, w7, #0x3ff
+    cmp     w7, #16
+    b.lo    irq_kick_v2_slow
+32: tbz     x6, #2, 33f
+    ldr     w7, [x5, #({gich_lr0} + 8)]
+    and     w7, w7, #0x3ff
+    cmp     w7, #16
+    b.lo    irq_kick_v2_slow
+33: tbz     x6, #3, 34f
+    ldr     w7, [x5, #({gich_lr0} + 12)]
+    and     w7, w7, #0x3ff
+    cmp     w7, #16
+    b.lo    irq_kick_v2_slow
+34: ands    w4, w4, #0xf
+    b.eq    irq_kick_v2_slow                // none of the four free
+    // Take the bitmap, if it still holds just that SGI.
+35: ldaxr   x6, [x1]
+    cmp     x6, x3
+    b.ne    38f
+    stxr    w6, xzr, [x1]
+    cbnz    w6, 35b
+    rbit    x3, x3
+    clz     x3, x3                          // source * 16 + SGI
+    and     x6, x3, #0xf                    // the SGI
+    lsr     x3, x3, #4                      // its source vCPU
+    adrp    x7, {sgi_priority}
+    add     x7, x7, :lo12:{sgi_priority}
+    add     x7, x7, x2, lsl #4
+    ldrb    w7, [x7, x6]
+    lsr     w7, w7, #3
+    lsl     w7, w7, #23                     // priority
+    orr     w7, w7, w6
+    orr     w7, w7, w3, lsl #10             // CPUID: the source
+    orr     w7, w7, #(1 << 28)              // pending
+    rbit    w4, w4
+    clz     w4, w4                          // the first free one
+    add     x5, x5, #{gich_lr0}
+    str     w7, [x5, x4, lsl #2]
+39: ldp     x6, x7, [sp, #48]
+    ldp     x4, x5, [sp, #32]
+    adrp    x3, {bases}
+    add     x3, x3, :lo12:{bases}
+    ldr     x3, [x3, #8]                    // GICC
+    str     w0, [x3, #{gicc_eoir}]          // priority drop
+    str     w0, [x3, #{gicc_dir}]           // deactivate the kick
+    b       irq_fast_done
+    // Another SGI arrived between the look and the take: the Rust handler.
+38: clrex
+irq_kick_v2_slow:
+    ldp     x6, x7, [sp, #48]
+    ldp     x4, x5, [sp, #32]
+    b       irq_slow_acked
 
 // Nothing acknowledged yet (x2, x3 saved): the general handler, saving
 // only what a Rust function may destroy (x0-x18, x30). It runs with every
@@ -577,6 +818,7 @@ irq_return:
     vtimer = const bulkhead_core::plan::VTIMER_INTID,
     gicc_iar = const crate::gic::GICC_IAR,
     gicc_eoir = const crate::gic::GICC_EOIR,
+    gicc_dir = const crate::gic::GICC_DIR,
     gich_elrsr0 = const crate::gic::GICH_ELRSR0,
     gich_lr0 = const crate::gic::GICH_LR0,
     cores = sym crate::domain::CORES,
@@ -590,6 +832,16 @@ irq_return:
     esr_mask_hi = const vsgi::SYSREG_MASK >> 16,
     esr_sgi1r_lo = const vsgi::SGI1R_WRITE_ESR & 0xffff,
     esr_sgi1r_hi = const vsgi::SGI1R_WRITE_ESR >> 16,
+    esr_word_mask_lo = const vsgi::WORD_WRITE_MASK & 0xffff,
+    esr_word_mask_hi = const vsgi::WORD_WRITE_MASK >> 16,
+    esr_word_write_lo = const vsgi::WORD_WRITE_ESR & 0xffff,
+    esr_word_write_hi = const vsgi::WORD_WRITE_ESR >> 16,
+    vsgir_0 = const VSGIR & 0xffff,
+    vsgir_1 = const (VSGIR >> 16) & 0xffff,
+    vsgir_2 = const (VSGIR >> 32) & 0xffff,
+    cpu_interface = sym crate::gic::CPU_INTERFACE,
+    sgi_kick = const crate::gic::SGI_KICK,
+    gicd_sgir = const crate::gic::GICD_SGIR,
     sgi_route = sym crate::irq::SGI_ROUTE,
     route_stride = const crate::irq::SGI_ROUTE_STRIDE,
     route_vcpus = const crate::irq::SGI_ROUTE_VCPUS,
@@ -603,6 +855,14 @@ irq_return:
     sgi_slot = const crate::exits::SGI_SLOT_OFFSET,
 );
 
+/// The guest address of the virtual distributor's GICD_SGIR (GICv2).
+const VSGIR: u64 = bulkhead_core::plan::VGICD_IPA + bulkhead_core::vgic::regs::GICD_SGIR;
+// `sgir_fast`'s: that address in 48 bits, a word-write syndrome in 32,
+// one byte per CPU interface mask, a kick INTID an `orr` can take.
+const _: () = assert!(VSGIR >> 48 == 0 && FRAME >= 72);
+const _: () = assert!(vsgi::WORD_WRITE_MASK >> 32 == 0 && vsgi::WORD_WRITE_ESR >> 32 == 0);
+const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicU8>() == 1);
+const _: () = assert!(crate::gic::SGI_KICK < 16 && crate::gic::GICD_SGIR < 4096);
 // `sgi1r_fast`'s assumptions: 32-bit syndrome constants, a frame with
 // room for x0-x7, offsets an immediate reaches, two bytes per `SGI_ON`.
 const _: () = assert!(vsgi::SYSREG_MASK >> 32 == 0 && vsgi::SGI1R_WRITE_ESR >> 32 == 0);

@@ -72,7 +72,7 @@ static LRS: AtomicUsize = AtomicUsize::new(0);
 /// hardware at its `init_cpu` (0: not known yet). The interface a core is
 /// wired to need not be its board index; every SGI target list and SPI
 /// target byte uses this.
-static CPU_INTERFACE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+pub(crate) static CPU_INTERFACE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// GICv2: a kick was sent to the core before its interface was known; the
 /// core kicks itself once it knows it (see `send_sgi`).
 static KICK_MISSED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
@@ -163,7 +163,7 @@ const GICD_ICACTIVER: usize = 0x380;
 const GICD_IPRIORITYR: usize = 0x400;
 const GICD_ITARGETSR: usize = 0x800;
 const GICD_ICFGR: usize = 0xc00;
-const GICD_SGIR: usize = 0xf00;
+pub(crate) const GICD_SGIR: usize = 0xf00;
 const GICD_IROUTER: usize = 0x6000;
 /// PIDR2 of a GICv3 distributor (64 KiB frame) and of a GICv2 one (4 KiB).
 const GICD_PIDR2_V3: usize = 0xffe8;
@@ -177,7 +177,7 @@ const GICC_CTLR: usize = 0x0;
 const GICC_PMR: usize = 0x4;
 pub(crate) const GICC_IAR: usize = 0xc;
 pub(crate) const GICC_EOIR: usize = 0x10;
-const GICC_DIR: usize = 0x1000;
+pub(crate) const GICC_DIR: usize = 0x1000;
 const GICH_HCR: usize = 0x0;
 const GICH_VTR: usize = 0x4;
 const GICH_VMCR: usize = 0x8;

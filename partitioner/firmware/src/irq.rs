@@ -131,10 +131,12 @@ pub(crate) const SGI_ROUTE_VCPU: usize = core::mem::offset_of!(SgiRoute, vcpu);
 pub(crate) const SGI_ROUTE_CORE: usize = core::mem::offset_of!(SgiRoute, core);
 pub(crate) const SGI_ROUTE_KICK: usize = core::mem::offset_of!(SgiRoute, kick);
 
-/// Fill the `SGI_ROUTE` of domain `d`'s cores (GICv3 with the fast path
-/// only).
+/// Fill the `SGI_ROUTE` of domain `d`'s cores (a GIC with the fast path
+/// only; the kicks are GICv3's: on GICv2 the path reads the target's CPU
+/// interface, `gic::CPU_INTERFACE`, when it sends).
 fn set_sgi_routes(d: &DomainPlan) {
-    if fast_path_gic() != 3 {
+    let gic = fast_path_gic();
+    if gic == 0 {
         return;
     }
     let vcpus = (0..d.cpus.len()).fold(0u64, |m, v| m | 1 << v);
@@ -143,8 +145,10 @@ fn set_sgi_routes(d: &DomainPlan) {
         r.vcpu.store(vcpu as u64, Ordering::Relaxed);
         for (v, &c) in d.cpus.iter().enumerate() {
             r.core[v].store(c as u64, Ordering::Relaxed);
-            let kick = gic::sgi1r_value(gic::SGI_KICK, crate::board().cpus[c]);
-            r.kick[v].store(kick, Ordering::Relaxed);
+            if gic == 3 {
+                let kick = gic::sgi1r_value(gic::SGI_KICK, crate::board().cpus[c]);
+                r.kick[v].store(kick, Ordering::Relaxed);
+            }
         }
         // Last: the path only runs with the rest in place.
         r.vcpus.store(vcpus, Ordering::Release);
