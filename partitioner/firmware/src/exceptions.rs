@@ -1,10 +1,11 @@
 //! EL2 exception vectors. Every one of the 16 vectors saves the full register
 //! state into a [`TrapFrame`] and calls [`el2_trap`], except a domain's IRQ,
-//! which handles the vCPU's own timer and (GICv3) the kick of the SGI fast
-//! path in assembly (`irq_entry`, `irq_kick_v3`) and otherwise saves only
-//! what a Rust call may destroy, and a domain's synchronous exception,
-//! which first looks for a GICv3 `ICC_SGI1R_EL1` write the SGI fast path
-//! sends in assembly (`sync_entry`, `sgi1r_fast`); nothing is ever taken
+//! which handles the vCPU's own timer and the kick of the SGI fast path in
+//! assembly (`irq_entry`, `irq_kick_v3`, and GICv2's after `irq_fast_v2`)
+//! and otherwise saves only what a Rust call may destroy, and a domain's
+//! synchronous exception, which first looks for a GICv3 `ICC_SGI1R_EL1`
+//! write or a GICv2 `GICD_SGIR` store the SGI fast path sends in assembly
+//! (`sync_entry`, `sgi1r_fast`, `sgir_fast`); nothing is ever taken
 //! silently. Traps from a domain go to `crate::domain::handle_*`; anything the
 //! partitioner itself takes is reported on the console and stops the core.
 
@@ -223,7 +224,8 @@ exception_return:
 
 // A synchronous exception from a domain (AArch64), x0 and x1 saved: a
 // GICv3 `MSR ICC_SGI1R_EL1, Xt` (`vsgi::sgi1r_write`) goes to
-// `sgi1r_fast`, anything else to the general path.
+// `sgi1r_fast`, a 32-bit store that faulted in stage 2
+// (`vsgi::word_write`) to `sgir_fast`, anything else to the general path.
 sync_entry:
     mrs     x0, esr_el2
     mov     w1, #{esr_mask_lo}

@@ -100,7 +100,8 @@ pub(crate) static SGI_PRIORITY: [[AtomicU8; 16]; MAX_CPUS] =
 /// when the first domain is set up.
 pub(crate) static FAST_PATH_GIC: AtomicU32 = AtomicU32::new(0);
 /// Per core, what the assembly SGI fast path of a GICv3 `ICC_SGI1R_EL1`
-/// write (`crate::exceptions`, `sgi1r_fast`) needs to know of the domain
+/// write or a GICv2 `GICD_SGIR` store (`crate::exceptions`, `sgi1r_fast`,
+/// `sgir_fast`) needs to know of the domain
 /// it runs, without the plan: set once when the domain is set up (a core
 /// belongs to one domain, as one vCPU, for the partitioner's life).
 #[repr(C)]
