@@ -296,3 +296,40 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// `cargo xtask check`, `audit` and `dtb` size the partitioner with the
+/// firmware of the board the config names, as `build` does: a board's
+/// firmware differs in size from QEMU virt's (whose stage-2 table pool is
+/// larger), and the domains go right after it.
+#[test]
+fn the_host_check_places_domains_where_the_boards_own_firmware_will() {
+    let root = xtask::root();
+    for (config, board) in [
+        ("configs/rpi4/isolation.dts", "rpi4"),
+        ("configs/zcu102/isolation.dts", "zcu102"),
+    ] {
+        let f = root.join(config);
+        let blob = compile_dts(&f).unwrap_or_else(|e| panic!("{e}"));
+        let len = xtask::image::firmware_len_for_config(&blob).unwrap();
+        let own = xtask::image::firmware_image_for(board).unwrap().len() as u64;
+        assert_eq!(len, own, "{config}");
+        assert_ne!(
+            own,
+            firmware_len(),
+            "{config}: the test needs a firmware whose size differs from QEMU virt's"
+        );
+        let checked = check_blob(&f, blob, len)
+            .unwrap_or_else(|r| panic!("{}", xtask::report_rejected(&f, &r)));
+        let out = std::env::temp_dir().join(format!("bulkhead-place-{board}.img"));
+        let built = xtask::image::build_image(&f, &out, xtask::image::Tamper::None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("a checked build has a plan");
+        let _ = std::fs::remove_file(&out);
+        for (c, b) in checked.plan.domains.iter().zip(built.domains.iter()) {
+            let pa = |d: &bulkhead_core::plan::DomainPlan| -> Vec<u64> {
+                d.ram.iter().map(|m| m.pa).collect()
+            };
+            assert_eq!(pa(c), pa(b), "{config}: domain {}", c.name);
+        }
+    }
+}

@@ -305,6 +305,15 @@ pub fn firmware_image() -> Result<Vec<u8>> {
     firmware_image_for(DEFAULT_BOARD)
 }
 
+/// Bytes of the firmware image for the board a compiled config names (the
+/// default board's for a config naming none the checker knows, which it
+/// then refuses): what the partitioner occupies before the package, so
+/// the host check places domains exactly where that board's firmware will.
+pub fn firmware_len_for_config(blob: &[u8]) -> Result<u64> {
+    let board = board_of(blob).map_or(DEFAULT_BOARD, |b| b.name);
+    Ok(firmware_image_for(board)?.len() as u64)
+}
+
 /// The firmware's memory image for `board` (with .bss as zeros), padded to
 /// where the package goes; built first if needed.
 pub fn firmware_image_for(board: &str) -> Result<Vec<u8>> {

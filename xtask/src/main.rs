@@ -449,10 +449,10 @@ fn dtb(args: &[String]) -> Result<()> {
     };
     let config = Path::new(config);
     image::build_binaries()?;
-    let fw = image::firmware_image()?;
     let blob = image::compile_dts(config)?;
-    let checked = image::check_blob(config, blob, fw.len() as u64)
-        .map_err(|r| xtask::report_rejected(config, &r))?;
+    let fw_len = image::firmware_len_for_config(&blob)?;
+    let checked =
+        image::check_blob(config, blob, fw_len).map_err(|r| xtask::report_rejected(config, &r))?;
     let d = checked
         .plan
         .domains
@@ -487,7 +487,6 @@ fn check(args: &[String]) -> Result<()> {
         return Err("usage: cargo xtask check CONFIG...".into());
     }
     image::build_binaries()?;
-    let fw = image::firmware_image()?;
     let mut failed = 0;
     for a in args {
         let path = Path::new(a);
@@ -499,7 +498,15 @@ fn check(args: &[String]) -> Result<()> {
                 continue;
             }
         };
-        match image::check_blob(path, blob, fw.len() as u64) {
+        let fw_len = match image::firmware_len_for_config(&blob) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                failed += 1;
+                continue;
+            }
+        };
+        match image::check_blob(path, blob, fw_len) {
             Ok(c) => {
                 println!("{}: ok, {} domain(s)", path.display(), c.plan.domains.len());
                 for w in xtask::report_warnings(path, &c.plan) {
@@ -565,15 +572,16 @@ fn audit(args: &[String]) -> Result<()> {
         return Err("usage: cargo xtask audit CONFIG... [--out DIR]".into());
     }
     image::build_binaries()?;
-    let fw = image::firmware_image()?;
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut failed = 0;
     for path in &configs {
         let checked = image::compile_dts(path).and_then(|blob| {
-            image::check_blob(path, blob, fw.len() as u64)
+            let fw_len = image::firmware_len_for_config(&blob)?;
+            image::check_blob(path, blob, fw_len)
+                .map(|c| (c, fw_len))
                 .map_err(|r| xtask::report_rejected(path, &r).into())
         });
-        let checked = match checked {
+        let (checked, fw_len) = match checked {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
@@ -583,7 +591,7 @@ fn audit(args: &[String]) -> Result<()> {
         };
         let board = board_support::by_name(checked.plan.board)
             .ok_or_else(|| format!("unknown board {}", checked.plan.board))?;
-        let footprint = image::footprint(&checked, fw.len() as u64)?;
+        let footprint = image::footprint(&checked, fw_len)?;
         let report =
             xtask::audit::report(&path.display().to_string(), board, &checked.plan, footprint);
         print!("{}", report.text());
