@@ -1181,18 +1181,31 @@ impl Resolver<'_, '_, '_> {
                 .domain(d)
                 .and_then(|c| c.cpus.as_ref())
                 .map_or(0, |c| c.len());
-            let mut parts: heapless::Vec<(Range, &'static str), 4> =
+            let mut parts: heapless::Vec<(Range, &'static str), 6> =
                 heapless::Vec::from_slice(&vgic_parts(vcpus)).unwrap_or_default();
-            // A domain with PCI functions also has a virtual ECAM window.
-            let has_pci = state
-                .devices
-                .iter()
-                .any(|x| x.as_ref().is_some_and(|x| x.pci.is_some()));
-            if has_pci {
+            // A domain with PCI functions also has a virtual ECAM window,
+            // and its functions' BARs at guest = physical addresses in the
+            // host's memory windows, placed at boot once their sizes are
+            // known: the whole 32-bit window, and the 64-bit one where the
+            // config fixes a BAR in it, are the BARs' in its guest space.
+            let pci = || {
+                state
+                    .devices
+                    .iter()
+                    .flatten()
+                    .filter(|x| x.pci.is_some())
+            };
+            if let (Some(_), Some(host)) = (pci().next(), self.board.pcie) {
                 let _ = parts.push((
                     Range::new(crate::pci::VECAM_IPA, crate::pci::VECAM_SIZE),
                     "virtual PCIe configuration window (ECAM)",
                 ));
+                let _ = parts.push((host.mmio32, "PCIe memory window of its functions' BARs"));
+                if let Some(w) = host.mmio64 {
+                    if pci().any(|x| x.bars.iter().any(|b| w.contains(&Range::new(b.addr, 1)))) {
+                        let _ = parts.push((w, "PCIe 64-bit memory window of its fixed BARs"));
+                    }
+                }
             }
             let hit = |range: &Range| parts.iter().find(|(w, _)| w.overlaps(range)).copied();
             for (r, rs) in state.regions.iter().enumerate() {
