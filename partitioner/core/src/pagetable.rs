@@ -419,29 +419,45 @@ impl Tables {
         base: u64,
         f: &mut dyn FnMut(u64, u64, u64, Attrs),
     ) {
+        let span = 1u64 << level_shift(level);
+        // Leaves of this table in a row (contiguous input and output, the
+        // same attribute bits) go to `f` as one: a table of 512 pages that
+        // map one range is one call, not 512.
+        let mut run: Option<(u64, u64, u64, u64)> = None;
         let mut idx = 0;
         while idx < ENTRIES {
-            // Straight to the next valid entry (most are invalid).
+            // Straight to the next valid entry (most are invalid). The
+            // table is looked up again after each descent, which needs the
+            // allocator.
             let entries = alloc.table(table);
             match entries[idx..].iter().position(|&d| d & VALID != 0) {
                 Some(skip) => idx += skip,
                 None => break,
             }
             let desc = entries[idx];
-            idx += 1;
-            let idx = idx - 1;
             let input = base + ((idx as u64) << level_shift(level));
+            idx += 1;
             if level < 3 && desc & TABLE != 0 {
+                if let Some((i, o, s, d)) = run.take() {
+                    f(i, o, s, decode_attrs(self.regime, d));
+                }
                 self.walk(alloc, desc & ADDR_MASK, level + 1, input, f);
-            } else {
-                let span = 1u64 << level_shift(level);
-                f(
-                    input,
-                    desc & ADDR_MASK,
-                    span,
-                    decode_attrs(self.regime, desc),
-                );
+                continue;
             }
+            let (out, bits) = (desc & ADDR_MASK, desc & !ADDR_MASK);
+            match &mut run {
+                Some((i, o, s, d)) if *i + *s == input && *o + *s == out && *d == bits => {
+                    *s += span
+                }
+                _ => {
+                    if let Some((i, o, s, d)) = run.replace((input, out, span, bits)) {
+                        f(i, o, s, decode_attrs(self.regime, d));
+                    }
+                }
+            }
+        }
+        if let Some((i, o, s, d)) = run {
+            f(i, o, s, decode_attrs(self.regime, d));
         }
     }
 }

@@ -1188,13 +1188,7 @@ impl Resolver<'_, '_, '_> {
             // host's memory windows, placed at boot once their sizes are
             // known: the whole 32-bit window, and the 64-bit one where the
             // config fixes a BAR in it, are the BARs' in its guest space.
-            let pci = || {
-                state
-                    .devices
-                    .iter()
-                    .flatten()
-                    .filter(|x| x.pci.is_some())
-            };
+            let pci = || state.devices.iter().flatten().filter(|x| x.pci.is_some());
             if let (Some(_), Some(host)) = (pci().next(), self.board.pcie) {
                 let _ = parts.push((
                     Range::new(crate::pci::VECAM_IPA, crate::pci::VECAM_SIZE),
@@ -2322,6 +2316,30 @@ pub(crate) mod tests {
             "mmio-reserved",
         );
         assert!(text.contains("IOMMU"), "{text}");
+    }
+
+    /// In a domain with PCI functions the host's memory window is where its
+    /// functions' BARs are mapped at boot (guest = physical): its RAM and
+    /// devices may not be there; without functions the window is free.
+    #[test]
+    fn a_pci_domain_keeps_the_pcie_memory_window_for_its_bars() {
+        let edu = || node("edu").str("pci-function", "00:02.0");
+        let root = at_probe(|d| {
+            d.child(node("devices").child(edu()))
+                .at("memory", |m| m.child(region("low", 0x1000_0000, MIB)))
+        });
+        let msg = expect_only(&root, "vgic-overlap");
+        assert!(msg.contains("PCIe memory window"), "{msg}");
+        let root = at_probe(|d| {
+            d.child(node("devices").child(edu()).child(
+                explicit("clock", 0x0901_0000, 0x1000, &[2]).u64("guest-address", 0x2000_0000),
+            ))
+        });
+        let msg = expect_only(&root, "vgic-overlap");
+        assert!(msg.contains("0x20000000..0x20001000"), "{msg}");
+        plan(&at_probe(|d| {
+            d.at("memory", |m| m.child(region("low", 0x1000_0000, MIB)))
+        }));
     }
 
     #[test]
