@@ -426,34 +426,38 @@ impl Tables {
         let mut run: Option<(u64, u64, u64, u64)> = None;
         let mut idx = 0;
         while idx < ENTRIES {
-            // Straight to the next valid entry (most are invalid). The
-            // table is looked up again after each descent, which needs the
-            // allocator.
+            // The table is looked up once, and again after each descent
+            // (which needs the allocator).
             let entries = alloc.table(table);
-            match entries[idx..].iter().position(|&d| d & VALID != 0) {
-                Some(skip) => idx += skip,
-                None => break,
+            let mut next: Option<(u64, u64)> = None;
+            while idx < ENTRIES {
+                let desc = entries[idx];
+                let input = base + ((idx as u64) << level_shift(level));
+                idx += 1;
+                if desc & VALID == 0 {
+                    continue;
+                }
+                if level < 3 && desc & TABLE != 0 {
+                    next = Some((desc & ADDR_MASK, input));
+                    break;
+                }
+                let (out, bits) = (desc & ADDR_MASK, desc & !ADDR_MASK);
+                match &mut run {
+                    Some((i, o, s, d)) if *i + *s == input && *o + *s == out && *d == bits => {
+                        *s += span
+                    }
+                    _ => {
+                        if let Some((i, o, s, d)) = run.replace((input, out, span, bits)) {
+                            f(i, o, s, decode_attrs(self.regime, d));
+                        }
+                    }
+                }
             }
-            let desc = entries[idx];
-            let input = base + ((idx as u64) << level_shift(level));
-            idx += 1;
-            if level < 3 && desc & TABLE != 0 {
+            if let Some((sub, input)) = next {
                 if let Some((i, o, s, d)) = run.take() {
                     f(i, o, s, decode_attrs(self.regime, d));
                 }
-                self.walk(alloc, desc & ADDR_MASK, level + 1, input, f);
-                continue;
-            }
-            let (out, bits) = (desc & ADDR_MASK, desc & !ADDR_MASK);
-            match &mut run {
-                Some((i, o, s, d)) if *i + *s == input && *o + *s == out && *d == bits => {
-                    *s += span
-                }
-                _ => {
-                    if let Some((i, o, s, d)) = run.replace((input, out, span, bits)) {
-                        f(i, o, s, decode_attrs(self.regime, d));
-                    }
-                }
+                self.walk(alloc, sub, level + 1, input, f);
             }
         }
         if let Some((i, o, s, d)) = run {
