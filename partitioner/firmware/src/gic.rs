@@ -803,9 +803,11 @@ pub fn empty_lrs() -> u64 {
 }
 
 pub fn version() -> GicVersion {
-    match hw() {
-        Hw::V3 { .. } => GicVersion::V3,
-        Hw::V2 { .. } => GicVersion::V2,
+    // `hw()` would also load the bases, unused here.
+    if IS_V2.load(Ordering::Relaxed) {
+        GicVersion::V2
+    } else {
+        GicVersion::V3
     }
 }
 
