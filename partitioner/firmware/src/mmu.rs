@@ -263,6 +263,16 @@ pub fn map_domain_ram(d: &DomainPlan) {
 /// loader's device tree), mapped read-only in this core's tables for the
 /// call only. `None` if the range cannot be mapped.
 pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let mut r = None;
+    ram_window(base, size, &mut |bytes| r = f.take().map(|f| f(bytes)));
+    r
+}
+
+/// [`with_ram_window`] for every `f` (one copy of the mapping code):
+/// `f` is called once if the window could be mapped, else not at all.
+#[inline(never)]
+fn ram_window(base: u64, size: u64, f: &mut dyn FnMut(&[u8])) {
     let core = crate::domain::this_core();
     let mut t = own_tables(core);
     let page = Range::new(
@@ -279,7 +289,7 @@ pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> O
         || t.map(&mut a, page.base, page.base, page.size, Attrs::RAM_RO)
             .is_err()
     {
-        return None;
+        return;
     }
     drop(a);
     barrier::dsb(barrier::ISHST);
@@ -288,7 +298,7 @@ pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> O
     // own tables, and stays mapped until after `f` returns; nothing writes
     // it meanwhile (it is RAM no domain has been given yet).
     let bytes = unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) };
-    let r = f(bytes);
+    f(bytes);
     let mut a = PoolAlloc::lock();
     let unmapped = t.unmap(&mut a, page.base, page.size);
     drop(a);
@@ -299,7 +309,6 @@ pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> O
             "cannot unmap the boot loader's device tree: {e:?}"
         ));
     }
-    Some(r)
 }
 
 /// Remove the window of [`map_domain_ram`] and forget its translations.
