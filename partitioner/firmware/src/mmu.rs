@@ -68,6 +68,8 @@ fn frames_base() -> u64 {
 pub struct PoolAlloc<'a>(spin::MutexGuard<'a, Pool>);
 
 impl PoolAlloc<'_> {
+    /// (Not inlined: taken only at boot and around a domain's load.)
+    #[inline(never)]
     pub fn lock() -> Self {
         PoolAlloc(POOL.lock())
     }
