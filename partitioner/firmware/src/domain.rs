@@ -290,11 +290,11 @@ fn policy_name(p: FaultPolicy) -> &'static str {
 fn load(i: usize, d: &DomainPlan) {
     let gic = gic::version();
     let pkg = PACKAGE.get().expect("set before any load");
+    let initrd = bulkhead_core::plan::initrd_name(&d.name);
     // Its images' checksums, once (the package is read-only and no domain
     // maps it): a damaged image stops only its own domain.
     if !DOMAINS[i].verified.load(Ordering::Acquire) {
         let crc = crate::checksum::crc32_updater();
-        let initrd = bulkhead_core::plan::initrd_name(&d.name);
         for entry in [d.name.as_str(), initrd.as_str()] {
             if let Err(e) = pkg.verify(entry, crc) {
                 error!("domain \"{}\": {e}", d.name);
@@ -323,9 +323,7 @@ fn load(i: usize, d: &DomainPlan) {
     // the end of the RAM mapping that holds it.
     unsafe { mmu::copy(load, image) };
     if let Some(ipa) = dtb::initrd_ipa(d) {
-        let rd = pkg
-            .image(&bulkhead_core::plan::initrd_name(&d.name))
-            .unwrap_or(&[]);
+        let rd = pkg.image(&initrd).unwrap_or(&[]);
         let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
         // SAFETY: validation left room for the initial RAM disk between the
         // image and the device tree, inside the same RAM mapping.
