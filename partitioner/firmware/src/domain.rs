@@ -180,8 +180,9 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
             match tables {
                 Ok(t) => t.root,
                 Err(e) => crate::fatal(format_args!(
-                    "domain \"{}\": cannot build its stage-2 tables: {e:?}",
-                    d.name
+                    "domain \"{}\": cannot build its stage-2 tables: {}",
+                    d.name,
+                    crate::debug::MapErr(e)
                 )),
             }
         };
@@ -193,10 +194,10 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
         irq::init_domain(i, d);
         let cores: heapless::Vec<u64, MAX_CPUS> = d.cpus.iter().map(|&c| board.cpus[c]).collect();
         info!(
-            "domain \"{}\": VMID {}, cores {:?}, {} RAM region(s), {} device(s), image {} bytes, fault policy {}",
+            "domain \"{}\": VMID {}, cores {}, {} RAM region(s), {} device(s), image {} bytes, fault policy {}",
             d.name,
             d.vmid,
-            cores.as_slice(),
+            crate::debug::List(&cores),
             d.ram.len(),
             d.devices.len(),
             d.image_size,
@@ -353,10 +354,10 @@ fn load(i: usize, d: &DomainPlan) {
             DOMAINS[i].dtb.store(ipa, Ordering::Release);
         }
         (tree, ipa) => crate::fatal(format_args!(
-            "domain \"{}\": cannot place its device tree ({:?}, {:?})",
+            "domain \"{}\": cannot place its device tree ({}, {})",
             d.name,
-            tree.err(),
-            ipa
+            crate::debug::DtbErr(tree.err()),
+            crate::debug::OptU64(ipa)
         )),
     }
     for m in d.ram.iter() {

@@ -12,6 +12,7 @@ mod boot;
 mod checksum;
 mod console;
 mod cpu;
+mod debug;
 mod domain;
 mod el1;
 mod entropy;
@@ -109,7 +110,8 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     let package = Range::new(start + pkg_offset, image_size - pkg_offset);
     if let Err(e) = mmu::build_el2_map(board, package) {
         fatal(format_args!(
-            "cannot build the partitioner's own page tables: {e:?}"
+            "cannot build the partitioner's own page tables: {}",
+            debug::MapErr(e)
         ));
     }
     mmu::enable(core);

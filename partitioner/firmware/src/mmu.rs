@@ -249,8 +249,11 @@ pub fn map_domain_ram(d: &DomainPlan) {
         if let Err(e) = t.map(&mut a, m.pa, m.pa, m.size, Attrs::RAM_RW) {
             drop(a);
             crate::fatal(format_args!(
-                "domain \"{}\": cannot map its RAM {:#x}+{:#x} at EL2: {e:?}",
-                d.name, m.pa, m.size
+                "domain \"{}\": cannot map its RAM {:#x}+{:#x} at EL2: {}",
+                d.name,
+                m.pa,
+                m.size,
+                crate::debug::MapErr(e)
             ));
         }
     }
@@ -308,7 +311,8 @@ fn ram_window(base: u64, size: u64, f: &mut dyn FnMut(&[u8])) {
     unsafe { core::arch::asm!("dsb ishst", "tlbi alle2", "dsb nsh", "isb") };
     if let Err(e) = unmapped {
         crate::fatal(format_args!(
-            "cannot unmap the boot loader's device tree: {e:?}"
+            "cannot unmap the boot loader's device tree: {}",
+            crate::debug::MapErr(e)
         ));
     }
 }
@@ -322,8 +326,9 @@ pub fn unmap_domain_ram(d: &DomainPlan) {
         if let Err(e) = t.unmap(&mut a, m.pa, m.size) {
             drop(a);
             crate::fatal(format_args!(
-                "domain \"{}\": cannot unmap its RAM at EL2: {e:?}",
-                d.name
+                "domain \"{}\": cannot unmap its RAM at EL2: {}",
+                d.name,
+                crate::debug::MapErr(e)
             ));
         }
     }
