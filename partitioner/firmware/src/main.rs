@@ -204,7 +204,7 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     gic::init_cpu(core);
     // The board lists its cores; the machine may have fewer (QEMU started
     // with a smaller `-smp`). That is fine until a domain needs one.
-    let mut missing = 0;
+    let mut missing = 0u32;
     for d in &plan.domains {
         for &c in &d.cpus {
             if let Some(why) = gic::absent(c) {
@@ -229,7 +229,7 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     );
     // Hand-written device trees may only name what their domain owns, on
     // the GIC this board turned out to have.
-    let mut rejected = 0;
+    let mut rejected = 0u32;
     for d in plan.domains.iter() {
         let dtb_entry = bulkhead_core::plan::dtb_name(&d.name);
         if let Err(e) = pkg.verify(&dtb_entry, checksum::crc32_updater()) {
