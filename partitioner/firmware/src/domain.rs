@@ -24,8 +24,9 @@ use crate::{boot, exits, gic, irq, mmu, psci};
 use bulkhead_core::exits::Cause;
 use bulkhead_core::ratelimit::Kind;
 
-static PLAN: Once<Plan> = Once::new();
-static PACKAGE: Once<Package<'static>> = Once::new();
+/// The plan and the package, set together by [`setup`] (one `Once`, one
+/// copy of its slow path).
+static PLAN_AND_PACKAGE: Once<(Plan, Package<'static>)> = Once::new();
 /// A domain at run time: everything the partitioner keeps about it besides
 /// its plan (`bulkhead_core::plan::DomainPlan`, fixed at boot). One per
 /// domain in [`DOMAINS`], indexed like the plan's domains.
@@ -152,7 +153,10 @@ pub fn stopped(di: usize) -> bool {
 }
 
 pub fn plan() -> &'static Plan {
-    PLAN.get().expect("domains run only after the plan is set")
+    &PLAN_AND_PACKAGE
+        .get()
+        .expect("domains run only after the plan is set")
+        .0
 }
 
 /// Milliseconds since reset, from the physical counter (which starts at reset).
@@ -167,8 +171,7 @@ pub fn ms_since_reset() -> (u64, u64) {
 /// later, by its own first core: see `Domain::loaded`), then check the tables
 /// (`verify_stage2`). `partitioner` is the RAM the partitioner occupies.
 pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
-    let plan = PLAN.call_once(|| plan);
-    PACKAGE.call_once(|| pkg);
+    let plan = &PLAN_AND_PACKAGE.call_once(|| (plan, pkg)).0;
     let board = crate::board();
     for (i, d) in plan.domains.iter().enumerate() {
         let root = {
@@ -290,7 +293,7 @@ fn policy_name(p: FaultPolicy) -> &'static str {
 /// tree at the top of its entry region.
 fn load(i: usize, d: &DomainPlan) {
     let gic = gic::version();
-    let pkg = PACKAGE.get().expect("set before any load");
+    let pkg = &PLAN_AND_PACKAGE.get().expect("set before any load").1;
     let initrd = bulkhead_core::plan::initrd_name(&d.name);
     // Its images' checksums, once (the package is read-only and no domain
     // maps it): a damaged image stops only its own domain.
