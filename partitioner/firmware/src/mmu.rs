@@ -537,6 +537,7 @@ unsafe fn zero_all(pa: u64, size: u64) {
 /// # Safety
 /// `[pa, pa + src.len())` must be RAM mapped read/write at EL2 that nothing
 /// else uses meanwhile and that does not overlap `src`.
+#[inline(never)]
 pub unsafe fn copy(pa: u64, src: &[u8]) {
     let mut done = 0usize;
     let aligned = (pa | src.as_ptr() as u64).is_multiple_of(16);
