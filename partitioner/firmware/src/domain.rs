@@ -317,7 +317,7 @@ fn load(i: usize, d: &DomainPlan) {
         unsafe { mmu::zero(m.pa, m.size) };
     }
     let image = pkg.image(&d.name).unwrap_or(&[]);
-    let Some(load) = d.ram_at(d.entry).map(|m| m.pa + (d.entry - m.ipa)) else {
+    let Some(load) = ram_pa(d, d.entry) else {
         crate::fatal(format_args!(
             "domain \"{}\": entry point outside its RAM",
             d.name
@@ -328,7 +328,7 @@ fn load(i: usize, d: &DomainPlan) {
     unsafe { mmu::copy(load, image) };
     if let Some(ipa) = dtb::initrd_ipa(d) {
         let rd = pkg.image(&initrd).unwrap_or(&[]);
-        let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
+        let pa = ram_pa(d, ipa).unwrap_or(0);
         // SAFETY: validation left room for the initial RAM disk between the
         // image and the device tree, inside the same RAM mapping.
         unsafe { mmu::copy(pa, rd) };
@@ -350,7 +350,7 @@ fn load(i: usize, d: &DomainPlan) {
     };
     match (tree, dtb::dtb_ipa(d)) {
         (Ok(len), Some(ipa)) => {
-            let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
+            let pa = ram_pa(d, ipa).unwrap_or(0);
             // SAFETY: `dtb_ipa` places the tree inside the RAM mapping of the
             // entry point, above the image; it is domain RAM as above.
             unsafe { mmu::copy(pa, &buf[..len]) };
@@ -369,6 +369,13 @@ fn load(i: usize, d: &DomainPlan) {
     mmu::unmap_domain_ram(d);
     // Its PCI functions may master the bus again (a restart stopped them).
     crate::pci::enable(i, d);
+}
+
+/// The physical address of domain `d`'s RAM at `ipa`, if it has RAM there
+/// (one copy for [`load`]'s three uses).
+#[inline(never)]
+fn ram_pa(d: &DomainPlan, ipa: u64) -> Option<u64> {
+    d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa))
 }
 
 /// Start each domain's first vCPU; this core then runs its own vCPU, or
