@@ -22,6 +22,7 @@ mod gic;
 mod iommu;
 mod irq;
 mod mmu;
+mod once;
 mod pci;
 mod power;
 mod psci;
