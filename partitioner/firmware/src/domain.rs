@@ -25,8 +25,7 @@ use crate::{boot, exits, gic, irq, mmu, psci};
 use bulkhead_core::exits::Cause;
 use bulkhead_core::ratelimit::Kind;
 
-/// The plan and the package, set together by [`setup`] (one `Once`, one
-/// copy of its slow path).
+/// The plan and the package, set together by [`setup`] (in one `Once`).
 static PLAN_AND_PACKAGE: Once<(Plan, Package<'static>)> = Once::new();
 /// A domain at run time: everything the partitioner keeps about it besides
 /// its plan (`bulkhead_core::plan::DomainPlan`, fixed at boot). One per
