@@ -3,6 +3,8 @@
 //! virtual console, the virtual GIC, PSCI calls, faults on addresses it does
 //! not own).
 
+use crate::console::{error, info, warn};
+use crate::once::Once;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
     FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
@@ -15,8 +17,7 @@ use bulkhead_core::trap::{self, Exit, Syndrome};
 use bulkhead_core::vconsole::VirtualConsole;
 use bulkhead_core::{dtb, stage2};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use log::{error, info, warn};
-use spin::{Mutex, Once};
+use spin::Mutex;
 
 use crate::exceptions::TrapFrame;
 use crate::report::limited;
@@ -24,8 +25,8 @@ use crate::{boot, exits, gic, irq, mmu, psci};
 use bulkhead_core::exits::Cause;
 use bulkhead_core::ratelimit::Kind;
 
-static PLAN: Once<Plan> = Once::new();
-static PACKAGE: Once<Package<'static>> = Once::new();
+/// The plan and the package, set together by [`setup`] (in one `Once`).
+static PLAN_AND_PACKAGE: Once<(Plan, Package<'static>)> = Once::new();
 /// A domain at run time: everything the partitioner keeps about it besides
 /// its plan (`bulkhead_core::plan::DomainPlan`, fixed at boot). One per
 /// domain in [`DOMAINS`], indexed like the plan's domains.
@@ -152,7 +153,10 @@ pub fn stopped(di: usize) -> bool {
 }
 
 pub fn plan() -> &'static Plan {
-    PLAN.get().expect("domains run only after the plan is set")
+    &PLAN_AND_PACKAGE
+        .get()
+        .expect("domains run only after the plan is set")
+        .0
 }
 
 /// Milliseconds since reset, from the physical counter (which starts at reset).
@@ -167,8 +171,7 @@ pub fn ms_since_reset() -> (u64, u64) {
 /// later, by its own first core: see `Domain::loaded`), then check the tables
 /// (`verify_stage2`). `partitioner` is the RAM the partitioner occupies.
 pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
-    let plan = PLAN.call_once(|| plan);
-    PACKAGE.call_once(|| pkg);
+    let plan = &PLAN_AND_PACKAGE.call_once(|| (plan, pkg)).0;
     let board = crate::board();
     for (i, d) in plan.domains.iter().enumerate() {
         let root = {
@@ -180,8 +183,9 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
             match tables {
                 Ok(t) => t.root,
                 Err(e) => crate::fatal(format_args!(
-                    "domain \"{}\": cannot build its stage-2 tables: {e:?}",
-                    d.name
+                    "domain \"{}\": cannot build its stage-2 tables: {}",
+                    d.name,
+                    crate::debug::MapErr(e)
                 )),
             }
         };
@@ -193,10 +197,10 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
         irq::init_domain(i, d);
         let cores: heapless::Vec<u64, MAX_CPUS> = d.cpus.iter().map(|&c| board.cpus[c]).collect();
         info!(
-            "domain \"{}\": VMID {}, cores {:?}, {} RAM region(s), {} device(s), image {} bytes, fault policy {}",
+            "domain \"{}\": VMID {}, cores {}, {} RAM region(s), {} device(s), image {} bytes, fault policy {}",
             d.name,
             d.vmid,
-            cores.as_slice(),
+            crate::debug::List(&cores),
             d.ram.len(),
             d.devices.len(),
             d.image_size,
@@ -289,12 +293,12 @@ fn policy_name(p: FaultPolicy) -> &'static str {
 /// tree at the top of its entry region.
 fn load(i: usize, d: &DomainPlan) {
     let gic = gic::version();
-    let pkg = PACKAGE.get().expect("set before any load");
+    let pkg = &PLAN_AND_PACKAGE.get().expect("set before any load").1;
+    let initrd = bulkhead_core::plan::initrd_name(&d.name);
     // Its images' checksums, once (the package is read-only and no domain
     // maps it): a damaged image stops only its own domain.
     if !DOMAINS[i].verified.load(Ordering::Acquire) {
         let crc = crate::checksum::crc32_updater();
-        let initrd = bulkhead_core::plan::initrd_name(&d.name);
         for entry in [d.name.as_str(), initrd.as_str()] {
             if let Err(e) = pkg.verify(entry, crc) {
                 error!("domain \"{}\": {e}", d.name);
@@ -313,7 +317,7 @@ fn load(i: usize, d: &DomainPlan) {
         unsafe { mmu::zero(m.pa, m.size) };
     }
     let image = pkg.image(&d.name).unwrap_or(&[]);
-    let Some(load) = d.ram_at(d.entry).map(|m| m.pa + (d.entry - m.ipa)) else {
+    let Some(load) = ram_pa(d, d.entry) else {
         crate::fatal(format_args!(
             "domain \"{}\": entry point outside its RAM",
             d.name
@@ -323,10 +327,8 @@ fn load(i: usize, d: &DomainPlan) {
     // the end of the RAM mapping that holds it.
     unsafe { mmu::copy(load, image) };
     if let Some(ipa) = dtb::initrd_ipa(d) {
-        let rd = pkg
-            .image(&bulkhead_core::plan::initrd_name(&d.name))
-            .unwrap_or(&[]);
-        let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
+        let rd = pkg.image(&initrd).unwrap_or(&[]);
+        let pa = ram_pa(d, ipa).unwrap_or(0);
         // SAFETY: validation left room for the initial RAM disk between the
         // image and the device tree, inside the same RAM mapping.
         unsafe { mmu::copy(pa, rd) };
@@ -348,17 +350,17 @@ fn load(i: usize, d: &DomainPlan) {
     };
     match (tree, dtb::dtb_ipa(d)) {
         (Ok(len), Some(ipa)) => {
-            let pa = d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa)).unwrap_or(0);
+            let pa = ram_pa(d, ipa).unwrap_or(0);
             // SAFETY: `dtb_ipa` places the tree inside the RAM mapping of the
             // entry point, above the image; it is domain RAM as above.
             unsafe { mmu::copy(pa, &buf[..len]) };
             DOMAINS[i].dtb.store(ipa, Ordering::Release);
         }
         (tree, ipa) => crate::fatal(format_args!(
-            "domain \"{}\": cannot place its device tree ({:?}, {:?})",
+            "domain \"{}\": cannot place its device tree ({}, {})",
             d.name,
-            tree.err(),
-            ipa
+            crate::debug::DtbErr(tree.err()),
+            crate::debug::OptU64(ipa)
         )),
     }
     for m in d.ram.iter() {
@@ -367,6 +369,13 @@ fn load(i: usize, d: &DomainPlan) {
     mmu::unmap_domain_ram(d);
     // Its PCI functions may master the bus again (a restart stopped them).
     crate::pci::enable(i, d);
+}
+
+/// The physical address of domain `d`'s RAM at `ipa`, if it has RAM there
+/// (one copy for [`load`]'s three uses).
+#[inline(never)]
+fn ram_pa(d: &DomainPlan, ipa: u64) -> Option<u64> {
+    d.ram_at(ipa).map(|m| m.pa + (ipa - m.ipa))
 }
 
 /// Start each domain's first vCPU; this core then runs its own vCPU, or

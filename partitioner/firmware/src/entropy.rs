@@ -2,11 +2,11 @@
 //! boot from the boot loader's device tree and the core's `RNDR`, and each
 //! domain run's seeds derived from it.
 
+use crate::console::{info, warn};
 use bulkhead_core::board::Board;
 use bulkhead_core::entropy::{loader_seeds, DomainSeeds, RootSeed, Sources};
-use log::{info, warn};
 
-static ROOT: spin::Once<Option<RootSeed>> = spin::Once::new();
+static ROOT: crate::once::Once<Option<RootSeed>> = crate::once::Once::new();
 
 /// Words of `RNDR` output mixed into the root seed when the core has it.
 const RNDR_WORDS: usize = 4;

@@ -20,8 +20,8 @@ pub const SGI_KICK: u32 = 0;
 pub const MAINTENANCE_INTID: u32 = 25;
 const SPURIOUS: u32 = 1020;
 
-#[derive(Clone, Copy)]
-enum Hw {
+/// What `probe` found.
+enum Found {
     V3 {
         gicd: usize,
     },
@@ -43,10 +43,10 @@ static VIRTUAL_IRQ_VIA_HCR: AtomicBool = AtomicBool::new(false);
 /// GICD, GICC, GICH bases (the last two GICv2 only).
 pub(crate) static BASES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
 
-fn set_hw(h: Hw) {
+fn set_hw(h: Found) {
     let (v2, bases, maint) = match h {
-        Hw::V3 { gicd } => (false, [gicd, 0, 0], false),
-        Hw::V2 {
+        Found::V3 { gicd } => (false, [gicd, 0, 0], false),
+        Found::V2 {
             gicd,
             gicc,
             gich,
@@ -94,22 +94,30 @@ fn interface_mask(core: usize) -> u8 {
         .map_or(0, |m| m.load(Ordering::SeqCst))
 }
 
+/// Which GIC the board has. (Only `IS_V2`: each base is loaded where it is
+/// used, by [`gicd`], [`gicc`], [`gich`].)
+#[derive(Clone, Copy)]
+enum Hw {
+    V3,
+    V2,
+}
+
 fn hw() -> Hw {
-    let gicd = BASES[0].load(Ordering::Relaxed);
     if IS_V2.load(Ordering::Relaxed) {
-        Hw::V2 {
-            gicd,
-            gicc: BASES[1].load(Ordering::Relaxed),
-            gich: BASES[2].load(Ordering::Relaxed),
-            deactivation: if MAINTENANCE_DEACTIVATION.load(Ordering::Relaxed) {
-                Deactivation::Maintenance
-            } else {
-                Deactivation::Hardware
-            },
-        }
+        Hw::V2
     } else {
-        Hw::V3 { gicd }
+        Hw::V3
     }
+}
+
+/// GICv2: the CPU interface.
+fn gicc() -> usize {
+    BASES[1].load(Ordering::Relaxed)
+}
+
+/// GICv2: the hypervisor interface.
+fn gich() -> usize {
+    BASES[2].load(Ordering::Relaxed)
 }
 
 fn rd32(addr: usize) -> u32 {
@@ -212,7 +220,7 @@ pub fn probe(board: &Board) -> Option<GicVersion> {
                 3 | 4,
             ) => {
                 VIRTUAL_IRQ_VIA_HCR.store(*virtual_irq == VirtualIrq::ViaHcrVi, Ordering::Relaxed);
-                set_hw(Hw::V3 {
+                set_hw(Found::V3 {
                     gicd: distributor.base as usize,
                 });
                 return Some(GicVersion::V3);
@@ -227,7 +235,7 @@ pub fn probe(board: &Board) -> Option<GicVersion> {
                 },
                 1 | 2,
             ) => {
-                set_hw(Hw::V2 {
+                set_hw(Found::V2 {
                     gicd: distributor.base as usize,
                     gicc: cpu_interface.base as usize,
                     gich: hyp_interface.base as usize,
@@ -280,10 +288,10 @@ fn find_redistributor(board: &Board, mpidr: u64) -> Option<usize> {
 /// number of CPU interfaces (GICD_TYPER.CPUNumber + 1).
 pub fn absent(core: usize) -> Option<&'static str> {
     match hw() {
-        Hw::V3 { .. } => (GICR[core].load(Ordering::Acquire) == 0)
+        Hw::V3 => (GICR[core].load(Ordering::Acquire) == 0)
             .then_some("no GIC redistributor answers for it"),
-        Hw::V2 { gicd, .. } => {
-            let interfaces = ((rd32(gicd + GICD_TYPER) >> 5) & 0b111) as usize + 1;
+        Hw::V2 => {
+            let interfaces = ((rd32(gicd() + GICD_TYPER) >> 5) & 0b111) as usize + 1;
             (core >= interfaces).then_some("the GICv2 distributor has fewer CPU interfaces")
         }
     }
@@ -300,7 +308,7 @@ fn lines(gicd: usize) -> u32 {
 /// A core the board lists but the machine lacks (QEMU started with fewer
 /// `-smp` cores) has none; [`absent`] says so, and no domain may use it.
 pub fn init_distributor(board: &Board) {
-    if let Hw::V3 { .. } = hw() {
+    if let Hw::V3 = hw() {
         for (core, &mpidr) in board.cpus.iter().enumerate() {
             GICR[core].store(
                 find_redistributor(board, mpidr).unwrap_or(0),
@@ -308,16 +316,14 @@ pub fn init_distributor(board: &Board) {
             );
         }
     }
-    let gicd = match hw() {
-        Hw::V3 { gicd } | Hw::V2 { gicd, .. } => gicd,
-    };
+    let gicd = gicd();
     wr32(gicd + GICD_CTLR, 0);
     let n = lines(gicd);
     // GICv3 (single security state): group 1. GICv2 without the security
     // extensions: group 0, which is signalled as IRQ.
     let group = match hw() {
-        Hw::V3 { .. } => !0,
-        Hw::V2 { .. } => 0,
+        Hw::V3 => !0,
+        Hw::V2 => 0,
     };
     for i in (32..n).step_by(32) {
         let reg = (i / 32) as usize * 4;
@@ -331,8 +337,8 @@ pub fn init_distributor(board: &Board) {
     }
     match hw() {
         // ARE (bit 4) + EnableGrp1 (bit 1) + EnableGrp0: single security state.
-        Hw::V3 { .. } => wr32(gicd + GICD_CTLR, (1 << 4) | 0b11),
-        Hw::V2 { .. } => wr32(gicd + GICD_CTLR, 0b1),
+        Hw::V3 => wr32(gicd + GICD_CTLR, (1 << 4) | 0b11),
+        Hw::V2 => wr32(gicd + GICD_CTLR, 0b1),
     }
 }
 
@@ -341,7 +347,7 @@ pub fn init_distributor(board: &Board) {
 /// interrupt enabled.
 pub fn init_cpu(core: usize) {
     match hw() {
-        Hw::V3 { .. } => {
+        Hw::V3 => {
             let found = GICR[core].load(Ordering::Acquire);
             if found == 0 {
                 // Only the boot core can get here without one: the others
@@ -374,9 +380,8 @@ pub fn init_cpu(core: usize) {
                 write_lr(i, 0);
             }
         }
-        Hw::V2 {
-            gicd, gicc, gich, ..
-        } => {
+        Hw::V2 => {
+            let (gicd, gicc, gich) = (gicd(), gicc(), gich());
             learn_cpu_interface(gicd, core);
             wr32(gicd + GICD_ICENABLER, !0);
             wr32(gicd + GICD_ICPENDR, !0);
@@ -402,8 +407,8 @@ pub fn init_cpu(core: usize) {
     set_virtual_interface(true, false);
     set_enabled(SGI_KICK, core, true);
     set_enabled(MAINTENANCE_INTID, core, true);
-    if let Hw::V2 { gicd, .. } = hw() {
-        replay_missed_kick(gicd, core);
+    if let Hw::V2 = hw() {
+        replay_missed_kick(gicd(), core);
     }
 }
 
@@ -432,7 +437,7 @@ fn learn_cpu_interface(gicd: usize, core: usize) {
     };
     let before = slot.swap(mask, Ordering::SeqCst);
     if before == 0 {
-        log::info!("core {core}: GICv2 CPU interface {}", mask.trailing_zeros());
+        crate::console::info!("core {core}: GICv2 CPU interface {}", mask.trailing_zeros());
     } else if before != mask {
         crate::fatal(format_args!(
             "core {core}: GICv2 CPU interface changed from mask {before:#x} to {mask:#x}"
@@ -477,8 +482,8 @@ fn read_byte(addr: usize) -> u8 {
 pub fn set_virtual_interface(on: bool, underflow: bool) {
     let v = (on as u64) | ((underflow as u64) << 1);
     match hw() {
-        Hw::V3 { .. } => sysreg!(write "S3_4_C12_C11_0", v),
-        Hw::V2 { gich, .. } => wr32(gich + GICH_HCR, v as u32),
+        Hw::V3 => sysreg!(write "S3_4_C12_C11_0", v),
+        Hw::V2 => wr32(gich() + GICH_HCR, v as u32),
     }
 }
 
@@ -523,8 +528,8 @@ pub struct Ack {
 /// Acknowledge the highest-priority pending physical interrupt.
 pub fn ack() -> Option<Ack> {
     let raw = match hw() {
-        Hw::V3 { .. } => sysreg!(read "S3_0_C12_C12_0") as u32,
-        Hw::V2 { gicc, .. } => rd32(gicc + GICC_IAR),
+        Hw::V3 => sysreg!(read "S3_0_C12_C12_0") as u32,
+        Hw::V2 => rd32(gicc() + GICC_IAR),
     };
     ack_from_raw(raw)
 }
@@ -534,12 +539,12 @@ pub fn ack() -> Option<Ack> {
 #[inline(always)]
 pub fn ack_from_raw(raw: u32) -> Option<Ack> {
     let raw = match hw() {
-        Hw::V3 { .. } => raw & 0xff_ffff,
-        Hw::V2 { .. } => raw & 0x1fff,
+        Hw::V3 => raw & 0xff_ffff,
+        Hw::V2 => raw & 0x1fff,
     };
     let intid = match hw() {
-        Hw::V3 { .. } => raw,
-        Hw::V2 { .. } => raw & 0x3ff,
+        Hw::V3 => raw,
+        Hw::V2 => raw & 0x3ff,
     };
     (intid < SPURIOUS).then_some(Ack { intid, raw })
 }
@@ -547,8 +552,8 @@ pub fn ack_from_raw(raw: u32) -> Option<Ack> {
 /// Drop the running priority (the interrupt stays active).
 pub fn eoi(a: Ack) {
     match hw() {
-        Hw::V3 { .. } => sysreg!(write "S3_0_C12_C12_1", a.raw as u64),
-        Hw::V2 { gicc, .. } => wr32(gicc + GICC_EOIR, a.raw),
+        Hw::V3 => sysreg!(write "S3_0_C12_C12_1", a.raw as u64),
+        Hw::V2 => wr32(gicc() + GICC_EOIR, a.raw),
     }
 }
 
@@ -560,8 +565,8 @@ pub fn deactivate_ack(a: Ack) {
 /// Deactivate a passed-through SPI or PPI (its guest will not, or cannot).
 pub fn deactivate(intid: u32) {
     match hw() {
-        Hw::V3 { .. } => sysreg!(write "S3_0_C12_C11_1", intid as u64),
-        Hw::V2 { gicc, .. } => wr32(gicc + GICC_DIR, intid),
+        Hw::V3 => sysreg!(write "S3_0_C12_C11_1", intid as u64),
+        Hw::V2 => wr32(gicc() + GICC_DIR, intid),
     }
 }
 
@@ -581,8 +586,8 @@ pub fn send_sgi(intid: u32, core: usize, mpidr: u64) {
     // be visible before the SGI can arrive.
     aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
     match hw() {
-        Hw::V3 { .. } => sysreg!(write "S3_0_C12_C11_5", sgi1r_value(intid, mpidr)),
-        Hw::V2 { gicd, .. } => {
+        Hw::V3 => sysreg!(write "S3_0_C12_C11_5", sgi1r_value(intid, mpidr)),
+        Hw::V2 => {
             let mut mask = interface_mask(core);
             if let (0, SGI_KICK, Some(missed)) = (mask, intid, KICK_MISSED.get(core)) {
                 // The core has not read its interface yet: it kicks itself
@@ -592,16 +597,15 @@ pub fn send_sgi(intid: u32, core: usize, mpidr: u64) {
                 mask = interface_mask(core);
             }
             if mask != 0 {
-                wr32(gicd + GICD_SGIR, (u32::from(mask) << 16) | (intid & 0xf));
+                wr32(gicd() + GICD_SGIR, (u32::from(mask) << 16) | (intid & 0xf));
             }
         }
     }
 }
 
+/// The distributor.
 fn gicd() -> usize {
-    match hw() {
-        Hw::V3 { gicd } | Hw::V2 { gicd, .. } => gicd,
-    }
+    BASES[0].load(Ordering::Relaxed)
 }
 
 /// The register bank holding `intid`'s bits: the distributor for SPIs, the
@@ -609,10 +613,7 @@ fn gicd() -> usize {
 /// core only) for SGIs and PPIs.
 fn bank(intid: u32, core: usize) -> usize {
     match hw() {
-        Hw::V3 { gicd } if intid < 32 => {
-            let _ = gicd;
-            GICR[core].load(Ordering::Acquire) + SGI_BASE
-        }
+        Hw::V3 if intid < 32 => GICR[core].load(Ordering::Acquire) + SGI_BASE,
         _ => gicd(),
     }
 }
@@ -700,11 +701,12 @@ pub fn edge(intid: u32, core: usize) -> bool {
 /// route to a core that has not read it yet is written when it has.
 pub fn route(intid: u32, core: usize, mpidr: u64) {
     match hw() {
-        Hw::V3 { gicd } => {
+        Hw::V3 => {
             let aff = mpidr & 0xff_00ff_ffff;
-            wr64(gicd + GICD_IROUTER + intid as usize * 8, aff);
+            wr64(gicd() + GICD_IROUTER + intid as usize * 8, aff);
         }
-        Hw::V2 { gicd, .. } => {
+        Hw::V2 => {
+            let gicd = gicd();
             let Some(pending) = PENDING_ROUTE.get(intid as usize) else {
                 return;
             };
@@ -730,7 +732,7 @@ pub fn lr_count() -> usize {
 /// Read list register `i`.
 pub fn read_lr(i: usize) -> u64 {
     match hw() {
-        Hw::V3 { .. } => match i {
+        Hw::V3 => match i {
             0 => sysreg!(read "S3_4_C12_C12_0"),
             1 => sysreg!(read "S3_4_C12_C12_1"),
             2 => sysreg!(read "S3_4_C12_C12_2"),
@@ -748,14 +750,14 @@ pub fn read_lr(i: usize) -> u64 {
             14 => sysreg!(read "S3_4_C12_C13_6"),
             _ => sysreg!(read "S3_4_C12_C13_7"),
         },
-        Hw::V2 { gich, .. } => rd32(gich + GICH_LR0 + 4 * i) as u64,
+        Hw::V2 => rd32(gich() + GICH_LR0 + 4 * i) as u64,
     }
 }
 
 /// Write list register `i`.
 pub fn write_lr(i: usize, v: u64) {
     match hw() {
-        Hw::V3 { .. } => match i {
+        Hw::V3 => match i {
             0 => sysreg!(write "S3_4_C12_C12_0", v),
             1 => sysreg!(write "S3_4_C12_C12_1", v),
             2 => sysreg!(write "S3_4_C12_C12_2", v),
@@ -773,7 +775,7 @@ pub fn write_lr(i: usize, v: u64) {
             14 => sysreg!(write "S3_4_C12_C13_6", v),
             _ => sysreg!(write "S3_4_C12_C13_7", v),
         },
-        Hw::V2 { gich, .. } => wr32(gich + GICH_LR0 + 4 * i, v as u32),
+        Hw::V2 => wr32(gich() + GICH_LR0 + 4 * i, v as u32),
     }
 }
 
@@ -781,31 +783,37 @@ pub fn write_lr(i: usize, v: u64) {
 /// for EOI maintenance (ICH_EISR_EL2 / GICH_EISR0).
 pub fn eoied_lrs() -> u64 {
     match hw() {
-        Hw::V3 { .. } => sysreg!(read "S3_4_C12_C11_3"),
-        Hw::V2 { gich, .. } => rd32(gich + GICH_EISR0) as u64,
+        Hw::V3 => sysreg!(read "S3_4_C12_C11_3"),
+        Hw::V2 => rd32(gich() + GICH_EISR0) as u64,
     }
 }
 
 /// How passed-through interrupts are deactivated on this GIC.
 pub fn deactivation() -> Deactivation {
     match hw() {
-        Hw::V3 { .. } => Deactivation::Hardware,
-        Hw::V2 { deactivation, .. } => deactivation,
+        Hw::V3 => Deactivation::Hardware,
+        Hw::V2 => {
+            if MAINTENANCE_DEACTIVATION.load(Ordering::Relaxed) {
+                Deactivation::Maintenance
+            } else {
+                Deactivation::Hardware
+            }
+        }
     }
 }
 
 /// Bitmap of empty list registers.
 pub fn empty_lrs() -> u64 {
     match hw() {
-        Hw::V3 { .. } => sysreg!(read "S3_4_C12_C11_5"),
-        Hw::V2 { gich, .. } => rd32(gich + GICH_ELRSR0) as u64,
+        Hw::V3 => sysreg!(read "S3_4_C12_C11_5"),
+        Hw::V2 => rd32(gich() + GICH_ELRSR0) as u64,
     }
 }
 
 pub fn version() -> GicVersion {
     match hw() {
-        Hw::V3 { .. } => GicVersion::V3,
-        Hw::V2 { .. } => GicVersion::V2,
+        Hw::V3 => GicVersion::V3,
+        Hw::V2 => GicVersion::V2,
     }
 }
 
@@ -817,7 +825,7 @@ pub fn version() -> GicVersion {
 pub fn reset_virtual_cpu_interface() {
     use bulkhead_core::lifecycle::{active_priority_registers, vmcr_reset};
     match hw() {
-        Hw::V3 { .. } => {
+        Hw::V3 => {
             let vtr = sysreg!(read "S3_4_C12_C11_1"); // ICH_VTR_EL2
             let aprs = active_priority_registers(GicVersion::V3, vtr);
             // ICH_AP0R<n>_EL2 and ICH_AP1R<n>_EL2, those the interface has.
@@ -836,7 +844,8 @@ pub fn reset_virtual_cpu_interface() {
             // ICH_VMCR_EL2.
             sysreg!(write "S3_4_C12_C11_7", vmcr_reset(GicVersion::V3, vtr));
         }
-        Hw::V2 { gich, .. } => {
+        Hw::V2 => {
+            let gich = gich();
             let vtr = u64::from(rd32(gich + GICH_VTR));
             wr32(gich + GICH_APR, 0);
             wr32(gich + GICH_VMCR, vmcr_reset(GicVersion::V2, vtr) as u32);

@@ -31,6 +31,8 @@
 //!   interrupt for the vCPU it is routed to (kicking that core if it is
 //!   another), or withdrawn.
 
+use crate::console::warn;
+use crate::once::Once;
 use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2};
 use bulkhead_core::board::Range;
 use bulkhead_core::exits::Cause;
@@ -45,8 +47,7 @@ use bulkhead_core::vsgi::{self, PENDING_WORDS};
 use core::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
-use log::warn;
-use spin::{Mutex, Once};
+use spin::Mutex;
 
 use crate::domain::{self, this_core};
 use crate::exceptions::TrapFrame;
@@ -181,7 +182,7 @@ static CONSOLE_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 /// The partitioner's other own interrupt (the IOMMU's events): its INTID
 /// (`u32::MAX`: none) and what handles it.
 static OWN_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
-static OWN_HANDLER: spin::Once<fn()> = spin::Once::new();
+static OWN_HANDLER: Once<fn()> = Once::new();
 
 /// Take SPI `spi` (edge-triggered) at EL2 for the partitioner itself
 /// (`handler` runs on each), on the core the console's input is taken on (`core` before that

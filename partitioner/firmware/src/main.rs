@@ -12,6 +12,7 @@ mod boot;
 mod checksum;
 mod console;
 mod cpu;
+mod debug;
 mod domain;
 mod el1;
 mod entropy;
@@ -21,17 +22,18 @@ mod gic;
 mod iommu;
 mod irq;
 mod mmu;
+mod once;
 mod pci;
 mod power;
 mod psci;
 mod report;
 mod uart;
 
+use crate::console::{error, info, warn};
 use aarch64_cpu::registers::{Writeable, VBAR_EL2};
 use bulkhead_core::board::{partitioner_footprint, Board, Range};
 use bulkhead_core::package::Package;
 use bulkhead_core::validate::{self, Layout};
-use log::{error, info, warn};
 
 /// Name of the board this firmware is built for: `cargo xtask build` sets
 /// `BULKHEAD_BOARD` from the config's `board` property.
@@ -109,7 +111,8 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     let package = Range::new(start + pkg_offset, image_size - pkg_offset);
     if let Err(e) = mmu::build_el2_map(board, package) {
         fatal(format_args!(
-            "cannot build the partitioner's own page tables: {e:?}"
+            "cannot build the partitioner's own page tables: {}",
+            debug::MapErr(e)
         ));
     }
     mmu::enable(core);
@@ -202,7 +205,7 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     gic::init_cpu(core);
     // The board lists its cores; the machine may have fewer (QEMU started
     // with a smaller `-smp`). That is fine until a domain needs one.
-    let mut missing = 0;
+    let mut missing = 0u32;
     for d in &plan.domains {
         for &c in &d.cpus {
             if let Some(why) = gic::absent(c) {
@@ -227,7 +230,7 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     );
     // Hand-written device trees may only name what their domain owns, on
     // the GIC this board turned out to have.
-    let mut rejected = 0;
+    let mut rejected = 0u32;
     for d in plan.domains.iter() {
         let dtb_entry = bulkhead_core::plan::dtb_name(&d.name);
         if let Err(e) = pkg.verify(&dtb_entry, checksum::crc32_updater()) {

@@ -68,6 +68,8 @@ fn frames_base() -> u64 {
 pub struct PoolAlloc<'a>(spin::MutexGuard<'a, Pool>);
 
 impl PoolAlloc<'_> {
+    /// (Not inlined: taken only at boot and around a domain's load.)
+    #[inline(never)]
     pub fn lock() -> Self {
         PoolAlloc(POOL.lock())
     }
@@ -247,8 +249,11 @@ pub fn map_domain_ram(d: &DomainPlan) {
         if let Err(e) = t.map(&mut a, m.pa, m.pa, m.size, Attrs::RAM_RW) {
             drop(a);
             crate::fatal(format_args!(
-                "domain \"{}\": cannot map its RAM {:#x}+{:#x} at EL2: {e:?}",
-                d.name, m.pa, m.size
+                "domain \"{}\": cannot map its RAM {:#x}+{:#x} at EL2: {}",
+                d.name,
+                m.pa,
+                m.size,
+                crate::debug::MapErr(e)
             ));
         }
     }
@@ -263,6 +268,16 @@ pub fn map_domain_ram(d: &DomainPlan) {
 /// loader's device tree), mapped read-only in this core's tables for the
 /// call only. `None` if the range cannot be mapped.
 pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let mut r = None;
+    ram_window(base, size, &mut |bytes| r = f.take().map(|f| f(bytes)));
+    r
+}
+
+/// [`with_ram_window`] for every `f` (one copy of the mapping code):
+/// `f` is called once if the window could be mapped, else not at all.
+#[inline(never)]
+fn ram_window(base: u64, size: u64, f: &mut dyn FnMut(&[u8])) {
     let core = crate::domain::this_core();
     let mut t = own_tables(core);
     let page = Range::new(
@@ -279,7 +294,7 @@ pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> O
         || t.map(&mut a, page.base, page.base, page.size, Attrs::RAM_RO)
             .is_err()
     {
-        return None;
+        return;
     }
     drop(a);
     barrier::dsb(barrier::ISHST);
@@ -288,7 +303,7 @@ pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> O
     // own tables, and stays mapped until after `f` returns; nothing writes
     // it meanwhile (it is RAM no domain has been given yet).
     let bytes = unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) };
-    let r = f(bytes);
+    f(bytes);
     let mut a = PoolAlloc::lock();
     let unmapped = t.unmap(&mut a, page.base, page.size);
     drop(a);
@@ -296,10 +311,10 @@ pub fn with_ram_window<R>(base: u64, size: u64, f: impl FnOnce(&[u8]) -> R) -> O
     unsafe { core::arch::asm!("dsb ishst", "tlbi alle2", "dsb nsh", "isb") };
     if let Err(e) = unmapped {
         crate::fatal(format_args!(
-            "cannot unmap the boot loader's device tree: {e:?}"
+            "cannot unmap the boot loader's device tree: {}",
+            crate::debug::MapErr(e)
         ));
     }
-    Some(r)
 }
 
 /// Remove the window of [`map_domain_ram`] and forget its translations.
@@ -311,8 +326,9 @@ pub fn unmap_domain_ram(d: &DomainPlan) {
         if let Err(e) = t.unmap(&mut a, m.pa, m.size) {
             drop(a);
             crate::fatal(format_args!(
-                "domain \"{}\": cannot unmap its RAM at EL2: {e:?}",
-                d.name
+                "domain \"{}\": cannot unmap its RAM at EL2: {}",
+                d.name,
+                crate::debug::MapErr(e)
             ));
         }
     }
@@ -521,6 +537,7 @@ unsafe fn zero_all(pa: u64, size: u64) {
 /// # Safety
 /// `[pa, pa + src.len())` must be RAM mapped read/write at EL2 that nothing
 /// else uses meanwhile and that does not overlap `src`.
+#[inline(never)]
 pub unsafe fn copy(pa: u64, src: &[u8]) {
     let mut done = 0usize;
     let aligned = (pa | src.as_ptr() as u64).is_multiple_of(16);

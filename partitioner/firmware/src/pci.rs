@@ -4,13 +4,13 @@
 //! report the DMA faults the IOMMU catches. The functions' DMA reaches
 //! memory only through their domain's stage-2 tables (`crate::iommu`).
 
+use crate::console::{error, info, warn};
 use bulkhead_core::board::Board;
 use bulkhead_core::pci::{
     self, cfg, Bar, Bdf, Decision, FixedProblem, LayoutError, Slot, VBar, VFunction, VirtualEcam,
 };
 use bulkhead_core::plan::MAX_DOMAINS;
 use bulkhead_core::plan::{MemKind, Plan};
-use log::{error, info, warn};
 use spin::Mutex;
 
 /// Configuration space of function `bdf` (ECAM: 4 KiB each).
@@ -132,7 +132,7 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
             .any(|d| d.devices.iter().any(|x| x.pci == Some(bdf)))
     };
     // Every function off first: no decoding, no bus mastering, no INTx.
-    let mut present = 0;
+    let mut present = 0u32;
     for dev in 0..32u8 {
         for func in 0..8u8 {
             let bdf = Bdf::new(0, dev, func);
@@ -214,9 +214,13 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                 dev.spis.clear();
             } else if pin != 1 {
                 let spi = host.intx_spis[pci::intx_index(bdf.device, pin)];
+                // The letter as a `str` (a `char` argument would link the
+                // formatter's `char` printing for this one line).
+                let mut utf8 = [0; 4];
+                let letter = char::from(b'A' + pin - 1).encode_utf8(&mut utf8);
                 error!(
                     "config: domain \"{}\": device \"{}\": PCI function {bdf} uses INT{} (SPI {spi}), not INTA as the configuration check assumed: give its device whole to one domain",
-                    d.name, dev.name, (b'A' + pin - 1) as char
+                    d.name, dev.name, letter
                 );
                 failed = true;
                 continue;
