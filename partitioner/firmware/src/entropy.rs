@@ -6,7 +6,7 @@ use crate::console::{info, warn};
 use bulkhead_core::board::Board;
 use bulkhead_core::entropy::{loader_seeds, DomainSeeds, RootSeed, Sources};
 
-static ROOT: crate::once::Once<Option<RootSeed>> = crate::once::Once::new();
+static ROOT: spin::Once<Option<RootSeed>> = spin::Once::new();
 
 /// Words of `RNDR` output mixed into the root seed when the core has it.
 const RNDR_WORDS: usize = 4;

@@ -32,7 +32,6 @@
 //!   another), or withdrawn.
 
 use crate::console::warn;
-use crate::once::Once;
 use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2};
 use bulkhead_core::board::Range;
 use bulkhead_core::exits::Cause;
@@ -47,7 +46,7 @@ use bulkhead_core::vsgi::{self, PENDING_WORDS};
 use core::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
-use spin::Mutex;
+use spin::{Mutex, Once};
 
 use crate::domain::{self, this_core};
 use crate::exceptions::TrapFrame;
@@ -182,7 +181,7 @@ static CONSOLE_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 /// The partitioner's other own interrupt (the IOMMU's events): its INTID
 /// (`u32::MAX`: none) and what handles it.
 static OWN_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
-static OWN_HANDLER: Once<fn()> = Once::new();
+static OWN_HANDLER: spin::Once<fn()> = spin::Once::new();
 
 /// Take SPI `spi` (edge-triggered) at EL2 for the partitioner itself
 /// (`handler` runs on each), on the core the console's input is taken on (`core` before that

@@ -22,7 +22,6 @@ mod gic;
 mod iommu;
 mod irq;
 mod mmu;
-mod once;
 mod pci;
 mod power;
 mod psci;

@@ -12,10 +12,10 @@
 //! Domains never see either: their PSCI calls trap to EL2 and are answered
 //! by `crate::psci`.
 
-use crate::once::Once;
 use bulkhead_core::board::{Conduit, CpuStart};
 use bulkhead_core::plan::MAX_CPUS;
 use core::sync::atomic::{AtomicBool, Ordering};
+use spin::Once;
 
 const CPU_OFF: u32 = 0x8400_0002;
 const CPU_ON: u32 = 0xc400_0003;

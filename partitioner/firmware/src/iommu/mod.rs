@@ -11,8 +11,8 @@
 
 mod smmuv3;
 
-use crate::once::Once;
 use bulkhead_core::board::{Board, Iommu};
+use spin::Once;
 
 static UNIT: Once<smmuv3::Smmu> = Once::new();
 

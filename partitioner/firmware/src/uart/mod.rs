@@ -7,8 +7,8 @@ mod cadence;
 mod imx;
 mod pl011;
 
-use crate::once::Once;
 use bulkhead_core::board::{Uart, UartKind};
+use spin::Once;
 
 /// What the console needs of a UART: polled transmit, and receive with an
 /// interrupt (for `Ctrl-a` commands and the virtual consoles' input).
