@@ -80,6 +80,9 @@ fn uart() -> Option<Out> {
 /// Start the console on the board's console UART.
 pub fn init(console: bulkhead_core::board::Uart) {
     crate::uart::init(console);
+    // A second init (never done) would only fail to install the logger again.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
 }
 
 /// Interrupt the partitioner when a byte arrives (the console's receive
@@ -160,42 +163,20 @@ pub fn domain_line(name: &str, text: &[u8]) {
     send(&[b"[", name.as_bytes(), b"] ", text, b"\n"]);
 }
 
-/// The partitioner's own log lines: `info!`, `warn!` and `error!` print
-/// one line through [`line`], after `bulkhead: `, `bulkhead: warning: ` or
-/// `bulkhead: error: ` (a line before [`init`] goes nowhere). One small
-/// function per level, so that a call site passes only its arguments.
-#[inline(never)]
-pub fn info_line(args: fmt::Arguments) {
-    line("bulkhead: ", args);
-}
+struct Logger;
+static LOGGER: Logger = Logger;
 
-#[inline(never)]
-pub fn warn_line(args: fmt::Arguments) {
-    line("bulkhead: warning: ", args);
+impl log::Log for Logger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        let prefix = match record.level() {
+            log::Level::Error => "bulkhead: error: ",
+            log::Level::Warn => "bulkhead: warning: ",
+            _ => "bulkhead: ",
+        };
+        line(prefix, *record.args());
+    }
+    fn flush(&self) {}
 }
-
-#[inline(never)]
-pub fn error_line(args: fmt::Arguments) {
-    line("bulkhead: error: ", args);
-}
-
-macro_rules! log_info {
-    ($($arg:tt)+) => {
-        $crate::console::info_line(format_args!($($arg)+))
-    };
-}
-
-macro_rules! log_warn {
-    ($($arg:tt)+) => {
-        $crate::console::warn_line(format_args!($($arg)+))
-    };
-}
-
-macro_rules! log_error {
-    ($($arg:tt)+) => {
-        $crate::console::error_line(format_args!($($arg)+))
-    };
-}
-
-// (Renamed on export: a macro named `warn` is ambiguous with the attribute.)
-pub(crate) use {log_error as error, log_info as info, log_warn as warn};

@@ -3,11 +3,11 @@
 //! (values from `bulkhead_core::sysregs`, decided from the core's ID
 //! registers), never left at its reset value. See docs/security.md.
 
-use crate::console::info;
 use aarch64_cpu::registers::{Writeable, VBAR_EL2};
 use bulkhead_core::speculation::{self, Exposure};
 use bulkhead_core::sysregs::{self, CpuFeatures, IdRegs};
 use core::sync::atomic::{AtomicBool, Ordering};
+use log::info;
 
 use bulkhead_core::plan::MAX_CPUS;
 

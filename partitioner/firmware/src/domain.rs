@@ -3,7 +3,6 @@
 //! virtual console, the virtual GIC, PSCI calls, faults on addresses it does
 //! not own).
 
-use crate::console::{error, info, warn};
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
     FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
@@ -16,6 +15,7 @@ use bulkhead_core::trap::{self, Exit, Syndrome};
 use bulkhead_core::vconsole::VirtualConsole;
 use bulkhead_core::{dtb, stage2};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use log::{error, info, warn};
 use spin::{Mutex, Once};
 
 use crate::exceptions::TrapFrame;

@@ -2,9 +2,9 @@
 //! boot from the boot loader's device tree and the core's `RNDR`, and each
 //! domain run's seeds derived from it.
 
-use crate::console::{info, warn};
 use bulkhead_core::board::Board;
 use bulkhead_core::entropy::{loader_seeds, DomainSeeds, RootSeed, Sources};
+use log::{info, warn};
 
 static ROOT: spin::Once<Option<RootSeed>> = spin::Once::new();
 

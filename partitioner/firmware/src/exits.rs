@@ -5,10 +5,10 @@
 //! domain for the life of the partitioner, so a domain's counts are the sum
 //! of its cores' slots, since reset (restarts included).
 
-use crate::console::info;
 use bulkhead_core::exits::{initial_focus, next_focus, Cause, Command, Counts, Key, Keys, CAUSES};
 use bulkhead_core::plan::{DomainPlan, MAX_CPUS, MAX_DOMAINS};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use log::info;
 use spin::Mutex;
 
 /// One core's slots, alone on their cache line(s).

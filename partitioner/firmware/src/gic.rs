@@ -437,7 +437,7 @@ fn learn_cpu_interface(gicd: usize, core: usize) {
     };
     let before = slot.swap(mask, Ordering::SeqCst);
     if before == 0 {
-        crate::console::info!("core {core}: GICv2 CPU interface {}", mask.trailing_zeros());
+        log::info!("core {core}: GICv2 CPU interface {}", mask.trailing_zeros());
     } else if before != mask {
         crate::fatal(format_args!(
             "core {core}: GICv2 CPU interface changed from mask {before:#x} to {mask:#x}"

@@ -31,7 +31,6 @@
 //!   interrupt for the vCPU it is routed to (kicking that core if it is
 //!   another), or withdrawn.
 
-use crate::console::warn;
 use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2};
 use bulkhead_core::board::Range;
 use bulkhead_core::exits::Cause;
@@ -46,6 +45,7 @@ use bulkhead_core::vsgi::{self, PENDING_WORDS};
 use core::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
+use log::warn;
 use spin::{Mutex, Once};
 
 use crate::domain::{self, this_core};

@@ -28,11 +28,11 @@ mod psci;
 mod report;
 mod uart;
 
-use crate::console::{error, info, warn};
 use aarch64_cpu::registers::{Writeable, VBAR_EL2};
 use bulkhead_core::board::{partitioner_footprint, Board, Range};
 use bulkhead_core::package::Package;
 use bulkhead_core::validate::{self, Layout};
+use log::{error, info, warn};
 
 /// Name of the board this firmware is built for: `cargo xtask build` sets
 /// `BULKHEAD_BOARD` from the config's `board` property.

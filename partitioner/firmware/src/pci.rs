@@ -4,13 +4,13 @@
 //! report the DMA faults the IOMMU catches. The functions' DMA reaches
 //! memory only through their domain's stage-2 tables (`crate::iommu`).
 
-use crate::console::{error, info, warn};
 use bulkhead_core::board::Board;
 use bulkhead_core::pci::{
     self, cfg, Bar, Bdf, Decision, FixedProblem, LayoutError, Slot, VBar, VFunction, VirtualEcam,
 };
 use bulkhead_core::plan::MAX_DOMAINS;
 use bulkhead_core::plan::{MemKind, Plan};
+use log::{error, info, warn};
 use spin::Mutex;
 
 /// Configuration space of function `bdf` (ECAM: 4 KiB each).

@@ -123,7 +123,7 @@ pub fn park(core: usize) -> ! {
     match method() {
         CpuStart::Psci(conduit) => {
             let r = firmware_call(conduit, CPU_OFF, 0, 0, 0);
-            crate::console::warn!("PSCI CPU_OFF failed ({r}); halting the core instead");
+            log::warn!("PSCI CPU_OFF failed ({r}); halting the core instead");
             crate::halt()
         }
         CpuStart::SpinTable { .. } => {

@@ -45,7 +45,7 @@ pub fn guest_call(
                     di,
                     d,
                     bulkhead_core::ratelimit::Kind::CpuOn,
-                    crate::console::warn!(
+                    log::warn!(
                         "domain \"{}\" vCPU {vcpu}: CPU_ON of MPIDR {target:#x}, which is not one of its vCPUs: refused",
                         d.name
                     )

@@ -4,10 +4,10 @@
 //! counter. A suppressed line is counted, and the next line allowed is
 //! preceded by `domain "<name>": <n> similar lines suppressed (<what>)`.
 
-use crate::console::warn;
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use bulkhead_core::plan::MAX_DOMAINS;
 use bulkhead_core::ratelimit::{Kind, Limiter, Verdict, KINDS};
+use log::warn;
 use spin::Mutex;
 
 /// Each domain's bucket; held only to decide, never while printing.
