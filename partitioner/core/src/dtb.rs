@@ -436,6 +436,7 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
 }
 
 /// [`domain_tree`] with this run's seeds in `/chosen` when there are any.
+#[inline(never)]
 pub fn domain_tree_seeded(
     plan: &DomainPlan,
     gic: GicVersion,

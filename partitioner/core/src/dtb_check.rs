@@ -297,6 +297,7 @@ pub type Problems = crate::error::Capped<Problem, MAX_PROBLEMS>;
 /// the domain will see; `None` (when it is not known yet, as on the host)
 /// accepts the virtual GIC windows of either.
 #[allow(clippy::result_large_err)] // Like `validate::check`: no allocator to box it in.
+#[inline(never)]
 pub fn check_supplied(
     plan: &DomainPlan,
     gic: Option<GicVersion>,
