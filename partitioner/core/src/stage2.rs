@@ -338,6 +338,7 @@ pub fn verify<'p>(
 /// their plans' mappings (plus the `extra` ones, which are the partitioner's
 /// own choice and are not checked here), so comparing the mappings compares
 /// the tables.
+#[inline(never)]
 pub fn disjoint<'p>(
     domains: &'p [DomainPlan],
     board: &Board,
