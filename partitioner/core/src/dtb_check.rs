@@ -446,6 +446,7 @@ impl Walk {
     }
 
     /// Rule 2: every root child called `cpus`.
+    #[inline(never)]
     fn cpus(&mut self, root: Node<'_>, vcpus: usize) {
         for cpus in root.children().filter(|c| c.name() == "cpus") {
             let outer = self.enter(cpus.name());

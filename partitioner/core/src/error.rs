@@ -548,6 +548,7 @@ impl Error {
         self.site().and_then(|s| s.domain.as_deref())
     }
 
+    #[inline(never)]
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Malformed { error } => write!(f, "not a valid device tree blob: {error}"),

@@ -395,6 +395,7 @@ impl Tables {
     /// Every mapped leaf, merged into maximal runs of contiguous input and
     /// output addresses with equal attributes: `(input, output, size, attrs)`.
     /// Used by tests to prove the tables map exactly what was asked.
+    #[inline(never)]
     pub fn runs(&self, alloc: &mut dyn FrameAllocator, mut f: impl FnMut(u64, u64, u64, Attrs)) {
         let mut cur: Option<(u64, u64, u64, Attrs)> = None;
         self.walk(alloc, self.root, 1, 0, &mut |i, o, s, a| match &mut cur {
