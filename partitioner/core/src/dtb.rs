@@ -257,6 +257,17 @@ impl<'a> FdtWriter<'a> {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DtbError> {
+        let start = self.property_header(name, len)?;
+        fill(&mut self.buf[start..start + len]);
+        self.property_end(start, len);
+        Ok(())
+    }
+
+    /// The part of [`FdtWriter::property_with`] before the value (not
+    /// generic, so that it exists once): checks, reserves room, writes the
+    /// token, length and name reference, and returns where the value goes.
+    #[inline(never)]
+    fn property_header(&mut self, name: &str, len: usize) -> Result<usize, DtbError> {
         if self.depth == 0 || self.props_closed {
             return Err(DtbError::BadStructure);
         }
@@ -267,11 +278,15 @@ impl<'a> FdtWriter<'a> {
         self.put_u32(FDT_PROP);
         self.put_u32(to_u32(len)?);
         self.put_u32(name_ref);
-        let start = self.pos;
-        fill(&mut self.buf[start..start + len]);
+        Ok(self.pos)
+    }
+
+    /// The part of [`FdtWriter::property_with`] after the value: its padding.
+    #[inline(never)]
+    fn property_end(&mut self, start: usize, len: usize) {
+        let padded = align4(len);
         self.buf[start + len..start + padded].fill(0);
         self.pos += padded;
-        Ok(())
     }
 
     /// Stores a property name (or finds it already stored) and returns its
