@@ -389,11 +389,21 @@ fn check_string(s: &str) -> Result<(), DtbError> {
 }
 
 /// A short formatted string (node names, paths) built without allocating.
-type Name = heapless::String<80>;
+/// Held in the same type as [`crate::error::Path`] (one `fmt::Write`
+/// implementation in the image instead of two), but at most [`NAME_LEN`]
+/// bytes long.
+type Name = heapless::String<{ crate::error::PATH_LEN }>;
+/// Longest [`Name`].
+const NAME_LEN: usize = 80;
+const _: () = assert!(NAME_LEN <= crate::error::PATH_LEN);
 
 fn name(args: core::fmt::Arguments<'_>) -> Result<Name, DtbError> {
     let mut s = Name::new();
-    s.write_fmt(args).map_err(|_| DtbError::InvalidString)?;
+    // The lengths only grow: longer than NAME_LEN at the end is the same
+    // as not fitting a `String<NAME_LEN>` on the way.
+    if s.write_fmt(args).is_err() || s.len() > NAME_LEN {
+        return Err(DtbError::InvalidString);
+    }
     Ok(s)
 }
 
@@ -859,6 +869,7 @@ pub fn initrd_ipa(plan: &DomainPlan) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::plan::fixtures::{device, domain as plan};
     use crate::plan::{
         Mapping, MemKind, MAX_CPUS, MAX_DEVICES, MAX_IRQS, MAX_REGIONS, VIRTUAL_CONSOLE_IPA,
@@ -2110,5 +2121,19 @@ mod tests {
         let at = |node: &str| dts.find(node).unwrap_or_else(|| panic!("{node}"));
         assert!(at("timer {") < at("apb-pclk {"));
         assert!(at("apb-pclk {") < at("gpio@9030000 {"));
+    }
+
+    #[test]
+    fn names_are_at_most_80_bytes() {
+        let a = "a".repeat(79);
+        assert_eq!(name(format_args!("{a}b")).unwrap().as_str().len(), 80);
+        assert_eq!(
+            name(format_args!("{a}bc")).unwrap_err(),
+            DtbError::InvalidString
+        );
+        assert_eq!(
+            name(format_args!("{a}{a}")).unwrap_err(),
+            DtbError::InvalidString
+        );
     }
 }
