@@ -344,9 +344,14 @@ pub fn disjoint<'p>(
     board: &Board,
     partitioner: Range,
 ) -> Result<(), Finding<'p>> {
-    let kept = || {
-        core::iter::once((partitioner, "its image, package, tables and stacks"))
-            .chain(board.reserved_mmio())
+    // What the partitioner keeps: its own memory, then the board's
+    // reserved MMIO; the first of them `hit` accepts.
+    let kept = |hit: &mut dyn FnMut(&Range) -> bool| {
+        if hit(&partitioner) {
+            Some((partitioner, "its image, package, tables and stacks"))
+        } else {
+            board.reserved_mmio_find(hit)
+        }
     };
     // The PCIe memory window is the partitioner's, but for the BARs it
     // placed there for a domain's own functions.
@@ -355,7 +360,7 @@ pub fn disjoint<'p>(
         for (j, (m, is_pci)) in d.mappings_tagged().enumerate() {
             let pa = m.pa_range();
             let placed_bars = |r: &Range| is_pci && Some(*r) == pci_window && r.contains(&pa);
-            if let Some((_, what)) = kept().find(|(r, _)| r.overlaps(&pa) && !placed_bars(r)) {
+            if let Some((_, what)) = kept(&mut |r| r.overlaps(&pa) && !placed_bars(r)) {
                 return Err(Finding::Partitioner {
                     domain: d.name.as_str(),
                     pa: m.pa,

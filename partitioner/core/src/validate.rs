@@ -693,8 +693,7 @@ impl Resolver<'_, '_, '_> {
         };
         if let Some((reserved, reason)) = self
             .board
-            .reserved_mmio()
-            .find(|(r, _)| r.overlaps(&pages_pa))
+            .reserved_mmio_find(&mut |r| r.overlaps(&pages_pa))
         {
             self.errors.push(Error::MmioReserved {
                 at: self.device_site(d, i, Some(pa_prop)),
