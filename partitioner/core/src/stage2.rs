@@ -369,20 +369,19 @@ pub fn disjoint<'p>(
                 });
             }
             // Every later mapping, of this domain and of the later ones.
-            let later = domains[i..].iter().enumerate().flat_map(|(n, e)| {
+            for (n, e) in domains[i..].iter().enumerate() {
                 let skip = if n == 0 { j + 1 } else { 0 };
-                e.mappings().skip(skip).map(move |o| (e, o))
-            });
-            for (e, o) in later {
-                let base = m.pa.max(o.pa);
-                let end = (m.pa + m.size).min(o.pa + o.size);
-                if base < end {
-                    return Err(Finding::Shared {
-                        pa: base,
-                        size: end - base,
-                        first: d.name.as_str(),
-                        second: e.name.as_str(),
-                    });
+                for o in e.mappings().skip(skip) {
+                    let base = m.pa.max(o.pa);
+                    let end = (m.pa + m.size).min(o.pa + o.size);
+                    if base < end {
+                        return Err(Finding::Shared {
+                            pa: base,
+                            size: end - base,
+                            first: d.name.as_str(),
+                            second: e.name.as_str(),
+                        });
+                    }
                 }
             }
         }
