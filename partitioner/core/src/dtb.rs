@@ -142,6 +142,12 @@ impl<'a> FdtWriter<'a> {
         Ok(())
     }
 
+    /// [`FdtWriter::begin_node`] with a formatted name (at most 80 bytes).
+    #[inline(never)]
+    fn begin_node_fmt(&mut self, name_args: core::fmt::Arguments<'_>) -> Result<(), DtbError> {
+        self.begin_node(&name(name_args)?)
+    }
+
     /// Closes the innermost open node.
     pub fn end_node(&mut self) -> Result<(), DtbError> {
         if self.depth == 0 {
@@ -505,7 +511,7 @@ pub fn domain_tree_seeded(
     w.prop_u32("#size-cells", 0)?;
     for n in 0..plan.cpus.len() {
         let n = to_u32(n)?;
-        w.begin_node(&name(format_args!("cpu@{n}"))?)?;
+        w.begin_node_fmt(format_args!("cpu@{n}"))?;
         w.prop_str("device_type", "cpu")?;
         w.prop_str("compatible", "arm,armv8")?;
         w.prop_u32("reg", n)?;
@@ -515,7 +521,7 @@ pub fn domain_tree_seeded(
     w.end_node()?;
 
     for ram in &plan.ram {
-        w.begin_node(&name(format_args!("memory@{:x}", ram.ipa))?)?;
+        w.begin_node_fmt(format_args!("memory@{:x}", ram.ipa))?;
         w.prop_str("device_type", "memory")?;
         w.prop_u64s("reg", &[ram.ipa, ram.size])?;
         w.end_node()?;
@@ -546,7 +552,7 @@ pub fn domain_tree_seeded(
         .filter(|d| d.pci.is_none() || d.mapping.size > 0)
     {
         let ipa = dev.mapping.ipa;
-        w.begin_node(&name(format_args!("{}@{ipa:x}", dev.name))?)?;
+        w.begin_node_fmt(format_args!("{}@{ipa:x}", dev.name))?;
         match binding(&dev.compatible) {
             Some(b) => binding_props(&mut w, b)?,
             None => w.prop_str("compatible", &dev.compatible)?,
@@ -565,7 +571,7 @@ pub fn domain_tree_seeded(
     pcie_host(&mut w, plan)?;
 
     if let Some(ipa) = plan.virtual_console {
-        w.begin_node(&name(format_args!("uart@{ipa:x}"))?)?;
+        w.begin_node_fmt(format_args!("uart@{ipa:x}"))?;
         pl011_props(&mut w)?;
         w.prop_u64s("reg", &[ipa, 0x1000])?;
         // Its own virtual SPI, level-high like a PL011's (same on GICv2 and
@@ -597,7 +603,7 @@ fn pcie_host(w: &mut FdtWriter<'_>, plan: &DomainPlan) -> Result<(), DtbError> {
     if functions().next().is_none() {
         return Ok(());
     }
-    w.begin_node(&name(format_args!("pcie@{VECAM_IPA:x}"))?)?;
+    w.begin_node_fmt(format_args!("pcie@{VECAM_IPA:x}"))?;
     w.prop_str("compatible", "pci-host-ecam-generic")?;
     w.prop_str("device_type", "pci")?;
     w.prop_u32("#address-cells", 3)?;
@@ -778,7 +784,7 @@ fn interrupt_controller(
     gic: GicVersion,
     vcpus: usize,
 ) -> Result<(), DtbError> {
-    w.begin_node(&name(format_args!("intc@{VGICD_IPA:x}"))?)?;
+    w.begin_node_fmt(format_args!("intc@{VGICD_IPA:x}"))?;
     match gic {
         GicVersion::V3 => {
             w.prop_str("compatible", "arm,gic-v3")?;
