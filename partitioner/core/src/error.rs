@@ -44,7 +44,7 @@ fn cut(s: &str, n: usize) -> (&str, &'static str) {
 
 /// The longest prefix of `s` of at most `n` bytes that ends on a character
 /// boundary.
-fn prefix(s: &str, n: usize) -> &str {
+pub(crate) fn prefix(s: &str, n: usize) -> &str {
     let mut end = n.min(s.len());
     loop {
         if let Some(p) = s.get(..end) {
