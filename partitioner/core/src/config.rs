@@ -686,6 +686,15 @@ const DEVICE_PROPS: &[&str] = &[
     "dma",
 ];
 const EXPLICIT_ONLY: &[&str] = &["physical-address", "size", "spis", "compatible"];
+/// [`EXPLICIT_ONLY`], then what else `pci-function` excludes.
+const NOT_WITH_PCI: &[&str] = &[
+    "physical-address",
+    "size",
+    "spis",
+    "compatible",
+    "board-device",
+    "guest-address",
+];
 
 /// `bars = <index addr-hi addr-lo>...`: one triple of cells per BAR whose
 /// address the config fixes, at most [`crate::pci::MAX_FIXED_BARS`], each
@@ -798,10 +807,7 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
             }
         };
         let source = if let Some(p) = node.prop("pci-function") {
-            for extra in EXPLICIT_ONLY
-                .iter()
-                .chain(&["board-device", "guest-address"])
-            {
+            for extra in NOT_WITH_PCI {
                 if node.prop(extra).is_some() {
                     r.bad(
                         extra,
@@ -881,5 +887,19 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
             }
             _ => domain.devices_complete = false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_function_excludes_the_explicit_properties_first() {
+        assert_eq!(&NOT_WITH_PCI[..EXPLICIT_ONLY.len()], EXPLICIT_ONLY);
+        assert_eq!(
+            &NOT_WITH_PCI[EXPLICIT_ONLY.len()..],
+            &["board-device", "guest-address"]
+        );
     }
 }
