@@ -371,6 +371,15 @@ impl Board {
                 DeviceUse::Assignable => None,
             }))
     }
+    /// The first of [`Board::reserved_mmio`] whose range `hit` accepts (not
+    /// generic, so that the chain of iterators exists once).
+    #[inline(never)]
+    pub fn reserved_mmio_find(
+        &self,
+        hit: &mut dyn FnMut(&Range) -> bool,
+    ) -> Option<(Range, &'static str)> {
+        self.reserved_mmio().find(|(r, _)| hit(r))
+    }
 }
 
 /// Granularity of the partitioner's footprint in RAM.

@@ -222,7 +222,7 @@ pub fn parse_into<'b>(blob: &'b [u8], errors: &mut Errors) -> Option<Config<'b>>
         domains: Vec::new(),
     };
 
-    check_props(&root, &["compatible", "board"], None, &[], errors, |_| "");
+    check_props(&root, &["compatible", "board"], None, &[], errors, &[]);
     let mut domains_node = None;
     for child in root.children() {
         match child.name() {
@@ -236,7 +236,7 @@ pub fn parse_into<'b>(blob: &'b [u8], errors: &mut Errors) -> Option<Config<'b>>
         errors.push(Error::NoDomains { at: at(&[]) });
         return Some(config);
     };
-    check_props(&domains, &[], None, &["domains"], errors, |_| "");
+    check_props(&domains, &[], None, &["domains"], errors, &[]);
 
     let count = domains.children().count();
     if count == 0 {
@@ -308,13 +308,14 @@ fn device_name_problem(name: &str) -> Option<&'static str> {
 }
 
 /// Reports unknown and repeated properties of `node` (path `parts`).
+#[inline(never)]
 fn check_props(
     node: &Node<'_>,
     known: &[&str],
     domain: Option<&str>,
     parts: &[&str],
     errors: &mut Errors,
-    hint: impl Fn(&str) -> &'static str,
+    hints: &[(&str, &'static str)],
 ) {
     let mut seen: Vec<&str, 16> = Vec::new();
     for prop in node.props() {
@@ -330,7 +331,10 @@ fn check_props(
         if !known.contains(&prop.name) && !IGNORED.contains(&prop.name) {
             errors.push(Error::UnknownProperty {
                 at: site(),
-                hint: hint(prop.name),
+                hint: hints
+                    .iter()
+                    .find(|(name, _)| *name == prop.name)
+                    .map_or("", |(_, hint)| hint),
             });
         }
     }
@@ -434,6 +438,7 @@ impl<'b> Reader<'_, 'b, '_> {
     }
 }
 
+#[inline(never)]
 fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
     let name = node.name();
     let parts = ["domains", name];
@@ -455,7 +460,7 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
         domain,
         &parts,
         errors,
-        |_| "",
+        &[],
     );
     let mut r = Reader {
         node,
@@ -587,10 +592,11 @@ fn parse_domain<'b>(node: &Node<'b>, errors: &mut Errors) -> DomainConfig<'b> {
     domain_cfg
 }
 
+#[inline(never)]
 fn parse_regions<'b>(memory: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &mut Errors) {
     let dname = domain.name;
     let parts = ["domains", dname, "memory"];
-    check_props(memory, &[], Some(dname), &parts, errors, |_| "");
+    check_props(memory, &[], Some(dname), &parts, errors, &[]);
     let count = memory.children().count();
     if count > MAX_REGIONS {
         errors.push(Error::TooMany {
@@ -611,12 +617,10 @@ fn parse_regions<'b>(memory: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &
             Some(dname),
             &parts,
             errors,
-            |p| match p {
-                "reg" => {
-                    "a region's addresses are given by guest-address, size and physical-address"
-                }
-                _ => "",
-            },
+            &[(
+                "reg",
+                "a region's addresses are given by guest-address, size and physical-address",
+            )],
         );
         for child in node.children() {
             errors.push(Error::UnknownNode {
@@ -682,11 +686,21 @@ const DEVICE_PROPS: &[&str] = &[
     "dma",
 ];
 const EXPLICIT_ONLY: &[&str] = &["physical-address", "size", "spis", "compatible"];
+/// [`EXPLICIT_ONLY`], then what else `pci-function` excludes.
+const NOT_WITH_PCI: &[&str] = &[
+    "physical-address",
+    "size",
+    "spis",
+    "compatible",
+    "board-device",
+    "guest-address",
+];
 
 /// `bars = <index addr-hi addr-lo>...`: one triple of cells per BAR whose
 /// address the config fixes, at most [`crate::pci::MAX_FIXED_BARS`], each
 /// index once. Whether the index and address make sense is the checker's
 /// (`validate`) and, once the function's BARs are sized, the firmware's.
+#[inline(never)]
 fn parse_bars<'b>(
     r: &mut Reader<'_, 'b, '_>,
     p: Prop<'b>,
@@ -717,10 +731,11 @@ fn parse_bars<'b>(
     Some(bars)
 }
 
+#[inline(never)]
 fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: &mut Errors) {
     let dname = domain.name;
     let parts = ["domains", dname, "devices"];
-    check_props(devices, &[], Some(dname), &parts, errors, |_| "");
+    check_props(devices, &[], Some(dname), &parts, errors, &[]);
     let count = devices.children().count();
     if count > MAX_DEVICES {
         errors.push(Error::TooMany {
@@ -756,11 +771,13 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
             Some(dname),
             &parts,
             errors,
-            |p| match p {
-                "reg" => "explicit devices use physical-address and size",
-                "interrupts" => "explicit devices use spis, a list of SPI numbers (GIC INTID - 32)",
-                _ => "",
-            },
+            &[
+                ("reg", "explicit devices use physical-address and size"),
+                (
+                    "interrupts",
+                    "explicit devices use spis, a list of SPI numbers (GIC INTID - 32)",
+                ),
+            ],
         );
         for child in node.children() {
             errors.push(Error::UnknownNode {
@@ -790,10 +807,7 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
             }
         };
         let source = if let Some(p) = node.prop("pci-function") {
-            for extra in EXPLICIT_ONLY
-                .iter()
-                .chain(&["board-device", "guest-address"])
-            {
+            for extra in NOT_WITH_PCI {
                 if node.prop(extra).is_some() {
                     r.bad(
                         extra,
@@ -873,5 +887,19 @@ fn parse_devices<'b>(devices: &Node<'b>, domain: &mut DomainConfig<'b>, errors: 
             }
             _ => domain.devices_complete = false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_function_excludes_the_explicit_properties_first() {
+        assert_eq!(&NOT_WITH_PCI[..EXPLICIT_ONLY.len()], EXPLICIT_ONLY);
+        assert_eq!(
+            &NOT_WITH_PCI[EXPLICIT_ONLY.len()..],
+            &["board-device", "guest-address"]
+        );
     }
 }

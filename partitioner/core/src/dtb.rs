@@ -142,6 +142,12 @@ impl<'a> FdtWriter<'a> {
         Ok(())
     }
 
+    /// [`FdtWriter::begin_node`] with a formatted name (at most 80 bytes).
+    #[inline(never)]
+    fn begin_node_fmt(&mut self, name_args: core::fmt::Arguments<'_>) -> Result<(), DtbError> {
+        self.begin_node(&name(name_args)?)
+    }
+
     /// Closes the innermost open node.
     pub fn end_node(&mut self) -> Result<(), DtbError> {
         if self.depth == 0 {
@@ -257,6 +263,17 @@ impl<'a> FdtWriter<'a> {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DtbError> {
+        let start = self.property_header(name, len)?;
+        fill(&mut self.buf[start..start + len]);
+        self.property_end(start, len);
+        Ok(())
+    }
+
+    /// The part of [`FdtWriter::property_with`] before the value (not
+    /// generic, so that it exists once): checks, reserves room, writes the
+    /// token, length and name reference, and returns where the value goes.
+    #[inline(never)]
+    fn property_header(&mut self, name: &str, len: usize) -> Result<usize, DtbError> {
         if self.depth == 0 || self.props_closed {
             return Err(DtbError::BadStructure);
         }
@@ -267,11 +284,15 @@ impl<'a> FdtWriter<'a> {
         self.put_u32(FDT_PROP);
         self.put_u32(to_u32(len)?);
         self.put_u32(name_ref);
-        let start = self.pos;
-        fill(&mut self.buf[start..start + len]);
+        Ok(self.pos)
+    }
+
+    /// The part of [`FdtWriter::property_with`] after the value: its padding.
+    #[inline(never)]
+    fn property_end(&mut self, start: usize, len: usize) {
+        let padded = align4(len);
         self.buf[start + len..start + padded].fill(0);
         self.pos += padded;
-        Ok(())
     }
 
     /// Stores a property name (or finds it already stored) and returns its
@@ -374,11 +395,21 @@ fn check_string(s: &str) -> Result<(), DtbError> {
 }
 
 /// A short formatted string (node names, paths) built without allocating.
-type Name = heapless::String<80>;
+/// Held in the same type as [`crate::error::Path`] (one `fmt::Write`
+/// implementation in the image instead of two), but at most [`NAME_LEN`]
+/// bytes long.
+type Name = heapless::String<{ crate::error::PATH_LEN }>;
+/// Longest [`Name`].
+const NAME_LEN: usize = 80;
+const _: () = assert!(NAME_LEN <= crate::error::PATH_LEN);
 
 fn name(args: core::fmt::Arguments<'_>) -> Result<Name, DtbError> {
     let mut s = Name::new();
-    s.write_fmt(args).map_err(|_| DtbError::InvalidString)?;
+    // The lengths only grow: longer than NAME_LEN at the end is the same
+    // as not fitting a `String<NAME_LEN>` on the way.
+    if s.write_fmt(args).is_err() || s.len() > NAME_LEN {
+        return Err(DtbError::InvalidString);
+    }
     Ok(s)
 }
 
@@ -436,6 +467,7 @@ pub fn domain_tree(plan: &DomainPlan, gic: GicVersion, out: &mut [u8]) -> Result
 }
 
 /// [`domain_tree`] with this run's seeds in `/chosen` when there are any.
+#[inline(never)]
 pub fn domain_tree_seeded(
     plan: &DomainPlan,
     gic: GicVersion,
@@ -479,7 +511,7 @@ pub fn domain_tree_seeded(
     w.prop_u32("#size-cells", 0)?;
     for n in 0..plan.cpus.len() {
         let n = to_u32(n)?;
-        w.begin_node(&name(format_args!("cpu@{n}"))?)?;
+        w.begin_node_fmt(format_args!("cpu@{n}"))?;
         w.prop_str("device_type", "cpu")?;
         w.prop_str("compatible", "arm,armv8")?;
         w.prop_u32("reg", n)?;
@@ -489,7 +521,7 @@ pub fn domain_tree_seeded(
     w.end_node()?;
 
     for ram in &plan.ram {
-        w.begin_node(&name(format_args!("memory@{:x}", ram.ipa))?)?;
+        w.begin_node_fmt(format_args!("memory@{:x}", ram.ipa))?;
         w.prop_str("device_type", "memory")?;
         w.prop_u64s("reg", &[ram.ipa, ram.size])?;
         w.end_node()?;
@@ -520,7 +552,7 @@ pub fn domain_tree_seeded(
         .filter(|d| d.pci.is_none() || d.mapping.size > 0)
     {
         let ipa = dev.mapping.ipa;
-        w.begin_node(&name(format_args!("{}@{ipa:x}", dev.name))?)?;
+        w.begin_node_fmt(format_args!("{}@{ipa:x}", dev.name))?;
         match binding(&dev.compatible) {
             Some(b) => binding_props(&mut w, b)?,
             None => w.prop_str("compatible", &dev.compatible)?,
@@ -539,7 +571,7 @@ pub fn domain_tree_seeded(
     pcie_host(&mut w, plan)?;
 
     if let Some(ipa) = plan.virtual_console {
-        w.begin_node(&name(format_args!("uart@{ipa:x}"))?)?;
+        w.begin_node_fmt(format_args!("uart@{ipa:x}"))?;
         pl011_props(&mut w)?;
         w.prop_u64s("reg", &[ipa, 0x1000])?;
         // Its own virtual SPI, level-high like a PL011's (same on GICv2 and
@@ -571,7 +603,7 @@ fn pcie_host(w: &mut FdtWriter<'_>, plan: &DomainPlan) -> Result<(), DtbError> {
     if functions().next().is_none() {
         return Ok(());
     }
-    w.begin_node(&name(format_args!("pcie@{VECAM_IPA:x}"))?)?;
+    w.begin_node_fmt(format_args!("pcie@{VECAM_IPA:x}"))?;
     w.prop_str("compatible", "pci-host-ecam-generic")?;
     w.prop_str("device_type", "pci")?;
     w.prop_u32("#address-cells", 3)?;
@@ -752,7 +784,7 @@ fn interrupt_controller(
     gic: GicVersion,
     vcpus: usize,
 ) -> Result<(), DtbError> {
-    w.begin_node(&name(format_args!("intc@{VGICD_IPA:x}"))?)?;
+    w.begin_node_fmt(format_args!("intc@{VGICD_IPA:x}"))?;
     match gic {
         GicVersion::V3 => {
             w.prop_str("compatible", "arm,gic-v3")?;
@@ -843,6 +875,7 @@ pub fn initrd_ipa(plan: &DomainPlan) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::plan::fixtures::{device, domain as plan};
     use crate::plan::{
         Mapping, MemKind, MAX_CPUS, MAX_DEVICES, MAX_IRQS, MAX_REGIONS, VIRTUAL_CONSOLE_IPA,
@@ -2094,5 +2127,19 @@ mod tests {
         let at = |node: &str| dts.find(node).unwrap_or_else(|| panic!("{node}"));
         assert!(at("timer {") < at("apb-pclk {"));
         assert!(at("apb-pclk {") < at("gpio@9030000 {"));
+    }
+
+    #[test]
+    fn names_are_at_most_80_bytes() {
+        let a = "a".repeat(79);
+        assert_eq!(name(format_args!("{a}b")).unwrap().as_str().len(), 80);
+        assert_eq!(
+            name(format_args!("{a}bc")).unwrap_err(),
+            DtbError::InvalidString
+        );
+        assert_eq!(
+            name(format_args!("{a}{a}")).unwrap_err(),
+            DtbError::InvalidString
+        );
     }
 }

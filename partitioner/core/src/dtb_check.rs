@@ -297,6 +297,7 @@ pub type Problems = crate::error::Capped<Problem, MAX_PROBLEMS>;
 /// the domain will see; `None` (when it is not known yet, as on the host)
 /// accepts the virtual GIC windows of either.
 #[allow(clippy::result_large_err)] // Like `validate::check`: no allocator to box it in.
+#[inline(never)]
 pub fn check_supplied(
     plan: &DomainPlan,
     gic: Option<GicVersion>,
@@ -430,12 +431,10 @@ impl Walk {
     /// Appends `/name` to the path; returns the length to go back to.
     fn enter(&mut self, name: &str) -> usize {
         let mark = self.path.len();
+        // Cut at the first character that does not fit.
         if self.path.push('/').is_ok() {
-            for c in name.chars() {
-                if self.path.push(c).is_err() {
-                    break;
-                }
-            }
+            let room = self.path.capacity() - self.path.len();
+            let _ = self.path.push_str(crate::error::prefix(name, room));
         }
         mark
     }
@@ -445,6 +444,7 @@ impl Walk {
     }
 
     /// Rule 2: every root child called `cpus`.
+    #[inline(never)]
     fn cpus(&mut self, root: Node<'_>, vcpus: usize) {
         for cpus in root.children().filter(|c| c.name() == "cpus") {
             let outer = self.enter(cpus.name());
@@ -2088,5 +2088,25 @@ mod tests {
                 assert!(text.contains(&format!("{path}: ")), "{text}");
             }
         }
+    }
+
+    /// `enter` keeps the longest prefix of a name that fits, cut at a
+    /// character boundary, as pushing it character by character did.
+    #[test]
+    fn path_cut_at_a_character() {
+        let mut walk = Walk::new(&attacker(), None, Problems::new());
+        let long = "a".repeat(PATH_BUF - 3);
+        walk.enter(&long);
+        assert_eq!(walk.path.len(), PATH_BUF - 2);
+        let mark = walk.enter("\u{e9}\u{e9}");
+        assert_eq!(walk.path.len(), PATH_BUF - 1, "'/' fits, 'é' does not");
+        walk.leave(mark);
+        walk.enter("b\u{e9}");
+        assert_eq!(walk.path.len(), PATH_BUF);
+        assert!(walk.path.ends_with("/b"));
+        let mark = walk.enter("c");
+        assert_eq!(walk.path.len(), PATH_BUF, "full: not even '/'");
+        walk.leave(mark);
+        assert_eq!(walk.here().len(), crate::error::PATH_LEN);
     }
 }

@@ -106,6 +106,7 @@ impl RootSeed {
 
     /// The seeds of run `run` (0 for the first start, then one more per
     /// restart) of the domain called `name`.
+    #[inline(never)]
     pub fn for_domain(&self, name: &str, run: u32) -> DomainSeeds {
         let derive = |purpose: &[u8]| {
             let mut h = Sha256::new();

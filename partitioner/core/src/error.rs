@@ -24,29 +24,43 @@ pub type Text = heapless::String<TEXT_LEN>;
 /// not fit.
 pub fn bounded<const N: usize>(s: &str) -> heapless::String<N> {
     let mut out = heapless::String::new();
-    if out.push_str(s).is_ok() {
-        return out;
-    }
-    let keep = N.saturating_sub(3);
-    for c in s.chars() {
-        if out.len() + c.len_utf8() > keep {
-            break;
-        }
-        let _ = out.push(c);
-    }
-    let _ = out.push_str(&"..."[..N.min(3)]);
+    let (head, tail) = cut(s, N);
+    let _ = out.push_str(head);
+    let _ = out.push_str(tail);
     out
+}
+
+/// What [`bounded`] keeps of `s` in `n` bytes: all of it, or its longest
+/// prefix (whole characters) that leaves room for `...`, and the `...`.
+/// Not generic, so that it exists once.
+#[inline(never)]
+fn cut(s: &str, n: usize) -> (&str, &'static str) {
+    if s.len() <= n {
+        return (s, "");
+    }
+    let dots = "...".get(..n.min(3)).unwrap_or("");
+    (prefix(s, n.saturating_sub(3)), dots)
+}
+
+/// The longest prefix of `s` of at most `n` bytes that ends on a character
+/// boundary.
+pub(crate) fn prefix(s: &str, n: usize) -> &str {
+    let mut end = n.min(s.len());
+    loop {
+        if let Some(p) = s.get(..end) {
+            return p;
+        }
+        end -= 1;
+    }
 }
 
 /// Joins path components into `/a/b/c` (bounded).
 pub fn path(parts: &[&str]) -> Path {
     let mut out = heapless::String::<256>::new();
     for part in parts {
-        let _ = out.push('/');
-        for c in part.chars() {
-            if out.push(c).is_err() {
-                break;
-            }
+        // Each component is cut at the first character that does not fit.
+        if out.push('/').is_ok() {
+            let _ = out.push_str(prefix(part, out.capacity() - out.len()));
         }
     }
     if out.is_empty() {
@@ -534,6 +548,7 @@ impl Error {
         self.site().and_then(|s| s.domain.as_deref())
     }
 
+    #[inline(never)]
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Malformed { error } => write!(f, "not a valid device tree blob: {error}"),
@@ -820,3 +835,110 @@ impl Finding for Error {
 
 /// Every error found in a config (up to [`MAX_ERRORS`]).
 pub type Errors = Capped<Error, MAX_ERRORS>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The straightforward versions [`bounded`] and [`path`] must match.
+    fn bounded_ref<const N: usize>(s: &str) -> heapless::String<N> {
+        let mut out = heapless::String::new();
+        if out.push_str(s).is_ok() {
+            return out;
+        }
+        let keep = N.saturating_sub(3);
+        for c in s.chars() {
+            if out.len() + c.len_utf8() > keep {
+                break;
+            }
+            let _ = out.push(c);
+        }
+        let _ = out.push_str(&"..."[..N.min(3)]);
+        out
+    }
+
+    fn path_ref(parts: &[&str]) -> Path {
+        let mut out = heapless::String::<256>::new();
+        for part in parts {
+            let _ = out.push('/');
+            for c in part.chars() {
+                if out.push(c).is_err() {
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            let _ = out.push('/');
+        }
+        bounded_ref(&out)
+    }
+
+    const SAMPLES: &[&str] = &[
+        "",
+        "a",
+        "ab",
+        "abc",
+        "abcd",
+        "abcdef",
+        "é",
+        "aé",
+        "éé",
+        "aéé",
+        "€€",
+        "a€€",
+        "ab€",
+        "😀😀",
+        "a😀",
+        "hello-domain",
+        "0123456789012345678901234567890",
+        "01234567890123456789012345678901",
+        "012345678901234567890123456789012",
+        "0123456789012345678901234567890é",
+        "012345678901234567890123456789€x",
+        "01234567890123456789012345678€€€€",
+        "0123456789012345678901234567😀😀",
+    ];
+
+    #[test]
+    fn bounded_matches_reference() {
+        for s in SAMPLES {
+            assert_eq!(bounded::<0>(s), bounded_ref::<0>(s), "{s}");
+            assert_eq!(bounded::<1>(s), bounded_ref::<1>(s), "{s}");
+            assert_eq!(bounded::<2>(s), bounded_ref::<2>(s), "{s}");
+            assert_eq!(bounded::<3>(s), bounded_ref::<3>(s), "{s}");
+            assert_eq!(bounded::<4>(s), bounded_ref::<4>(s), "{s}");
+            assert_eq!(bounded::<5>(s), bounded_ref::<5>(s), "{s}");
+            assert_eq!(bounded::<6>(s), bounded_ref::<6>(s), "{s}");
+            assert_eq!(bounded::<MAX_NAME>(s), bounded_ref::<MAX_NAME>(s), "{s}");
+            assert_eq!(bounded::<TEXT_LEN>(s), bounded_ref::<TEXT_LEN>(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn path_matches_reference() {
+        let long = "x".repeat(250);
+        let long_wide = "é".repeat(130);
+        let odd = "a".repeat(253);
+        let mut lists: std::vec::Vec<std::vec::Vec<&str>> = std::vec![
+            std::vec![],
+            std::vec![""],
+            std::vec!["", ""],
+            std::vec!["domains", "hello", "memory", "ram", "guest-address"],
+            std::vec![long.as_str(), "€€€", "abc"],
+            std::vec![long.as_str(), "abcdefgh", "z"],
+            std::vec![odd.as_str(), "€", "b"],
+            std::vec![odd.as_str(), "😀", "é", "c"],
+            std::vec![long_wide.as_str(), "q"],
+            std::vec![long.as_str(), long.as_str()],
+        ];
+        for a in SAMPLES {
+            for b in SAMPLES {
+                lists.push(std::vec![a, b]);
+                lists.push(std::vec!["domains", a, "devices", b, long.as_str()]);
+            }
+        }
+        for parts in &lists {
+            assert_eq!(path(parts), path_ref(parts), "{parts:?}");
+        }
+    }
+}

@@ -562,6 +562,7 @@ impl<'a> Node<'a> {
     }
 
     /// The node's children, in blob order.
+    #[inline(never)]
     pub fn children(&self) -> Children<'a> {
         Children {
             structure: self.structure,

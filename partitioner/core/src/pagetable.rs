@@ -396,6 +396,12 @@ impl Tables {
     /// output addresses with equal attributes: `(input, output, size, attrs)`.
     /// Used by tests to prove the tables map exactly what was asked.
     pub fn runs(&self, alloc: &mut dyn FrameAllocator, mut f: impl FnMut(u64, u64, u64, Attrs)) {
+        self.runs_dyn(alloc, &mut f)
+    }
+
+    /// [`Tables::runs`], not generic, so that it exists once.
+    #[inline(never)]
+    fn runs_dyn(&self, alloc: &mut dyn FrameAllocator, f: &mut dyn FnMut(u64, u64, u64, Attrs)) {
         let mut cur: Option<(u64, u64, u64, Attrs)> = None;
         self.walk(alloc, self.root, 1, 0, &mut |i, o, s, a| match &mut cur {
             Some((ci, co, cs, ca)) if *ci + *cs == i && *co + *cs == o && *ca == a => *cs += s,

@@ -421,6 +421,7 @@ pub const MAX_FUNCTIONS: usize = crate::plan::MAX_DOMAINS * crate::plan::MAX_DEV
 /// (largest BAR first, so none needs padding), around the fixed blocks.
 /// Returns a placement per function, or every problem found.
 #[allow(clippy::result_large_err)] // Runs once at boot; no copies matter.
+#[inline(never)]
 pub fn layout(
     functions: &[([Slot; 6], &[FixedBar])],
     window: Range,

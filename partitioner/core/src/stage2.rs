@@ -338,14 +338,20 @@ pub fn verify<'p>(
 /// their plans' mappings (plus the `extra` ones, which are the partitioner's
 /// own choice and are not checked here), so comparing the mappings compares
 /// the tables.
+#[inline(never)]
 pub fn disjoint<'p>(
     domains: &'p [DomainPlan],
     board: &Board,
     partitioner: Range,
 ) -> Result<(), Finding<'p>> {
-    let kept = || {
-        core::iter::once((partitioner, "its image, package, tables and stacks"))
-            .chain(board.reserved_mmio())
+    // What the partitioner keeps: its own memory, then the board's
+    // reserved MMIO; the first of them `hit` accepts.
+    let kept = |hit: &mut dyn FnMut(&Range) -> bool| {
+        if hit(&partitioner) {
+            Some((partitioner, "its image, package, tables and stacks"))
+        } else {
+            board.reserved_mmio_find(hit)
+        }
     };
     // The PCIe memory window is the partitioner's, but for the BARs it
     // placed there for a domain's own functions.
@@ -354,7 +360,7 @@ pub fn disjoint<'p>(
         for (j, (m, is_pci)) in d.mappings_tagged().enumerate() {
             let pa = m.pa_range();
             let placed_bars = |r: &Range| is_pci && Some(*r) == pci_window && r.contains(&pa);
-            if let Some((_, what)) = kept().find(|(r, _)| r.overlaps(&pa) && !placed_bars(r)) {
+            if let Some((_, what)) = kept(&mut |r| r.overlaps(&pa) && !placed_bars(r)) {
                 return Err(Finding::Partitioner {
                     domain: d.name.as_str(),
                     pa: m.pa,
@@ -363,20 +369,19 @@ pub fn disjoint<'p>(
                 });
             }
             // Every later mapping, of this domain and of the later ones.
-            let later = domains[i..].iter().enumerate().flat_map(|(n, e)| {
+            for (n, e) in domains[i..].iter().enumerate() {
                 let skip = if n == 0 { j + 1 } else { 0 };
-                e.mappings().skip(skip).map(move |o| (e, o))
-            });
-            for (e, o) in later {
-                let base = m.pa.max(o.pa);
-                let end = (m.pa + m.size).min(o.pa + o.size);
-                if base < end {
-                    return Err(Finding::Shared {
-                        pa: base,
-                        size: end - base,
-                        first: d.name.as_str(),
-                        second: e.name.as_str(),
-                    });
+                for o in e.mappings().skip(skip) {
+                    let base = m.pa.max(o.pa);
+                    let end = (m.pa + m.size).min(o.pa + o.size);
+                    if base < end {
+                        return Err(Finding::Shared {
+                            pa: base,
+                            size: end - base,
+                            first: d.name.as_str(),
+                            second: e.name.as_str(),
+                        });
+                    }
                 }
             }
         }

@@ -254,6 +254,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Cores: present, on the board, listed once, owned by one domain.
+    #[inline(never)]
     fn check_cpus(&mut self) {
         let mut owners: Vec<(u32, usize), { MAX_DOMAINS * MAX_CPUS }> = Vec::new();
         for (d, domain) in self.config.domains.iter().enumerate() {
@@ -289,6 +290,7 @@ impl Resolver<'_, '_, '_> {
 
     /// Memory regions: shape, guest-space overlaps, and the physical checks of
     /// regions with a fixed address.
+    #[inline(never)]
     fn check_regions(&mut self, states: &mut [DomainState]) {
         let mut claims: Vec<(Range, Owner), MAX_CLAIMS> = Vec::new();
         for (d, domain) in self.config.domains.iter().enumerate() {
@@ -332,6 +334,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Shape checks of one region; returns its guest range and fixed PA.
+    #[inline(never)]
     fn check_region(
         &mut self,
         d: usize,
@@ -400,6 +403,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Physical checks of a fixed region; on success, claims it.
+    #[inline(never)]
     fn check_fixed_pa(
         &mut self,
         d: usize,
@@ -450,6 +454,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// First-fit allocation of regions without a fixed address, in config order.
+    #[inline(never)]
     fn allocate(&mut self, states: &mut [DomainState]) {
         let mut taken: Vec<Range, { MAX_CLAIMS + 1 }> = Vec::new();
         let _ = taken.push(self.layout.partitioner);
@@ -500,6 +505,7 @@ impl Resolver<'_, '_, '_> {
 
     /// Passthrough devices: resolution against the board, MMIO and SPI ownership,
     /// guest-space overlaps.
+    #[inline(never)]
     fn check_devices(&mut self, states: &mut [DomainState]) {
         let config = self.config;
         let mut mmio: Vec<(Range, Owner), MAX_MMIO> = Vec::new();
@@ -533,6 +539,7 @@ impl Resolver<'_, '_, '_> {
     /// BARs fixed by `bars` do not share a page, in any domain. (Their
     /// sizes are only known at boot: the firmware refuses fixed BARs that
     /// overlap once sized.)
+    #[inline(never)]
     fn check_bar_overlap(
         &mut self,
         d: usize,
@@ -564,6 +571,7 @@ impl Resolver<'_, '_, '_> {
 
     /// A PCI function belongs to one domain, and so does every function of
     /// its device (they share its DMA path and reset).
+    #[inline(never)]
     fn check_pci_owner(
         &mut self,
         d: usize,
@@ -599,6 +607,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Finds what a device is on the board and where it goes.
+    #[inline(never)]
     fn resolve_device(
         &mut self,
         d: usize,
@@ -684,8 +693,7 @@ impl Resolver<'_, '_, '_> {
         };
         if let Some((reserved, reason)) = self
             .board
-            .reserved_mmio()
-            .find(|(r, _)| r.overlaps(&pages_pa))
+            .reserved_mmio_find(&mut |r| r.overlaps(&pages_pa))
         {
             self.errors.push(Error::MmioReserved {
                 at: self.device_site(d, i, Some(pa_prop)),
@@ -768,6 +776,7 @@ impl Resolver<'_, '_, '_> {
     /// legacy interrupt (INTA after the swizzle: the firmware checks the
     /// real pin at boot) is the domain's; its DMA goes through the host's
     /// IOMMU, or is an accepted risk. Its BARs are placed at boot.
+    #[inline(never)]
     fn resolve_pci(
         &mut self,
         d: usize,
@@ -834,6 +843,7 @@ impl Resolver<'_, '_, '_> {
     /// and in the guest address space (guest = physical). Its size, and so
     /// its alignment and whether the function has it at all, only the
     /// firmware knows, once it has sized the BAR at boot.
+    #[inline(never)]
     fn check_fixed_bar(
         &mut self,
         d: usize,
@@ -903,6 +913,7 @@ impl Resolver<'_, '_, '_> {
     /// an IOMMU of the board stands in front of it, whatever stage 2 says.
     /// Refused unless the config accepts the risk (`dma = "unprotected"`);
     /// returns whether the device is such an accepted risk.
+    #[inline(never)]
     fn check_dma(&mut self, d: usize, i: usize, prop: &str, reg: Range, accepted: bool) -> bool {
         // The board device holding the range (for `board-device`, itself).
         let Some(holder) = self.board.devices.iter().find(|x| x.reg.contains(&reg)) else {
@@ -921,6 +932,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Guest-space checks of a device against the domain's RAM and earlier devices.
+    #[inline(never)]
     fn check_device_ipa(
         &mut self,
         d: usize,
@@ -975,6 +987,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// MMIO ownership: a physical page belongs to one device of one domain.
+    #[inline(never)]
     fn check_device_pa(
         &mut self,
         d: usize,
@@ -1003,6 +1016,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// SPIs: implemented, not the partitioner's, owned once.
+    #[inline(never)]
     fn check_spis(
         &mut self,
         d: usize,
@@ -1116,6 +1130,7 @@ impl Resolver<'_, '_, '_> {
         dev.compatible
     }
 
+    #[inline(never)]
     fn check_consoles(&mut self, states: &[DomainState]) {
         let console = Range::new(VIRTUAL_CONSOLE_IPA, VIRTUAL_CONSOLE_SIZE);
         for (d, state) in states.iter().enumerate() {
@@ -1175,6 +1190,7 @@ impl Resolver<'_, '_, '_> {
 
     /// The virtual GIC's guest window is free in every domain: no region or
     /// device of it overlaps [`vgic_parts`] (both GIC generations).
+    #[inline(never)]
     fn check_vgic(&mut self, states: &[DomainState]) {
         for (d, state) in states.iter().enumerate() {
             let vcpus = self
@@ -1229,6 +1245,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// Entry point and image: aligned, inside RAM, and the image fits.
+    #[inline(never)]
     fn check_entries(
         &mut self,
         states: &mut [DomainState],
@@ -1324,6 +1341,7 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// The plan, from a config that passed every check.
+    #[inline(never)]
     fn build(&self, states: &[DomainState]) -> Option<Plan> {
         let mut domains = Vec::new();
         for (d, (domain, state)) in self.config.domains.iter().zip(states).enumerate() {
