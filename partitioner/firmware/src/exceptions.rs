@@ -865,6 +865,13 @@ const _: () = assert!(VSGIR >> 48 == 0 && FRAME >= 72);
 const _: () = assert!(vsgi::WORD_WRITE_MASK >> 32 == 0 && vsgi::WORD_WRITE_ESR >> 32 == 0);
 const _: () = assert!(core::mem::size_of::<core::sync::atomic::AtomicU8>() == 1);
 const _: () = assert!(crate::gic::SGI_KICK < 16 && crate::gic::GICD_SGIR < 4096);
+// The GICv2 kick's: a core's pending-SGI bitmap is two words, sources 0-3
+// in the first (`vsgi::pending_bit`), and GICC_DIR is an offset `str` takes.
+const _: () = assert!(bulkhead_core::vsgi::PENDING_WORDS == 2);
+const _: () = assert!(bulkhead_core::vsgi::pending_bit(3, 15).0 == 0);
+const _: () = assert!(bulkhead_core::vsgi::pending_bit(4, 0).0 == 1);
+const _: () = assert!(bulkhead_core::vsgi::pending_bit(1, 2).1 == 1 << 18);
+const _: () = assert!(crate::gic::GICC_DIR < 16384 && crate::gic::GICC_DIR.is_multiple_of(4));
 // `sgi1r_fast`'s assumptions: 32-bit syndrome constants, a frame with
 // room for x0-x7, offsets an immediate reaches, two bytes per `SGI_ON`.
 const _: () = assert!(vsgi::SYSREG_MASK >> 32 == 0 && vsgi::SGI1R_WRITE_ESR >> 32 == 0);
