@@ -342,7 +342,7 @@ pub enum Error {
     EntryOutsideRam { at: Site, entry: u64 },
     /// The entry point is not 4-byte aligned.
     EntryMisaligned { at: Site, entry: u64 },
-    /// `fault-policy` is neither `inject-abort` nor `stop`.
+    /// `fault-policy` is none of `inject-abort`, `stop` and `restart`.
     UnknownFaultPolicy { at: Site, value: Text },
     /// `console` is neither `virtual` nor `none`.
     UnknownConsole { at: Site, value: Text },
