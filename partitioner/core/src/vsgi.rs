@@ -73,16 +73,26 @@ pub fn is_sgi_register(read: bool, op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) 
 }
 
 /// The syndrome bits [`word_write`] looks at: the exception class, ISV,
-/// SAS, S1PTW and WnR.
-pub const WORD_WRITE_MASK: u64 =
-    (0x3f << EC_SHIFT) | (1 << 24) | (0b11 << 22) | (1 << 7) | (1 << 6);
+/// SAS, FnV, EA, S1PTW, WnR and the fault status class (DFSC 5:2).
+pub const WORD_WRITE_MASK: u64 = (0x3f << EC_SHIFT)
+    | (1 << 24)
+    | (0b11 << 22)
+    | (1 << 10)
+    | (1 << 9)
+    | (1 << 7)
+    | (1 << 6)
+    | (0b1111 << 2);
 /// Their values for a 32-bit store that faulted in stage 2: a data abort
-/// from a lower exception level, valid syndrome, word sized, write, no
-/// stage-1 walk.
-pub const WORD_WRITE_ESR: u64 = (EC_DABT_LOWER << EC_SHIFT) | (1 << 24) | (0b10 << 22) | (1 << 6);
+/// from a lower exception level, valid syndrome, word sized, FAR valid, no
+/// external abort, no stage-1 walk, write, a translation fault (of any
+/// level: DFSC 0b0001xx). Only then does HPFAR_EL2 hold the faulting
+/// address (an external abort, say from a passed-through device, leaves it
+/// UNKNOWN).
+pub const WORD_WRITE_ESR: u64 =
+    (EC_DABT_LOWER << EC_SHIFT) | (1 << 24) | (0b10 << 22) | (1 << 6) | (0b0001 << 2);
 
 /// The register (SRT) of a trapped 32-bit store described by its syndrome
-/// (a stage-2 data abort from the domain with a valid instruction
+/// (a stage-2 translation fault from the domain with a valid instruction
 /// syndrome, write, word sized, no stage-1 walk), or `None`.
 pub fn word_write(esr: u64) -> Option<u8> {
     (esr & WORD_WRITE_MASK == WORD_WRITE_ESR).then_some(((esr >> 16) & 0x1f) as u8)
@@ -251,6 +261,11 @@ mod tests {
         assert_eq!(word_write(esr ^ (0b11 << 22)), None, "a byte");
         assert_eq!(word_write(esr | (0b11 << 22)), None, "a double word");
         assert_eq!(word_write(esr | (1 << 7)), None, "a stage-1 walk");
+        assert_eq!(word_write(esr & !0b11), Some(5), "level 0");
+        assert_eq!(word_write(esr & !0x3f | 0x10), None, "an external abort");
+        assert_eq!(word_write(esr | (1 << 9)), None, "EA");
+        assert_eq!(word_write(esr | (1 << 10)), None, "FAR not valid");
+        assert_eq!(word_write(esr & !0x3f | 0b1111), None, "a permission fault");
         assert_eq!(word_write(esr ^ (0x24 << 26) | (0x25 << 26)), None);
         match crate::trap::decode(esr) {
             crate::trap::Exit::DataAbort {
