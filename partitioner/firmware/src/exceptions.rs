@@ -108,6 +108,40 @@ core::arch::global_asm!(
 51:
 .endm
 
+// Both SGI fast paths: whether every target vCPU (bits of x6; x3 = this
+// core's `irq::SGI_ROUTE`, x1 = the SGI) has the SGI enabled
+// (`irq::SGI_ON`), runs and, with `interface` (GICv2), has its core's CPU
+// interface known (`gic::CPU_INTERFACE`); to `sgi1r_slow` if one does not.
+// Destroys x0, x2, x4 and x7.
+.macro TARGETS_READY interface
+    mov     x4, x6
+1:  rbit    x2, x4
+    clz     x2, x2                          // a target vCPU
+    add     x0, x3, x2, lsl #3
+    ldr     x2, [x0, #{route_core}]         // its core
+    adrp    x0, {sgi_on}
+    add     x0, x0, :lo12:{sgi_on}
+    ldrh    w0, [x0, x2, lsl #1]
+    lsr     w0, w0, w1
+    tbz     w0, #0, sgi1r_slow              // disabled: the model latches it
+    .if \interface
+    adrp    x0, {cpu_interface}
+    add     x0, x0, :lo12:{cpu_interface}
+    ldrb    w0, [x0, x2]
+    cbz     w0, sgi1r_slow                  // its interface not known yet
+    .endif
+    adrp    x0, {cores}
+    add     x0, x0, :lo12:{cores}
+    mov     x7, #{core_stride}
+    madd    x0, x2, x7, x0
+    ldr     x0, [x0, #{core_state}]
+    cmp     x0, #{on}
+    b.ne    sgi1r_slow                      // not running: the same
+    sub     x2, x4, #1
+    and     x4, x4, x2
+    cbnz    x4, 1b
+.endm
+
 // Spectre-BHB: overwrite the branch history the domain left with
 // BHB_LOOP taken branches before any partitioner code runs (x0 is free:
 // it was just saved).
@@ -295,27 +329,7 @@ sgi1r_fast:
     tst     x6, x7
     b.ne    sgi1r_slow                      // to itself too: the Rust path
     ubfx    x1, x1, #24, #4                 // x1 = the SGI
-    // Every target has it enabled and runs?
-    mov     x4, x6
-54: rbit    x5, x4
-    clz     x5, x5                          // a target vCPU
-    add     x7, x3, x5, lsl #3
-    ldr     x7, [x7, #{route_core}]         // its core
-    adrp    x0, {sgi_on}
-    add     x0, x0, :lo12:{sgi_on}
-    ldrh    w0, [x0, x7, lsl #1]
-    lsr     w0, w0, w1
-    tbz     w0, #0, sgi1r_slow              // disabled: the model latches it
-    adrp    x0, {cores}
-    add     x0, x0, :lo12:{cores}
-    mov     x5, #{core_stride}
-    madd    x0, x7, x5, x0
-    ldr     x0, [x0, #{core_state}]
-    cmp     x0, #{on}
-    b.ne    sgi1r_slow                      // not running: the same
-    sub     x5, x4, #1
-    and     x4, x4, x5
-    cbnz    x4, 54b
+    TARGETS_READY 0
     // Deliver: the SGI's bit (source 0) in each target's bitmap, the kick.
     mov     x4, #1
     lsl     x4, x4, x1
@@ -426,30 +440,7 @@ sgir_fast:
     tst     x6, x7
     b.ne    sgi1r_slow                      // to itself too: the Rust path
     and     x1, x1, #0xf                    // x1 = the SGI
-    mov     x4, x6
-64: rbit    x2, x4
-    clz     x2, x2                          // a target vCPU
-    add     x0, x3, x2, lsl #3
-    ldr     x2, [x0, #{route_core}]         // its core
-    adrp    x0, {sgi_on}
-    add     x0, x0, :lo12:{sgi_on}
-    ldrh    w0, [x0, x2, lsl #1]
-    lsr     w0, w0, w1
-    tbz     w0, #0, sgi1r_slow              // disabled: the model latches it
-    adrp    x0, {cpu_interface}
-    add     x0, x0, :lo12:{cpu_interface}
-    ldrb    w0, [x0, x2]
-    cbz     w0, sgi1r_slow                  // its interface not known yet
-    adrp    x0, {cores}
-    add     x0, x0, :lo12:{cores}
-    mov     x7, #{core_stride}
-    madd    x0, x2, x7, x0
-    ldr     x0, [x0, #{core_state}]
-    cmp     x0, #{on}
-    b.ne    sgi1r_slow                      // not running: the same
-    sub     x2, x4, #1
-    and     x4, x4, x2
-    cbnz    x4, 64b
+    TARGETS_READY 1
     // The bit: word source / 4, bit (source % 4) * 16 + SGI.
     and     x0, x5, #3
     add     x1, x1, x0, lsl #4
