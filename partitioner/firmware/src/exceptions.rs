@@ -84,28 +84,69 @@ core::arch::global_asm!(
     adr     x1, 50f
     add     x1, x1, x0, lsl #3
     br      x1
-50: ldr     x1, [sp, #0]
+50:
+    .irp    n, 0,1,2,3,4,5,6,7
+    ldr     x1, [sp, #(\n * 8)]
     b       51f
-    ldr     x1, [sp, #8]
-    b       51f
-    ldr     x1, [sp, #16]
-    b       51f
-    ldr     x1, [sp, #24]
-    b       51f
-    ldr     x1, [sp, #32]
-    b       51f
-    ldr     x1, [sp, #40]
-    b       51f
-    ldr     x1, [sp, #48]
-    b       51f
-    ldr     x1, [sp, #56]
-    b       51f
+    .endr
     .irp    n, 8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30
     mov     x1, x\n
     b       51f
     .endr
     mov     x1, xzr                         // 31: xzr
 51:
+.endm
+
+// Both kicks (x2 = this core's index): to the Rust handler with the kick
+// acknowledged if a request waits for the core; else x4-x5 saved and x1 =
+// its pending-SGI bitmap (`irq::SGI_PENDING[core]`). x3 destroyed.
+.macro KICK_PROLOGUE
+    adrp    x1, {cores}
+    add     x1, x1, :lo12:{cores}
+    mov     x3, #{core_stride}
+    madd    x1, x2, x3, x1
+    ldr     x1, [x1, #{request}]
+    cbnz    x1, irq_slow_acked              // a request: the Rust handler
+    stp     x4, x5, [sp, #32]
+    adrp    x1, {sgi_pending}
+    add     x1, x1, :lo12:{sgi_pending}
+    add     x1, x1, x2, lsl #{pending_shift} // &SGI_PENDING[core][0]
+.endm
+
+// To `target` if ESR_EL2 & mask == value (32-bit constants, given as
+// halves); x0 and x1 destroyed.
+.macro ESR_IS mask_lo, mask_hi, value_lo, value_hi, target
+    mrs     x0, esr_el2
+    mov     w1, #\mask_lo
+    movk    w1, #\mask_hi, lsl #16
+    and     x1, x0, x1
+    mov     w0, #\value_lo
+    movk    w0, #\value_hi, lsl #16
+    cmp     x1, x0
+    b.eq    \target
+.endm
+
+// Both SGI fast paths, first: x2-x7 saved (x0-x1 were), x1 = the value
+// written (the register ESR_EL2 names at bit `reg_at`, x0-x7 from the
+// frame), x3 = this core's `irq::SGI_ROUTE`, x4 = its domain's vCPUs (to
+// `sgi1r_slow` while not set), x5 = this vCPU, x7 = its bit.
+.macro SGI_PROLOGUE reg_at
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    mrs     x0, esr_el2
+    ubfx    x0, x0, #\reg_at, #5
+    READ_REG
+    mrs     x2, tpidr_el2                   // this core's index
+    adrp    x3, {sgi_route}
+    add     x3, x3, :lo12:{sgi_route}
+    mov     x4, #{route_stride}
+    madd    x3, x2, x4, x3                  // x3 = &SGI_ROUTE[core]
+    ldr     x4, [x3, #{route_vcpus}]        // x4 = the domain's vCPUs
+    cbz     x4, sgi1r_slow
+    ldr     x5, [x3, #{route_vcpu}]         // x5 = this vCPU
+    mov     x7, #1
+    lsl     x7, x7, x5                      // x7 = its bit
 .endm
 
 // Both SGI fast paths: whether every target vCPU (bits of x6; x3 = this
@@ -261,22 +302,8 @@ exception_return:
 // `sgi1r_fast`, a 32-bit store that faulted in stage 2
 // (`vsgi::word_write`) to `sgir_fast`, anything else to the general path.
 sync_entry:
-    mrs     x0, esr_el2
-    mov     w1, #{esr_mask_lo}
-    movk    w1, #{esr_mask_hi}, lsl #16
-    and     x1, x0, x1
-    mov     w0, #{esr_sgi1r_lo}
-    movk    w0, #{esr_sgi1r_hi}, lsl #16
-    cmp     x1, x0
-    b.eq    sgi1r_fast
-    mrs     x0, esr_el2
-    mov     w1, #{esr_word_mask_lo}
-    movk    w1, #{esr_word_mask_hi}, lsl #16
-    and     x1, x0, x1
-    mov     w0, #{esr_word_write_lo}
-    movk    w0, #{esr_word_write_hi}, lsl #16
-    cmp     x1, x0
-    b.eq    sgir_fast
+    ESR_IS  {esr_mask_lo}, {esr_mask_hi}, {esr_sgi1r_lo}, {esr_sgi1r_hi}, sgi1r_fast
+    ESR_IS  {esr_word_mask_lo}, {esr_word_mask_hi}, {esr_word_write_lo}, {esr_word_write_hi}, sgir_fast
 sync_general:
     mov     x0, #8
     b       save_and_dispatch
@@ -296,23 +323,7 @@ sgi1r_fast:
     ldr     w0, [x0, :lo12:{fast_gic}]
     cmp     w0, #3
     b.ne    sync_general
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    // x1 = the value written: Rt of the MSR, x0-x7 from the frame
-    mrs     x0, esr_el2
-    ubfx    x0, x0, #5, #5
-    READ_REG
-    mrs     x2, tpidr_el2                   // this core's index
-    adrp    x3, {sgi_route}
-    add     x3, x3, :lo12:{sgi_route}
-    mov     x4, #{route_stride}
-    madd    x3, x2, x4, x3                  // x3 = &SGI_ROUTE[core]
-    ldr     x4, [x3, #{route_vcpus}]        // x4 = the domain's vCPUs
-    cbz     x4, sgi1r_slow
-    ldr     x5, [x3, #{route_vcpu}]         // x5 = this vCPU
-    mov     x7, #1
-    lsl     x7, x7, x5                      // x7 = its bit
+    SGI_PROLOGUE 5                          // Rt of the MSR
     tbz     x1, #40, 52f
     bic     x6, x4, x7                      // IRM: every other vCPU
     b       53f
@@ -411,22 +422,7 @@ sgir_fast:
     movk    x0, #{vsgir_2}, lsl #32
     cmp     x1, x0
     b.ne    sync_general
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    mrs     x0, esr_el2
-    ubfx    x0, x0, #16, #5                 // SRT
-    READ_REG
-    mrs     x2, tpidr_el2                   // this core's index
-    adrp    x3, {sgi_route}
-    add     x3, x3, :lo12:{sgi_route}
-    mov     x4, #{route_stride}
-    madd    x3, x2, x4, x3                  // x3 = &SGI_ROUTE[core]
-    ldr     x4, [x3, #{route_vcpus}]        // x4 = the domain's vCPUs
-    cbz     x4, sgi1r_slow
-    ldr     x5, [x3, #{route_vcpu}]         // x5 = this vCPU
-    mov     x7, #1
-    lsl     x7, x7, x5                      // x7 = its bit
+    SGI_PROLOGUE 16                         // SRT of the store
     ubfx    x0, x1, #24, #2                 // TargetListFilter
     cbz     x0, 62f
     cmp     x0, #1
@@ -561,16 +557,7 @@ irq_fast_done:
 // bitmap (its SGI already taken on an earlier exit) only ends the kick.
 // Anything else goes to the Rust handler with the kick acknowledged.
 irq_kick_v3:
-    adrp    x1, {cores}
-    add     x1, x1, :lo12:{cores}
-    mov     x3, #{core_stride}
-    madd    x1, x2, x3, x1
-    ldr     x1, [x1, #{request}]
-    cbnz    x1, irq_slow_acked              // a request: the Rust handler
-    stp     x4, x5, [sp, #32]
-    adrp    x1, {sgi_pending}
-    add     x1, x1, :lo12:{sgi_pending}
-    add     x1, x1, x2, lsl #{pending_shift} // &SGI_PENDING[core][0]
+    KICK_PROLOGUE
     ldr     x3, [x1]
     cbz     x3, 30f                         // nothing left: end the kick
     sub     x4, x3, #1
@@ -685,17 +672,8 @@ irq_fast_v2:
 16: mrs     x2, tpidr_el2
     tst     w0, #0x3ff
     b.ne    irq_slow_acked                  // not the kick (SGI_KICK is 0)
-    adrp    x1, {cores}
-    add     x1, x1, :lo12:{cores}
-    mov     x3, #{core_stride}
-    madd    x1, x2, x3, x1
-    ldr     x1, [x1, #{request}]
-    cbnz    x1, irq_slow_acked              // a request: the Rust handler
-    stp     x4, x5, [sp, #32]
+    KICK_PROLOGUE
     stp     x6, x7, [sp, #48]
-    adrp    x1, {sgi_pending}
-    add     x1, x1, :lo12:{sgi_pending}
-    add     x1, x1, x2, lsl #{pending_shift} // &SGI_PENDING[core][0]
     ldr     x3, [x1, #8]
     cbnz    x3, irq_kick_v2_slow            // sources 4-7
     ldr     x3, [x1]
@@ -712,27 +690,15 @@ irq_fast_v2:
     bic     x6, x6, x4                      // list registers in use
     tst     x6, #~0xf
     b.ne    irq_kick_v2_slow
-    tbz     x6, #0, 31f
-    ldr     w7, [x5, #{gich_lr0}]
-    and     w7, w7, #0x3ff
+    .irp    n, 0,1,2,3                      // each in use holds no SGI
+    tbz     x6, #\n, 31f
+    ldr     w7, [x5, #({gich_lr0} + 4 * \n)]
+    and     w7, w7, #0x3ff                  // its vINTID
     cmp     w7, #16
     b.lo    irq_kick_v2_slow
-31: tbz     x6, #1, 32f
-    ldr     w7, [x5, #({gich_lr0} + 4)]
-    and     w7, w7, #0x3ff
-    cmp     w7, #16
-    b.lo    irq_kick_v2_slow
-32: tbz     x6, #2, 33f
-    ldr     w7, [x5, #({gich_lr0} + 8)]
-    and     w7, w7, #0x3ff
-    cmp     w7, #16
-    b.lo    irq_kick_v2_slow
-33: tbz     x6, #3, 34f
-    ldr     w7, [x5, #({gich_lr0} + 12)]
-    and     w7, w7, #0x3ff
-    cmp     w7, #16
-    b.lo    irq_kick_v2_slow
-34: ands    w4, w4, #0xf
+31:
+    .endr
+    ands    w4, w4, #0xf
     b.eq    irq_kick_v2_slow                // none of the four free
     // Take the bitmap, if it still holds just that SGI.
 35: ldaxr   x6, [x1]
