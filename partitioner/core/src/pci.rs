@@ -50,7 +50,9 @@ impl Bdf {
 
 impl core::fmt::Display for Bdf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:02x}:{:02x}.{}", self.bus, self.device, self.function)
+        // As u32: the same digits, without linking u8's Display and LowerHex.
+        let [bus, device, function] = [self.bus, self.device, self.function].map(u32::from);
+        write!(f, "{bus:02x}:{device:02x}.{function}")
     }
 }
 

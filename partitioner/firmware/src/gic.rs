@@ -440,7 +440,9 @@ fn learn_cpu_interface(gicd: usize, core: usize) {
         log::info!("core {core}: GICv2 CPU interface {}", mask.trailing_zeros());
     } else if before != mask {
         crate::fatal(format_args!(
-            "core {core}: GICv2 CPU interface changed from mask {before:#x} to {mask:#x}"
+            "core {core}: GICv2 CPU interface changed from mask {:#x} to {:#x}",
+            u32::from(before),
+            u32::from(mask)
         ));
     }
     {

@@ -223,7 +223,7 @@ pub extern "C" fn primary_main(loader_dtb: u64) -> ! {
     }
     info!(
         "interrupt controller: GICv{}, {} list registers; cores started by {}",
-        board_gic_number(version),
+        u32::from(board_gic_number(version)),
         gic::lr_count(),
         power::describe()
     );

@@ -153,8 +153,8 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                 if !owned(bdf) {
                     info!(
                         "PCI {bdf}: {:04x}:{:04x} belongs to no domain: switched off",
-                        f.rd16(0),
-                        f.rd16(2)
+                        u32::from(f.rd16(0)),
+                        u32::from(f.rd16(2))
                     );
                 }
             }
