@@ -977,6 +977,8 @@ impl VDistributor {
         }
     }
 
+    // Inlined as before: the SGI path (`raise_sgi`) calls it.
+    #[inline(always)]
     fn banked_priority(&self, t: usize, intid: u32) -> u8 {
         let exists = intid < SGIS as u32 || DOMAIN_PPIS & (1 << (intid % 32)) != 0;
         match self.cpu.get(t) {
