@@ -50,9 +50,10 @@ impl Bdf {
 
 impl core::fmt::Display for Bdf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        // As u32: the same digits, without linking u8's Display and LowerHex.
-        let [bus, device, function] = [self.bus, self.device, self.function].map(u32::from);
-        write!(f, "{bus:02x}:{device:02x}.{function}")
+        // The same digits, without linking u8's Display and LowerHex (nor
+        // u32's Display).
+        let [bus, device] = [self.bus, self.device].map(u32::from);
+        write!(f, "{bus:02x}:{device:02x}.{}", u64::from(self.function))
     }
 }
 

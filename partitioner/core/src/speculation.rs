@@ -95,7 +95,7 @@ impl core::fmt::Display for Exposure {
             (k, _) => write!(
                 f,
                 "Spectre-BHB cleared by a {}-branch loop on every entry from a domain",
-                u32::from(k)
+                u64::from(k)
             )?,
         }
         let state = |exposed: bool| if exposed { FIRMWARE } else { "not affected" };

@@ -166,11 +166,11 @@ impl fmt::Display for Syndrome {
                     write!(
                         f,
                         " of {} bytes via x{}",
-                        u32::from(a.size),
-                        u32::from(a.reg)
+                        u64::from(a.size),
+                        u64::from(a.reg)
                     )?;
                 }
-                write!(f, ", {} level {}", fsc_name(fsc), u32::from(fsc & 3))?;
+                write!(f, ", {} level {}", fsc_name(fsc), u64::from(fsc & 3))?;
                 if s1ptw {
                     write!(f, " on a stage-1 table walk")?;
                 }
@@ -181,15 +181,15 @@ impl fmt::Display for Syndrome {
                     f,
                     "instruction fetch abort, {} level {}",
                     fsc_name(fsc),
-                    u32::from(fsc & 3)
+                    u64::from(fsc & 3)
                 )?;
                 if s1ptw {
                     write!(f, " on a stage-1 table walk")?;
                 }
                 Ok(())
             }
-            Exit::Hvc { imm } => write!(f, "HVC #{}", u32::from(imm)),
-            Exit::Smc { imm } => write!(f, "SMC #{}", u32::from(imm)),
+            Exit::Hvc { imm } => write!(f, "HVC #{}", u64::from(imm)),
+            Exit::Smc { imm } => write!(f, "SMC #{}", u64::from(imm)),
             Exit::SysReg {
                 read,
                 op0,
@@ -199,8 +199,8 @@ impl fmt::Display for Syndrome {
                 op2,
                 reg,
             } => {
-                // As u32: the same digits, without linking u8's Display.
-                let [op0, op1, crn, crm, op2, reg] = [op0, op1, crn, crm, op2, reg].map(u32::from);
+                // As u64: the same digits, without linking the Display of u8 and u32.
+                let [op0, op1, crn, crm, op2, reg] = [op0, op1, crn, crm, op2, reg].map(u64::from);
                 write!(
                     f,
                     "{} S{op0}_{op1}_C{crn}_C{crm}_{op2} {} x{reg}",

@@ -198,7 +198,7 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
         info!(
             "domain \"{}\": VMID {}, cores {}, {} RAM region(s), {} device(s), image {} bytes, fault policy {}",
             d.name,
-            u32::from(d.vmid),
+            u64::from(d.vmid),
             crate::debug::List(&cores),
             d.ram.len(),
             d.devices.len(),
@@ -416,7 +416,7 @@ impl core::fmt::Display for PowerOnFailed {
             "starting core {} failed ({}) after {} attempt(s)",
             self.core,
             crate::debug::I64(self.ret),
-            self.attempts
+            u64::from(self.attempts)
         )
     }
 }
@@ -798,7 +798,7 @@ fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
             "domain \"{}\" core {}: set/way cache maintenance ({op}, x{}) carried out as clean and invalidate of its own memory only (reported once)",
             d.name,
             core,
-            u32::from(reg)
+            u64::from(reg)
         );
     }
 }
@@ -973,7 +973,10 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     crate::report::flush(di, &d.name);
     warn!(
         "domain \"{}\" restarting ({} of at most {}): {}",
-        d.name, n, d.restart_limit, why
+        d.name,
+        u64::from(n),
+        u64::from(d.restart_limit),
+        why
     );
     stop_other_cores(d);
     crate::pci::quiesce(d, false);

@@ -464,7 +464,7 @@ fn queue(core: usize, v: Virq) {
     if pushed.is_err() {
         warn!(
             "virtual interrupt queue of core {core} full: INTID {} dropped",
-            v.intid
+            u64::from(v.intid)
         );
     }
     if core != this_core() {
@@ -1075,7 +1075,7 @@ pub fn emulate_sysreg(
             d,
             &format_args!(
                 "SGI {} to vCPUs it does not have ({} {value:#x})",
-                req.intid,
+                u64::from(req.intid),
                 reg.name()
             ),
         );

@@ -200,7 +200,7 @@ impl Smmu {
         if let Err(e) = self.sync() {
             crate::fatal(format_args!(
                 "SMMU: detaching VMID {}: {e}",
-                u32::from(vmid)
+                u64::from(vmid)
             ));
         }
     }
