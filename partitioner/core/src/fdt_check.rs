@@ -141,8 +141,8 @@ impl fmt::Display for FdtError {
             FdtError::BadMagic { magic } => {
                 write!(f, "bad magic {magic:#010x} (expected {FDT_MAGIC:#010x})")
             }
-            // u32 values as u64 (the same digits): u32's `Display` is not
-            // linked into the firmware.
+            // u32 values as u64 (the same digits): smaller code in the
+            // firmware.
             FdtError::BadTotalSize { totalsize, len } => write!(
                 f,
                 "header totalsize {} does not fit the {len}-byte blob",

@@ -199,7 +199,7 @@ impl fmt::Display for Syndrome {
                 op2,
                 reg,
             } => {
-                // As u64: the same digits, without linking the Display of u8 and u32.
+                // As u64: the same digits, without linking u8's Display (smaller code).
                 let [op0, op1, crn, crm, op2, reg] = [op0, op1, crn, crm, op2, reg].map(u64::from);
                 write!(
                     f,
