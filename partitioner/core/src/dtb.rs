@@ -511,7 +511,7 @@ pub fn domain_tree_seeded(
     w.prop_u32("#size-cells", 0)?;
     for n in 0..plan.cpus.len() {
         let n = to_u32(n)?;
-        w.begin_node_fmt(format_args!("cpu@{n}"))?;
+        w.begin_node_fmt(format_args!("cpu@{}", u64::from(n)))?;
         w.prop_str("device_type", "cpu")?;
         w.prop_str("compatible", "arm,armv8")?;
         w.prop_u32("reg", n)?;

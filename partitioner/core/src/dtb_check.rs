@@ -279,7 +279,7 @@ struct Cell(Option<u32>);
 impl fmt::Display for Cell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(n) => write!(f, "<{n}>"),
+            Some(n) => write!(f, "<{}>", u64::from(n)),
             None => f.write_str("absent (or not one cell)"),
         }
     }

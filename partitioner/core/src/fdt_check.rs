@@ -141,13 +141,19 @@ impl fmt::Display for FdtError {
             FdtError::BadMagic { magic } => {
                 write!(f, "bad magic {magic:#010x} (expected {FDT_MAGIC:#010x})")
             }
+            // u32 values as u64 (the same digits): smaller code in the
+            // firmware.
             FdtError::BadTotalSize { totalsize, len } => write!(
                 f,
-                "header totalsize {totalsize} does not fit the {len}-byte blob"
+                "header totalsize {} does not fit the {len}-byte blob",
+                u64::from(totalsize)
             ),
             FdtError::BadVersion { version, last_comp_version } => write!(
                 f,
-                "FDT version {version} (last compatible {last_comp_version}) is not readable as version {FDT_VERSION}"
+                "FDT version {} (last compatible {}) is not readable as version {}",
+                u64::from(version),
+                u64::from(last_comp_version),
+                u64::from(FDT_VERSION)
             ),
             FdtError::BlockOutOfBounds { block, offset, size } => write!(
                 f,

@@ -23,7 +23,9 @@ impl core::fmt::Display for InterfaceError {
             }
             InterfaceError::Inconsistent { byte, other } => write!(
                 f,
-                "GICD_ITARGETSR0..7 name no single CPU interface (bytes {byte:#04x} and {other:#04x})"
+                "GICD_ITARGETSR0..7 name no single CPU interface (bytes {:#04x} and {:#04x})",
+                u32::from(*byte),
+                u32::from(*other)
             ),
         }
     }

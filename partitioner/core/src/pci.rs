@@ -50,7 +50,10 @@ impl Bdf {
 
 impl core::fmt::Display for Bdf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:02x}:{:02x}.{}", self.bus, self.device, self.function)
+        // The same digits, without linking u8's Display and LowerHex (the
+        // function number as u64: smaller code than as u32).
+        let [bus, device] = [self.bus, self.device].map(u32::from);
+        write!(f, "{bus:02x}:{device:02x}.{}", u64::from(self.function))
     }
 }
 

@@ -192,12 +192,16 @@ pub fn initrd_name(domain: &str) -> heapless::String<40> {
     package_entry(domain, ".initrd")
 }
 
-/// Name of a domain's hand-written device tree in the package.
+/// Name of a domain's hand-written device tree in the package. Out of
+/// line (three boot-only callers).
+#[inline(never)]
 pub fn dtb_name(domain: &str) -> heapless::String<40> {
     package_entry(domain, ".dtb")
 }
 
 /// `<domain><suffix>`; domain names are at most [`MAX_NAME`] bytes, so it fits.
+/// Out of line: boot-only, called from several places.
+#[inline(never)]
 pub fn package_entry(domain: &str, suffix: &str) -> heapless::String<40> {
     let mut s = heapless::String::new();
     let _ = s.push_str(domain);

@@ -94,7 +94,8 @@ impl core::fmt::Display for Exposure {
             (0, true) => write!(f, "Spectre-BHB {FIRMWARE}")?,
             (k, _) => write!(
                 f,
-                "Spectre-BHB cleared by a {k}-branch loop on every entry from a domain"
+                "Spectre-BHB cleared by a {}-branch loop on every entry from a domain",
+                u64::from(k)
             )?,
         }
         let state = |exposed: bool| if exposed { FIRMWARE } else { "not affected" };

@@ -163,9 +163,14 @@ impl fmt::Display for Syndrome {
             } => {
                 write!(f, "data abort, {}", if write { "write" } else { "read" })?;
                 if let Some(a) = access {
-                    write!(f, " of {} bytes via x{}", a.size, a.reg)?;
+                    write!(
+                        f,
+                        " of {} bytes via x{}",
+                        u64::from(a.size),
+                        u64::from(a.reg)
+                    )?;
                 }
-                write!(f, ", {} level {}", fsc_name(fsc), fsc & 3)?;
+                write!(f, ", {} level {}", fsc_name(fsc), u64::from(fsc & 3))?;
                 if s1ptw {
                     write!(f, " on a stage-1 table walk")?;
                 }
@@ -176,15 +181,15 @@ impl fmt::Display for Syndrome {
                     f,
                     "instruction fetch abort, {} level {}",
                     fsc_name(fsc),
-                    fsc & 3
+                    u64::from(fsc & 3)
                 )?;
                 if s1ptw {
                     write!(f, " on a stage-1 table walk")?;
                 }
                 Ok(())
             }
-            Exit::Hvc { imm } => write!(f, "HVC #{imm}"),
-            Exit::Smc { imm } => write!(f, "SMC #{imm}"),
+            Exit::Hvc { imm } => write!(f, "HVC #{}", u64::from(imm)),
+            Exit::Smc { imm } => write!(f, "SMC #{}", u64::from(imm)),
             Exit::SysReg {
                 read,
                 op0,
@@ -193,14 +198,18 @@ impl fmt::Display for Syndrome {
                 crm,
                 op2,
                 reg,
-            } => write!(
-                f,
-                "{} S{op0}_{op1}_C{crn}_C{crm}_{op2} {} x{reg}",
-                if read { "MRS" } else { "MSR" },
-                if read { "into" } else { "from" }
-            ),
+            } => {
+                // As u64: the same digits, without linking u8's Display (smaller code).
+                let [op0, op1, crn, crm, op2, reg] = [op0, op1, crn, crm, op2, reg].map(u64::from);
+                write!(
+                    f,
+                    "{} S{op0}_{op1}_C{crn}_C{crm}_{op2} {} x{reg}",
+                    if read { "MRS" } else { "MSR" },
+                    if read { "into" } else { "from" }
+                )
+            }
             Exit::Wfx => write!(f, "WFI/WFE"),
-            Exit::Other { ec } => write!(f, "exception class {ec:#04x}"),
+            Exit::Other { ec } => write!(f, "exception class {:#04x}", u32::from(ec)),
         }
     }
 }

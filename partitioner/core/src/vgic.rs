@@ -611,7 +611,7 @@ impl fmt::Display for Foreign {
         let access = if self.write { "write" } else { "read" };
         write!(f, "{region} {access} at offset {:#x}: ", self.offset)?;
         match self.what {
-            Touched::Interrupt(i) => write!(f, "INTID {i}"),
+            Touched::Interrupt(i) => write!(f, "INTID {}", u64::from(i)),
             Touched::Route(v) => write!(f, "route {v:#x} names vCPUs the domain does not have"),
             Touched::SgiTargets(v) => {
                 write!(f, "SGI {v:#x} names vCPUs the domain does not have")
@@ -977,6 +977,8 @@ impl VDistributor {
         }
     }
 
+    // Inlined as before: the SGI path (`raise_sgi`) calls it.
+    #[inline(always)]
     fn banked_priority(&self, t: usize, intid: u32) -> u8 {
         let exists = intid < SGIS as u32 || DOMAIN_PPIS & (1 << (intid % 32)) != 0;
         match self.cpu.get(t) {

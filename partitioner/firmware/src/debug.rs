@@ -63,3 +63,16 @@ impl Display for List<'_> {
         f.write_str("]")
     }
 }
+
+/// `{}` of an `i64` (no width or flags): the sign, then the magnitude as a
+/// `u64`, the same digits without linking `i64`'s own `Display`.
+pub struct I64(pub i64);
+
+impl Display for I64 {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        Display::fmt(&self.0.unsigned_abs(), f)
+    }
+}

@@ -198,7 +198,7 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
         info!(
             "domain \"{}\": VMID {}, cores {}, {} RAM region(s), {} device(s), image {} bytes, fault policy {}",
             d.name,
-            d.vmid,
+            u64::from(d.vmid),
             crate::debug::List(&cores),
             d.ram.len(),
             d.devices.len(),
@@ -414,7 +414,9 @@ impl core::fmt::Display for PowerOnFailed {
         write!(
             f,
             "starting core {} failed ({}) after {} attempt(s)",
-            self.core, self.ret, self.attempts
+            self.core,
+            crate::debug::I64(self.ret),
+            u64::from(self.attempts)
         )
     }
 }
@@ -793,8 +795,10 @@ fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
     if !st.reported_set_way {
         st.reported_set_way = true;
         info!(
-            "domain \"{}\" core {}: set/way cache maintenance ({op}, x{reg}) carried out as clean and invalidate of its own memory only (reported once)",
-            d.name, core
+            "domain \"{}\" core {}: set/way cache maintenance ({op}, x{}) carried out as clean and invalidate of its own memory only (reported once)",
+            d.name,
+            core,
+            u64::from(reg)
         );
     }
 }
@@ -969,7 +973,10 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     crate::report::flush(di, &d.name);
     warn!(
         "domain \"{}\" restarting ({} of at most {}): {}",
-        d.name, n, d.restart_limit, why
+        d.name,
+        u64::from(n),
+        u64::from(d.restart_limit),
+        why
     );
     stop_other_cores(d);
     crate::pci::quiesce(d, false);

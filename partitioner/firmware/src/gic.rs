@@ -429,7 +429,7 @@ fn learn_cpu_interface(gicd: usize, core: usize) {
     if let Some(other) = (0..MAX_CPUS).find(|&c| c != core && interface_mask(c) == mask) {
         crate::fatal(format_args!(
             "core {core}: GICv2 CPU interface {} is already core {other}'s",
-            mask.trailing_zeros()
+            u64::from(mask.trailing_zeros())
         ));
     }
     let Some(slot) = CPU_INTERFACE.get(core) else {
@@ -437,10 +437,15 @@ fn learn_cpu_interface(gicd: usize, core: usize) {
     };
     let before = slot.swap(mask, Ordering::SeqCst);
     if before == 0 {
-        log::info!("core {core}: GICv2 CPU interface {}", mask.trailing_zeros());
+        log::info!(
+            "core {core}: GICv2 CPU interface {}",
+            u64::from(mask.trailing_zeros())
+        );
     } else if before != mask {
         crate::fatal(format_args!(
-            "core {core}: GICv2 CPU interface changed from mask {before:#x} to {mask:#x}"
+            "core {core}: GICv2 CPU interface changed from mask {:#x} to {:#x}",
+            u32::from(before),
+            u32::from(mask)
         ));
     }
     {

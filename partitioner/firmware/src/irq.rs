@@ -55,11 +55,18 @@ use crate::{exits, gic};
 /// Owner of each INTID: domain index + 1, 0 = nobody.
 static OWNER: [AtomicU8; 1024] = [const { AtomicU8::new(0) }; 1024];
 
-/// Each domain's virtual distributor and its ownership description.
-static VDIST: [Once<Mutex<VDistributor>>; MAX_DOMAINS] = [const { Once::new() }; MAX_DOMAINS];
-static VDOM: [Once<vgic::Domain>; MAX_DOMAINS] = [const { Once::new() }; MAX_DOMAINS];
+/// Each domain's ownership description and virtual distributor, set
+/// together (one `Once`: a reader sees both or neither).
+static VGIC: [Once<(vgic::Domain, Mutex<VDistributor>)>; MAX_DOMAINS] =
+    [const { Once::new() }; MAX_DOMAINS];
+
+/// Domain `di`'s ownership description and virtual distributor, once set up.
+#[inline(always)]
+fn model(di: usize) -> Option<(&'static vgic::Domain, &'static Mutex<VDistributor>)> {
+    VGIC[di].get().map(|(dom, vd)| (dom, vd))
+}
 /// Each domain's virtual console interrupt (used only by domains that have
-/// a virtual console). Locked after `VDIST` when both are held.
+/// a virtual console). Locked after the `VGIC` distributor when both are held.
 static VLINE: [Mutex<VirtualLine>; MAX_DOMAINS] =
     [const { Mutex::new(VirtualLine::new(VCONSOLE_INTID)) }; MAX_DOMAINS];
 const VCONSOLE_INTID: u32 = VIRTUAL_CONSOLE_SPI + vgic::FIRST_SPI;
@@ -329,23 +336,23 @@ pub fn init_domain(di: usize, d: &DomainPlan) {
     LR_MASK.store(lr_mask(), Ordering::Release);
     FAST_PATH_GIC.store(fast_path_gic(), Ordering::Release);
     set_sgi_routes(d);
-    let dom = VDOM[di].call_once(|| vgic::Domain::new(gic::version(), d));
+    let dom = vgic::Domain::new(gic::version(), d);
     for dev in d.devices.iter() {
         for &spi in dev.spis.iter() {
             OWNER[(spi + 32) as usize].store(di as u8 + 1, Ordering::Release);
         }
     }
     let mut phys = Phys { d };
-    let mut vd = VDistributor::new(dom);
+    let mut vd = VDistributor::new(&dom);
     vd.reset(
-        dom,
+        &dom,
         &mut WithLine {
             phys: &mut phys,
             line: &mut VLINE[di].lock(),
         },
     );
-    refresh_copies(dom, d, &vd);
-    VDIST[di].call_once(|| Mutex::new(vd));
+    refresh_copies(&dom, d, &vd);
+    VGIC[di].call_once(|| (dom, Mutex::new(vd)));
 }
 
 /// Recompute the `TIMER` and `SGI_ON` copies for every vCPU of the
@@ -387,7 +394,7 @@ fn refresh_copies(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
 /// Back to reset state: every interrupt of the domain disabled and
 /// inactive, nothing queued for its cores.
 pub fn reset_domain(di: usize, d: &DomainPlan) {
-    if let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) {
+    if let Some((dom, vd)) = model(di) {
         let mut phys = Phys { d };
         let mut vd = vd.lock();
         let mut line = VLINE[di].lock();
@@ -420,7 +427,7 @@ fn clear_sgis(core: usize) {
 pub fn reset_vcpu() {
     clear_vcpu();
     let (di, d, vcpu) = domain::current();
-    if let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) {
+    if let Some((dom, vd)) = model(di) {
         let mut vd = vd.lock();
         let mut line = VLINE[di].lock();
         let mut phys = WithLine {
@@ -457,7 +464,7 @@ fn queue(core: usize, v: Virq) {
     if pushed.is_err() {
         warn!(
             "virtual interrupt queue of core {core} full: INTID {} dropped",
-            v.intid
+            u64::from(v.intid)
         );
     }
     if core != this_core() {
@@ -617,8 +624,8 @@ fn take(ack: Option<gic::Ack>) {
                 let (di, d, vcpu) = domain::current();
                 let owned = OWNER[intid as usize].load(Ordering::Acquire) as usize == di + 1;
                 // One look at the model: is it wanted, and at what priority.
-                let wanted = match (owned, VDOM[di].get(), VDIST[di].get()) {
-                    (true, Some(dom), Some(vd)) => {
+                let wanted = match (owned, model(di)) {
+                    (true, Some((dom, vd))) => {
                         let phys = Phys { d };
                         let vd = vd.lock();
                         vd.deliverable(dom, &phys, vcpu, intid)
@@ -967,7 +974,7 @@ pub fn emulate_mmio(
     a: Access,
     frame: &mut TrapFrame,
 ) -> bool {
-    let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
+    let Some((dom, vd)) = model(di) else {
         return false;
     };
     let dist = Range::new(VGICD_IPA, VGICD_SIZE);
@@ -1027,7 +1034,7 @@ pub fn emulate_mmio(
 /// Queue the SGIs the model had latched for vCPUs in `ready` (they just
 /// became deliverable: enabled, or their distributor turned on).
 fn drain_latched(di: usize, d: &DomainPlan, ready: u8) {
-    let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
+    let Some((dom, vd)) = model(di) else {
         return;
     };
     for target in 0..d.cpus.len() {
@@ -1058,7 +1065,7 @@ pub fn emulate_sysreg(
     let Some(reg) = vgic::SgiRegister::decode(enc).filter(|_| !read) else {
         return false;
     };
-    let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
+    let Some((dom, vd)) = model(di) else {
         return false;
     };
     let req = vd.lock().sgi1r(dom, vcpu, value);
@@ -1068,7 +1075,7 @@ pub fn emulate_sysreg(
             d,
             &format_args!(
                 "SGI {} to vCPUs it does not have ({} {value:#x})",
-                req.intid,
+                u64::from(req.intid),
                 reg.name()
             ),
         );
@@ -1080,7 +1087,7 @@ pub fn emulate_sysreg(
 /// Queue a virtual SGI on each of its (own, deliverable) target vCPUs;
 /// the model latched the others until they can take it.
 fn deliver_sgi(di: usize, d: &DomainPlan, sender: usize, req: vgic::SgiRequest) {
-    let (Some(dom), Some(vd)) = (VDOM[di].get(), VDIST[di].get()) else {
+    let Some((dom, vd)) = model(di) else {
         return;
     };
     // GICv2 tells the receiver which CPU sent an SGI; GICv3 does not.

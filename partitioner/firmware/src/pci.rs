@@ -153,8 +153,8 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                 if !owned(bdf) {
                     info!(
                         "PCI {bdf}: {:04x}:{:04x} belongs to no domain: switched off",
-                        f.rd16(0),
-                        f.rd16(2)
+                        u32::from(f.rd16(0)),
+                        u32::from(f.rd16(2))
                     );
                 }
             }
@@ -177,8 +177,10 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
             let Some(bdf) = dev.pci else { continue };
             let Some(f) = Function::at(board, bdf).filter(Function::present) else {
                 error!(
-                    "config: domain \"{}\": device \"{}\": PCI function {bdf} is not on the bus ({present} function(s) found)",
-                    d.name, dev.name
+                    "config: domain \"{}\": device \"{}\": PCI function {bdf} is not on the bus ({} function(s) found)",
+                    d.name,
+                    dev.name,
+                    u64::from(present)
                 );
                 failed = true;
                 continue;
@@ -219,8 +221,11 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                 let mut utf8 = [0; 4];
                 let letter = char::from(b'A' + pin - 1).encode_utf8(&mut utf8);
                 error!(
-                    "config: domain \"{}\": device \"{}\": PCI function {bdf} uses INT{} (SPI {spi}), not INTA as the configuration check assumed: give its device whole to one domain",
-                    d.name, dev.name, letter
+                    "config: domain \"{}\": device \"{}\": PCI function {bdf} uses INT{} (SPI {}), not INTA as the configuration check assumed: give its device whole to one domain",
+                    d.name,
+                    dev.name,
+                    letter,
+                    u64::from(spi)
                 );
                 failed = true;
                 continue;
@@ -267,11 +272,13 @@ pub fn setup(board: &Board, plan: &mut Plan) -> Result<(), ()> {
                             FixedProblem::Overlap { other } => {
                                 let (on, oxn, obdf) = name(other);
                                 error!(
-                                    "config: domain \"{dn}\": device \"{xn}\": PCI {bdf} BAR{index} cannot go at {addr:#x}: its BARs overlap those of PCI {obdf} (domain \"{on}\", device \"{oxn}\")"
+                                    "config: domain \"{dn}\": device \"{xn}\": PCI {bdf} BAR{} cannot go at {addr:#x}: its BARs overlap those of PCI {obdf} (domain \"{on}\", device \"{oxn}\")",
+                                    u64::from(index)
                                 );
                             }
                             _ => error!(
-                                "config: domain \"{dn}\": device \"{xn}\": PCI {bdf} BAR{index} cannot go at {addr:#x}: {problem}"
+                                "config: domain \"{dn}\": device \"{xn}\": PCI {bdf} BAR{} cannot go at {addr:#x}: {problem}",
+                                u64::from(index)
                             ),
                         }
                     }
@@ -439,7 +446,7 @@ pub fn report_dma_fault(run: &bulkhead_core::smmuv3::FaultRun) {
                 e.addr,
                 e.addr + size,
                 e.kind_name(),
-                run.count
+                u64::from(run.count)
             )
         ),
         None => warn!(
@@ -448,7 +455,7 @@ pub fn report_dma_fault(run: &bulkhead_core::smmuv3::FaultRun) {
             e.addr,
             e.addr + size,
             e.kind_name(),
-            run.count
+            u64::from(run.count)
         ),
     }
 }

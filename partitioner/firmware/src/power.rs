@@ -123,7 +123,10 @@ pub fn park(core: usize) -> ! {
     match method() {
         CpuStart::Psci(conduit) => {
             let r = firmware_call(conduit, CPU_OFF, 0, 0, 0);
-            log::warn!("PSCI CPU_OFF failed ({r}); halting the core instead");
+            log::warn!(
+                "PSCI CPU_OFF failed ({}); halting the core instead",
+                crate::debug::I64(r)
+            );
             crate::halt()
         }
         CpuStart::SpinTable { .. } => {

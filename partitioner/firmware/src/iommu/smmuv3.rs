@@ -184,7 +184,10 @@ impl Smmu {
         self.command(cmd::cfgi_ste(sid as u32));
         self.command(cmd::tlbi_s12_vmall(vmid));
         if let Err(e) = self.sync() {
-            crate::fatal(format_args!("SMMU: attaching stream {sid:#x}: {e}"));
+            crate::fatal(format_args!(
+                "SMMU: attaching stream {:#x}: {e}",
+                u32::from(sid)
+            ));
         }
     }
 
@@ -195,7 +198,10 @@ impl Smmu {
         }
         self.command(cmd::tlbi_s12_vmall(vmid));
         if let Err(e) = self.sync() {
-            crate::fatal(format_args!("SMMU: detaching VMID {vmid}: {e}"));
+            crate::fatal(format_args!(
+                "SMMU: detaching VMID {}: {e}",
+                u64::from(vmid)
+            ));
         }
     }
 
