@@ -359,18 +359,5 @@ pub fn halt() -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    // `{info}` written out as core's `Display` of `PanicInfo` and
-    // `Location` write it ("panicked at {file}:{line}:{col}:\n{message}"),
-    // the line and column as u64 (the same digits): 144 bytes less than
-    // `{info}`. Core always gives a location.
-    match info.location() {
-        Some(l) => fatal(format_args!(
-            "panic: panicked at {}:{}:{}:\n{}",
-            l.file(),
-            u64::from(l.line()),
-            u64::from(l.column()),
-            info.message()
-        )),
-        None => fatal(format_args!("panic: {}", info.message())),
-    }
+    fatal(format_args!("panic: {info}"))
 }
