@@ -33,7 +33,7 @@ enum Found {
     },
 }
 
-/// What `probe` found, in plain atomics rather than a `Once`: `hw()` is on
+/// What `probe` found, in plain atomics rather than a `Once`: `version()` is on
 /// every interrupt's path, and the probe happens once, on the boot core,
 /// before any core takes an interrupt (secondaries start after it).
 static IS_V2: AtomicBool = AtomicBool::new(false);
@@ -92,22 +92,6 @@ fn interface_mask(core: usize) -> u8 {
     CPU_INTERFACE
         .get(core)
         .map_or(0, |m| m.load(Ordering::SeqCst))
-}
-
-/// Which GIC the board has. (Only `IS_V2`: each base is loaded where it is
-/// used, by [`gicd`], [`gicc`], [`gich`].)
-#[derive(Clone, Copy)]
-enum Hw {
-    V3,
-    V2,
-}
-
-fn hw() -> Hw {
-    if IS_V2.load(Ordering::Relaxed) {
-        Hw::V2
-    } else {
-        Hw::V3
-    }
 }
 
 /// GICv2: the CPU interface.
@@ -287,10 +271,10 @@ fn find_redistributor(board: &Board, mpidr: u64) -> Option<usize> {
 /// there: on GICv3 it has a redistributor; on GICv2 its index is below the
 /// number of CPU interfaces (GICD_TYPER.CPUNumber + 1).
 pub fn absent(core: usize) -> Option<&'static str> {
-    match hw() {
-        Hw::V3 => (GICR[core].load(Ordering::Acquire) == 0)
+    match version() {
+        GicVersion::V3 => (GICR[core].load(Ordering::Acquire) == 0)
             .then_some("no GIC redistributor answers for it"),
-        Hw::V2 => {
+        GicVersion::V2 => {
             let interfaces = ((rd32(gicd() + GICD_TYPER) >> 5) & 0b111) as usize + 1;
             (core >= interfaces).then_some("the GICv2 distributor has fewer CPU interfaces")
         }
@@ -308,7 +292,7 @@ fn lines(gicd: usize) -> u32 {
 /// A core the board lists but the machine lacks (QEMU started with fewer
 /// `-smp` cores) has none; [`absent`] says so, and no domain may use it.
 pub fn init_distributor(board: &Board) {
-    if let Hw::V3 = hw() {
+    if let GicVersion::V3 = version() {
         for (core, &mpidr) in board.cpus.iter().enumerate() {
             GICR[core].store(
                 find_redistributor(board, mpidr).unwrap_or(0),
@@ -321,9 +305,9 @@ pub fn init_distributor(board: &Board) {
     let n = lines(gicd);
     // GICv3 (single security state): group 1. GICv2 without the security
     // extensions: group 0, which is signalled as IRQ.
-    let group = match hw() {
-        Hw::V3 => !0,
-        Hw::V2 => 0,
+    let group = match version() {
+        GicVersion::V3 => !0,
+        GicVersion::V2 => 0,
     };
     for i in (32..n).step_by(32) {
         let reg = (i / 32) as usize * 4;
@@ -335,10 +319,10 @@ pub fn init_distributor(board: &Board) {
     for i in 32..n {
         set_priority(i, 0, DEFAULT_PRIORITY);
     }
-    match hw() {
+    match version() {
         // ARE (bit 4) + EnableGrp1 (bit 1) + EnableGrp0: single security state.
-        Hw::V3 => wr32(gicd + GICD_CTLR, (1 << 4) | 0b11),
-        Hw::V2 => wr32(gicd + GICD_CTLR, 0b1),
+        GicVersion::V3 => wr32(gicd + GICD_CTLR, (1 << 4) | 0b11),
+        GicVersion::V2 => wr32(gicd + GICD_CTLR, 0b1),
     }
 }
 
@@ -346,8 +330,8 @@ pub fn init_distributor(board: &Board) {
 /// EL2, the virtual interface on, the partitioner's SGI and the maintenance
 /// interrupt enabled.
 pub fn init_cpu(core: usize) {
-    match hw() {
-        Hw::V3 => {
+    match version() {
+        GicVersion::V3 => {
             let found = GICR[core].load(Ordering::Acquire);
             if found == 0 {
                 // Only the boot core can get here without one: the others
@@ -380,7 +364,7 @@ pub fn init_cpu(core: usize) {
                 write_lr(i, 0);
             }
         }
-        Hw::V2 => {
+        GicVersion::V2 => {
             let (gicd, gicc, gich) = (gicd(), gicc(), gich());
             learn_cpu_interface(gicd, core);
             wr32(gicd + GICD_ICENABLER, !0);
@@ -407,7 +391,7 @@ pub fn init_cpu(core: usize) {
     set_virtual_interface(true, false);
     set_enabled(SGI_KICK, core, true);
     set_enabled(MAINTENANCE_INTID, core, true);
-    if let Hw::V2 = hw() {
+    if let GicVersion::V2 = version() {
         replay_missed_kick(gicd(), core);
     }
 }
@@ -486,9 +470,9 @@ fn read_byte(addr: usize) -> u8 {
 /// maintenance interrupt when `underflow` (list registers need refilling).
 pub fn set_virtual_interface(on: bool, underflow: bool) {
     let v = (on as u64) | ((underflow as u64) << 1);
-    match hw() {
-        Hw::V3 => sysreg!(write "S3_4_C12_C11_0", v),
-        Hw::V2 => wr32(gich() + GICH_HCR, v as u32),
+    match version() {
+        GicVersion::V3 => sysreg!(write "S3_4_C12_C11_0", v),
+        GicVersion::V2 => wr32(gich() + GICH_HCR, v as u32),
     }
 }
 
@@ -532,9 +516,9 @@ pub struct Ack {
 
 /// Acknowledge the highest-priority pending physical interrupt.
 pub fn ack() -> Option<Ack> {
-    let raw = match hw() {
-        Hw::V3 => sysreg!(read "S3_0_C12_C12_0") as u32,
-        Hw::V2 => rd32(gicc() + GICC_IAR),
+    let raw = match version() {
+        GicVersion::V3 => sysreg!(read "S3_0_C12_C12_0") as u32,
+        GicVersion::V2 => rd32(gicc() + GICC_IAR),
     };
     ack_from_raw(raw)
 }
@@ -543,22 +527,22 @@ pub fn ack() -> Option<Ack> {
 /// spurious.
 #[inline(always)]
 pub fn ack_from_raw(raw: u32) -> Option<Ack> {
-    let raw = match hw() {
-        Hw::V3 => raw & 0xff_ffff,
-        Hw::V2 => raw & 0x1fff,
+    let raw = match version() {
+        GicVersion::V3 => raw & 0xff_ffff,
+        GicVersion::V2 => raw & 0x1fff,
     };
-    let intid = match hw() {
-        Hw::V3 => raw,
-        Hw::V2 => raw & 0x3ff,
+    let intid = match version() {
+        GicVersion::V3 => raw,
+        GicVersion::V2 => raw & 0x3ff,
     };
     (intid < SPURIOUS).then_some(Ack { intid, raw })
 }
 
 /// Drop the running priority (the interrupt stays active).
 pub fn eoi(a: Ack) {
-    match hw() {
-        Hw::V3 => sysreg!(write "S3_0_C12_C12_1", a.raw as u64),
-        Hw::V2 => wr32(gicc() + GICC_EOIR, a.raw),
+    match version() {
+        GicVersion::V3 => sysreg!(write "S3_0_C12_C12_1", a.raw as u64),
+        GicVersion::V2 => wr32(gicc() + GICC_EOIR, a.raw),
     }
 }
 
@@ -569,9 +553,9 @@ pub fn deactivate_ack(a: Ack) {
 
 /// Deactivate a passed-through SPI or PPI (its guest will not, or cannot).
 pub fn deactivate(intid: u32) {
-    match hw() {
-        Hw::V3 => sysreg!(write "S3_0_C12_C11_1", intid as u64),
-        Hw::V2 => wr32(gicc() + GICC_DIR, intid),
+    match version() {
+        GicVersion::V3 => sysreg!(write "S3_0_C12_C11_1", intid as u64),
+        GicVersion::V2 => wr32(gicc() + GICC_DIR, intid),
     }
 }
 
@@ -590,9 +574,9 @@ pub fn send_sgi(intid: u32, core: usize, mpidr: u64) {
     // What the receiver is kicked to look at (its queue, its request) must
     // be visible before the SGI can arrive.
     aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
-    match hw() {
-        Hw::V3 => sysreg!(write "S3_0_C12_C11_5", sgi1r_value(intid, mpidr)),
-        Hw::V2 => {
+    match version() {
+        GicVersion::V3 => sysreg!(write "S3_0_C12_C11_5", sgi1r_value(intid, mpidr)),
+        GicVersion::V2 => {
             let mut mask = interface_mask(core);
             if let (0, SGI_KICK, Some(missed)) = (mask, intid, KICK_MISSED.get(core)) {
                 // The core has not read its interface yet: it kicks itself
@@ -617,8 +601,8 @@ fn gicd() -> usize {
 /// core's redistributor SGI frame (v3) or the banked distributor (v2, this
 /// core only) for SGIs and PPIs.
 fn bank(intid: u32, core: usize) -> usize {
-    match hw() {
-        Hw::V3 if intid < 32 => GICR[core].load(Ordering::Acquire) + SGI_BASE,
+    match version() {
+        GicVersion::V3 if intid < 32 => GICR[core].load(Ordering::Acquire) + SGI_BASE,
         _ => gicd(),
     }
 }
@@ -705,12 +689,12 @@ pub fn edge(intid: u32, core: usize) -> bool {
 /// GICv2 the target is the core's CPU interface, as the core read it; a
 /// route to a core that has not read it yet is written when it has.
 pub fn route(intid: u32, core: usize, mpidr: u64) {
-    match hw() {
-        Hw::V3 => {
+    match version() {
+        GicVersion::V3 => {
             let aff = mpidr & 0xff_00ff_ffff;
             wr64(gicd() + GICD_IROUTER + intid as usize * 8, aff);
         }
-        Hw::V2 => {
+        GicVersion::V2 => {
             let gicd = gicd();
             let Some(pending) = PENDING_ROUTE.get(intid as usize) else {
                 return;
@@ -736,8 +720,8 @@ pub fn lr_count() -> usize {
 
 /// Read list register `i`.
 pub fn read_lr(i: usize) -> u64 {
-    match hw() {
-        Hw::V3 => match i {
+    match version() {
+        GicVersion::V3 => match i {
             0 => sysreg!(read "S3_4_C12_C12_0"),
             1 => sysreg!(read "S3_4_C12_C12_1"),
             2 => sysreg!(read "S3_4_C12_C12_2"),
@@ -755,14 +739,14 @@ pub fn read_lr(i: usize) -> u64 {
             14 => sysreg!(read "S3_4_C12_C13_6"),
             _ => sysreg!(read "S3_4_C12_C13_7"),
         },
-        Hw::V2 => rd32(gich() + GICH_LR0 + 4 * i) as u64,
+        GicVersion::V2 => rd32(gich() + GICH_LR0 + 4 * i) as u64,
     }
 }
 
 /// Write list register `i`.
 pub fn write_lr(i: usize, v: u64) {
-    match hw() {
-        Hw::V3 => match i {
+    match version() {
+        GicVersion::V3 => match i {
             0 => sysreg!(write "S3_4_C12_C12_0", v),
             1 => sysreg!(write "S3_4_C12_C12_1", v),
             2 => sysreg!(write "S3_4_C12_C12_2", v),
@@ -780,24 +764,24 @@ pub fn write_lr(i: usize, v: u64) {
             14 => sysreg!(write "S3_4_C12_C13_6", v),
             _ => sysreg!(write "S3_4_C12_C13_7", v),
         },
-        Hw::V2 => wr32(gich() + GICH_LR0 + 4 * i, v as u32),
+        GicVersion::V2 => wr32(gich() + GICH_LR0 + 4 * i, v as u32),
     }
 }
 
 /// Bitmap of list registers whose interrupt the guest ended and that ask
 /// for EOI maintenance (ICH_EISR_EL2 / GICH_EISR0).
 pub fn eoied_lrs() -> u64 {
-    match hw() {
-        Hw::V3 => sysreg!(read "S3_4_C12_C11_3"),
-        Hw::V2 => rd32(gich() + GICH_EISR0) as u64,
+    match version() {
+        GicVersion::V3 => sysreg!(read "S3_4_C12_C11_3"),
+        GicVersion::V2 => rd32(gich() + GICH_EISR0) as u64,
     }
 }
 
 /// How passed-through interrupts are deactivated on this GIC.
 pub fn deactivation() -> Deactivation {
-    match hw() {
-        Hw::V3 => Deactivation::Hardware,
-        Hw::V2 => {
+    match version() {
+        GicVersion::V3 => Deactivation::Hardware,
+        GicVersion::V2 => {
             if MAINTENANCE_DEACTIVATION.load(Ordering::Relaxed) {
                 Deactivation::Maintenance
             } else {
@@ -809,16 +793,19 @@ pub fn deactivation() -> Deactivation {
 
 /// Bitmap of empty list registers.
 pub fn empty_lrs() -> u64 {
-    match hw() {
-        Hw::V3 => sysreg!(read "S3_4_C12_C11_5"),
-        Hw::V2 => rd32(gich() + GICH_ELRSR0) as u64,
+    match version() {
+        GicVersion::V3 => sysreg!(read "S3_4_C12_C11_5"),
+        GicVersion::V2 => rd32(gich() + GICH_ELRSR0) as u64,
     }
 }
 
+/// Which GIC the board has (only `IS_V2` is loaded: each base is loaded
+/// where it is used, by [`gicd`], [`gicc`], [`gich`]).
 pub fn version() -> GicVersion {
-    match hw() {
-        Hw::V3 => GicVersion::V3,
-        Hw::V2 => GicVersion::V2,
+    if IS_V2.load(Ordering::Relaxed) {
+        GicVersion::V2
+    } else {
+        GicVersion::V3
     }
 }
 
@@ -829,8 +816,8 @@ pub fn version() -> GicVersion {
 /// EOImode 0. The list registers are emptied by `irq::clear_vcpu`.
 pub fn reset_virtual_cpu_interface() {
     use bulkhead_core::lifecycle::{active_priority_registers, vmcr_reset};
-    match hw() {
-        Hw::V3 => {
+    match version() {
+        GicVersion::V3 => {
             let vtr = sysreg!(read "S3_4_C12_C11_1"); // ICH_VTR_EL2
             let aprs = active_priority_registers(GicVersion::V3, vtr);
             // ICH_AP0R<n>_EL2 and ICH_AP1R<n>_EL2, those the interface has.
@@ -849,7 +836,7 @@ pub fn reset_virtual_cpu_interface() {
             // ICH_VMCR_EL2.
             sysreg!(write "S3_4_C12_C11_7", vmcr_reset(GicVersion::V3, vtr));
         }
-        Hw::V2 => {
+        GicVersion::V2 => {
             let gich = gich();
             let vtr = u64::from(rd32(gich + GICH_VTR));
             wr32(gich + GICH_APR, 0);
