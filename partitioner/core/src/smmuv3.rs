@@ -161,6 +161,18 @@ pub const fn queue_empty(prod: u32, cons: u32, log2: u32) -> bool {
     let wrap_mask = (2 << log2) - 1;
     (prod & wrap_mask) == (cons & wrap_mask)
 }
+/// Whether the consumer (`cons`) has taken every entry queued before
+/// `target`, the producer index being `prod` now. Other cores may have
+/// queued more since `target` was read, so the consumer may be past it:
+/// waiting for `cons == target` could then wait for ever. Both distances
+/// are counted from `target` in index arithmetic (the queue never holds
+/// more than its size, so neither wraps twice).
+pub const fn queue_passed(target: u32, cons: u32, prod: u32, log2: u32) -> bool {
+    let wrap_mask = (2 << log2) - 1;
+    let done = cons.wrapping_sub(target) & wrap_mask;
+    let queued = prod.wrapping_sub(target) & wrap_mask;
+    done <= queued
+}
 pub const fn queue_next(idx: u32, log2: u32) -> u32 {
     let wrap_mask = (2 << log2) - 1;
     (idx + 1) & wrap_mask
@@ -292,6 +304,17 @@ mod tests {
     fn queue_indices_wrap() {
         let l = 2; // 4 slots
         assert!(queue_empty(0, 0, l));
+        // The consumer reached the target, passed it while another core
+        // queued more, or has not reached it yet; with the wrap bit.
+        assert!(queue_passed(1, 1, 1, l));
+        assert!(queue_passed(1, 3, 4, l));
+        assert!(!queue_passed(3, 2, 4, l));
+        assert!(!queue_passed(3, 2, 3, l));
+        // Indices 0-7 (slot and wrap bit): 7 -> 0 -> 1 is two steps.
+        assert!(queue_passed(7, 1, 2, l));
+        assert!(!queue_passed(7, 6, 2, l));
+        // The register's error field (bits 30:24) is not an index.
+        assert!(queue_passed(1, 1 | (1 << 24), 1, l));
         assert!(!queue_full(0, 0, l));
         let mut p = 0;
         for _ in 0..4 {

@@ -153,7 +153,7 @@ impl Smmu {
             if cons >> 24 & 0x7f != 0 {
                 return true; // an error: reported by the caller's check
             }
-            s::queue_empty(target, cons, s::CMDQ_LOG2)
+            s::queue_passed(target, cons, *self.prod.lock(), s::CMDQ_LOG2)
         })?;
         if rd(self.base + reg::CMDQ_CONS) >> 24 & 0x7f != 0 {
             return Err("the SMMU refused a command");
