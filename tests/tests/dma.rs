@@ -115,6 +115,45 @@ fn dma_of_a_pci_function_is_confined_to_its_domain_by_the_smmu() {
     wait_heartbeat_after(&mut run, UART0, "probe", 1);
 }
 
+/// On GICv2 each domain's stage 2 maps the GIC's virtual CPU interface
+/// (GICV) where its GICC is: one physical device for every core, which
+/// tells cores apart by who asks, so a device's DMA must never reach it
+/// (on QEMU a DMA there has no CPU to stand for; on a GIC-400 it would act
+/// on some core's virtual interrupts). The SMMU translates probe's DMA with
+/// tables that hold its RAM and devices only: both transfers fault and are
+/// reported, and the domain on the other core keeps taking its interrupts.
+#[test]
+fn dma_never_reaches_the_gicv2_virtual_cpu_interface() {
+    let mut m = machine("qemu-virt");
+    m.gic = 2;
+    let mut run = boot("dma-attack-gicv2", "dma-attack-gicv2", &m);
+    run.wait_line(UART0, "probe: dma attacks done: 2 attempted", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = run.output(UART0);
+    assert!(!lines_with(&log, "GICv2 CPU interface").is_empty(), "{log}");
+    assert_eq!(lines_with(&log, "probe: dma control: ok").len(), 1, "{log}");
+    for dir in ["write", "read"] {
+        let reports = lines_with(
+            &log,
+            &format!(
+                "domain \"probe\" device \"edu\" (PCI 00:02.0): DMA {dir} of guest addresses 0x8010000..0x8010040 outside the domain: translation fault"
+            ),
+        );
+        assert_eq!(reports.len(), 1, "{dir}\n{log}");
+    }
+    let read = lines_with(&log, "probe: dma read gicv @0x8010000: ");
+    assert!(
+        read.len() == 1 && read[0].contains(": blocked ("),
+        "{read:?}\n{log}"
+    );
+    // The CPUs' own view is unchanged: both domains keep running (hello's
+    // heartbeats need its timer interrupt, through the GICV of its core).
+    let hb = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART1, "hello", hb + 3);
+    let p = last_heartbeat(&run.output(UART0), "probe").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART0, "probe", p + 2);
+}
+
 /// A config fixes probe's edu BAR0 (`bars`) at the window's base, where
 /// the partitioner would otherwise have put hello's edu (hello comes first):
 /// probe's goes there, hello's around it, probe finds its edu at the fixed

@@ -623,6 +623,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("rpi4-irq", "tests/configs/rpi4-irq.dts", Tamper::None),
     ("dma-attack", "tests/configs/dma-attack.dts", Tamper::None),
     (
+        "dma-attack-gicv2",
+        "tests/configs/dma-attack-gicv2.dts",
+        Tamper::None,
+    ),
+    (
         "virtio-bypass",
         "tests/configs/virtio-bypass.dts",
         Tamper::None,

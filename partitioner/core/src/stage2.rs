@@ -77,6 +77,18 @@ pub fn gicv2_virtual_cpu_interface(board: &Board, version: GicVersion) -> Option
     })
 }
 
+/// Whether domain `plan`'s PCI functions need DMA tables of their own:
+/// when it has a function the IOMMU translates and its CPUs' tables map
+/// more than the plan (the GICv2 virtual CPU interface, which must never
+/// be reachable by DMA). Elsewhere DMA shares the CPUs' tables.
+pub fn dma_needs_own_tables(plan: &DomainPlan, board: &Board, version: GicVersion) -> bool {
+    let translated = plan
+        .devices
+        .iter()
+        .any(|d| d.pci.is_some() && !d.dma_unprotected);
+    translated && gicv2_virtual_cpu_interface(board, version).is_some()
+}
+
 /// Most mappings [`verify`] accepts besides the plan's own.
 pub const MAX_EXTRA: usize = 2;
 
@@ -444,6 +456,26 @@ mod tests {
             })
             .unwrap();
         p
+    }
+
+    #[test]
+    fn dma_gets_its_own_tables_only_where_cpus_reach_the_gicv() {
+        let board = crate::validate::tests::QEMU_VIRT;
+        let mut p = plan();
+        // A board device only: no PCI function, nothing to translate.
+        assert!(!dma_needs_own_tables(&p, &board, GicVersion::V2));
+        p.devices[0].pci = Some(crate::pci::Bdf::new(0, 2, 0));
+        assert!(dma_needs_own_tables(&p, &board, GicVersion::V2));
+        assert!(!dma_needs_own_tables(&p, &board, GicVersion::V3));
+        // A function the IOMMU lets through untranslated has no tables.
+        p.devices[0].dma_unprotected = true;
+        assert!(!dma_needs_own_tables(&p, &board, GicVersion::V2));
+        // The tables built for DMA hold the plan only: no GICV.
+        p.devices[0].dma_unprotected = false;
+        let mut a = HostFrames::new(32);
+        let t = build(&p, Stage2Leaves::Blocks, &mut a).unwrap();
+        assert!(verify(&p, &[], &t, &mut a).is_ok());
+        assert_eq!(t.translate(&mut a, crate::plan::VGICC_IPA), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
     FAR_EL2, HCR_EL2, HPFAR_EL2, MPIDR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1,
 };
-use bulkhead_core::board::Range;
+use bulkhead_core::board::{Range, Stage2Leaves};
 use bulkhead_core::package::Package;
 use bulkhead_core::pagetable::{Regime, Tables};
 use bulkhead_core::plan::{DomainPlan, FaultPolicy, Mapping, Plan, MAX_CPUS, MAX_DOMAINS};
@@ -32,6 +32,10 @@ static PLAN_AND_PACKAGE: Once<(Plan, Package<'static>)> = Once::new();
 struct Domain {
     /// Stage-2 root.
     root: AtomicU64,
+    /// Root of the tables its PCI functions' DMA is translated with: the
+    /// same as `root` unless the CPUs' tables map something only CPUs may
+    /// reach (the GICv2 virtual CPU interface), see [`setup`].
+    dma_root: AtomicU64,
     /// Guest address of its device tree.
     dtb: AtomicU64,
     /// Its memory is in its boot state (image, initrd, device tree in
@@ -56,6 +60,7 @@ impl Domain {
     const fn new() -> Self {
         Self {
             root: AtomicU64::new(0),
+            dma_root: AtomicU64::new(0),
             dtb: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
             verified: AtomicBool::new(false),
@@ -188,7 +193,26 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
                 )),
             }
         };
+        // DMA gets tables of its own where the CPUs' map the GICv2 virtual
+        // CPU interface: that is one device for every core, telling cores
+        // apart by who asks, and a device's DMA is nobody's core. These
+        // hold exactly the plan's RAM and devices (blocks where they fit:
+        // nothing walks them but the IOMMU and `verify_stage2`).
+        let dma_root = if stage2::dma_needs_own_tables(d, board, gic::version()) {
+            let mut alloc = mmu::PoolAlloc::lock();
+            match stage2::build(d, Stage2Leaves::Blocks, &mut alloc) {
+                Ok(t) => t.root,
+                Err(e) => crate::fatal(format_args!(
+                    "domain \"{}\": cannot build its DMA stage-2 tables: {}",
+                    d.name,
+                    crate::debug::MapErr(e)
+                )),
+            }
+        } else {
+            root
+        };
         DOMAINS[i].root.store(root, Ordering::Release);
+        DOMAINS[i].dma_root.store(dma_root, Ordering::Release);
         for (v, &c) in d.cpus.iter().enumerate() {
             CORES[c].domain.store(i + 1, Ordering::Release);
             CORES[c].vcpu.store(v, Ordering::Release);
@@ -219,7 +243,7 @@ pub fn setup(plan: Plan, pkg: Package<'static>, partitioner: Range) {
         }
     }
     verify_stage2(plan, partitioner);
-    crate::pci::attach_all(plan, |i| DOMAINS[i].root.load(Ordering::Acquire));
+    crate::pci::attach_all(plan, |i| DOMAINS[i].dma_root.load(Ordering::Acquire));
     info!(
         "translation tables: {} of the pool's frames used",
         mmu::PoolAlloc::lock().used()
@@ -251,6 +275,19 @@ fn verify_stage2(plan: &Plan, partitioner: Range) {
             match stage2::verify(d, &extra, &tables, &mut alloc) {
                 Ok(w) => pages += w.pages,
                 Err(f) => {
+                    walked = Err(f);
+                    break;
+                }
+            }
+            // The DMA tables, where they are their own: the plan's
+            // mappings, nothing else allowed.
+            let dma_root = DOMAINS[i].dma_root.load(Ordering::Acquire);
+            if dma_root != tables.root {
+                let dma = Tables {
+                    regime: Regime::Stage2,
+                    root: dma_root,
+                };
+                if let Err(f) = stage2::verify(d, &[], &dma, &mut alloc) {
                     walked = Err(f);
                     break;
                 }
