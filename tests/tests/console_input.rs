@@ -124,6 +124,32 @@ fn console_input_follows_the_focus(gic: u32) {
     }
 }
 
+/// The core the partitioner takes its console's input on belongs to a
+/// domain, which may power that vCPU off: the input moves to a core that
+/// runs, and the domain with the focus still gets every byte.
+#[test]
+fn console_input_survives_a_domain_powering_its_host_core_off() {
+    let m = Machine {
+        uart0_input: true,
+        ..Machine::default()
+    };
+    let mut run = boot("console-host-off", "console-host-off", &m);
+    expect(
+        &mut run,
+        "bulkhead: console input goes to domain \"echo\" (Ctrl-a three times to switch)",
+    );
+    expect(&mut run, "[echo] echo: uart: ready");
+    expect(&mut run, "[probe] probe: vcpu0-off: vcpu 1 started (0)");
+    expect(&mut run, "domain \"probe\": vCPU on core 0 powered off");
+    // probe goes on, on its other vCPU.
+    expect(&mut run, "[probe] probe: heartbeat 1");
+    for (i, b) in b"ok".iter().enumerate() {
+        type_in(&mut run, &[*b]);
+        expect_received(&mut run, "echo", &b"ok"[..=i]);
+    }
+    expect(&mut run, "[probe] probe: heartbeat 3");
+}
+
 #[test]
 fn console_input_follows_the_focus_gicv3() {
     console_input_follows_the_focus(3);

@@ -82,6 +82,13 @@ fn dma_of_a_pci_function_is_confined_to_its_domain_by_the_smmu() {
         1,
         "{log}"
     );
+    // The SMMU's fault reports are taken on probe's core (1), not on the
+    // boot core, which runs hello: the attacker pays for its own faults.
+    assert_eq!(
+        lines_with(&log, "bulkhead: IOMMU events taken on core 1").len(),
+        1,
+        "{log}"
+    );
     // The control: DMA inside its own RAM works through the SMMU.
     assert_eq!(lines_with(&log, "probe: dma control: ok").len(), 1, "{log}");
     for (label, addr) in [

@@ -724,6 +724,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         "tests/configs/console-input.dts",
         Tamper::None,
     ),
+    (
+        "console-host-off",
+        "tests/configs/console-host-off.dts",
+        Tamper::None,
+    ),
     ("linux-shell", "tests/configs/linux-shell.dts", Tamper::None),
     ("exits", "tests/configs/exits.dts", Tamper::None),
     (

@@ -79,6 +79,10 @@
 //! - `system-off`: after that, `<name>: system-off` and PSCI `SYSTEM_OFF`
 //!   (the partitioner stops the domain, quiescing and resetting its PCI
 //!   functions).
+//! - `vcpu0-off`: after that, start vCPU 1, print `<name>: vcpu0-off: vcpu
+//!   1 started (<ret>), vcpu 0 powers off` and power vCPU 0 off with PSCI
+//!   CPU_OFF; vCPU 1 prints the heartbeats. (The partitioner's own
+//!   interrupts, taken on the boot core, must not go off with it.)
 //! - `count`: instead of heartbeats, numbered lines as fast as it can,
 //!   `<name>: count <k>` from 1, for ever.
 //! - `dma-attack=<label>:<address>[,...]`: with the DMA engine of a QEMU
@@ -220,6 +224,17 @@ fn flood(name: &str, n: u64, addr: u64) {
 fn power_off(_vcpu: usize) -> ! {
     bulkhead_rt::psci::cpu_off();
     bulkhead_rt::halt()
+}
+
+/// What vCPU 1 runs after `vcpu0-off`: the heartbeats, for ever.
+fn heartbeats_on_vcpu1(_vcpu: usize) -> ! {
+    let name = bulkhead_rt::info().name();
+    let mut beat: u64 = 0;
+    loop {
+        delay_ms(HEARTBEAT_MS);
+        beat += 1;
+        println!("{name}: heartbeat {beat}");
+    }
 }
 
 /// One power-flood round: start vCPU 1 and wait until it is off again.
@@ -475,6 +490,12 @@ fn main(_dtb: usize) -> ! {
     if bootargs.split_ascii_whitespace().any(|w| w == "system-off") {
         println!("{name}: system-off");
         bulkhead_rt::psci::system_off();
+    }
+    if bootargs.split_ascii_whitespace().any(|w| w == "vcpu0-off") {
+        let ret = bulkhead_rt::smp::start(1, heartbeats_on_vcpu1);
+        println!("{name}: vcpu0-off: vcpu 1 started ({ret}), vcpu 0 powers off");
+        bulkhead_rt::psci::cpu_off();
+        bulkhead_rt::halt()
     }
     if bootargs.split_ascii_whitespace().any(|w| w == "count") {
         let mut k: u64 = 0;

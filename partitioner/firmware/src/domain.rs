@@ -417,10 +417,15 @@ fn ram_pa(d: &DomainPlan, ipa: u64) -> Option<u64> {
 /// Start each domain's first vCPU; this core then runs its own vCPU, or
 /// powers off until a domain asks for it.
 pub fn start_all(boot_core: usize) -> ! {
+    // Every first core is pending before any starts: a core that starts
+    // never mistakes one still to come for one that is off
+    // (`irq::arrive_core`).
+    for d in plan().domains.iter() {
+        CORES[d.cpus[0]].boot.store(true, Ordering::Release);
+        CORES[d.cpus[0]].state.store(ON_PENDING, Ordering::Release);
+    }
     for (i, d) in plan().domains.iter().enumerate() {
         let first = d.cpus[0];
-        CORES[first].boot.store(true, Ordering::Release);
-        CORES[first].state.store(ON_PENDING, Ordering::Release);
         if first == boot_core {
             continue;
         }
@@ -566,6 +571,7 @@ pub fn launch(core: usize) -> ! {
     mmu::install_stage2(DOMAINS[di - 1].root.load(Ordering::Acquire), d.vmid);
     HCR_EL2.set(crate::cpu::hcr_el2());
     CORES[core].state.store(ON, Ordering::Release);
+    irq::arrive_core(core);
     let (ms, frac) = ms_since_reset();
     // A (re)boot of the domain happens at most restart-limit + 1 times and
     // is always reported; a start by the domain's own CPU_ON can be
@@ -981,8 +987,9 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     stop_other_cores(d);
     crate::pci::quiesce(d, true);
     irq::reset_domain(di, d);
-    // The console's keys keep working on a core that still runs a domain.
-    irq::move_console_input(d);
+    // The console's keys and the IOMMU's reports keep coming, on a core
+    // that still runs a domain.
+    irq::leave_core(&d.cpus);
     // Once in a domain's life, so never suppressed; the counts of what was
     // come first.
     crate::report::flush(di, &d.name);
@@ -1016,6 +1023,7 @@ pub fn restart_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
         why
     );
     stop_other_cores(d);
+    irq::leave_core(&d.cpus);
     crate::pci::quiesce(d, false);
     irq::reset_domain(di, d);
     irq::clear_vcpu();
@@ -1089,6 +1097,7 @@ pub fn stop_this_vcpu(d: &DomainPlan) -> ! {
     let core = this_core();
     irq::clear_vcpu();
     CORES[core].state.store(OFF, Ordering::Release);
+    irq::leave_core(&[core]);
     let di = CORES[core].domain.load(Ordering::Acquire).wrapping_sub(1);
     limited!(
         di,

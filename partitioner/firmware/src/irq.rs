@@ -190,25 +190,48 @@ static CONSOLE_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 static OWN_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 static OWN_HANDLER: spin::Once<fn()> = spin::Once::new();
 
+/// Core each of the partitioner's own interrupts is taken on
+/// (`usize::MAX`: not set up). Every core runs a domain, so each is taken
+/// on some domain's core, at EL2, while it runs: the console's on the boot
+/// core (or the first domain's first), the IOMMU's on the first core of
+/// the first domain whose PCI functions the IOMMU translates (only their
+/// DMA can fault: a domain pays for its own faults, not a neighbour). When
+/// that core's vCPU goes off or its domain stops, the interrupt moves to a
+/// core still running ([`leave_core`]); when none runs, the next core to
+/// start takes it ([`arrive_core`]). No domain can thus switch off the
+/// console's input, or the IOMMU's reports, for the others.
+static CONSOLE_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
+static OWN_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Serialises moves: two cores going off at once never both leave an
+/// interrupt on the other.
+static MOVES: Mutex<()> = Mutex::new(());
+
+/// Whether domain `d` has PCI functions the IOMMU translates.
+fn translated_dma(d: &DomainPlan) -> bool {
+    d.devices
+        .iter()
+        .any(|x| x.pci.is_some() && !x.dma_unprotected)
+}
+
 /// Take SPI `spi` (edge-triggered) at EL2 for the partitioner itself
-/// (`handler` runs on each), on the core the console's input is taken on (`core` before that
-/// is set up), and follow it when that core's domain stops.
+/// (`handler` runs on each): on the first core of the first domain whose
+/// DMA the IOMMU translates, else on `core` (the boot core).
 pub fn enable_partitioner_interrupt(spi: u32, core: usize, handler: fn()) {
     let intid = spi + 32;
-    let core = match CONSOLE_CORE.load(Ordering::Acquire) {
-        usize::MAX => core,
-        c => c,
-    };
+    let core = domain::plan()
+        .domains
+        .iter()
+        .find(|d| translated_dma(d))
+        .map_or(core, |d| d.cpus[0]);
     OWN_HANDLER.call_once(|| handler);
     // An SMMU's wired interrupts are pulses: edge-triggered.
     gic::set_edge(intid, core, true);
     gic::route(intid, core, crate::board().cpus[core]);
+    OWN_CORE.store(core, Ordering::Release);
     OWN_INTID.store(intid, Ordering::Release);
     gic::set_enabled(intid, core, true);
+    log::info!("IOMMU events taken on core {core}");
 }
-
-/// Core the console's receive interrupt is routed to.
-static CONSOLE_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Take the partitioner console's receive interrupt (SPI `spi`) at EL2 on
 /// the boot core (`core`), or if that runs no domain on the first core of
@@ -226,40 +249,73 @@ pub fn enable_console_input(spi: u32, core: usize) {
         }
     };
     gic::set_edge(intid, core, false);
-    route_console_input(intid, core);
+    gic::route(intid, core, crate::board().cpus[core]);
+    CONSOLE_CORE.store(core, Ordering::Release);
     CONSOLE_INTID.store(intid, Ordering::Release);
     gic::set_enabled(intid, core, true);
     crate::console::enable_rx();
     exits::init_focus();
 }
 
-fn route_console_input(intid: u32, core: usize) {
+/// Route the partitioner interrupt `intid` (taken on `*at`) to `core`.
+fn move_own(intid: &AtomicU32, at: &AtomicUsize, core: usize) {
+    let intid = intid.load(Ordering::Acquire);
+    if intid == u32::MAX || at.load(Ordering::Acquire) == core {
+        return;
+    }
     gic::route(intid, core, crate::board().cpus[core]);
-    CONSOLE_CORE.store(core, Ordering::Release);
-    let own = OWN_INTID.load(Ordering::Acquire);
-    if own != u32::MAX {
-        gic::route(own, core, crate::board().cpus[core]);
+    at.store(core, Ordering::Release);
+}
+
+/// A core that runs a domain's vCPU, other than `leaving`, in order of
+/// preference: with `dma`, one of a domain whose DMA the IOMMU translates
+/// first.
+fn running_core(leaving: &[usize], dma: bool) -> Option<usize> {
+    let plan = domain::plan();
+    let running = |c: &usize| !leaving.contains(c) && domain::core_state(*c) == domain::ON;
+    let first = |want_dma: bool| {
+        plan.domains
+            .iter()
+            .enumerate()
+            .filter(|&(i, d)| !domain::stopped(i) && (!want_dma || translated_dma(d)))
+            .flat_map(|(_, d)| d.cpus.iter().copied())
+            .find(running)
+    };
+    if dma {
+        first(true).or_else(|| first(false))
+    } else {
+        first(false)
     }
 }
 
-/// Domain `d` stopped for good: if the console's input was taken on one of
-/// its cores, take it on the first core of a domain still running instead
-/// (a key typed meanwhile stays pending at the GIC and follows it).
-pub fn move_console_input(d: &DomainPlan) {
-    let intid = CONSOLE_INTID.load(Ordering::Acquire);
-    if intid == u32::MAX || !d.cpus.contains(&CONSOLE_CORE.load(Ordering::Acquire)) {
-        return;
+/// Cores `leaving` stop running their vCPUs (a CPU_OFF, a stop or a
+/// restart of their domain): the partitioner's interrupts taken on one of
+/// them move to a core still running, if there is one (a key typed
+/// meanwhile stays pending at the GIC and follows it).
+pub fn leave_core(leaving: &[usize]) {
+    let _held = MOVES.lock();
+    for (intid, at, dma) in [
+        (&CONSOLE_INTID, &CONSOLE_CORE, false),
+        (&OWN_INTID, &OWN_CORE, true),
+    ] {
+        if leaving.contains(&at.load(Ordering::Acquire)) {
+            if let Some(core) = running_core(leaving, dma) {
+                move_own(intid, at, core);
+            }
+        }
     }
-    let plan = domain::plan();
-    let next = plan
-        .domains
-        .iter()
-        .enumerate()
-        .filter(|&(i, other)| !core::ptr::eq(other, d) && !domain::stopped(i))
-        .flat_map(|(_, other)| other.cpus.iter().copied())
-        .find(|&c| domain::core_state(c) == domain::ON);
-    if let Some(core) = next {
-        route_console_input(intid, core);
+}
+
+/// Core `core` starts running a vCPU: a partitioner interrupt left on a
+/// core whose vCPU is off (every core was off when it had to move, or it
+/// was first placed on a vCPU its domain has not started) comes here.
+pub fn arrive_core(core: usize) {
+    let _held = MOVES.lock();
+    for (intid, at) in [(&CONSOLE_INTID, &CONSOLE_CORE), (&OWN_INTID, &OWN_CORE)] {
+        let host = at.load(Ordering::Acquire);
+        if host != usize::MAX && host != core && domain::core_state(host) == domain::OFF {
+            move_own(intid, at, core);
+        }
     }
 }
 
