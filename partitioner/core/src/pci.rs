@@ -885,7 +885,7 @@ impl VirtualEcam {
 
 /// Whether `offset` is a multiple of `size` (1, 2 or 4).
 const fn aligned(offset: u64, size: u8) -> bool {
-    size != 0 && offset % size as u64 == 0
+    size != 0 && offset.is_multiple_of(size as u64)
 }
 
 const fn ones(size: u8) -> u32 {

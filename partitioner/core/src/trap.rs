@@ -43,7 +43,7 @@ impl Access {
     /// alignment fault at EL2. The partitioner refuses it instead.
     pub const fn misaligned(&self, addr: u64) -> bool {
         let size = if self.size == 0 { 1 } else { self.size as u64 };
-        addr % size != 0
+        !addr.is_multiple_of(size)
     }
 }
 
