@@ -622,6 +622,7 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ("rpi4-isolation", "configs/rpi4/isolation.dts", Tamper::None),
     ("rpi4-irq", "tests/configs/rpi4-irq.dts", Tamper::None),
     ("dma-attack", "tests/configs/dma-attack.dts", Tamper::None),
+    ("misaligned", "tests/configs/misaligned.dts", Tamper::None),
     (
         "dma-attack-gicv2",
         "tests/configs/dma-attack-gicv2.dts",

@@ -102,13 +102,28 @@
 //!   done: <n> attempted`. Without an edu function: `<name>: dma: no edu
 //!   device`.
 //!
+//! - `misaligned=<label>:<address>[,...]`: right after the CPU attacks (before
+//!   `thumb-el0`), at each target one 4-byte read and then one 4-byte write
+//!   of the low half of [`PATTERN`], the address meant to be misaligned (a
+//!   register of an emulated device, off its natural alignment). With the
+//!   MMU off every access is to Device memory, where a misaligned one
+//!   faults at EL1 before the partitioner sees it; so for the two accesses
+//!   the domain turns on a minimal stage-1 identity map that makes the 2
+//!   MiB around the target Normal memory (`bulkhead_rt::stage1`), and off
+//!   again before it prints. One line per access, as for `attack=`:
+//!   `<name>: misaligned read <label> @<addr:#x>: aborted esr=<esr:#x>
+//!   far=<far:#x>` (or `NOT STOPPED value=<value:#x>`), the same for
+//!   `write`, then `<name>: misaligned done: <n> attempted, <m> aborted`.
+//!   A target the map cannot cover: `<name>: misaligned <label>
+//!   @<addr:#x>: skipped (cannot map it)`.
+//!
 //! With the word `audit`, it is the attacker of `cargo xtask audit
 //! --attack` instead, with its own compact target words: see `audit.rs`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
-use bulkhead_rt::{delay_ms, println, try_read, try_write, Abort};
+use bulkhead_rt::{delay_ms, println, try_read, try_read32, try_write, try_write32, Abort};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 mod audit;
@@ -145,12 +160,12 @@ impl Tally {
         self.attempted += 1;
         match result {
             Ok(value) => {
-                println!("{name}: attack {what} {label} @{addr:#x}: NOT STOPPED value={value:#x}")
+                println!("{name}: {what} {label} @{addr:#x}: NOT STOPPED value={value:#x}")
             }
             Err(abort) => {
                 self.aborted += 1;
                 println!(
-                    "{name}: attack {what} {label} @{addr:#x}: aborted esr={:#x} far={:#x}",
+                    "{name}: {what} {label} @{addr:#x}: aborted esr={:#x} far={:#x}",
                     abort.esr, abort.far
                 );
                 if !abort.is_external() {
@@ -386,6 +401,32 @@ fn dma_attacks(name: &str, list: &str) {
     println!("{name}: dma attacks done: {n} attempted");
 }
 
+/// The `misaligned=` word: see the module documentation.
+fn misaligned(name: &str, list: &str) {
+    let mut tally = Tally::default();
+    for entry in list.split(',').filter(|e| !e.is_empty()) {
+        let Some((label, addr)) = parse_target(entry) else {
+            println!("{name}: bad misaligned target \"{entry}\"");
+            continue;
+        };
+        // Both accesses with the map on; the lines once it is off again.
+        let value = PATTERN as u32;
+        let accesses = bulkhead_rt::stage1::with_normal_window(addr, || {
+            (try_read32(addr), try_write32(addr, value).map(|()| value))
+        });
+        let Some((read, write)) = accesses else {
+            println!("{name}: misaligned {label} @{addr:#x}: skipped (cannot map it)");
+            continue;
+        };
+        tally.report(name, "misaligned read", label, addr, read.map(u64::from));
+        tally.report(name, "misaligned write", label, addr, write.map(u64::from));
+    }
+    println!(
+        "{name}: misaligned done: {} attempted, {} aborted",
+        tally.attempted, tally.aborted
+    );
+}
+
 /// `label:address`, the address in hex with `0x` or in decimal.
 fn parse_target(entry: &str) -> Option<(&str, u64)> {
     let (label, addr) = entry.split_once(':')?;
@@ -451,14 +492,14 @@ fn main(_dtb: usize) -> ! {
             println!("{name}: bad attack target \"{entry}\"");
             continue;
         };
-        tally.report(name, "read", label, addr, try_read(addr));
+        tally.report(name, "attack read", label, addr, try_read(addr));
         if bulkhead_rt::is_own_memory(addr, 8) {
             println!("{name}: attack write {label} @{addr:#x}: skipped (own image or device tree)");
             continue;
         }
         tally.report(
             name,
-            "write",
+            "attack write",
             label,
             addr,
             try_write(addr, PATTERN).map(|()| PATTERN),
@@ -468,6 +509,9 @@ fn main(_dtb: usize) -> ! {
         "{name}: attacks done: {} attempted, {} aborted",
         tally.attempted, tally.aborted
     );
+    if let Some(list) = word(bootargs, "misaligned=") {
+        misaligned(name, list);
+    }
     if bootargs.split_ascii_whitespace().any(|w| w == "thumb-el0") {
         match bulkhead_rt::hardening::thumb_el0_line() {
             Some((imm, at)) => println!("{name}: thumb el0 -> svc #{imm} at +{at:#x}"),

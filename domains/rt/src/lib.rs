@@ -34,7 +34,9 @@
 //!
 //! [`hardening`] holds small probes of what a domain reaches on its own
 //! core, among them a Thumb program run at AArch32 EL0 through [`el0`]
-//! (which returns to EL1 on the program's `SVC`).
+//! (which returns to EL1 on the program's `SVC`). [`stage1`] turns on a
+//! minimal stage-1 identity map for the length of a closure, so that an
+//! address can be reached as Normal memory (a misaligned access).
 //!
 //! Any exception other than an abort of a `try_*` access (or the UNDEFINED
 //! instruction of a [`psci::try_call`], or the `SVC` that ends a run of
@@ -60,6 +62,7 @@ mod probe;
 pub mod psci;
 pub mod reset_state;
 pub mod smp;
+pub mod stage1;
 mod sysreg;
 pub mod time;
 pub mod timer;

@@ -813,8 +813,14 @@ impl VirtualEcam {
             .map(|f| (f, reg))
     }
 
-    /// A read of `size` bytes at `offset` of the window.
+    /// A read of `size` bytes at `offset` of the window. A misaligned one
+    /// (`offset` not a multiple of `size`; the partitioner refuses those
+    /// before they get here) reads all ones, as an absent function does:
+    /// nothing misaligned is ever forwarded.
     pub fn read(&mut self, offset: u64, size: u8) -> Decision {
+        if !aligned(offset, size) {
+            return Decision::Reply(ones(size));
+        }
         let Some((f, reg)) = self.function(offset) else {
             // No function of the domain's there: nothing answers.
             return Decision::Reply(ones(size));
@@ -840,8 +846,12 @@ impl VirtualEcam {
         }
     }
 
-    /// A write of `value` (`size` bytes) at `offset` of the window.
+    /// A write of `value` (`size` bytes) at `offset` of the window. A
+    /// misaligned one has no effect (see [`Self::read`]).
     pub fn write(&mut self, offset: u64, size: u8, value: u32) -> Decision {
+        if !aligned(offset, size) {
+            return Decision::Ignore;
+        }
         let Some((f, reg)) = self.function(offset) else {
             return Decision::Ignore;
         };
@@ -871,6 +881,11 @@ impl VirtualEcam {
             },
         }
     }
+}
+
+/// Whether `offset` is a multiple of `size` (1, 2 or 4).
+const fn aligned(offset: u64, size: u8) -> bool {
+    size != 0 && offset.is_multiple_of(size as u64)
 }
 
 const fn ones(size: u8) -> u32 {
@@ -914,6 +929,31 @@ mod vecam_tests {
             }
         );
         assert_eq!(v.read(VECAM_SIZE, 4), Decision::Reply(0xffff_ffff));
+    }
+
+    #[test]
+    fn misaligned_accesses_are_never_forwarded() {
+        let mut v = edu();
+        // The review's example: a 4-byte read at 0x3e of its own function.
+        assert_eq!(v.read(0x1_003e, 4), Decision::Reply(0xffff_ffff));
+        assert_eq!(v.read(0x1_0001, 2), Decision::Reply(0xffff));
+        assert_eq!(v.write(0x1_003e, 4, 0xdead_beef), Decision::Ignore);
+        assert_eq!(v.write(0x1_0005, 2, 0x7), Decision::Ignore);
+        // The same registers, aligned, still go to the function.
+        assert_eq!(
+            v.read(0x1_003e, 2),
+            Decision::Forward {
+                bdf: Bdf::new(0, 2, 0),
+                offset: 0x3e
+            }
+        );
+        assert_eq!(
+            v.read(0x1_0001, 1),
+            Decision::Forward {
+                bdf: Bdf::new(0, 2, 0),
+                offset: 1
+            }
+        );
     }
 
     #[test]

@@ -33,6 +33,20 @@ pub struct Access {
     pub sixty_four: bool,
 }
 
+impl Access {
+    /// Whether this access at `addr` is misaligned: `addr` not a multiple
+    /// of its size. A guest can make one with stage 1 mapping an emulated
+    /// device's page as Normal memory (where the architecture allows it),
+    /// and its syndrome is as valid as any other; but every emulated
+    /// register is naturally aligned, and a forwarded access would be a
+    /// misaligned one of the partitioner's own to Device memory, an
+    /// alignment fault at EL2. The partitioner refuses it instead.
+    pub const fn misaligned(&self, addr: u64) -> bool {
+        let size = if self.size == 0 { 1 } else { self.size as u64 };
+        !addr.is_multiple_of(size)
+    }
+}
+
 /// Why a domain left the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -315,6 +329,36 @@ mod tests {
             format!("{}", Syndrome(STORE_FAULT)),
             "data abort, write of 8 bytes via x1, translation fault level 1"
         );
+    }
+
+    #[test]
+    fn misaligned_accesses_are_recognised() {
+        let access = |size| Access {
+            size,
+            reg: 0,
+            sign_extend: false,
+            sixty_four: false,
+        };
+        // The report's example: `ldr w0` at offset 0x3e of a function's
+        // configuration space in the virtual ECAM window.
+        assert!(access(4).misaligned(0x3f01_003e));
+        assert!(!access(4).misaligned(0x3f01_003c));
+        assert!(access(4).misaligned(0x0800_0102));
+        assert!(!access(2).misaligned(0x0800_0102));
+        assert!(access(2).misaligned(0x0800_0101));
+        assert!(access(8).misaligned(0x0800_0104));
+        assert!(!access(8).misaligned(0x0800_0108));
+        for addr in 0..16 {
+            assert!(!access(1).misaligned(addr), "a byte is always aligned");
+        }
+        // Decoded from a syndrome: SAS=2 (4 bytes).
+        let Exit::DataAbort {
+            access: Some(a), ..
+        } = decode((0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | 0x06)
+        else {
+            panic!("not a data abort with a valid syndrome");
+        };
+        assert!(a.misaligned(0x3f01_003e) && !a.misaligned(0x3f01_0040));
     }
 
     #[test]

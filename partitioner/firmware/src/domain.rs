@@ -633,7 +633,31 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             ..
         } => {
             let ipa = fault_ipa();
-            if d.virtual_console.is_some_and(|vc| ipa & !0xfff == vc) {
+            let console = d.virtual_console.is_some_and(|vc| ipa & !0xfff == vc);
+            if a.misaligned(ipa) {
+                // Before any emulation: every emulated register is
+                // naturally aligned, and a forwarded misaligned access (to
+                // a PCI function's configuration space) would be the
+                // partitioner's own to Device memory, an alignment fault
+                // at EL2. The guest gets what hardware gives: a bus error.
+                // (Any other misaligned access that traps is outside the
+                // domain, and reported so.)
+                if console || irq::in_virtual_gic(di, d, ipa) || crate::pci::in_window(d, ipa) {
+                    outside_access(
+                        di,
+                        d,
+                        vcpu,
+                        frame,
+                        esr,
+                        format_args!(
+                            "misaligned {}-byte access to an emulated device",
+                            u64::from(a.size)
+                        ),
+                    );
+                } else {
+                    outside_access(di, d, vcpu, frame, esr, OUTSIDE);
+                }
+            } else if console {
                 exits::count_here(Cause::Vconsole);
                 let off = ipa & 0xfff;
                 // A finished line is copied out and printed after the
@@ -679,11 +703,11 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 exits::count_here(Cause::Vecam);
                 frame.elr += step;
             } else {
-                outside_access(di, d, vcpu, frame, esr);
+                outside_access(di, d, vcpu, frame, esr, OUTSIDE);
             }
         }
         Exit::DataAbort { .. } | Exit::InstructionAbort { .. } => {
-            outside_access(di, d, vcpu, frame, esr)
+            outside_access(di, d, vcpu, frame, esr, OUTSIDE)
         }
         Exit::Hvc { .. } => {
             exits::count_here(Cause::Psci);
@@ -851,8 +875,21 @@ fn fault_ipa() -> u64 {
     ((HPFAR_EL2.get() >> 4) << 12) | (FAR_EL2.get() & 0xfff)
 }
 
-/// The domain touched an address it does not own.
-fn outside_access(di: usize, d: &DomainPlan, vcpu: usize, frame: &mut TrapFrame, esr: u64) {
+/// How [`outside_access`] describes an access to an address the domain
+/// does not own.
+const OUTSIDE: core::fmt::Arguments<'static> = format_args!("access outside the domain");
+
+/// The domain touched an address it does not own (`what`: [`OUTSIDE`]), or
+/// made an access the partitioner refuses as if it did (`what` says which):
+/// counted as a fault, reported, and its fault policy applied.
+fn outside_access(
+    di: usize,
+    d: &DomainPlan,
+    vcpu: usize,
+    frame: &mut TrapFrame,
+    esr: u64,
+    what: core::fmt::Arguments<'_>,
+) {
     exits::count_here(Cause::Fault);
     let ipa = fault_ipa();
     let far = FAR_EL2.get();
@@ -871,8 +908,8 @@ fn outside_access(di: usize, d: &DomainPlan, vcpu: usize, frame: &mut TrapFrame,
         d,
         Kind::Fault,
         warn!(
-            "domain \"{}\" vCPU {} core {}: access outside the domain #{}: IPA {:#x} (VA {:#x}, PC {:#x}): {} [ESR_EL2 {:#x}] -> {}",
-            d.name, vcpu, this_core(), n, ipa, far, frame.elr, Syndrome(esr), esr, action
+            "domain \"{}\" vCPU {} core {}: {} #{}: IPA {:#x} (VA {:#x}, PC {:#x}): {} [ESR_EL2 {:#x}] -> {}",
+            d.name, vcpu, this_core(), what, n, ipa, far, frame.elr, Syndrome(esr), esr, action
         )
     );
     match d.fault_policy {

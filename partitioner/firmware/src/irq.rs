@@ -1019,6 +1019,24 @@ fn report_foreign(di: usize, d: &DomainPlan, what: &dyn core::fmt::Display) {
     }
 }
 
+/// Whether `ipa` is in domain `d`'s virtual distributor and whether it is
+/// in its (GICv3) redistributors.
+fn vgic_regions(d: &DomainPlan, ipa: u64) -> (bool, bool) {
+    let dist = Range::new(VGICD_IPA, VGICD_SIZE);
+    let redist = Range::new(VGICR_IPA, VGICR_STRIDE * d.cpus.len() as u64);
+    (
+        dist.contains_addr(ipa),
+        gic::version() == GicVersion::V3 && redist.contains_addr(ipa),
+    )
+}
+
+/// Whether `ipa` is a register of domain `di`'s virtual GIC (what
+/// [`emulate_mmio`] answers).
+pub fn in_virtual_gic(di: usize, d: &DomainPlan, ipa: u64) -> bool {
+    let (dist, redist) = vgic_regions(d, ipa);
+    model(di).is_some() && (dist || redist)
+}
+
 /// Emulate a distributor or redistributor access. False if `ipa` is not in
 /// the virtual GIC's trapped windows.
 pub fn emulate_mmio(
@@ -1033,10 +1051,7 @@ pub fn emulate_mmio(
     let Some((dom, vd)) = model(di) else {
         return false;
     };
-    let dist = Range::new(VGICD_IPA, VGICD_SIZE);
-    let redist = Range::new(VGICR_IPA, VGICR_STRIDE * d.cpus.len() as u64);
-    let in_dist = dist.contains_addr(ipa);
-    let in_redist = gic::version() == GicVersion::V3 && redist.contains_addr(ipa);
+    let (in_dist, in_redist) = vgic_regions(d, ipa);
     if !in_dist && !in_redist {
         return false;
     }

@@ -45,12 +45,20 @@ impl Function {
         // SAFETY: as for `rd32`; writes to an absent function are ignored.
         unsafe { core::ptr::write_volatile((self.base + off) as *mut u32, v) }
     }
-    /// A read of `size` bytes (1, 2 or 4; ECAM takes each width).
+    /// A read of `size` bytes (1, 2 or 4; ECAM takes each width) at `off`,
+    /// a multiple of `size`: EL2 maps ECAM as Device memory, where a
+    /// misaligned access is an alignment fault of the partitioner's own.
     fn read_sized(&self, off: usize, size: u8) -> u32 {
         let at = self.base + off;
-        // SAFETY: as for `rd32`; `off` is aligned to `size` (the trap
-        // decoder only reports naturally aligned accesses of these sizes to
-        // device memory) and lies in the function's 4 KiB.
+        // SAFETY: as for `rd32`; `off` lies in the function's 4 KiB and is
+        // a multiple of `size`, and so is `at` (`base` is 4 KiB aligned).
+        // Its callers hold to that: the guest's accesses come through
+        // `emulate_config` only after `domain::handle_sync` has refused
+        // every misaligned one (`bulkhead_core::trap::Access::misaligned`),
+        // and `VirtualEcam` forwards no misaligned offset either; the
+        // partitioner's own accesses (`pci::dma_path`, through
+        // `ConfigSpace`) are at dword-aligned capability offsets (pointers
+        // masked with 0xfc) plus register offsets aligned to their width.
         unsafe {
             match size {
                 1 => core::ptr::read_volatile(at as *const u8) as u32,
@@ -59,9 +67,12 @@ impl Function {
             }
         }
     }
+    /// A write of `size` bytes at `off`, a multiple of `size` (as for
+    /// [`Self::read_sized`]).
     fn write_sized(&self, off: usize, size: u8, v: u32) {
         let at = self.base + off;
-        // SAFETY: as for `read_sized`.
+        // SAFETY: as for `read_sized`: `off` in the function's 4 KiB and a
+        // multiple of `size`.
         unsafe {
             match size {
                 1 => core::ptr::write_volatile(at as *mut u8, v as u8),
@@ -521,6 +532,13 @@ pub fn enable(di: usize, d: &bulkhead_core::plan::DomainPlan) {
     }
 }
 
+/// Whether `ipa` is in domain `d`'s virtual ECAM window (only a domain
+/// that owns PCI functions has one).
+pub fn in_window(d: &bulkhead_core::plan::DomainPlan, ipa: u64) -> bool {
+    bulkhead_core::board::Range::new(pci::VECAM_IPA, pci::VECAM_SIZE).contains_addr(ipa)
+        && d.devices.iter().any(|x| x.pci.is_some())
+}
+
 /// A domain's access to its virtual ECAM window (guest `ipa`): answered
 /// from its view of the root bus, or passed to its own function's real
 /// configuration space (`bulkhead_core::pci::VirtualEcam` decides).
@@ -534,8 +552,7 @@ pub fn emulate_config(
     a: bulkhead_core::trap::Access,
     frame: &mut crate::exceptions::TrapFrame,
 ) -> bool {
-    let window = bulkhead_core::board::Range::new(pci::VECAM_IPA, pci::VECAM_SIZE);
-    if !window.contains_addr(ipa) || !d.devices.iter().any(|x| x.pci.is_some()) || a.size > 4 {
+    if !in_window(d, ipa) || a.size > 4 {
         return false;
     }
     let offset = ipa - pci::VECAM_IPA;
