@@ -89,6 +89,13 @@ fn dma_of_a_pci_function_is_confined_to_its_domain_by_the_smmu() {
         1,
         "{log}"
     );
+    // The function came with decoding on and bus mastering off (probe
+    // turned mastering on itself, as a driver does).
+    assert_eq!(
+        lines_with(&log, "probe: dma: command 0x2 at start").len(),
+        1,
+        "{log}"
+    );
     // The control: DMA inside its own RAM works through the SMMU.
     assert_eq!(lines_with(&log, "probe: dma control: ok").len(), 1, "{log}");
     for (label, addr) in [

@@ -90,7 +90,11 @@
 //!   compatible, `pci1234,11e8`), after the CPU attacks. First a control:
 //!   a pattern copied from its own RAM into the device's buffer and back to
 //!   another place of its own RAM must arrive (first `<name>: dma: edu
-//!   registers at <addr>`, where its device tree says the BAR is) (`<name>: dma control: ok`, or
+//!   registers at <addr>`, where its device tree says the BAR is, then
+//!   `<name>: dma: command <value:#x> at start`, the function's command
+//!   register as the domain finds it in its configuration window, after
+//!   which it turns memory decoding and bus mastering on there, as a
+//!   driver does) (`<name>: dma control: ok`, or
 //!   `FAILED`). Then, at each target, a DMA write of the device's buffer
 //!   (`<name>: dma write <label> @<addr>: sent`: the target's owner checks
 //!   its memory, the partitioner reports the fault) and a DMA read into the
@@ -289,6 +293,11 @@ fn power_flood(name: &str, n: u64) {
 /// buffer's address in the device's own address space.
 mod edu {
     pub const COMPATIBLE: &str = "pci1234,11e8";
+    /// Vendor and device ID, as the configuration space's first word.
+    pub const ID: u32 = 0x11e8_1234;
+    /// Command register bits: memory decoding, bus mastering.
+    pub const CMD_MEMORY: u16 = 1 << 1;
+    pub const CMD_BUS_MASTER: u16 = 1 << 2;
     pub const DMA_SRC: u64 = 0x80;
     pub const DMA_DST: u64 = 0x88;
     pub const DMA_COUNT: u64 = 0x90;
@@ -354,6 +363,21 @@ fn clear_in(word: u64) {
     }
 }
 
+/// The edu's command register in the domain's configuration window (the
+/// root bus of the partitioner's generic ECAM host, at guest 0x3f000000):
+/// its address and value.
+fn edu_command() -> Option<(u64, u16)> {
+    const ECAM: u64 = 0x3f00_0000;
+    (0..32u64).find_map(|dev| {
+        let f = ECAM + (dev << 15);
+        let id = try_read32(f).ok()?;
+        (id == edu::ID).then(|| {
+            let at = f + 4;
+            (at, try_read32(at).map_or(0, |v| v as u16))
+        })
+    })
+}
+
 /// The `dma-attack=` word: see the module documentation.
 fn dma_attacks(name: &str, list: &str) {
     let Some((bar, _)) = bulkhead_rt::device_reg(edu::COMPATIBLE) else {
@@ -361,6 +385,17 @@ fn dma_attacks(name: &str, list: &str) {
         return;
     };
     println!("{name}: dma: edu registers at {bar:#x}");
+    // A function comes with its memory decoding on and bus mastering off:
+    // mastering is the driver's to turn on, through the configuration
+    // space (the partitioner's virtual ECAM), as on a machine of its own.
+    match edu_command() {
+        Some((at, command)) => {
+            println!("{name}: dma: command {command:#x} at start");
+            let on = command | edu::CMD_MEMORY | edu::CMD_BUS_MASTER;
+            let _ = try_write32(at, u32::from(on));
+        }
+        None => println!("{name}: dma: edu not in the virtual ECAM"),
+    }
     const SENT: u64 = 0xd3a_5e17_c0de_0001;
     const MARKER: u64 = 0x5afe_5afe_5afe_5afe;
     // Control: own RAM -> device -> own RAM.

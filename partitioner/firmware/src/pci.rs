@@ -507,9 +507,9 @@ pub fn quiesce(d: &bulkhead_core::plan::DomainPlan, stop: bool) {
 }
 
 /// A (re)loaded domain `di` is about to start: its functions get their
-/// BARs back where they were placed (a reset cleared them), and decode
-/// them and master the bus again (through its stage-2 tables). Its view of
-/// the bus forgets any sizing in progress.
+/// BARs back where they were placed (a reset cleared them) and decode them
+/// again; bus mastering stays off until the domain turns it on. Its view
+/// of the bus forgets any sizing in progress.
 pub fn enable(di: usize, d: &bulkhead_core::plan::DomainPlan) {
     let board = crate::board();
     let mut v = VECAMS[di].lock();
@@ -525,9 +525,15 @@ pub fn enable(di: usize, d: &bulkhead_core::plan::DomainPlan) {
             }
         }
     }
+    // Decoding on, bus mastering off: mastering is the domain's driver's
+    // to turn on (through its virtual ECAM), once it has put the function
+    // in a state it knows. A function without Function Level Reset keeps
+    // what the previous run left in it, a DMA it had started included:
+    // mastering on before the new run's driver resets it would let that
+    // DMA land in the image and device tree just loaded.
     for bdf in d.devices.iter().filter_map(|x| x.pci) {
         if let Some(f) = Function::at(board, bdf) {
-            f.set_command(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
+            f.set_command(cfg::CMD_MEMORY);
         }
     }
 }
