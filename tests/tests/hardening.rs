@@ -232,3 +232,47 @@ fn thumb_el0_stores_to_the_virtual_console_are_stepped_by_their_two_bytes() {
     );
     assert!(lines_with(&run.output(UART1), "UNEXPECTED").is_empty());
 }
+
+#[test]
+fn thumb_el0_coprocessor_reads_are_read_as_zero_not_fatal() {
+    // probe's `thumb-el0-coproc`: a Thumb program at AArch32 EL0 (as a
+    // 32-bit process under a 64-bit kernel) reads DBGDRAR and DBGDSAR with
+    // `MRC p14`, trapped by MDCR_EL2.TDRA (EC 0x05). They read as zero and
+    // are reported once, like an AArch64 register; the domain lives on.
+    // The second read sits in an `ITE NE` block whose else (EQ) is a third
+    // read that must not happen: stepping over the second must advance
+    // the block's state. Each `MRC` is 4 bytes: the SVC is at +0xe.
+    let mut run = boot(
+        "hardening-aarch32",
+        "hardening-aarch32",
+        &Machine::default(),
+    );
+    let beat = wait_heartbeat_after(&mut run, UART0, "probe", 0);
+    let hb = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
+    wait_heartbeat_after(&mut run, UART1, "hello", hb + 2);
+    let log = run.output(UART0);
+    let probe = domain_lines(&log, "probe");
+    assert!(
+        probe.contains(&"probe: thumb el0 coproc -> r0 0x0 r1 0x0 r2 0x5a5a5a5a, svc at +0xe"),
+        "{log}"
+    );
+    // The partitioner's one report: the first read, from AArch32.
+    let report = lines_with(&log, "domain \"probe\" core 1: trapped ");
+    assert_eq!(report.len(), 1, "{log}");
+    assert!(
+        report[0].contains("trapped MRC p14, 0, r0, c1, c0, 0 (AArch32) at PC 0x")
+            && report[0].ends_with(": ignored, reads as zero (reported once)"),
+        "{}",
+        report[0]
+    );
+    assert!(beat >= 1);
+    for gone in [
+        "UNEXPECTED",
+        "unexpected exception",
+        "domain \"probe\" stopped",
+        "restart",
+    ] {
+        assert!(lines_with(&log, gone).is_empty(), "{gone}\n{log}");
+    }
+    assert!(lines_with(&run.output(UART1), "UNEXPECTED").is_empty());
+}

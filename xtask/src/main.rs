@@ -755,6 +755,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ),
     ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
     ("hardening", "tests/configs/hardening.dts", Tamper::None),
+    (
+        "hardening-aarch32",
+        "tests/configs/hardening-aarch32.dts",
+        Tamper::None,
+    ),
     ("lifecycle", "tests/configs/lifecycle.dts", Tamper::None),
     (
         "restart-storm",

@@ -48,6 +48,18 @@
 //! <name>: thumb el0 -> svc #<imm> at +<offset:#x>    (or: thumb el0 absent)
 //! ```
 //!
+//! With the word `thumb-el0-coproc`, next, a Thumb program at AArch32 EL0
+//! reads the debug ROM address registers through coprocessor 14 (`MRC
+//! p14`, which Bulkhead traps and reads as zero), the second read inside
+//! an `ITE NE` block, followed by a third whose condition (EQ) fails (see
+//! `bulkhead_rt::hardening::thumb_el0_coproc`; `r0..r2` start as
+//! 0x5a5a5a5a):
+//!
+//! ```text
+//! <name>: thumb el0 coproc -> r0 <v:#x> r1 <v:#x> r2 <v:#x>, svc at +<offset:#x>
+//! ```
+//! (or: `thumb el0 coproc absent`)
+//!
 //! `<t>` counts the entries of `attack=` (unparsable ones included).
 //! Exactly one `attack` line per access, a read then a write per target, in
 //! bootargs order; `<n>` counts accesses (two per target). Extra lines only
@@ -551,6 +563,17 @@ fn main(_dtb: usize) -> ! {
         match bulkhead_rt::hardening::thumb_el0_line() {
             Some((imm, at)) => println!("{name}: thumb el0 -> svc #{imm} at +{at:#x}"),
             None => println!("{name}: thumb el0 absent"),
+        }
+    }
+    if bootargs
+        .split_ascii_whitespace()
+        .any(|w| w == "thumb-el0-coproc")
+    {
+        match bulkhead_rt::hardening::thumb_el0_coproc() {
+            Some(([r0, r1, r2], at)) => println!(
+                "{name}: thumb el0 coproc -> r0 {r0:#x} r1 {r1:#x} r2 {r2:#x}, svc at +{at:#x}"
+            ),
+            None => println!("{name}: thumb el0 coproc absent"),
         }
     }
     if bootargs.split_ascii_whitespace().any(|w| w == "cpu-checks") {

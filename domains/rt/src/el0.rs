@@ -1,12 +1,13 @@
 //! Running a little AArch32 code at EL0, in Thumb state, and coming back.
 //!
 //! `run_t32` saves the EL1 context (callee-saved registers, the stack
-//! pointer, DAIF) on the EL1 stack, loads `r0..r7` (`x0..x7`) with its
-//! arguments and `eret`s into AArch32 User mode with the T bit set, at the
-//! code's address. The code ends with an `SVC`: the vector for a
-//! synchronous exception from a lower EL using AArch32 (`VBAR_EL1 +
-//! 0x600`, see `exception.rs`) recognises it (ESR_EL1.EC 0x11), drops its
-//! trap frame and returns from `run_t32` with the EL1 context restored.
+//! pointer, DAIF, where its arguments are) on the EL1 stack, loads
+//! `r0..r7` (`x0..x7`) with its arguments and `eret`s into AArch32 User
+//! mode with the T bit set, at the code's address. The code ends with an
+//! `SVC`: the vector for a synchronous exception from a lower EL using
+//! AArch32 (`VBAR_EL1 + 0x600`, see `exception.rs`) recognises it
+//! (ESR_EL1.EC 0x11), drops its trap frame and returns from `run_t32` with
+//! the EL1 context restored and the code's final `r0..r7`.
 //! Any other exception of the EL0 code is unexpected: it is reported and
 //! halts the core, like every unexpected exception.
 //!
@@ -39,6 +40,16 @@ pub struct SvcExit {
     pub esr: u64,
     /// ELR_EL1: the address after the SVC.
     pub elr: u64,
+    /// `r0..r7` at the SVC.
+    pub regs: [u32; 8],
+}
+
+/// What the assembly returns (in x0, x1); the registers go back through
+/// the argument words.
+#[repr(C)]
+struct RawExit {
+    esr: u64,
+    elr: u64,
 }
 
 impl SvcExit {
@@ -59,7 +70,8 @@ core::arch::global_asm!(
     .global __bulkhead_el0_t32_call
     .type __bulkhead_el0_t32_call, %function
 // x0 = the T32 code's address (below 4 GiB, 2-byte aligned), x1 = the
-// address of 8 words for r0..r7. Returns the SvcExit in x0, x1.
+// address of 8 words for r0..r7, which get r0..r7 at the SVC. Returns
+// ESR_EL1 and ELR_EL1 of the SVC in x0, x1.
 __bulkhead_el0_t32_call:
     sub     sp, sp, #{ctx}
     stp     x19, x20, [sp, #0]
@@ -74,6 +86,7 @@ __bulkhead_el0_t32_call:
     stp     d14, d15, [sp, #144]
     mrs     x2, daif
     stp     x18, x2, [sp, #160]
+    str     x1, [sp, #176]
     // Nothing may take an exception to EL1 (and so overwrite ELR_EL1 and
     // SPSR_EL1) between here and the eret.
     msr     daifset, #0xf
@@ -104,7 +117,14 @@ __bulkhead_el0_t32_call:
 // Branched to by the lower-EL AArch32 synchronous vector for an SVC, with
 // its trap frame ({frame} bytes) on top of the saved context.
 __bulkhead_el0_t32_return:
+    // r0, r1 are in the frame, r2..r7 still in x2..x7: all to the words.
+    ldp     x9, x10, [sp, #0]
     add     sp, sp, #{frame}
+    ldr     x11, [sp, #176]
+    stp     w9, w10, [x11, #0]
+    stp     w2, w3, [x11, #8]
+    stp     w4, w5, [x11, #16]
+    stp     w6, w7, [x11, #24]
     mrs     x0, esr_el1
     mrs     x1, elr_el1
     ldp     x19, x20, [sp, #0]
@@ -123,18 +143,18 @@ __bulkhead_el0_t32_return:
     ret
     .size __bulkhead_el0_t32_return, . - __bulkhead_el0_t32_return
 "#,
-    ctx = const 176,
+    ctx = const 192,
     frame = const core::mem::size_of::<crate::exception::TrapFrame>(),
     spsr = const SPSR_USR_THUMB_MASKED,
 );
 
 extern "C" {
-    fn __bulkhead_el0_t32_call(entry: u64, args: *const [u32; 8]) -> SvcExit;
+    fn __bulkhead_el0_t32_call(entry: u64, args: *mut [u32; 8]) -> RawExit;
 }
 
 /// Runs the T32 code at `code` in AArch32 User mode (EL0, Thumb state), with
 /// `r0..r7` = `args` and every other register zero, until it executes an
-/// `SVC`; returns how it ended. IRQs, FIQs and SErrors stay masked
+/// `SVC`; returns how it ended, with `r0..r7` then. IRQs, FIQs and SErrors stay masked
 /// throughout. `None` if the core has no AArch32 at EL0, or the code does
 /// not lie below 4 GiB (where an AArch32 PC can reach it).
 ///
@@ -153,8 +173,14 @@ pub(crate) unsafe fn run_t32(code: &'static [u16], args: [u32; 8]) -> Option<Svc
     // The code is part of the image (.rodata), never written at run time:
     // it is in RAM exactly as the partitioner loaded it, like the code EL1
     // runs, so instruction fetches see it without cache maintenance.
+    let mut regs = args;
     // SAFETY: the routine saves every callee-saved register, SP (it stays SP_EL1) and DAIF, and the
     // SVC vector restores them before returning like a C function; what the EL0 code does in
-    // between is the caller's promise (see above). `args` lives across the call.
-    Some(unsafe { __bulkhead_el0_t32_call(entry, &args) })
+    // between is the caller's promise (see above). `regs` lives across the call.
+    let raw = unsafe { __bulkhead_el0_t32_call(entry, &mut regs) };
+    Some(SvcExit {
+        esr: raw.esr,
+        elr: raw.elr,
+        regs,
+    })
 }

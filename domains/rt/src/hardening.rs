@@ -1,8 +1,9 @@
 //! Probes of what a domain can reach on its own core: implementation
 //! defined and auxiliary control registers, the PMU, set/way cache
 //! maintenance, the SVE and pointer-authentication extensions, and AArch32
-//! Thumb code at EL0 whose trapped stores the partitioner emulates. Used by
-//! the `probe` domain's `cpu-checks` and `thumb-el0` modes; each function
+//! Thumb code at EL0 whose trapped stores and coprocessor reads the
+//! partitioner emulates. Used by the `probe` domain's `cpu-checks`,
+//! `thumb-el0` and `thumb-el0-coproc` modes; each function
 //! says what it does on bare hardware, the partitioner decides what the
 //! domain really gets.
 
@@ -160,4 +161,45 @@ pub fn thumb_el0_line() -> Option<(u16, u64)> {
     let exit = crate::console::locked(|| unsafe { crate::el0::run_t32(&THUMB_LINE, args) })?;
     let svc = exit.elr.wrapping_sub(2 + THUMB_LINE.as_ptr() as u64);
     Some((exit.imm(), svc))
+}
+
+/// A T32 program for AArch32 EL0, hand-assembled, that reads the debug ROM
+/// address registers through coprocessor 14. Both are readable at EL0
+/// and Bulkhead traps them (MDCR_EL2.TDRA): EC 0x05, which reads as zero.
+/// `MRC` T1 is `1110 1110 opc1 1 CRn` then `Rt coproc opc2 1 CRm`, 32 bits
+/// (ESR_EL2.IL set: the partitioner steps 4 bytes); `IT` T1 is
+/// `1011 1111 firstcond mask`, with `ITE NE` = firstcond 0b0001, mask
+/// 0b0100 (the second instruction is the else: EQ). The flags are all
+/// clear at entry (Z = 0), so the first `MRC` of the block passes its
+/// condition and the second fails: a core may still trap it, and the
+/// partitioner must then leave `r2` alone, and stepping over the first must
+/// advance the IT block, or the second would run as NE and be read.
+/// SCTLR_EL1.ITD is clear (its reset value), so an IT block may hold 32-bit
+/// instructions.
+static THUMB_COPROC: [u16; 8] = [
+    0xee11, 0x0e10, // +0x0: mrc p14, 0, r0, c1, c0, 0 (DBGDRAR)
+    0xbf14, //         +0x4: ite ne
+    0xee12, 0x1e10, // +0x6: mrcne p14, 0, r1, c2, c0, 0 (DBGDSAR)
+    0xee11, 0x2e10, // +0xa: mrceq p14, 0, r2, c1, c0, 0 (DBGDRAR, not run)
+    0xdf00, //         +0xe: svc #0
+];
+
+/// What [`thumb_el0_coproc`] preloads into `r0..r2`, so that a read that
+/// does not happen shows.
+pub const COPROC_UNREAD: u32 = 0x5a5a_5a5a;
+
+/// Runs `THUMB_COPROC` in AArch32 User mode, Thumb state, and returns
+/// `Some(([r0, r1, r2], offset of the SVC in the program))`: `r0` and `r1`
+/// as the two reads left them (zero under Bulkhead), `r2` as it was
+/// ([`COPROC_UNREAD`]: its read failed its condition), and `0xe` when every
+/// instruction was stepped over by its 4 bytes. `None` if the core has no
+/// AArch32 at EL0.
+pub fn thumb_el0_coproc() -> Option<([u32; 3], u64)> {
+    let mut args = [0u32; 8];
+    args[..3].fill(COPROC_UNREAD);
+    // SAFETY: the program only reads coprocessor registers into r0..r2 and ends in an SVC; it
+    // touches no memory and no FP/SIMD register.
+    let exit = unsafe { crate::el0::run_t32(&THUMB_COPROC, args) }?;
+    let svc = exit.elr.wrapping_sub(2 + THUMB_COPROC.as_ptr() as u64);
+    Some(([exit.regs[0], exit.regs[1], exit.regs[2]], svc))
 }

@@ -685,7 +685,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 if done {
                     crate::console::domain_line(&d.name, &line);
                 }
-                frame.elr += step;
+                step_over(frame, step);
             } else if irq::emulate_mmio(di, d, vcpu, ipa, write, a, frame) {
                 // A GICv2 GICD_SGIR write is an SGI; the rest of the
                 // distributor and redistributor is the virtual GIC's.
@@ -698,10 +698,10 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                         Cause::Vgic
                     },
                 );
-                frame.elr += step;
+                step_over(frame, step);
             } else if crate::pci::emulate_config(di, d, ipa, write, a, frame) {
                 exits::count_here(Cause::Vecam);
-                frame.elr += step;
+                step_over(frame, step);
             } else {
                 outside_access(di, d, vcpu, frame, esr, OUTSIDE);
             }
@@ -716,7 +716,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         Exit::Smc { .. } => {
             exits::count_here(Cause::Psci);
             // A trapped SMC leaves ELR_EL2 on the SMC itself.
-            frame.elr += step;
+            step_over(frame, step);
             psci::guest_call(di, d, vcpu, frame, "SMC");
         }
         Exit::SysReg {
@@ -745,29 +745,39 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 (op0, op1, crn, crm, op2),
                 frame.reg(reg),
             ) {
-                let mut st = DOMAINS[di].state.lock();
-                if !st.reported_sysreg {
-                    st.reported_sysreg = true;
-                    warn!(
-                        "domain \"{}\" core {}: trapped {} at PC {:#x}: ignored{} (reported once)",
-                        d.name,
-                        this_core(),
-                        Syndrome(esr),
-                        frame.elr,
-                        if read { ", reads as zero" } else { "" }
-                    );
-                }
+                report_ignored_register(di, d, esr, frame.elr, read);
                 if read {
                     frame.set_reg(reg, 0);
                 }
             }
-            frame.elr += step;
+            step_over(frame, step);
+        }
+        Exit::Coproc(c) if trap::from_aarch32_el0(frame.spsr) => {
+            // An AArch32 process (EL0 under the domain's AArch64 kernel)
+            // reached a trapped coprocessor register: as for AArch64, it
+            // reads as zero and writes are ignored, never fatal. A
+            // conditional instruction may trap with its condition failed:
+            // then it does nothing but step over it.
+            exits::count_here(Cause::Sysreg);
+            if trap::aarch32_condition_passed(c.cond, frame.spsr) {
+                report_ignored_register(di, d, esr, frame.elr, c.read);
+                for r in c.read_registers().into_iter().flatten() {
+                    // The whole X register: its upper half stays zero.
+                    frame.set_reg(r, 0);
+                }
+                if c.reads_into_flags() {
+                    frame.spsr &= !(0xf << 28);
+                }
+            }
+            step_over(frame, step);
         }
         Exit::Wfx => {
             exits::count_here(Cause::Wfx);
-            frame.elr += step
+            step_over(frame, step)
         }
-        Exit::Other { .. } => {
+        // AArch32 coprocessor traps come only from EL0 (EL1 is AArch64,
+        // HCR_EL2.RW): anything else is unexpected.
+        Exit::Coproc(_) | Exit::Other { .. } => {
             exits::count_here(Cause::Other);
             limited!(
                 di,
@@ -786,6 +796,33 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         }
     }
     irq::flush();
+}
+
+/// Step the domain over the trapped instruction it emulated, `len` bytes
+/// (`trap::instruction_len`); a T32 instruction of an AArch32 EL0 in an IT
+/// block also advances the block (`trap::step_spsr`), as its completion
+/// would have, so the next instruction runs under its own condition.
+fn step_over(frame: &mut TrapFrame, len: u64) {
+    frame.spsr = trap::step_spsr(frame.spsr);
+    frame.elr += len;
+}
+
+/// Report a trapped register access that is ignored (reads as zero,
+/// writes dropped), AArch64 `MRS`/`MSR` or AArch32 `MRC`/`MCR`/`MRRC`/
+/// `MCRR`: only the domain's first one, ever.
+fn report_ignored_register(di: usize, d: &DomainPlan, esr: u64, pc: u64, read: bool) {
+    let mut st = DOMAINS[di].state.lock();
+    if !st.reported_sysreg {
+        st.reported_sysreg = true;
+        warn!(
+            "domain \"{}\" core {}: trapped {} at PC {:#x}: ignored{} (reported once)",
+            d.name,
+            this_core(),
+            Syndrome(esr),
+            pc,
+            if read { ", reads as zero" } else { "" }
+        );
+    }
 }
 
 /// The SGI fast path (`bulkhead_core::vsgi`, `irq::send_sgi_fast`): a
@@ -834,7 +871,7 @@ fn sgi_trap(esr: u64, frame: &mut TrapFrame) -> bool {
     }
     exits::count(core, Cause::Sgi);
     CORES[core].set_way_done.store(false, Ordering::Relaxed);
-    frame.elr += trap::instruction_len(esr);
+    step_over(frame, trap::instruction_len(esr));
     irq::flush();
     true
 }
