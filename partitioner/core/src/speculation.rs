@@ -55,6 +55,35 @@ const A710: u64 = 0xd47;
 const X2: u64 = 0xd48;
 const N2: u64 = 0xd49;
 const A78C: u64 = 0xd4b;
+const A76AE: u64 = 0xd0e;
+const A78AE: u64 = 0xd42;
+const A510: u64 = 0xd46;
+const X1C: u64 = 0xd4c;
+const A715: u64 = 0xd4d;
+const X3: u64 = 0xd4e;
+const V2: u64 = 0xd4f;
+const A520: u64 = 0xd80;
+const A720: u64 = 0xd81;
+/// Other implementers' cores with a Spectre-BHB loop.
+const QUALCOMM: u64 = 0x51;
+const KRYO_4XX_GOLD: u64 = 0x804;
+const AMPERE: u64 = 0xc0;
+const AMPERE1: u64 = 0xac3;
+
+/// Iterations of the branch-history clearing loop a core needs (Arm's
+/// Spectre-BHB guidance, the same lists as Linux's), by implementer and
+/// part number; 0 for a core not listed.
+fn bhb_loop_for(implementer: u64, part: u64) -> u8 {
+    match (implementer, part) {
+        (ARM, X3 | V2) => 132,
+        (ARM, A715 | A720) => 38,
+        (ARM, A78 | A78AE | A78C | X1 | X1C | A710 | X2 | N2 | V1) => 32,
+        (ARM, A76 | A76AE | A77 | N1) | (QUALCOMM, KRYO_4XX_GOLD) => 24,
+        (AMPERE, AMPERE1) => 11,
+        (ARM, A57 | A72) => 8,
+        _ => 0,
+    }
+}
 
 /// The exposure of a core, from MIDR_EL1, ID_AA64PFR0_EL1,
 /// ID_AA64PFR1_EL1 and ID_AA64MMFR1_EL1.
@@ -67,17 +96,17 @@ pub fn exposure(midr: u64, pfr0: u64, pfr1: u64, mmfr1: u64) -> Exposure {
     let in_order = matches!(part, A35 | A53 | A55);
     let branch_target = csv2 == 0 && matches!(part, A57 | A72 | A73 | A75);
     let store_bypass = !ssbs && !in_order && (arm || csv2 == 0);
-    let bhb_loop = if ecbhb || csv2 >= 3 {
+    // Not exposed to Spectre-BHB: the core says so (ECBHB, CSV2_3), or it
+    // is one Arm lists as safe (in-order cores). Any other core either has
+    // a known loop or is taken as exposed: a core missing from the lists
+    // (a newer one, another implementer's) is never called unaffected.
+    let bhb_safe = ecbhb || csv2 >= 3 || matches!(part, A35 | A53 | A55 | A510 | A520);
+    let bhb_loop = if bhb_safe {
         0
     } else {
-        match part {
-            A57 | A72 => 8,
-            A76 | A77 | N1 => 24,
-            A78 | A78C | X1 | A710 | X2 | N2 | V1 => 32,
-            _ => 0,
-        }
+        bhb_loop_for((midr >> 24) & 0xff, (midr >> 4) & 0xfff)
     };
-    let bhb_firmware = !(ecbhb || csv2 >= 3) && matches!(part, A73 | A75);
+    let bhb_firmware = !bhb_safe && bhb_loop == 0;
     Exposure {
         branch_target,
         store_bypass,
@@ -166,6 +195,42 @@ mod tests {
         }
         // An A72 revision with CSV2 is not exposed to Spectre v2.
         assert!(!exposure(A72_MIDR, 1 << 56, 0, 0).branch_target);
+    }
+
+    #[test]
+    fn every_listed_core_gets_its_loop() {
+        let midr = |implementer: u64, part: u64| (implementer << 24) | (0xf << 16) | (part << 4);
+        for (implementer, part, k) in [
+            (ARM, A78AE, 32),
+            (ARM, X1C, 32),
+            (ARM, A76AE, 24),
+            (ARM, A715, 38),
+            (ARM, A720, 38),
+            (ARM, X3, 132),
+            (ARM, V2, 132),
+            (QUALCOMM, KRYO_4XX_GOLD, 24),
+            (AMPERE, AMPERE1, 11),
+        ] {
+            let e = exposure(midr(implementer, part), 0, 0, 0);
+            assert_eq!(e.bhb_loop, k, "{implementer:#x}:{part:#x}");
+            assert_eq!(arch_features(ARCH_WORKAROUND_3, &e), Some(SUCCESS));
+        }
+        // The core's own word (ECBHB) ends the loop.
+        assert_eq!(exposure(midr(ARM, X3), 0, 0, 1 << 60).bhb_loop, 0);
+    }
+
+    #[test]
+    fn a_core_missing_from_the_lists_is_not_called_unaffected() {
+        // Another implementer's core without CSV2_3 or ECBHB.
+        let other = exposure(0x4e0f_0040, 0, 0, 0);
+        assert_eq!(other.bhb_loop, 0);
+        assert!(other.bhb_firmware);
+        assert_eq!(arch_features(ARCH_WORKAROUND_3, &other), Some(NOT_SUPPORTED));
+        // The in-order cores Arm lists as safe are.
+        for part in [A35, A53, A55, A510, A520] {
+            let e = exposure((ARM << 24) | (part << 4), 0, 0, 0);
+            assert_eq!(arch_features(ARCH_WORKAROUND_3, &e), Some(NOT_REQUIRED));
+        }
     }
 
     #[test]
