@@ -589,6 +589,12 @@ irq_kick_v3:
     b.lo    irq_kick_slow
 24: tst     x4, #0xf
     b.eq    irq_kick_slow                   // none of the four free
+    // The bitmap again (x3 held list registers above): still one SGI.
+    ldr     x3, [x1]
+    cbz     x3, irq_kick_slow
+    sub     x5, x3, #1
+    tst     x3, x5
+    b.ne    irq_kick_slow
     tst     x3, #0xffff
     b.eq    irq_kick_slow                   // (never: GICv3 SGIs are source 0)
     // Take the bitmap, if it still holds just that SGI (senders on other
