@@ -867,8 +867,10 @@ impl VirtualEcam {
             // COMMAND (and, in a 4-byte write, STATUS, whose bits are
             // write-one-to-clear: passed as they are).
             0x04 if reg < 0x06 => {
+                // The mask of the register (bits 31:0 at offset 4), moved
+                // to the bytes written: a byte at 5 is COMMAND's bits 15:8.
                 let shift = (reg & 3) * 8;
-                let keep = (GUEST_COMMAND_BITS << shift) | if size == 4 { 0xffff_0000 } else { 0 };
+                let keep = GUEST_COMMAND_BITS | if size == 4 { 0xffff_0000 } else { 0 };
                 Decision::ForwardMasked {
                     bdf: f.bdf,
                     offset: reg,
@@ -1011,6 +1013,17 @@ mod vecam_tests {
         }
         match v.write(0x1_0004, 4, 0xffff_ffff) {
             Decision::ForwardMasked { keep, .. } => assert_eq!(keep >> 16, 0xffff, "status passed"),
+            d => panic!("{d:?}"),
+        }
+        // A byte at 5 is the register's bits 15:8: of those the domain may
+        // set SERR# enable (bit 8) and INTx disable (10), not fast
+        // back-to-back (9).
+        match v.write(0x1_0005, 1, 0xff) {
+            Decision::ForwardMasked { keep, offset, .. } => {
+                assert_eq!(offset, 5);
+                assert_eq!(keep & 0xff, GUEST_COMMAND_BITS >> 8);
+                assert_eq!(keep & 0b111, 0b101);
+            }
             d => panic!("{d:?}"),
         }
     }

@@ -225,7 +225,10 @@ mod tests {
         let other = exposure(0x4e0f_0040, 0, 0, 0);
         assert_eq!(other.bhb_loop, 0);
         assert!(other.bhb_firmware);
-        assert_eq!(arch_features(ARCH_WORKAROUND_3, &other), Some(NOT_SUPPORTED));
+        assert_eq!(
+            arch_features(ARCH_WORKAROUND_3, &other),
+            Some(NOT_SUPPORTED)
+        );
         // The in-order cores Arm lists as safe are.
         for part in [A35, A53, A55, A510, A520] {
             let e = exposure((ARM << 24) | (part << 4), 0, 0, 0);

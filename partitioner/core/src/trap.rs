@@ -53,6 +53,26 @@ impl Access {
         let size = if self.size == 0 { 1 } else { self.size as u64 };
         !addr.is_multiple_of(size)
     }
+
+    /// What a load writes to its register when the emulated device answers
+    /// `raw` (its low `size` bytes): sign-extended for LDRSB/LDRSH/LDRSW,
+    /// and a 32-bit register (Wt) gets bits 63:32 zero, as the hardware
+    /// load would.
+    pub const fn load_value(&self, raw: u64) -> u64 {
+        let mut v = raw;
+        if self.size < 8 {
+            let shift = 64 - 8 * self.size as u32;
+            v = if self.sign_extend {
+                ((v << shift) as i64 >> shift) as u64
+            } else {
+                (v << shift) >> shift
+            };
+        }
+        if !self.sixty_four {
+            v &= 0xffff_ffff;
+        }
+        v
+    }
 }
 
 /// Why a domain left the guest.
@@ -500,6 +520,29 @@ mod tests {
     // (8 bytes), SRT=1, SF, WnR, DFSC translation fault level 1.
     const STORE_FAULT: u64 =
         (0x24 << 26) | (1 << 25) | (1 << 24) | (3 << 22) | (1 << 16) | (1 << 15) | (1 << 6) | 0x05;
+
+    #[test]
+    fn loads_extend_and_truncate_as_the_hardware_would() {
+        let a = |size, sign_extend, sixty_four| Access {
+            size,
+            reg: 0,
+            sign_extend,
+            sixty_four,
+        };
+        // LDRB/LDRH/LDR Wt: zero-extended, upper bytes of the answer dropped.
+        assert_eq!(a(1, false, false).load_value(0x1_23f0), 0xf0);
+        assert_eq!(a(2, false, false).load_value(0xffff_8001), 0x8001);
+        // LDRSB Wt, LDRSH Xt, LDRSW Xt: sign-extended to the register.
+        assert_eq!(a(1, true, false).load_value(0x80), 0xffff_ff80);
+        assert_eq!(a(2, true, true).load_value(0x8001), 0xffff_ffff_ffff_8001);
+        assert_eq!(a(4, true, true).load_value(0x7fff_ffff), 0x7fff_ffff);
+        assert_eq!(
+            a(4, true, true).load_value(0x8000_0000),
+            0xffff_ffff_8000_0000
+        );
+        // LDR Xt: all of it.
+        assert_eq!(a(8, false, true).load_value(u64::MAX), u64::MAX);
+    }
 
     #[test]
     fn decodes_a_store_to_an_unmapped_ipa() {

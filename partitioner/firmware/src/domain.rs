@@ -676,7 +676,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                         });
                     } else {
                         let v = st.console.read(off);
-                        frame.set_reg(a.reg, v);
+                        frame.set_reg(a.reg, a.load_value(v));
                     }
                     st.console.interrupt()
                 };
@@ -811,9 +811,10 @@ fn step_over(frame: &mut TrapFrame, len: u64) {
 /// writes dropped), AArch64 `MRS`/`MSR` or AArch32 `MRC`/`MCR`/`MRRC`/
 /// `MCRR`: only the domain's first one, ever.
 fn report_ignored_register(di: usize, d: &DomainPlan, esr: u64, pc: u64, read: bool) {
-    let mut st = DOMAINS[di].state.lock();
-    if !st.reported_sysreg {
-        st.reported_sysreg = true;
+    // The flag under the domain's lock, the line after it: no lock is
+    // held while a line waits its turn on the console.
+    let first = !core::mem::replace(&mut DOMAINS[di].state.lock().reported_sysreg, true);
+    if first {
         warn!(
             "domain \"{}\" core {}: trapped {} at PC {:#x}: ignored{} (reported once)",
             d.name,
@@ -895,9 +896,8 @@ fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
         mmu::clean_to_poc(m.pa, m.size);
     }
     mmu::unmap_domain_ram(d);
-    let mut st = DOMAINS[di].state.lock();
-    if !st.reported_set_way {
-        st.reported_set_way = true;
+    let first = !core::mem::replace(&mut DOMAINS[di].state.lock().reported_set_way, true);
+    if first {
         info!(
             "domain \"{}\" core {}: set/way cache maintenance ({op}, x{}) carried out as clean and invalidate of its own memory only (reported once)",
             d.name,
@@ -1184,9 +1184,8 @@ pub fn stop_this_vcpu(d: &DomainPlan) -> ! {
 
 /// Report an unsupported call, once per domain.
 pub fn report_call_once(di: usize, d: &DomainPlan, conduit: &str, fid: u32, pc: u64) {
-    let mut st = DOMAINS[di].state.lock();
-    if !st.reported_call {
-        st.reported_call = true;
+    let first = !core::mem::replace(&mut DOMAINS[di].state.lock().reported_call, true);
+    if first {
         warn!(
             "domain \"{}\": unsupported {} function {:#010x} at PC {:#x}: answered NOT_SUPPORTED, not forwarded (reported once)",
             d.name, conduit, fid, pc

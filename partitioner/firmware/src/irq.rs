@@ -1085,15 +1085,7 @@ pub fn emulate_mmio(
         report_foreign(di, d, f);
     }
     if !write {
-        let mut v = outcome.value;
-        if a.sign_extend && a.size < 8 {
-            let shift = 64 - 8 * a.size as u32;
-            v = (((v << shift) as i64) >> shift) as u64;
-        }
-        if !a.sixty_four {
-            v &= 0xffff_ffff;
-        }
-        frame.set_reg(a.reg, v);
+        frame.set_reg(a.reg, a.load_value(outcome.value));
     }
     if let Some(sgi) = outcome.sgi {
         deliver_sgi(di, d, vcpu, sgi);

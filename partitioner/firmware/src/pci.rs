@@ -433,12 +433,21 @@ pub fn report_dma_fault(run: &bulkhead_core::smmuv3::FaultRun) {
     let e = &run.first;
     let size = (run.end - e.addr).next_multiple_of(4);
     let plan = crate::domain::plan();
-    let owner = plan.domains.iter().enumerate().find_map(|(di, d)| {
-        d.devices
-            .iter()
-            .find(|x| x.pci.is_some_and(|b| b.rid() as u32 == e.stream))
-            .map(|x| (di, d, x))
-    });
+    // The function that owns the stream; else a function of the same
+    // device (a device's functions all belong to one domain): a device may
+    // master the bus with function numbers it does not have (PCIe phantom
+    // functions, which its domain can enable in Device Control). Its
+    // faults are then its domain's, under that domain's rate limit.
+    let owner_by = |same: &dyn Fn(u32) -> bool| {
+        plan.domains.iter().enumerate().find_map(|(di, d)| {
+            d.devices
+                .iter()
+                .find(|x| x.pci.is_some_and(|b| same(u32::from(b.rid()))))
+                .map(|x| (di, d, x))
+        })
+    };
+    let owner =
+        owner_by(&|rid| rid == e.stream).or_else(|| owner_by(&|rid| rid >> 3 == e.stream >> 3));
     let bdf = Bdf::new(
         (e.stream >> 8) as u8,
         ((e.stream >> 3) & 0x1f) as u8,
@@ -588,7 +597,7 @@ pub fn emulate_config(
             }
             Decision::Ignore => 0,
         };
-        frame.set_reg(a.reg, value as u64);
+        frame.set_reg(a.reg, a.load_value(u64::from(value)));
     }
     true
 }
