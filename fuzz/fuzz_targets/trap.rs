@@ -3,8 +3,8 @@
 #![no_main]
 
 use bulkhead_core::trap::{
-    decode, ec, external_abort, fsc_name, instruction_len, set_way_op, Exit, Syndrome,
-    FSC_EXTERNAL_ABORT, SPSR_EL1H_DAIF_MASKED,
+    aarch32_condition_passed, decode, ec, external_abort, fsc_name, instruction_len, itstate,
+    set_way_op, step_spsr, Exit, Syndrome, FSC_EXTERNAL_ABORT, SPSR_EL1H_DAIF_MASKED,
 };
 use bulkhead_fuzz::Input;
 use libfuzzer_sys::fuzz_target;
@@ -26,6 +26,16 @@ fuzz_target!(|data: &[u8]| {
             if let Some(a) = access {
                 assert!(matches!(a.size, 1 | 2 | 4 | 8));
                 assert!(a.reg <= 31);
+                // What a load writes: a W register's upper half is zero; a
+                // zero-extending load keeps only its own bytes.
+                let v = a.load_value(far);
+                if !a.sixty_four {
+                    assert_eq!(v >> 32, 0);
+                }
+                if !a.sign_extend && a.size < 8 {
+                    assert_eq!(v >> (8 * u32::from(a.size)), 0);
+                }
+                let _ = a.misaligned(elr);
             }
         }
         Exit::InstructionAbort { fsc, .. } => {
@@ -47,7 +57,23 @@ fuzz_target!(|data: &[u8]| {
         }
         Exit::Wfx => assert_eq!(ec_bits, ec::WFX),
         Exit::Other { ec } => assert_eq!(ec, ec_bits),
+        Exit::Coproc(c) => {
+            assert!(matches!(ec_bits, 0x03 | 0x04 | 0x05 | 0x0c));
+            assert!(matches!(c.cp, 14 | 15));
+            assert!(c.rt <= 31 && c.rt2.is_none_or(|r| r <= 31));
+            assert!(c.opc1 < 16 && c.crn < 16 && c.crm < 16 && c.opc2 < 8);
+            assert!(c.cond.is_none_or(|k| k < 16));
+            // A read writes at most r0-r14 (x0-x14), never the flags twice.
+            for r in c.read_registers().into_iter().flatten() {
+                assert!(r <= 14);
+            }
+            let _ = aarch32_condition_passed(c.cond, spsr);
+        }
     }
+    // Stepping over an instruction keeps everything but ITSTATE.
+    let it_mask = (0x3 << 25) | (0x3f << 10);
+    assert_eq!(step_spsr(spsr) & !it_mask, spsr & !it_mask);
+    let _ = itstate(spsr);
     assert!(!format!("{}", Syndrome(esr)).is_empty());
 
     let inj = external_abort(esr, spsr, elr, far, vbar);
