@@ -1059,11 +1059,12 @@ pub fn stop_domain(di: usize, d: &DomainPlan, why: &str) -> ! {
     claim_transition(di);
     DOMAINS[di].state.lock().stopped = true;
     stop_other_cores(d);
+    // The console's keys and the IOMMU's reports keep coming, on a core
+    // that still runs a domain (before the functions' resets, which take
+    // their time here with interrupts masked).
+    irq::leave_core(&d.cpus);
     crate::pci::quiesce(d, true);
     irq::reset_domain(di, d);
-    // The console's keys and the IOMMU's reports keep coming, on a core
-    // that still runs a domain.
-    irq::leave_core(&d.cpus);
     // Once in a domain's life, so never suppressed; the counts of what was
     // come first.
     crate::report::flush(di, &d.name);

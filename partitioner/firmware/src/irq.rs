@@ -467,6 +467,7 @@ pub fn reset_domain(di: usize, d: &DomainPlan) {
     }
     for &c in d.cpus.iter() {
         QUEUE[c].lock().clear();
+        QUEUED[c].store(false, Ordering::Release);
         clear_sgis(c);
     }
 }
@@ -498,7 +499,9 @@ pub fn reset_vcpu() {
 }
 
 /// A vCPU stops: deactivate the physical interrupts its list registers
-/// held (their EOI will never come) and empty them.
+/// held, and those still queued for them (acknowledged, so active: their
+/// EOI will never come, and the device's interrupt would never fire
+/// again), and empty both.
 pub fn clear_vcpu() {
     for i in 0..gic::lr_count() {
         let lr = gic::read_lr(i);
@@ -507,8 +510,16 @@ pub fn clear_vcpu() {
         }
         gic::write_lr(i, 0);
     }
-    QUEUE[this_core()].lock().clear();
-    clear_sgis(this_core());
+    let core = this_core();
+    let mut q = QUEUE[core].lock();
+    while let Some(v) = q.pop() {
+        if v.hw {
+            gic::deactivate(v.intid);
+        }
+    }
+    QUEUED[core].store(false, Ordering::Release);
+    drop(q);
+    clear_sgis(core);
 }
 
 /// Queue a virtual interrupt for `core`'s vCPU, kicking it if it is not us.
