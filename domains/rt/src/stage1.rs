@@ -127,7 +127,7 @@ pub fn with_normal_window<R>(target: u64, f: impl FnOnce() -> R) -> Option<R> {
             read_sysreg!("ttbr0_el1"),
         );
         let on = (sctlr | SCTLR_M) & !(SCTLR_A | SCTLR_C | SCTLR_I);
-        // SAFETY: the tables just written (with the MMU off, so straight to
+        // The tables just written (with the MMU off, so straight to
         // memory, which the non-cacheable walks read; `dsb sy` first) map
         // every address the program uses to itself: the image's GiB (code,
         // data, stacks, the tables) as Normal memory, executable, the rest
@@ -136,6 +136,8 @@ pub fn with_normal_window<R>(target: u64, f: impl FnOnce() -> R) -> Option<R> {
         // caches off (C = I = 0, Non-cacheable Normal) no data can be held
         // anywhere but in memory. Interrupts are masked; an exception (a
         // probe's abort) runs the same vectors at the same addresses.
+        // SAFETY: an identity map of everything the program uses (above):
+        // translation on changes memory types only.
         unsafe {
             core::arch::asm!(
                 "dsb sy",
@@ -156,10 +158,10 @@ pub fn with_normal_window<R>(target: u64, f: impl FnOnce() -> R) -> Option<R> {
             )
         };
         let r = f();
-        // SAFETY: translation off again, the registers as they were; the
-        // identity map means no address Rust uses changes, and nothing was
-        // cached (C = I = 0), so memory already holds everything written.
-        // The TLBs are invalidated so no entry of this map outlives it.
+        // Translation off again, the registers as they were. The TLBs are
+        // invalidated so no entry of this map outlives it.
+        // SAFETY: the identity map means no address Rust uses changes, and
+        // nothing was cached (C = I = 0): memory holds everything written.
         unsafe {
             core::arch::asm!(
                 "dsb sy",

@@ -50,15 +50,16 @@ impl Function {
     /// misaligned access is an alignment fault of the partitioner's own.
     fn read_sized(&self, off: usize, size: u8) -> u32 {
         let at = self.base + off;
-        // SAFETY: as for `rd32`; `off` lies in the function's 4 KiB and is
-        // a multiple of `size`, and so is `at` (`base` is 4 KiB aligned).
-        // Its callers hold to that: the guest's accesses come through
+        // `off` lies in the function's 4 KiB and is a multiple of `size`,
+        // and so is `at` (`base` is 4 KiB aligned). Its callers hold to
+        // that: the guest's accesses come through
         // `emulate_config` only after `domain::handle_sync` has refused
         // every misaligned one (`bulkhead_core::trap::Access::misaligned`),
         // and `VirtualEcam` forwards no misaligned offset either; the
         // partitioner's own accesses (`pci::dma_path`, through
         // `ConfigSpace`) are at dword-aligned capability offsets (pointers
         // masked with 0xfc) plus register offsets aligned to their width.
+        // SAFETY: as for `rd32`, at an address aligned to `size` (above).
         unsafe {
             match size {
                 1 => core::ptr::read_volatile(at as *const u8) as u32,
