@@ -26,6 +26,27 @@ fn every_attack_aborts_once_and_the_victims_keep_running_gicv2() {
     attacks_abort_once(2);
 }
 
+/// The probe's line for a `kind` ("read"/"write") access at `addr` shows
+/// the abort a bus error gives: data abort at the current EL (EC 0x25), a
+/// synchronous external abort (FSC 0x10), the access's direction, the
+/// faulting address.
+fn assert_bus_error(line: &str, kind: &str, addr: &str) {
+    assert!(
+        line.contains(": aborted esr="),
+        "the probe saw an abort: {line}"
+    );
+    let esr = line
+        .split("esr=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    let esr = u64::from_str_radix(esr.trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(esr >> 26, 0x25, "{line}");
+    assert_eq!(esr & 0x3f, 0x10, "{line}");
+    assert_eq!((esr >> 6) & 1, (kind == "write") as u64, "WnR {line}");
+    assert!(line.ends_with(&format!("far={addr}")), "{line}");
+}
+
 fn attacks_abort_once(gic: u32) {
     let m = Machine {
         gic,
@@ -42,24 +63,7 @@ fn attacks_abort_once(gic: u32) {
             let attempt = format!("probe: attack {kind} {label} @{addr}:");
             let lines = lines_with(&log, &attempt);
             assert_eq!(lines.len(), 1, "one report of {attempt}\n{log}");
-            assert!(
-                lines[0].contains(": aborted esr="),
-                "the probe saw an abort: {}",
-                lines[0]
-            );
-            // The abort is the architectural one a bus error gives: data abort
-            // at the current EL (EC 0x25), synchronous external abort (0x10),
-            // with the faulting address.
-            let esr = lines[0]
-                .split("esr=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .unwrap();
-            let esr = u64::from_str_radix(esr.trim_start_matches("0x"), 16).unwrap();
-            assert_eq!(esr >> 26, 0x25, "{}", lines[0]);
-            assert_eq!(esr & 0x3f, 0x10, "{}", lines[0]);
-            assert_eq!((esr >> 6) & 1, (kind == "write") as u64, "WnR {}", lines[0]);
-            assert!(lines[0].ends_with(&format!("far={addr}")), "{}", lines[0]);
+            assert_bus_error(lines[0], kind, addr);
             // The partitioner reported it too, once, naming domain, address and access.
             let ipa = format!("IPA {addr} ");
             let reports: Vec<_> = lines_with(
@@ -166,24 +170,9 @@ fn misaligned_accesses_to_emulated_devices_abort_and_everyone_keeps_running() {
             let attempt = format!("probe: misaligned {kind} {label} @{addr}:");
             let lines = lines_with(&log, &attempt);
             assert_eq!(lines.len(), 1, "one report of {attempt}\n{log}");
-            assert!(
-                lines[0].contains(": aborted esr="),
-                "the probe saw an abort: {}\n{log}",
-                lines[0]
-            );
-            let esr = lines[0]
-                .split("esr=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .unwrap();
-            let esr = u64::from_str_radix(esr.trim_start_matches("0x"), 16).unwrap();
-            // A bus error (data abort at the current EL, synchronous
-            // external abort), not an alignment fault of its own: the
-            // access did reach the partitioner.
-            assert_eq!(esr >> 26, 0x25, "{}", lines[0]);
-            assert_eq!(esr & 0x3f, 0x10, "{}", lines[0]);
-            assert_eq!((esr >> 6) & 1, (kind == "write") as u64, "WnR {}", lines[0]);
-            assert!(lines[0].ends_with(&format!("far={addr}")), "{}", lines[0]);
+            // A bus error, not an alignment fault of its own: the access
+            // did reach the partitioner.
+            assert_bus_error(lines[0], kind, addr);
             let ipa = format!("IPA {addr} ");
             let reports: Vec<_> = lines_with(
                 &log,
