@@ -165,9 +165,7 @@ pub fn plan() -> &'static Plan {
 
 /// Milliseconds since reset, from the physical counter (which starts at reset).
 pub fn ms_since_reset() -> (u64, u64) {
-    let ticks = CNTPCT_EL0.get();
-    let freq = CNTFRQ_EL0.get().max(1);
-    let us = ticks * 1_000_000 / freq;
+    let us = bulkhead_core::ticks_to_us(CNTPCT_EL0.get(), CNTFRQ_EL0.get());
     (us / 1000, us % 1000)
 }
 
@@ -295,7 +293,7 @@ fn verify_stage2(plan: &Plan, partitioner: Range) {
         }
     }
     let result = walked.and_then(|()| stage2::disjoint(&plan.domains, board, partitioner));
-    let us = CNTPCT_EL0.get().wrapping_sub(start) * 1_000_000 / CNTFRQ_EL0.get().max(1);
+    let us = bulkhead_core::ticks_to_us(CNTPCT_EL0.get().wrapping_sub(start), CNTFRQ_EL0.get());
     match result {
         Ok(()) => info!(
             "stage 2 verified: {} domains, {} pages, no page shared{} ({} us)",
