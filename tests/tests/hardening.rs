@@ -235,6 +235,15 @@ fn thumb_el0_stores_to_the_virtual_console_are_stepped_by_their_two_bytes() {
 
 #[test]
 fn thumb_el0_coprocessor_reads_are_read_as_zero_not_fatal() {
+    thumb_el0_aarch32(3);
+}
+
+#[test]
+fn thumb_el0_coprocessor_reads_and_sgir_store_in_an_it_block_on_gicv2() {
+    thumb_el0_aarch32(2);
+}
+
+fn thumb_el0_aarch32(gic: u32) {
     // probe's `thumb-el0-coproc`: a Thumb program at AArch32 EL0 (as a
     // 32-bit process under a 64-bit kernel) reads DBGDRAR and DBGDSAR with
     // `MRC p14`, trapped by MDCR_EL2.TDRA (EC 0x05). They read as zero and
@@ -242,10 +251,20 @@ fn thumb_el0_coprocessor_reads_are_read_as_zero_not_fatal() {
     // The second read sits in an `ITE NE` block whose else (EQ) is a third
     // read that must not happen: stepping over the second must advance
     // the block's state. Each `MRC` is 4 bytes: the SVC is at +0xe.
+    //
+    // Then, on GICv2 only, `thumb-el0-sgir`: a 16-bit store of 0 (no target)
+    // to the virtual GICD_SGIR inside an `ITE NE` block, whose else
+    // (`ADDEQ r2, #1`) must not run. The store is the assembly SGI fast
+    // path's kind; stepping over it without advancing the IT block would
+    // run the ADD as NE (r2 0x5a5a5a5b) and skip the SVC as the else.
+    let m = Machine {
+        gic,
+        ..Machine::default()
+    };
     let mut run = boot(
         "hardening-aarch32",
-        "hardening-aarch32",
-        &Machine::default(),
+        &format!("hardening-aarch32-v{gic}"),
+        &m,
     );
     let beat = wait_heartbeat_after(&mut run, UART0, "probe", 0);
     let hb = last_heartbeat(&run.output(UART1), "hello").unwrap_or(0);
@@ -256,6 +275,12 @@ fn thumb_el0_coprocessor_reads_are_read_as_zero_not_fatal() {
         probe.contains(&"probe: thumb el0 coproc -> r0 0x0 r1 0x0 r2 0x5a5a5a5a, svc at +0xe"),
         "{log}"
     );
+    let sgir = if gic == 2 {
+        "probe: thumb el0 sgir -> r2 0x5a5a5a5a, svc at +0x6"
+    } else {
+        "probe: thumb el0 sgir skipped: GICv3"
+    };
+    assert!(probe.contains(&sgir), "{sgir}\n{log}");
     // The partitioner's one report: the first read, from AArch32.
     let report = lines_with(&log, "domain \"probe\" core 1: trapped ");
     assert_eq!(report.len(), 1, "{log}");

@@ -60,6 +60,18 @@
 //! ```
 //! (or: `thumb el0 coproc absent`)
 //!
+//! With the word `thumb-el0-sgir`, next, on a GICv2 only, a Thumb program
+//! at AArch32 EL0 stores 0 (no target) to the virtual distributor's
+//! `GICD_SGIR` inside an `ITE NE` block whose else (`ADDEQ r2, #1`) must
+//! not run (see `bulkhead_rt::hardening::thumb_el0_sgir`; `r2` starts as
+//! 0x5a5a5a5a):
+//!
+//! ```text
+//! <name>: thumb el0 sgir -> r2 <v:#x>, svc at +<offset:#x>
+//! ```
+//! (or: `thumb el0 sgir absent`, or `thumb el0 sgir skipped: <why>` without
+//! a GICv2 distributor)
+//!
 //! `<t>` counts the entries of `attack=` (unparsable ones included).
 //! Exactly one `attack` line per access, a read then a write per target, in
 //! bootargs order; `<n>` counts accesses (two per target). Extra lines only
@@ -517,6 +529,24 @@ fn parse_addr(addr: &str) -> Option<u64> {
     }
 }
 
+/// `thumb-el0-sgir`: a GICD_SGIR store from Thumb EL0 in an IT block.
+fn thumb_el0_sgir(name: &str) {
+    use bulkhead_rt::gic::{discover, Version};
+    let Some(info) = discover() else {
+        println!("{name}: thumb el0 sgir skipped: no GIC");
+        return;
+    };
+    let sgir = info.dist + bulkhead_rt::gic::regs::GICD_SGIR;
+    match (info.version, u32::try_from(sgir)) {
+        (Version::V2, Ok(sgir)) => match bulkhead_rt::hardening::thumb_el0_sgir(sgir) {
+            Some((r2, at)) => println!("{name}: thumb el0 sgir -> r2 {r2:#x}, svc at +{at:#x}"),
+            None => println!("{name}: thumb el0 sgir absent"),
+        },
+        (Version::V2, Err(_)) => println!("{name}: thumb el0 sgir skipped: GICD above 4 GiB"),
+        (Version::V3, _) => println!("{name}: thumb el0 sgir skipped: GICv3"),
+    }
+}
+
 fn main(_dtb: usize) -> ! {
     let info = bulkhead_rt::info();
     let name = info.name();
@@ -575,6 +605,12 @@ fn main(_dtb: usize) -> ! {
             ),
             None => println!("{name}: thumb el0 coproc absent"),
         }
+    }
+    if bootargs
+        .split_ascii_whitespace()
+        .any(|w| w == "thumb-el0-sgir")
+    {
+        thumb_el0_sgir(name);
     }
     if bootargs.split_ascii_whitespace().any(|w| w == "cpu-checks") {
         cpu_checks(name);

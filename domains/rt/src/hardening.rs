@@ -3,7 +3,7 @@
 //! maintenance, the SVE and pointer-authentication extensions, and AArch32
 //! Thumb code at EL0 whose trapped stores and coprocessor reads the
 //! partitioner emulates. Used by the `probe` domain's `cpu-checks`,
-//! `thumb-el0` and `thumb-el0-coproc` modes; each function
+//! `thumb-el0`, `thumb-el0-coproc` and `thumb-el0-sgir` modes; each function
 //! says what it does on bare hardware, the partitioner decides what the
 //! domain really gets.
 
@@ -202,4 +202,37 @@ pub fn thumb_el0_coproc() -> Option<([u32; 3], u64)> {
     let exit = unsafe { crate::el0::run_t32(&THUMB_COPROC, args) }?;
     let svc = exit.elr.wrapping_sub(2 + THUMB_COPROC.as_ptr() as u64);
     Some(([exit.regs[0], exit.regs[1], exit.regs[2]], svc))
+}
+
+/// A 16-bit Thumb store to the GICv2 virtual distributor's `GICD_SGIR`
+/// inside an `ITE NE` block: `STR` T1 is `0110 0 imm5 Rn Rt`, `ADD` T2
+/// (no flags inside an IT block) `0011 0 Rdn imm8`. The flags are clear
+/// at entry (Z = 0): the store passes its condition and traps, the `ADDEQ`
+/// fails its own. The value stored (`r1`, 0: TargetListFilter 0 with an
+/// empty target list) sends no SGI, but a GICv2 partitioner still takes the
+/// store on its SGI fast path, and whoever steps over it must advance the
+/// IT block too: left at the store's slot, the `ADD` would run as NE and
+/// the `SVC` be skipped as the block's else.
+static THUMB_SGIR: [u16; 4] = [
+    0xbf14, // +0x0: ite ne
+    0x6001, // +0x2: strne r1, [r0] (GICD_SGIR)
+    0x3201, // +0x4: addeq r2, #1 (not run)
+    0xdf00, // +0x6: svc #0
+];
+
+/// Runs `THUMB_SGIR` in AArch32 User mode, Thumb state, with `r0` the
+/// address of `GICD_SGIR` (`sgir`, below 4 GiB), `r1` 0 and `r2`
+/// [`COPROC_UNREAD`]. Returns `Some((r2, offset of the SVC))`: `r2`
+/// unchanged and `0x6` when the store was stepped over by its 2 bytes and
+/// the IT block advanced. `None` if the core has no AArch32 at EL0.
+pub fn thumb_el0_sgir(sgir: u32) -> Option<(u32, u64)> {
+    let mut args = [0u32; 8];
+    args[0] = sgir;
+    args[2] = COPROC_UNREAD;
+    // SAFETY: the program stores one word (0) to the given GICD_SGIR, a
+    // device register outside all memory Rust owns, and ends in an SVC; it
+    // touches no other memory and no FP/SIMD register.
+    let exit = unsafe { crate::el0::run_t32(&THUMB_SGIR, args) }?;
+    let svc = exit.elr.wrapping_sub(2 + THUMB_SGIR.as_ptr() as u64);
+    Some((exit.regs[2], svc))
 }

@@ -406,14 +406,23 @@ sgi1r_slow:
 // (`irq::SGI_ON`), run and have its CPU interface known; then the SGI's
 // bit, with this vCPU as its source (`vsgi::pending_bit`), in each
 // target's `irq::SGI_PENDING`, and the kick (`gic::SGI_KICK` through the
-// physical GICD_SGIR to its CPU interface). Anything else, with every
-// register as it came, to the general path.
+// physical GICD_SGIR to its CPU interface). Anything else, a store inside
+// an AArch32 IT block included, with every register as it came, to the
+// general path.
 sgir_fast:
     adrp    x0, {fast_gic}
     ldr     w0, [x0, :lo12:{fast_gic}]
     cmp     w0, #2
     b.ne    sync_general
-    mrs     x0, hpfar_el2                   // the address: IPA[47:12] at bit 4
+    // A store of AArch32 EL0 inside an IT block: the general path, whose
+    // step also advances ITSTATE (SPSR[26:25] and [15:10]).
+    mrs     x0, spsr_el2
+    tbz     x0, #4, 61f                     // M[4] clear: AArch64
+    tst     x0, #0x6000000
+    b.ne    sync_general
+    tst     x0, #0xfc00
+    b.ne    sync_general
+61: mrs     x0, hpfar_el2                   // the address: IPA[47:12] at bit 4
     lsr     x0, x0, #4
     mrs     x1, far_el2
     bfi     x1, x0, #12, #52                // x1 = the fault IPA
