@@ -177,7 +177,61 @@ pub fn bench_boot() -> Result<()> {
         b / n,
         min(&under) / min(&native)
     );
+    // What translating that many blocks costs on this host by itself: a
+    // raw program that runs `blocks` blocks once each before its first
+    // character, against the same program without them, alternately.
+    let (plain, with) = (
+        dir.join("calibration-0.bin"),
+        dir.join("calibration-blocks.bin"),
+    );
+    std::fs::write(&plain, calibration_program(0))?;
+    std::fs::write(&with, calibration_program(blocks as usize))?;
+    let (mut p, mut w) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        for (img, out) in [(&plain, &mut p), (&with, &mut w)] {
+            let m = Machine {
+                virtualization: false,
+                timeout: Duration::from_secs(60),
+                ..Machine::default()
+            };
+            let mut r = Run::start(&m, img, &dir.join(format!("calibration-{i}")))?;
+            let t = first_seen(&mut r, UART0, "X", Duration::from_secs(50))?;
+            out.push(t.as_secs_f64() * 1000.0);
+        }
+    }
+    let (p, w) = (median(p), median(w));
+    println!(
+        "  QEMU translating {blocks} blocks and nothing else (a raw program of {blocks} blocks of {CALIBRATION_BLOCK} instructions, each run once, against the same without them; median of {RUNS}): {:.0} ms, {:.0} us a block; that alone makes the ratio {:.2}, where 1.2 leaves {:.0} ms",
+        w - p,
+        (w - p) * 1000.0 / blocks.max(1) as f64,
+        w / p,
+        0.2 * n
+    );
     Ok(())
+}
+
+/// Instructions in each block of [`calibration_program`], its branch included.
+const CALIBRATION_BLOCK: usize = 4;
+
+/// A raw AArch64 program for QEMU `virt` (position independent, MMU off,
+/// at EL1): `blocks` straight-line blocks of [`CALIBRATION_BLOCK`]
+/// instructions, each ended by a branch to the next (so QEMU translates
+/// each one separately, once), then an `X` to the PL011 at 0x0900_0000 and
+/// a branch to itself.
+fn calibration_program(blocks: usize) -> Vec<u8> {
+    const MOVZ_X2_UART: u32 = 0xd2a1_2002; // movz x2, #0x0900, lsl #16
+    const ADD_X0_1: u32 = 0x9100_0400; // add x0, x0, #1
+    const B_NEXT: u32 = 0x1400_0001; // b .+4
+    const MOVZ_W1_X: u32 = 0x5280_0b01; // movz w1, #'X'
+    const STR_W1_X2: u32 = 0xb900_0041; // str w1, [x2]
+    const B_SELF: u32 = 0x1400_0000; // b .
+    let mut words = vec![MOVZ_X2_UART];
+    for _ in 0..blocks {
+        words.extend([ADD_X0_1; CALIBRATION_BLOCK - 1]);
+        words.push(B_NEXT);
+    }
+    words.extend([MOVZ_W1_X, STR_W1_X2, B_SELF]);
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
 /// Blocks and instructions of the partitioner's code that QEMU translated
@@ -389,7 +443,27 @@ pub fn bench_scaling() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::count_blocks;
+    use super::{calibration_program, count_blocks, CALIBRATION_BLOCK};
+
+    #[test]
+    fn the_calibration_program_has_its_blocks_then_prints() {
+        let words = |b: &[u8]| -> Vec<u32> {
+            b.chunks(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        let none = words(&calibration_program(0));
+        assert_eq!(none, [0xd2a1_2002, 0x5280_0b01, 0xb900_0041, 0x1400_0000]);
+        let three = words(&calibration_program(3));
+        assert_eq!(three.len(), 4 + 3 * CALIBRATION_BLOCK);
+        // Each block's last word is a branch to the next; nothing else is.
+        let branches: Vec<usize> = (0..three.len())
+            .filter(|&i| three[i] == 0x1400_0001)
+            .collect();
+        assert_eq!(branches, [4, 8, 12]);
+        assert_eq!(three[..1], none[..1]);
+        assert_eq!(three[13..], none[1..]);
+    }
 
     #[test]
     fn blocks_are_counted_up_to_the_first_eret() {
