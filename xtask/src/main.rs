@@ -53,8 +53,8 @@ fn usage() -> &'static str {
                   (default OUT: target/bulkhead/<config>-<domain>.dtb)
   test            run every test: host unit tests, config checks, QEMU integration,
                   and a short run of every fuzz target
-  bench [boot|scaling|latency|exits|disk|workload|linux]
-                  measure firmware size, EL2 code size, boot time, the start
+  bench [size|boot|scaling|latency|exits|disk|workload|linux]
+                  measure firmware size (and where its code goes), boot time, the start
                   cost of 1 to 8 domains, interrupt latency, Linux boot, a
                   Linux workload under icount, NVMe read throughput through
                   the SMMU and idle Linux exits (or only one part)
@@ -982,7 +982,19 @@ fn lint() -> Result<()> {
     run_shown(c.args(["--", "-D", "warnings"]), "clippy (domains)")
 }
 
+/// The parts `bench` can run alone.
+const BENCH_PARTS: [&str; 8] = [
+    "size", "boot", "scaling", "latency", "linux", "workload", "disk", "exits",
+];
+
 fn bench(args: &[String]) -> Result<()> {
+    if let Some(other) = args.first().filter(|a| !BENCH_PARTS.contains(&a.as_str())) {
+        return Err(format!(
+            "bench: no part {other:?}: give one of {}, or none for all of them",
+            BENCH_PARTS.join(", ")
+        )
+        .into());
+    }
     tools::ensure()?;
     image::build_binaries()?;
     // `bench exits` / `bench latency`: only that part.
@@ -1000,6 +1012,9 @@ fn bench(args: &[String]) -> Result<()> {
     let config = root().join("configs/qemu-virt/isolation.dts");
     let img = image::image_path(&config);
     image::build_image(&config, &img, Tamper::None)?;
+    if args.first().is_some() {
+        return bench_size(&img);
+    }
     bench_report(&img)?;
     boot_bench::bench_boot()?;
     boot_bench::bench_scaling()?;
@@ -1540,8 +1555,9 @@ fn bench_latency() -> Result<()> {
     Ok(())
 }
 
-fn bench_report(img: &Path) -> Result<()> {
-    // Size of the firmware itself.
+/// `bench size`: the firmware's sections, where its code goes by module,
+/// and the bootable image `img`.
+fn bench_size(img: &Path) -> Result<()> {
     let elf = std::fs::read(image::firmware_elf())?;
     let (_, mem) = xtask::elf::flatten(&elf)?;
     let fw = image::firmware_image()?;
@@ -1553,11 +1569,27 @@ fn bench_report(img: &Path) -> Result<()> {
     for (name, size) in xtask::elf::section_sizes(&elf)? {
         println!("  {name:<8} {size:>8} bytes");
     }
+    // Where `.text` goes, by module (the symbol table's function sizes).
+    if let Some(modules) = xtask::elf::code_by_module(&elf) {
+        let total: u64 = modules.iter().map(|m| m.1).sum();
+        println!("  functions by module ({total} bytes; the 16 largest):");
+        for (module, size) in modules.iter().take(16) {
+            println!(
+                "    {size:>7} bytes {:>4.1}%  {module}",
+                *size as f64 * 100.0 / total.max(1) as f64
+            );
+        }
+    }
     println!(
         "bootable image with the default package: {} bytes",
         std::fs::metadata(img)?.len()
     );
     println!("firmware file part before the package: {} bytes", fw.len());
+    Ok(())
+}
+
+fn bench_report(img: &Path) -> Result<()> {
+    bench_size(img)?;
     let loc = count_lines(&root().join("partitioner/firmware/src"));
     let core = count_lines(&root().join("partitioner/core/src"));
     println!("lines of code: EL2 firmware layer {loc}, core (host-tested, tests included) {core}");
