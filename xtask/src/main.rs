@@ -1012,7 +1012,7 @@ fn bench(args: &[String]) -> Result<()> {
     let config = root().join("configs/qemu-virt/isolation.dts");
     let img = image::image_path(&config);
     image::build_image(&config, &img, Tamper::None)?;
-    if args.first().is_some() {
+    if !args.is_empty() {
         return bench_size(&img);
     }
     bench_report(&img)?;
