@@ -19,6 +19,7 @@
 //! | `attack-gic` | enable, prioritise, route and pend a foreign SPI (`foreign-spi=<n>`, an SPI number: INTID n + 32), then the domain's own first SPI, reading each back |
 //! | `attack-sgi` | SGIs to all but self and to target lists beyond the domain |
 //! | `attack-cpu-on=<mpidr>` | PSCI CPU_ON of a core the domain does not have |
+//! | `hog-irq` | last, for ever: hold its console UART's (a passthrough PL011's) transmit interrupt high, at priority 0, and with IRQs masked clear the SPI's active state through `GICD_ICACTIVER` over and over, so that it is pending and inactive at every return to the domain: the partitioner's own interrupts taken on its core (its console's input) must still be taken |
 //! | `uart-echo` | receive interrupts of the console UART: print every byte received |
 //! | `no-heartbeat` | no heartbeat lines (heartbeats are on by default; `heartbeat` is accepted) |
 //! | `reset-after=<ms>` / `off-after=<ms>` | that long after the heartbeat phase starts, PSCI SYSTEM_RESET / SYSTEM_OFF |
@@ -90,6 +91,9 @@
 //!       aff1=1 list 0-15, aff2=1 list 0-15, aff3=1 list 0-15;
 //!       GICv2: sgir self, sgir all-but-self, sgir list=0xff
 //! attack: cpu_on mpidr <#x> -> <ret>        expected -2 (INVALID_PARAMETERS)
+//! hog: spi <n> priority <#x>              (hog-irq: the priority reads back)
+//! hog: pending <0|1>, clearing its active state    (then nothing more)
+//! hog: no spi (<reason>)
 //! uart: ready
 //! uart: rx 0x<hh>                           one per byte received
 //! uart: no receive interrupt (<reason>)
@@ -187,6 +191,7 @@ struct Config {
     foreign_spi: Option<u32>,
     attack_sgi: bool,
     attack_cpu_on: Option<u64>,
+    hog_irq: bool,
     uart_echo: bool,
     no_heartbeat: bool,
     reset_after: Option<u64>,
@@ -245,6 +250,10 @@ fn parse(bootargs: &str) -> Config {
             }
             ("uart-echo", None) => {
                 c.uart_echo = true;
+                true
+            }
+            ("hog-irq", None) => {
+                c.hog_irq = true;
                 true
             }
             ("no-heartbeat", None) => {
@@ -1113,6 +1122,43 @@ fn run_attack_sgi(have_gic: bool, info: &gic::GicInfo) {
     }
 }
 
+/// `hog-irq`: see the module documentation. Never returns.
+fn run_hog_irq(info: &gic::GicInfo) -> ! {
+    use gic::regs::*;
+    /// PL011 interrupt mask register and its transmit interrupt.
+    const UARTIMSC: u64 = 0x038;
+    const INT_TX: u32 = 1 << 5;
+    let Some(intid) = bulkhead_rt::console_intid().filter(|&i| i >= 32) else {
+        say!("hog: no spi (the console has no interrupts)");
+        bulkhead_rt::halt()
+    };
+    let uart = bulkhead_rt::console::base() as u64;
+    let clear_active = (info.dist + GICD_ICACTIVER + 4 * (intid as usize / 32)) as u64;
+    let bit = 1u32 << (intid % 32);
+    irq::masked(|| {
+        gic::configure(intid, 0);
+        // The transmit interrupt: raised by every character sent (the line
+        // below), cleared only through UARTICR, which this never writes.
+        let imsc = try_read32(uart + UARTIMSC).unwrap_or(0);
+        let _ = try_write32(uart + UARTIMSC, imsc | INT_TX);
+        say!(
+            "hog: spi {} priority {:#x}",
+            intid - 32,
+            gic::priority(intid)
+        );
+        // Sent: the line is high again (pending, taken at EL2 and active).
+        let until = time::ticks() + ms_to_ticks(5);
+        while time::ticks() < until {}
+        say!(
+            "hog: pending {}, clearing its active state",
+            u8::from(gic::is_pending(intid))
+        );
+        loop {
+            let _ = try_write32(clear_active, bit);
+        }
+    })
+}
+
 fn arm_uart() {
     let Some(intid) = bulkhead_rt::console_intid().filter(|&i| i >= 32) else {
         say!("uart: no receive interrupt (the console has no interrupts)");
@@ -1279,6 +1325,12 @@ fn main(_dtb: usize) -> ! {
             arm_uart();
         } else {
             skipped("uart");
+        }
+    }
+    if config.hog_irq {
+        match &gic_info {
+            Some(g) => run_hog_irq(g),
+            None => skipped("hog"),
         }
     }
 

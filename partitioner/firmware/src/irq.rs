@@ -226,6 +226,8 @@ pub fn enable_partitioner_interrupt(spi: u32, core: usize, handler: fn()) {
     OWN_HANDLER.call_once(|| handler);
     // An SMMU's wired interrupts are pulses: edge-triggered.
     gic::set_edge(intid, core, true);
+    // Above every domain interrupt (see `vgic::PARTITIONER_PRIORITY`).
+    gic::set_priority(intid, core, vgic::PARTITIONER_PRIORITY);
     gic::route(intid, core, crate::board().cpus[core]);
     OWN_CORE.store(core, Ordering::Release);
     OWN_INTID.store(intid, Ordering::Release);
@@ -249,6 +251,8 @@ pub fn enable_console_input(spi: u32, core: usize) {
         }
     };
     gic::set_edge(intid, core, false);
+    // Above every domain interrupt (see `vgic::PARTITIONER_PRIORITY`).
+    gic::set_priority(intid, core, vgic::PARTITIONER_PRIORITY);
     gic::route(intid, core, crate::board().cpus[core]);
     CONSOLE_CORE.store(core, Ordering::Release);
     CONSOLE_INTID.store(intid, Ordering::Release);
@@ -552,9 +556,18 @@ pub fn set_console_line(di: usize, d: &DomainPlan, level: bool) {
 }
 
 fn sync_console_line(di: usize, d: &DomainPlan) {
+    let Some((dom, vd)) = model(di) else {
+        return;
+    };
     let (wanted, vcpu) = {
+        // The model first (the lock order), for the line's virtual priority.
+        let vd = vd.lock();
         let mut line = VLINE[di].lock();
-        (line.delivery(), line.vcpu())
+        let wanted = line.delivery().map(|vcpu| {
+            let phys = Phys { d };
+            (vcpu, vd.priority(dom, &phys, vcpu, VCONSOLE_INTID))
+        });
+        (wanted, line.vcpu())
     };
     match wanted {
         Some((vcpu, priority)) => {
