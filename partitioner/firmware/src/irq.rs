@@ -376,6 +376,25 @@ impl PhysGic for Phys<'_> {
     }
 }
 
+/// Run `f` with the physical GIC as domain `di`'s model must see it: with
+/// its virtual console's interrupt ([`VCONSOLE_INTID`]) as that console's
+/// [`VirtualLine`] if it has one (locked after the model, if the caller
+/// holds that), else the hardware alone: a domain without a virtual console
+/// may own the physical SPI of that number, which must then reach the
+/// hardware like any other.
+fn with_phys<R>(di: usize, d: &DomainPlan, f: impl FnOnce(&mut dyn PhysGic) -> R) -> R {
+    let mut phys = Phys { d };
+    if d.virtual_console.is_some() {
+        let mut line = VLINE[di].lock();
+        f(&mut WithLine {
+            phys: &mut phys,
+            line: &mut line,
+        })
+    } else {
+        f(&mut phys)
+    }
+}
+
 /// GICv2: map the virtual CPU interface (GICV) where the domain expects its
 /// CPU interface. Nothing to do on GICv3, whose CPU interface is system
 /// registers.
@@ -402,15 +421,8 @@ pub fn init_domain(di: usize, d: &DomainPlan) {
             OWNER[(spi + 32) as usize].store(di as u8 + 1, Ordering::Release);
         }
     }
-    let mut phys = Phys { d };
     let mut vd = VDistributor::new(&dom);
-    vd.reset(
-        &dom,
-        &mut WithLine {
-            phys: &mut phys,
-            line: &mut VLINE[di].lock(),
-        },
-    );
+    with_phys(di, d, |phys| vd.reset(&dom, phys));
     refresh_copies(&dom, d, &vd);
     VGIC[di].call_once(|| (dom, Mutex::new(vd)));
 }
@@ -455,18 +467,9 @@ fn refresh_copies(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
 /// inactive, nothing queued for its cores.
 pub fn reset_domain(di: usize, d: &DomainPlan) {
     if let Some((dom, vd)) = model(di) {
-        let mut phys = Phys { d };
         let mut vd = vd.lock();
-        let mut line = VLINE[di].lock();
-        vd.reset(
-            dom,
-            &mut WithLine {
-                phys: &mut phys,
-                line: &mut line,
-            },
-        );
-        line.set_level(false);
-        drop(line);
+        with_phys(di, d, |phys| vd.reset(dom, phys));
+        VLINE[di].lock().set_level(false);
         refresh_copies(dom, d, &vd);
     }
     for &c in d.cpus.iter() {
@@ -490,13 +493,7 @@ pub fn reset_vcpu() {
     let (di, d, vcpu) = domain::current();
     if let Some((dom, vd)) = model(di) {
         let mut vd = vd.lock();
-        let mut line = VLINE[di].lock();
-        let mut phys = WithLine {
-            phys: &mut Phys { d },
-            line: &mut line,
-        };
-        vd.reset_vcpu(dom, &mut phys, vcpu);
-        drop(line);
+        with_phys(di, d, |phys| vd.reset_vcpu(dom, phys, vcpu));
         refresh_copies(dom, d, &vd);
     }
     gic::set_virtual_interface(true, false);
@@ -1079,22 +1076,15 @@ pub fn emulate_mmio(
     if !in_dist && !in_redist {
         return false;
     }
-    let mut phys = Phys { d };
     let value = frame.reg(a.reg);
     let outcome = {
         let mut vd = vd.lock();
-        let mut line = VLINE[di].lock();
-        let mut phys = WithLine {
-            phys: &mut phys,
-            line: &mut line,
-        };
-        let outcome = match (in_dist, write) {
-            (true, false) => vd.read(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size),
-            (true, true) => vd.write(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size, value),
-            (false, false) => vd.read_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size),
-            (false, true) => vd.write_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size, value),
-        };
-        drop(line);
+        let outcome = with_phys(di, d, |phys| match (in_dist, write) {
+            (true, false) => vd.read(dom, phys, vcpu, ipa - VGICD_IPA, a.size),
+            (true, true) => vd.write(dom, phys, vcpu, ipa - VGICD_IPA, a.size, value),
+            (false, false) => vd.read_redist(dom, phys, vcpu, ipa - VGICR_IPA, a.size),
+            (false, true) => vd.write_redist(dom, phys, vcpu, ipa - VGICR_IPA, a.size, value),
+        });
         if write {
             refresh_copies(dom, d, &vd);
         }
