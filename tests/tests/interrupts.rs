@@ -398,7 +398,10 @@ fn cpu_suspend_with_interrupt_pending_returns_gicv2() {
 /// over, so the SPI is pending and inactive at every return to the domain.
 /// The console's input is still taken on that core (an SPI the domain took
 /// stays active until it ends it, and the partitioner's interrupts come
-/// first), and the domain with the input focus gets what is typed.
+/// first), and the domain with the input focus gets what is typed. Before
+/// hogging, the domain clears its SPI's active state while a list register
+/// holds it, six times: taken again each time, it stays in that one list
+/// register and is delivered once (not once per register).
 fn an_interrupt_hog_cannot_starve_the_partitioner(gic: u32) {
     let m = Machine {
         gic,
@@ -412,6 +415,11 @@ fn an_interrupt_hog_cannot_starve_the_partitioner(gic: u32) {
         "bulkhead: console input goes to domain \"echo\"",
     );
     expect_line(&mut run, UART0, "[echo] echo: uart: ready");
+    // First: its SPI, taken again at EL2 six times while a list register
+    // held it (its active state cleared by the domain), went into that one
+    // register only, and was delivered once.
+    let relist = expect_line(&mut run, UART1, "hog: relist: spi 8 delivered ");
+    assert!(relist.ends_with("delivered 1 time(s)"), "{relist}");
     // The hog's priority write reads back (its own, virtual), and it hogs.
     let hog = expect_line(&mut run, UART1, "hog: hog: spi ");
     assert!(hog.ends_with("priority 0x0"), "{hog}");

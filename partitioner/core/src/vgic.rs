@@ -132,7 +132,8 @@
 //!   .reset(dom, phys); .reset_vcpu(dom, phys, vcpu)
 //! PendingIrqs::new().push(Virq)/.pop()/.peek()/.remove(intid)/.clear()
 //! lr(version, &Virq, Deactivation) -> u64; lr_v3; lr_v2; lr_is_free(_v3/_v2);
-//! lr_physical(version, lr) -> Option<u32>; lr_match(version, lr, &Virq, via_hcr) -> LrMatch
+//! lr_physical(version, lr) -> Option<u32>; lr_holds_physical(version, lr, intid) -> bool
+//! lr_match(version, lr, &Virq, via_hcr) -> LrMatch
 //! lr_pending(version, lr) -> bool
 //! SgiRegister::decode((op0, op1, CRn, CRm, op2)) -> Option<SgiRegister>
 //! ```
@@ -2016,6 +2017,20 @@ pub fn lr_physical(version: GicVersion, lr: u64) -> Option<u32> {
     (intid < INTID_LIMIT).then_some(intid)
 }
 
+/// Whether list register value `lr` is in use (pending, active or both)
+/// for physical interrupt `intid`: a hardware entry, or a
+/// [`Deactivation::Maintenance`] one ([`lr_physical`]). Such an entry ends
+/// the physical interrupt's active state when the guest ends it, so while
+/// it is there the interrupt cannot be taken again at EL2, unless the
+/// domain cleared that active state itself (`ICACTIVER`); taken again
+/// then, it must not go into a second list register (the architecture
+/// forbids the same virtual interrupt in two, and a hardware entry cannot
+/// be made pending and active): it is merged into this one, whose end
+/// deactivates it.
+pub fn lr_holds_physical(version: GicVersion, lr: u64, intid: u32) -> bool {
+    lr_fields(version, lr).state != 0 && lr_physical(version, lr) == Some(intid)
+}
+
 /// How a pending list register reaches the core it belongs to: a board
 /// quirk of the GIC's wiring, like [`Deactivation`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -3503,6 +3518,48 @@ mod tests {
             );
             t.vd.reset_vcpu(&t.d, &mut t.m, 2);
             assert_eq!(t.m.take(), []);
+        }
+    }
+
+    /// A physical interrupt the domain deactivated behind its list
+    /// register (ICACTIVER) and that fires again is recognised as held,
+    /// whatever the entry's state and however it is deactivated; nothing
+    /// else is.
+    #[test]
+    fn a_list_register_holding_a_physical_interrupt_is_recognised() {
+        for v in [V2, V3] {
+            for how in [Deactivation::Hardware, Deactivation::Maintenance] {
+                let hw = Virq {
+                    intid: 40,
+                    hw: true,
+                    priority: 0xa0,
+                    source: 0,
+                };
+                let pending = lr(v, &hw, how);
+                let (state_shift, pending_bit) = match v {
+                    V3 => (62, 1u64 << 62),
+                    V2 => (28, 1u64 << 28),
+                };
+                let active = (pending & !(0b11 << state_shift)) | (0b10 << state_shift);
+                let both = pending | active;
+                for l in [pending, active, both] {
+                    assert!(lr_holds_physical(v, l, 40), "{v:?} {how:?} {l:#x}");
+                    assert!(!lr_holds_physical(v, l, 41), "{v:?} {how:?} {l:#x}");
+                }
+                // Ended (free): held no more.
+                let ended = pending & !pending_bit;
+                assert!(!lr_holds_physical(v, ended, 40), "{v:?} {how:?}");
+                // A software interrupt of the same INTID (the virtual
+                // console's line, an SGI) is not a physical one.
+                let soft = Virq { hw: false, ..hw };
+                assert!(!lr_holds_physical(v, lr(v, &soft, how), 40), "{v:?}");
+                let sgi = Virq {
+                    intid: 3,
+                    hw: false,
+                    ..hw
+                };
+                assert!(!lr_holds_physical(v, lr(v, &sgi, how), 3), "{v:?}");
+            }
         }
     }
 

@@ -761,11 +761,29 @@ fn lr_mask() -> u64 {
     }
 }
 
+/// Whether one of the `used` list registers of this core holds physical
+/// interrupt `intid` (`vgic::lr_holds_physical`): only when the domain
+/// cleared its active state itself (`ICACTIVER`) while it was there, and
+/// it was taken again. It then goes into no second list register.
+fn held_by_lr(mut used: u64, intid: u32) -> bool {
+    let v = gic::version();
+    while used != 0 {
+        let i = used.trailing_zeros() as usize;
+        used &= used - 1;
+        if vgic::lr_holds_physical(v, gic::read_lr(i), intid) {
+            return true;
+        }
+    }
+    false
+}
+
 /// The fast path for a physical interrupt taken on the core of the vCPU it
 /// is for: straight into a free list register, unless others are waiting
 /// (they may come first) or none is free. A physically backed interrupt
-/// cannot already be in a list register: its physical side is still active
-/// until the guest ends it. False if it must be queued instead.
+/// is normally not in a list register already (its physical side stays
+/// active until the guest ends it); if the domain cleared that active
+/// state itself, the entry still there takes it ([`held_by_lr`]). False
+/// if it must be queued instead.
 fn inject_here(virq: &Virq) -> bool {
     // Others only ever add to this core's queue (and then kick it); its list
     // registers are this core's alone.
@@ -773,6 +791,10 @@ fn inject_here(virq: &Virq) -> bool {
         return false;
     }
     let free = gic::empty_lrs() & lr_mask();
+    if held_by_lr(!free & lr_mask(), virq.intid) {
+        // Merged: that entry's end deactivates it.
+        return true;
+    }
     if free == 0 {
         return false;
     }
@@ -963,6 +985,11 @@ fn flush_queue(core: usize) {
     let mut free = gic::empty_lrs() & mask;
     let mut after_eoi = false;
     while let Some(&virq) = q.peek() {
+        if virq.hw && held_by_lr(!free & mask, virq.intid) {
+            // Already in a list register (see `inject_here`): merged.
+            q.pop();
+            continue;
+        }
         if !virq.hw {
             match merge(v, !free & mask, &virq) {
                 Held::Merged => {
