@@ -401,7 +401,8 @@ fn cpu_suspend_with_interrupt_pending_returns_gicv2() {
 /// first), and the domain with the input focus gets what is typed. Before
 /// hogging, the domain clears its SPI's active state while a list register
 /// holds it, six times: taken again each time, it stays in that one list
-/// register and is delivered once (not once per register).
+/// register and is delivered once (not once per register); the same for
+/// its virtual timer.
 fn an_interrupt_hog_cannot_starve_the_partitioner(gic: u32) {
     let m = Machine {
         gic,
@@ -419,6 +420,9 @@ fn an_interrupt_hog_cannot_starve_the_partitioner(gic: u32) {
     // held it (its active state cleared by the domain), went into that one
     // register only, and was delivered once.
     let relist = expect_line(&mut run, UART1, "hog: relist: spi 8 delivered ");
+    assert!(relist.ends_with("delivered 1 time(s)"), "{relist}");
+    // The same with its virtual timer, which the assembly fast path takes.
+    let relist = expect_line(&mut run, UART1, "hog: relist: timer delivered ");
     assert!(relist.ends_with("delivered 1 time(s)"), "{relist}");
     // The hog's priority write reads back (its own, virtual), and it hogs.
     let hog = expect_line(&mut run, UART1, "hog: hog: spi ");

@@ -19,7 +19,7 @@
 //! | `attack-gic` | enable, prioritise, route and pend a foreign SPI (`foreign-spi=<n>`, an SPI number: INTID n + 32), then the domain's own first SPI, reading each back |
 //! | `attack-sgi` | SGIs to all but self and to target lists beyond the domain |
 //! | `attack-cpu-on=<mpidr>` | PSCI CPU_ON of a core the domain does not have |
-//! | `relist=<n>` | with IRQs masked, hold its console UART's (a passthrough PL011's) transmit interrupt high until the partitioner has put the SPI in a list register, then clear the SPI's active state through `GICD_ICACTIVER` `n` times (each time it is taken again at EL2), drop the line, unmask IRQs: the SPI must be delivered once (the same interrupt in several list registers would be delivered once per register) |
+//! | `relist=<n>` | with IRQs masked, hold its console UART's (a passthrough PL011's) transmit interrupt high until the partitioner has put the SPI in a list register, then clear the SPI's active state through `GICD_ICACTIVER` `n` times (each time it is taken again at EL2), drop the line, unmask IRQs: the SPI must be delivered once (the same interrupt in several list registers would be delivered once per register); then the same with its virtual timer, fired at once and its active state cleared through `GICR_ICACTIVER0` / `GICD_ICACTIVER0` |
 //! | `hog-irq` | last, for ever: hold its console UART's (a passthrough PL011's) transmit interrupt high, at priority 0, and with IRQs masked clear the SPI's active state through `GICD_ICACTIVER` over and over, so that it is pending and inactive at every return to the domain: the partitioner's own interrupts taken on its core (its console's input) must still be taken |
 //! | `uart-echo` | receive interrupts of the console UART: print every byte received |
 //! | `no-heartbeat` | no heartbeat lines (heartbeats are on by default; `heartbeat` is accepted) |
@@ -94,6 +94,7 @@
 //! attack: cpu_on mpidr <#x> -> <ret>        expected -2 (INVALID_PARAMETERS)
 //! relist: spi <n> held high, its active state cleared <k> times
 //! relist: spi <n> delivered <d> time(s)
+//! relist: timer delivered <d> time(s)      (then the same with its virtual timer)
 //! relist: no spi (<reason>)
 //! hog: spi <n> priority <#x>              (hog-irq: the priority reads back)
 //! hog: pending <0|1>, clearing its active state    (then nothing more)
@@ -1177,6 +1178,33 @@ fn run_relist(info: &gic::GicInfo, rounds: u64) {
         ATTACK_SPI_DELIVERED[0].load(Ordering::Acquire)
     );
     gic::disable(intid);
+    // The same with its virtual timer (PPI), whose active state is banked.
+    let clear_active = match info.version {
+        Version::V3 => {
+            gic::redistributor().map(|rd| rd + gic::regs::GICR_SGI_BASE + gic::regs::GICD_ICACTIVER)
+        }
+        Version::V2 => Some(info.dist + gic::regs::GICD_ICACTIVER),
+    };
+    let Some(clear_active) = clear_active.map(|a| a as u64) else {
+        say!("relist: no redistributor");
+        return;
+    };
+    let vtimer = VTIMER_INTID.load(Ordering::Relaxed);
+    let before = TIMER_IRQS.load(Ordering::Acquire);
+    irq::masked(|| {
+        timer::arm_at(time::ticks());
+        spin_ms(5);
+        for _ in 0..rounds {
+            let _ = try_write32(clear_active, 1 << vtimer);
+            spin_ms(1);
+        }
+        timer::stop();
+    });
+    spin_ms(20);
+    say!(
+        "relist: timer delivered {} time(s)",
+        TIMER_IRQS.load(Ordering::Acquire) - before
+    );
 }
 
 /// `hog-irq`: see the module documentation. Never returns.
