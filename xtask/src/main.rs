@@ -754,6 +754,7 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
         Tamper::Unchecked,
     ),
     ("irq-attack", "tests/configs/irq-attack.dts", Tamper::None),
+    ("irq-hog", "tests/configs/irq-hog.dts", Tamper::None),
     ("hardening", "tests/configs/hardening.dts", Tamper::None),
     (
         "hardening-aarch32",

@@ -19,6 +19,8 @@
 //! | `attack-gic` | enable, prioritise, route and pend a foreign SPI (`foreign-spi=<n>`, an SPI number: INTID n + 32), then the domain's own first SPI, reading each back |
 //! | `attack-sgi` | SGIs to all but self and to target lists beyond the domain |
 //! | `attack-cpu-on=<mpidr>` | PSCI CPU_ON of a core the domain does not have |
+//! | `relist=<n>` | with IRQs masked, hold its console UART's (a passthrough PL011's) transmit interrupt high until the partitioner has put the SPI in a list register, then clear the SPI's active state through `GICD_ICACTIVER` `n` times (each time it is taken again at EL2), drop the line, unmask IRQs: the SPI must be delivered once (the same interrupt in several list registers would be delivered once per register); then the same with its virtual timer, fired at once and its active state cleared through `GICR_ICACTIVER0` / `GICD_ICACTIVER0` |
+//! | `hog-irq` | last, for ever: hold its console UART's (a passthrough PL011's) transmit interrupt high, at priority 0, and with IRQs masked clear the SPI's active state through `GICD_ICACTIVER` over and over, so that it is pending and inactive at every return to the domain: the partitioner's own interrupts taken on its core (its console's input) must still be taken |
 //! | `uart-echo` | receive interrupts of the console UART: print every byte received |
 //! | `no-heartbeat` | no heartbeat lines (heartbeats are on by default; `heartbeat` is accepted) |
 //! | `reset-after=<ms>` / `off-after=<ms>` | that long after the heartbeat phase starts, PSCI SYSTEM_RESET / SYSTEM_OFF |
@@ -90,6 +92,13 @@
 //!       aff1=1 list 0-15, aff2=1 list 0-15, aff3=1 list 0-15;
 //!       GICv2: sgir self, sgir all-but-self, sgir list=0xff
 //! attack: cpu_on mpidr <#x> -> <ret>        expected -2 (INVALID_PARAMETERS)
+//! relist: spi <n> held high, its active state cleared <k> times
+//! relist: spi <n> delivered <d> time(s)
+//! relist: timer delivered <d> time(s)      (then the same with its virtual timer)
+//! relist: no spi (<reason>)
+//! hog: spi <n> priority <#x>              (hog-irq: the priority reads back)
+//! hog: pending <0|1>, clearing its active state    (then nothing more)
+//! hog: no spi (<reason>)
 //! uart: ready
 //! uart: rx 0x<hh>                           one per byte received
 //! uart: no receive interrupt (<reason>)
@@ -187,6 +196,8 @@ struct Config {
     foreign_spi: Option<u32>,
     attack_sgi: bool,
     attack_cpu_on: Option<u64>,
+    hog_irq: bool,
+    relist: Option<u64>,
     uart_echo: bool,
     no_heartbeat: bool,
     reset_after: Option<u64>,
@@ -245,6 +256,14 @@ fn parse(bootargs: &str) -> Config {
             }
             ("uart-echo", None) => {
                 c.uart_echo = true;
+                true
+            }
+            ("hog-irq", None) => {
+                c.hog_irq = true;
+                true
+            }
+            ("relist", Some(n)) => {
+                c.relist = Some(n);
                 true
             }
             ("no-heartbeat", None) => {
@@ -1113,6 +1132,114 @@ fn run_attack_sgi(have_gic: bool, info: &gic::GicInfo) {
     }
 }
 
+/// PL011 registers the `relist` and `hog-irq` modes use: interrupt mask,
+/// interrupt clear, and their transmit interrupt bit.
+const UARTIMSC: u64 = 0x038;
+const UARTICR: u64 = 0x044;
+const UART_INT_TX: u32 = 1 << 5;
+
+/// Busy-waits `ms` milliseconds (IRQs as they are).
+fn spin_ms(ms: u64) {
+    let until = time::ticks() + ms_to_ticks(ms);
+    while time::ticks() < until {}
+}
+
+/// `relist=<n>`: see the module documentation.
+fn run_relist(info: &gic::GicInfo, rounds: u64) {
+    let Some(intid) = bulkhead_rt::console_intid().filter(|&i| i >= 32) else {
+        say!("relist: no spi (the console has no interrupts)");
+        return;
+    };
+    let uart = bulkhead_rt::console::base() as u64;
+    let clear_active = (info.dist + gic::regs::GICD_ICACTIVER + 4 * (intid as usize / 32)) as u64;
+    let bit = 1u32 << (intid % 32);
+    ATTACK_SPIS[0].store(intid, Ordering::Release);
+    irq::masked(|| {
+        gic::configure(intid, gic::DEFAULT_PRIORITY);
+        let imsc = try_read32(uart + UARTIMSC).unwrap_or(0);
+        let _ = try_write32(uart + UARTIMSC, imsc | UART_INT_TX);
+        // Sent: the line is high, the SPI taken at EL2, in a list register.
+        say!(
+            "relist: spi {} held high, its active state cleared {rounds} times",
+            intid - 32
+        );
+        spin_ms(5);
+        for _ in 0..rounds {
+            let _ = try_write32(clear_active, bit);
+            spin_ms(1);
+        }
+        let _ = try_write32(uart + UARTIMSC, imsc & !UART_INT_TX);
+        let _ = try_write32(uart + UARTICR, UART_INT_TX);
+    });
+    spin_ms(20);
+    say!(
+        "relist: spi {} delivered {} time(s)",
+        intid - 32,
+        ATTACK_SPI_DELIVERED[0].load(Ordering::Acquire)
+    );
+    gic::disable(intid);
+    // The same with its virtual timer (PPI), whose active state is banked.
+    let clear_active = match info.version {
+        Version::V3 => {
+            gic::redistributor().map(|rd| rd + gic::regs::GICR_SGI_BASE + gic::regs::GICD_ICACTIVER)
+        }
+        Version::V2 => Some(info.dist + gic::regs::GICD_ICACTIVER),
+    };
+    let Some(clear_active) = clear_active.map(|a| a as u64) else {
+        say!("relist: no redistributor");
+        return;
+    };
+    let vtimer = VTIMER_INTID.load(Ordering::Relaxed);
+    let before = TIMER_IRQS.load(Ordering::Acquire);
+    irq::masked(|| {
+        timer::arm_at(time::ticks());
+        spin_ms(5);
+        for _ in 0..rounds {
+            let _ = try_write32(clear_active, 1 << vtimer);
+            spin_ms(1);
+        }
+        timer::stop();
+    });
+    spin_ms(20);
+    say!(
+        "relist: timer delivered {} time(s)",
+        TIMER_IRQS.load(Ordering::Acquire) - before
+    );
+}
+
+/// `hog-irq`: see the module documentation. Never returns.
+fn run_hog_irq(info: &gic::GicInfo) -> ! {
+    use gic::regs::*;
+    let Some(intid) = bulkhead_rt::console_intid().filter(|&i| i >= 32) else {
+        say!("hog: no spi (the console has no interrupts)");
+        bulkhead_rt::halt()
+    };
+    let uart = bulkhead_rt::console::base() as u64;
+    let clear_active = (info.dist + GICD_ICACTIVER + 4 * (intid as usize / 32)) as u64;
+    let bit = 1u32 << (intid % 32);
+    irq::masked(|| {
+        gic::configure(intid, 0);
+        // The transmit interrupt: raised by every character sent (the line
+        // below), cleared only through UARTICR, which this never writes.
+        let imsc = try_read32(uart + UARTIMSC).unwrap_or(0);
+        let _ = try_write32(uart + UARTIMSC, imsc | UART_INT_TX);
+        say!(
+            "hog: spi {} priority {:#x}",
+            intid - 32,
+            gic::priority(intid)
+        );
+        // Sent: the line is high again (pending, taken at EL2 and active).
+        spin_ms(5);
+        say!(
+            "hog: pending {}, clearing its active state",
+            u8::from(gic::is_pending(intid))
+        );
+        loop {
+            let _ = try_write32(clear_active, bit);
+        }
+    })
+}
+
 fn arm_uart() {
     let Some(intid) = bulkhead_rt::console_intid().filter(|&i| i >= 32) else {
         say!("uart: no receive interrupt (the console has no interrupts)");
@@ -1279,6 +1406,18 @@ fn main(_dtb: usize) -> ! {
             arm_uart();
         } else {
             skipped("uart");
+        }
+    }
+    if let Some(rounds) = config.relist {
+        match &gic_info {
+            Some(g) => run_relist(g, rounds),
+            None => skipped("relist"),
+        }
+    }
+    if config.hog_irq {
+        match &gic_info {
+            Some(g) => run_hog_irq(g),
+            None => skipped("hog"),
         }
     }
 

@@ -18,7 +18,7 @@
 //! | 0-15 (SGIs) | purely virtual, per vCPU | this model (enable, priority, pending per source) |
 //! | 27 (PPI, virtual timer) | the physical PPI of the core running the vCPU | enable, pending, active in hardware (enable also mirrored here); priority virtual |
 //! | other PPIs | do not exist: read as zero, writes ignored, never reported | - |
-//! | 32-1019 (SPIs) | the physical SPI of the same number, only those of the domain's devices | hardware (pending, active, priority, trigger, route); enable and route mirrored here |
+//! | 32-1019 (SPIs) | the physical SPI of the same number, only those of the domain's devices | hardware (pending, active, trigger, route); enable and route mirrored here; priority virtual |
 //! | 33 (SPI 1), with a virtual console | the virtual console's interrupt, purely virtual | a [`VirtualLine`] the firmware keeps, reached through [`WithLine`] as if it were hardware |
 //!
 //! * **Ownership.** A domain sees and configures only the SPIs of its
@@ -54,11 +54,19 @@
 //!   vCPU `i`; the interrupt goes to the lowest selected vCPU; bits of
 //!   vCPUs the domain does not have are reported and dropped; an empty byte
 //!   keeps the interrupt from being forwarded at all. Reset route: vCPU 0.
-//! * **Priorities.** An owned SPI's priority is the hardware's
-//!   ([`PhysGic::set_priority`]) and is what its list register carries.
-//!   SGI and PPI priorities are virtual, per vCPU, with five implemented
-//!   bits ([`PRIORITY_MASK`], the number a GICv2 list register holds); the
-//!   virtual timer's physical priority stays the partitioner's.
+//! * **Priorities.** Every priority a domain sees is virtual, with five
+//!   implemented bits ([`PRIORITY_MASK`], the number a GICv2 list register
+//!   holds): SGIs and PPIs per vCPU, owned SPIs per SPI. It is what the
+//!   interrupt's list register carries, so it orders the domain's
+//!   interrupts among themselves. It never reaches the physical GIC: there
+//!   every interrupt of a domain keeps [`RESET_PRIORITY`] (set by
+//!   [`VDistributor::reset`]), below the partitioner's own interrupts
+//!   ([`PARTITIONER_PRIORITY`]: its kick SGI, the maintenance interrupt,
+//!   its console's input, the IOMMU's events), so at every exit to EL2 on
+//!   a domain's core those are acknowledged first, whatever the domain
+//!   writes. (An SPI the domain took stays active until it ends it, so it
+//!   cannot be pending at the next exit: a domain that could outrank the
+//!   partitioner delayed its interrupts by an exit per such SPI, no more.)
 //! * **SGIs.** [`VDistributor::sgi1r`] (GICv3 `ICC_SGI1R_EL1`, and
 //!   `ICC_ASGI1R_EL1` / `ICC_SGI0R_EL1` alike, see [`SgiRegister`]) and a GICv2
 //!   `GICD_SGIR` write (returned in [`Outcome::sgi`]) give an
@@ -124,7 +132,8 @@
 //!   .reset(dom, phys); .reset_vcpu(dom, phys, vcpu)
 //! PendingIrqs::new().push(Virq)/.pop()/.peek()/.remove(intid)/.clear()
 //! lr(version, &Virq, Deactivation) -> u64; lr_v3; lr_v2; lr_is_free(_v3/_v2);
-//! lr_physical(version, lr) -> Option<u32>; lr_match(version, lr, &Virq, via_hcr) -> LrMatch
+//! lr_physical(version, lr) -> Option<u32>; lr_holds_physical(version, lr, intid) -> bool
+//! lr_match(version, lr, &Virq, via_hcr) -> LrMatch
 //! lr_pending(version, lr) -> bool
 //! SgiRegister::decode((op0, op1, CRn, CRm, op2)) -> Option<SgiRegister>
 //! ```
@@ -181,10 +190,19 @@ const SGIS: usize = 16;
 const SGI_BITS: u32 = 0xffff;
 /// The PPIs a domain has, as bits of a banked register: the virtual timer.
 pub const DOMAIN_PPIS: u32 = 1 << VTIMER_INTID;
-/// Priority of every interrupt of a domain after reset (the partitioner's
-/// default for physical interrupts).
+/// Priority of every interrupt of a domain after reset (virtual), and the
+/// physical priority every interrupt of a domain keeps (the partitioner's
+/// default for physical interrupts): a domain's priority writes are
+/// virtual only.
 pub const RESET_PRIORITY: u8 = 0xa0;
-/// Implemented bits of virtual (SGI and PPI) priorities.
+/// Physical priority of the partitioner's own interrupts (its kick SGI,
+/// the maintenance interrupt, its console's input, the IOMMU's events):
+/// higher than [`RESET_PRIORITY`], so that at every exit to EL2 they are
+/// taken before any interrupt of the domain running there. Distinct from
+/// it in the top four bits, the fewest a GIC implements.
+pub const PARTITIONER_PRIORITY: u8 = 0x80;
+const _: () = assert!(PARTITIONER_PRIORITY >> 4 < RESET_PRIORITY >> 4);
+/// Implemented bits of virtual priorities (SGIs, PPIs and SPIs alike).
 pub const PRIORITY_MASK: u8 = 0xf8;
 /// `GICD_IIDR` / `GICR_IIDR`: ProductID 0x42 ('B' for Bulkhead), variant 0,
 /// revision 0, implementer 0 (no JEP106 vendor).
@@ -434,7 +452,6 @@ pub struct VirtualLine {
     /// Pended by the guest (`ISPENDR`), until delivered or cleared.
     latched: bool,
     active: bool,
-    priority: u8,
     edge: bool,
     /// vCPU it is routed to.
     vcpu: usize,
@@ -449,7 +466,6 @@ impl VirtualLine {
             enabled: false,
             latched: false,
             active: false,
-            priority: 0,
             edge: false,
             vcpu: 0,
             level: false,
@@ -466,14 +482,15 @@ impl VirtualLine {
     }
 
     /// Whether it should be pending for its vCPU now: enabled, and the line
-    /// high or pended by the guest. `Some((vcpu, priority))` to inject
-    /// (taking the guest's pend, which one delivery consumes).
-    pub fn delivery(&mut self) -> Option<(usize, u8)> {
+    /// high or pended by the guest. `Some(vcpu)` to inject (taking the
+    /// guest's pend, which one delivery consumes), at the priority
+    /// [`VDistributor::priority`] gives (virtual, like every SPI's).
+    pub fn delivery(&mut self) -> Option<usize> {
         if !self.enabled || !(self.level || self.latched) {
             return None;
         }
         self.latched = false;
-        Some((self.vcpu, self.priority))
+        Some(self.vcpu)
     }
 
     /// The vCPU it is routed to.
@@ -532,16 +549,15 @@ impl PhysGic for WithLine<'_> {
             self.phys.active(intid, vcpu)
         }
     }
+    /// The line has no physical priority (its virtual one is the model's).
     fn set_priority(&mut self, intid: u32, vcpu: Option<usize>, prio: u8) {
-        if intid == self.line.intid {
-            self.line.priority = prio & PRIORITY_MASK;
-        } else {
+        if intid != self.line.intid {
             self.phys.set_priority(intid, vcpu, prio)
         }
     }
     fn priority(&self, intid: u32, vcpu: Option<usize>) -> u8 {
         if intid == self.line.intid {
-            self.line.priority
+            RESET_PRIORITY
         } else {
             self.phys.priority(intid, vcpu)
         }
@@ -780,6 +796,9 @@ pub struct VDistributor {
     /// Per SPI: GICv3 the vCPU it is routed to or [`ROUTE_ANY`]; GICv2 its
     /// `ITARGETSR` byte.
     route: [u8; 1024],
+    /// Per SPI: its virtual priority (see the module docs: the physical
+    /// one stays [`RESET_PRIORITY`]).
+    spi_priority: [u8; 1024],
     cpu: [VCpu; MAX_CPUS],
 }
 
@@ -791,6 +810,7 @@ impl VDistributor {
             ctlr: 0,
             enabled: IntidSet::new(),
             route: [Self::reset_route(dom); 1024],
+            spi_priority: [RESET_PRIORITY; 1024],
             cpu: [VCpu::RESET; MAX_CPUS],
         }
     }
@@ -834,6 +854,11 @@ impl VDistributor {
         }
     }
 
+    /// Virtual priority of SPI `intid` (0 past the end).
+    fn spi_priority_of(&self, intid: u32) -> u8 {
+        self.spi_priority.get(intid as usize).copied().unwrap_or(0)
+    }
+
     fn sync_spi(&self, dom: &Domain, phys: &mut dyn PhysGic, intid: u32) {
         if dom.owns(intid) {
             phys.set_enabled(intid, None, self.forwarding(dom, intid));
@@ -869,7 +894,7 @@ impl VDistributor {
         let v3 = dom.v3();
         match offset {
             GICD_IPRIORITYR..GICD_ITARGETSR if bytes_ok(offset, size) => {
-                self.bytes(offset, size, |o| self.dist_priority(dom, phys, vcpu, o))
+                self.bytes(offset, size, |o| self.dist_priority(dom, vcpu, o))
             }
             GICD_ITARGETSR..GICD_ICFGR if !v3 && bytes_ok(offset, size) => {
                 self.bytes(offset, size, |o| self.targets_byte(dom, vcpu, o))
@@ -962,7 +987,7 @@ impl VDistributor {
     }
 
     /// Priority byte at distributor offset `o` (in the IPRIORITYR range).
-    fn dist_priority(&self, dom: &Domain, phys: &dyn PhysGic, vcpu: usize, o: u64) -> u8 {
+    fn dist_priority(&self, dom: &Domain, vcpu: usize, o: u64) -> u8 {
         let intid = (o - GICD_IPRIORITYR) as u32;
         if intid < FIRST_SPI {
             if dom.v3() {
@@ -971,7 +996,7 @@ impl VDistributor {
                 self.banked_priority(vcpu, intid)
             }
         } else if dom.owns(intid) {
-            phys.priority(intid, None)
+            self.spi_priority_of(intid)
         } else {
             0
         }
@@ -1078,7 +1103,7 @@ impl VDistributor {
                 for k in 0..u64::from(size) {
                     let intid = (offset + k - GICD_IPRIORITYR) as u32;
                     let byte = (value >> (8 * k)) as u8;
-                    self.priority_write(dom, phys, vcpu, intid, byte, size == 1, &mut note);
+                    self.priority_write(dom, vcpu, intid, byte, size == 1, &mut note);
                 }
             }
             GICD_ITARGETSR..GICD_ICFGR if !v3 && bytes_ok(offset, size) => {
@@ -1133,11 +1158,9 @@ impl VDistributor {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn priority_write(
         &mut self,
         dom: &Domain,
-        phys: &mut dyn PhysGic,
         vcpu: usize,
         intid: u32,
         byte: u8,
@@ -1149,7 +1172,11 @@ impl VDistributor {
                 self.banked_priority_write(vcpu, intid, byte);
             }
         } else if dom.owns(intid) {
-            phys.set_priority(intid, None, byte);
+            // Virtual only: the physical priority stays RESET_PRIORITY,
+            // below the partitioner's interrupts (see the module docs).
+            if let Some(p) = self.spi_priority.get_mut(intid as usize) {
+                *p = byte & PRIORITY_MASK;
+            }
         } else if intid < INTID_LIMIT && (explicit || byte != 0) {
             note.foreign(Touched::Interrupt(intid));
         }
@@ -1697,10 +1724,10 @@ impl VDistributor {
         }
     }
 
-    /// The priority a list register carries for `intid` on `vcpu`: virtual
-    /// for SGIs and PPIs, the hardware's for owned SPIs, lowest (0xff) for
+    /// The priority a list register carries for `intid` on `vcpu`: the
+    /// virtual one of an SGI, a PPI or an owned SPI, lowest (0xff) for
     /// anything else.
-    pub fn priority(&self, dom: &Domain, phys: &dyn PhysGic, vcpu: usize, intid: u32) -> u8 {
+    pub fn priority(&self, dom: &Domain, _phys: &dyn PhysGic, vcpu: usize, intid: u32) -> u8 {
         if intid < FIRST_SPI {
             let exists = intid < SGIS as u32 || DOMAIN_PPIS & (1 << intid) != 0;
             if exists && dom.has_vcpu(vcpu) {
@@ -1708,7 +1735,7 @@ impl VDistributor {
             }
             0xff
         } else if dom.owns(intid) {
-            phys.priority(intid, None)
+            self.spi_priority_of(intid)
         } else {
             0xff
         }
@@ -1717,7 +1744,8 @@ impl VDistributor {
     // ----- reset -------------------------------------------------------------
 
     /// Back to reset state (boot, domain restart): every owned SPI disabled,
-    /// not pending, not active, priority [`RESET_PRIORITY`], level, routed
+    /// not pending, not active, priority [`RESET_PRIORITY`] (virtual and
+    /// physical), level, routed
     /// to vCPU 0; distributor off; every vCPU's SGI/PPI state cleared. On
     /// GICv3 the virtual timer PPI of every vCPU is also disabled, unpended
     /// and deactivated in hardware; on GICv2 that is left to
@@ -1987,6 +2015,20 @@ pub fn lr_physical(version: GicVersion, lr: u64) -> Option<u32> {
         return None;
     };
     (intid < INTID_LIMIT).then_some(intid)
+}
+
+/// Whether list register value `lr` is in use (pending, active or both)
+/// for physical interrupt `intid`: a hardware entry, or a
+/// [`Deactivation::Maintenance`] one ([`lr_physical`]). Such an entry ends
+/// the physical interrupt's active state when the guest ends it, so while
+/// it is there the interrupt cannot be taken again at EL2, unless the
+/// domain cleared that active state itself (`ICACTIVER`); taken again
+/// then, it must not go into a second list register (the architecture
+/// forbids the same virtual interrupt in two, and a hardware entry cannot
+/// be made pending and active): it is merged into this one, whose end
+/// deactivates it.
+pub fn lr_holds_physical(version: GicVersion, lr: u64, intid: u32) -> bool {
+    lr_fields(version, lr).state != 0 && lr_physical(version, lr) == Some(intid)
 }
 
 /// How a pending list register reaches the core it belongs to: a board
@@ -2558,7 +2600,9 @@ mod tests {
             } else {
                 w!(GICD_ITARGETSR + u64::from(LINE_INTID), 1, 0b10);
             }
-            assert_eq!(line.delivery(), Some((1, 0x80)), "{v:?}");
+            assert_eq!(line.delivery(), Some(1), "{v:?}");
+            assert_eq!(t.vd.priority(&t.d, &t.m, 1, LINE_INTID), 0x80, "{v:?}");
+            assert_eq!(r!(GICD_IPRIORITYR + u64::from(LINE_INTID), 1), 0x80);
             assert_eq!(r!(en, 4) & bit, bit, "{v:?}: reads back enabled");
             let (pend, _) = bit_reg(GICD_ISPENDR, LINE_INTID);
             assert_eq!(r!(pend, 4) & bit, bit, "{v:?}: pending while high");
@@ -2568,7 +2612,7 @@ mod tests {
             assert_eq!(r!(pend, 4) & bit, 0);
             // A guest's pend is delivered once.
             w!(pend, 4, bit);
-            assert_eq!(line.delivery(), Some((1, 0x80)));
+            assert_eq!(line.delivery(), Some(1));
             assert_eq!(line.delivery(), None);
             // Disabled again: nothing.
             let (dis, _) = bit_reg(GICD_ICENABLER, LINE_INTID);
@@ -2722,19 +2766,23 @@ mod tests {
             }
             assert_eq!(t.m.take(), []);
 
-            // Priority: byte of 34 refused, byte of 33 reaches hardware.
+            // Priority: byte of 34 refused, byte of 33 taken (virtual: the
+            // hardware never hears of a priority).
             let o = t.w(0, GICD_IPRIORITYR + 34, 1, 0x80);
             assert_eq!(o.foreign, dist_foreign(0x422, Touched::Interrupt(34)));
             assert_eq!(t.m.take(), []);
             assert_eq!(t.w(0, GICD_IPRIORITYR + 33, 1, 0x80).foreign, None);
-            assert_eq!(t.m.take(), [Call::SetPriority(33, None, 0x80)]);
+            assert_eq!(t.m.take(), []);
+            assert_eq!(t.r(0, GICD_IPRIORITYR + 33, 1).value, 0x80);
             // A whole-register write: zero bytes of others are a quiet
             // read-modify-write, a non-zero one is reported (33 still set).
             assert_eq!(t.w(0, 0x420, 4, 0x0000_4000).foreign, None);
-            assert_eq!(t.m.take(), [Call::SetPriority(33, None, 0x40)]);
+            assert_eq!(t.m.take(), []);
+            assert_eq!(t.r(0, GICD_IPRIORITYR + 33, 1).value, 0x40);
             let o = t.w(0, 0x420, 4, 0x0010_4000);
             assert_eq!(o.foreign, dist_foreign(0x420, Touched::Interrupt(34)));
-            assert_eq!(t.m.take(), [Call::SetPriority(33, None, 0x40)]);
+            assert_eq!(t.m.take(), []);
+            assert_eq!(t.r(0, 0x420, 4).value, 0x0000_4000);
 
             // Trigger: edge bit of 34 refused, 33's applied.
             let o = t.w(0, GICD_ICFGR + 8, 4, 0b10 << 4);
@@ -2779,8 +2827,8 @@ mod tests {
                 t.m.active.insert((i, None));
                 t.m.edge.insert((i, None));
             }
-            t.m.prio.insert((33, None), 0x80);
             t.m.prio.insert((34, None), 0x40);
+            t.w(0, GICD_IPRIORITYR + 33, 1, 0x80);
             t.w(0, GICD_ISENABLER + 4, 4, 1 << 1);
             t.m.take();
             assert_eq!(t.read32(0, GICD_ISENABLER + 4), 0b10);
@@ -3275,7 +3323,7 @@ mod tests {
         t.w(0, GICD_ISENABLER + 4, 4, 0b10);
         assert_eq!(t.read32(0, GICD_CTLR), 1);
         assert!(t.deliverable(0, 33));
-        t.m.prio.insert((33, None), 0x60);
+        t.w(0, GICD_IPRIORITYR + 33, 1, 0x60);
         assert_eq!(t.vd.priority(&t.d, &t.m, 0, 33), 0x60);
         assert_eq!(t.vd.priority(&t.d, &t.m, 0, 34), 0xff);
     }
@@ -3344,7 +3392,7 @@ mod tests {
         // The right size works; a read zero-extends to the size.
         t.w(0, reg, 4, bit);
         assert_eq!(t.r(0, reg, 4).value, bit);
-        t.m.prio.insert((33, None), 0xc0);
+        t.w(0, 0x421, 1, 0xc0);
         assert_eq!(t.r(0, 0x421, 1).value, 0xc0);
         // Calls with a vCPU the domain does not have do nothing.
         assert_eq!(t.w(2, reg, 4, bit), Outcome::default());
@@ -3357,6 +3405,43 @@ mod tests {
                 ..SgiRequest::default()
             }
         );
+    }
+
+    /// A domain's SPI priorities are virtual: whatever it writes (byte or
+    /// word, up to 0, the highest), the physical priority stays
+    /// RESET_PRIORITY, below the partitioner's own interrupts; the guest
+    /// reads back, and its list registers carry, what it wrote.
+    #[test]
+    fn spi_priorities_never_reach_the_hardware() {
+        for v in [V2, V3] {
+            let mut t = T::new(v, 2, &[1, 2, 3]);
+            t.vd.reset(&t.d, &mut t.m);
+            t.dist_on();
+            // 0x400 + 32: INTIDs 32 (not owned), 33, 34, 35.
+            let o = t.w(0, GICD_IPRIORITYR + 32, 4, 0x1800_0800);
+            assert_eq!(o.foreign, None, "{v:?}: zero for the foreign byte");
+            t.w(1, GICD_IPRIORITYR + 35, 1, 0x00);
+            t.w(0, GICD_IPRIORITYR + 34, 1, 0x47);
+            let calls = t.m.take();
+            assert!(
+                !calls.iter().any(|c| matches!(c, Call::SetPriority(..))),
+                "{v:?}: {calls:?}"
+            );
+            for intid in [33, 34, 35] {
+                assert_eq!(t.m.prio.get(&(intid, None)), Some(&RESET_PRIORITY));
+            }
+            // What the guest sees: its own values (five bits), per SPI.
+            assert_eq!(t.read32(0, GICD_IPRIORITYR + 32), 0x0040_0800, "{v:?}");
+            assert_eq!(t.r(1, GICD_IPRIORITYR + 34, 1).value, 0x40);
+            assert_eq!(t.vd.priority(&t.d, &t.m, 0, 33), 0x08);
+            assert_eq!(t.vd.priority(&t.d, &t.m, 1, 35), 0x00);
+            assert_eq!(t.vd.priority(&t.d, &t.m, 0, 32), 0xff, "not owned");
+            const { assert!(PARTITIONER_PRIORITY < RESET_PRIORITY) };
+            // Reset: virtual back to the default, physical set again.
+            t.vd.reset(&t.d, &mut t.m);
+            assert_eq!(t.vd.priority(&t.d, &t.m, 0, 35), RESET_PRIORITY);
+            assert_eq!(t.m.prio.get(&(35, None)), Some(&RESET_PRIORITY));
+        }
     }
 
     #[test]
@@ -3433,6 +3518,48 @@ mod tests {
             );
             t.vd.reset_vcpu(&t.d, &mut t.m, 2);
             assert_eq!(t.m.take(), []);
+        }
+    }
+
+    /// A physical interrupt the domain deactivated behind its list
+    /// register (ICACTIVER) and that fires again is recognised as held,
+    /// whatever the entry's state and however it is deactivated; nothing
+    /// else is.
+    #[test]
+    fn a_list_register_holding_a_physical_interrupt_is_recognised() {
+        for v in [V2, V3] {
+            for how in [Deactivation::Hardware, Deactivation::Maintenance] {
+                let hw = Virq {
+                    intid: 40,
+                    hw: true,
+                    priority: 0xa0,
+                    source: 0,
+                };
+                let pending = lr(v, &hw, how);
+                let (state_shift, pending_bit) = match v {
+                    V3 => (62, 1u64 << 62),
+                    V2 => (28, 1u64 << 28),
+                };
+                let active = (pending & !(0b11 << state_shift)) | (0b10 << state_shift);
+                let both = pending | active;
+                for l in [pending, active, both] {
+                    assert!(lr_holds_physical(v, l, 40), "{v:?} {how:?} {l:#x}");
+                    assert!(!lr_holds_physical(v, l, 41), "{v:?} {how:?} {l:#x}");
+                }
+                // Ended (free): held no more.
+                let ended = pending & !pending_bit;
+                assert!(!lr_holds_physical(v, ended, 40), "{v:?} {how:?}");
+                // A software interrupt of the same INTID (the virtual
+                // console's line, an SGI) is not a physical one.
+                let soft = Virq { hw: false, ..hw };
+                assert!(!lr_holds_physical(v, lr(v, &soft, how), 40), "{v:?}");
+                let sgi = Virq {
+                    intid: 3,
+                    hw: false,
+                    ..hw
+                };
+                assert!(!lr_holds_physical(v, lr(v, &sgi, how), 3), "{v:?}");
+            }
         }
     }
 
@@ -3759,6 +3886,10 @@ mod tests {
                         }
                     }
                     for c in t.m.take() {
+                        assert!(
+                            !matches!(c, Call::SetPriority(..)),
+                            "{version:?}: physical priority {c:?} after op {kind} at {offset:#x}"
+                        );
                         match c.intid() {
                             33 | 40 => match c {
                                 Call::Route(_, v) => assert!(v < vcpus, "{c:?}"),

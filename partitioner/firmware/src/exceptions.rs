@@ -491,10 +491,12 @@ sgir_done:
 // An IRQ from a domain, x0 and x1 saved. The virtual timer of the vCPU
 // on this core (the most frequent interrupt by far) is handled right here
 // when `irq::TIMER_LR` holds its list register value for this core, nothing
-// waits in the core's queue, the acknowledge returns the timer and a list
-// register is free: into that list register (the physical interrupt stays
-// active until the guest's deactivation reaches it, through the entry's HW
-// bit or the EOI maintenance interrupt), priority drop, exit counted,
+// waits in the core's queue, the acknowledge returns the timer, no list
+// register beyond the first four is in use, none holds the timer already
+// (see `irq::inject_here`) and one of the four is free: into that list
+// register (the physical interrupt stays active until the guest's
+// deactivation reaches it, through the entry's HW bit or the EOI
+// maintenance interrupt), priority drop, exit counted,
 // back to the domain. This is `irq::handle_physical`'s `VTIMER_INTID` case
 // and `inject_here`, without a frame or a call. On GICv3 the kick that
 // brings an SGI of the SGI fast path is handled here too (`irq_kick_v3`).
@@ -521,6 +523,25 @@ irq_entry:
     b.ne    15f
     cbz     x1, irq_slow_acked              // the timer is not deliverable now
     mrs     x3, S3_4_C12_C11_5              // ICH_ELRSR_EL2: empty list registers
+    // No list register in use beyond the first four, and none of those
+    // holding the timer already (the domain cleared its active state
+    // behind it: `irq::inject_here` merges it): else the Rust handler.
+    // x0 (the timer's INTID) and x2 (this core) serve meanwhile.
+    adrp    x0, {lr_mask}
+    ldr     x0, [x0, :lo12:{lr_mask}]
+    bics    x0, x0, x3                      // list registers in use
+    b.eq    9f                              // none (the common case)
+    tst     x0, #~0xf
+    b.ne    18f
+    .irp    n, 0,1,2,3
+    tbz     x0, #\n, 17f
+    mrs     x2, S3_4_C12_C12_\n             // ICH_LR<n>_EL2
+    cmp     w2, #{vtimer}                   // its vINTID
+    b.eq    18f
+17:
+    .endr
+    mrs     x2, tpidr_el2
+9:  mov     x0, #{vtimer}
     tbnz    x3, #0, 10f
     tbnz    x3, #1, 11f
     tbnz    x3, #2, 12f
@@ -550,6 +571,9 @@ irq_fast_done:
 
 // GICv3, acknowledged (x0), not the timer.
 15: cbz     x0, irq_kick_v3                 // gic::SGI_KICK
+    b       irq_slow_acked
+// The timer acknowledged, not for this path (GICv3 and GICv2).
+18: mov     x0, #{vtimer}                   // what the acknowledge returned
     b       irq_slow_acked
 
 // GICv3, the kick (acknowledged: x0 = its INTID, 0; x2 = this core's
@@ -660,6 +684,25 @@ irq_fast_v2:
     cbz     x1, irq_slow_acked              // the timer is not deliverable now
     ldr     x2, [x3, #16]                   // GICH
     ldr     w3, [x2, #{gich_elrsr0}]        // empty list registers
+    // As on GICv3: none in use beyond the first four, none holding the
+    // timer already. x0 (the timer's INTID) and x4 serve meanwhile.
+    adrp    x0, {lr_mask}
+    ldr     x0, [x0, :lo12:{lr_mask}]
+    bics    x0, x0, x3                      // list registers in use
+    b.eq    9f                              // none (the common case)
+    tst     x0, #~0xf
+    b.ne    18b
+    str     x4, [sp, #32]
+    .irp    n, 0,1,2,3
+    tbz     x0, #\n, 17f
+    ldr     w4, [x2, #({gich_lr0} + 4 * \n)]
+    and     w4, w4, #0x3ff                  // its vINTID
+    cmp     w4, #{vtimer}
+    b.eq    19f
+17:
+    .endr
+    ldr     x4, [sp, #32]
+9:  mov     x0, #{vtimer}
     and     w3, w3, #0xf
     cbz     w3, irq_slow_acked
     rbit    w3, w3
@@ -672,6 +715,9 @@ irq_fast_v2:
     str     w0, [x2, #{gicc_eoir}]          // priority drop (EOImode 1)
     mrs     x2, tpidr_el2
     b       irq_fast_done
+// GICv2, the timer acknowledged and already listed (x4 saved).
+19: ldr     x4, [sp, #32]
+    b       18b
 
 // GICv2, acknowledged (w0: IAR's INTID and source CPU), not the timer:
 // the kick (`gic::SGI_KICK`, from any CPU interface) as `irq_kick_v3`

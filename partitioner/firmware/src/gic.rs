@@ -178,8 +178,12 @@ const GICH_EISR0: usize = 0x20;
 pub(crate) const GICH_ELRSR0: usize = 0x30;
 pub(crate) const GICH_LR0: usize = 0x100;
 
-/// Default priority of every interrupt at the physical level.
-const DEFAULT_PRIORITY: u8 = 0xa0;
+/// Default priority of every interrupt at the physical level, and the one
+/// every interrupt of a domain keeps (a domain's priorities are virtual).
+const DEFAULT_PRIORITY: u8 = bulkhead_core::vgic::RESET_PRIORITY;
+/// The partitioner's own interrupts (the kick, the maintenance interrupt,
+/// and those `irq` sets up: console input, IOMMU events) come first.
+const PARTITIONER_PRIORITY: u8 = bulkhead_core::vgic::PARTITIONER_PRIORITY;
 
 /// Find out which GIC the board has (its distributor's architecture
 /// revision). The GICv2 location is read first: it lies inside both
@@ -389,6 +393,8 @@ pub fn init_cpu(core: usize) {
         }
     }
     set_virtual_interface(true, false);
+    set_priority(SGI_KICK, core, PARTITIONER_PRIORITY);
+    set_priority(MAINTENANCE_INTID, core, PARTITIONER_PRIORITY);
     set_enabled(SGI_KICK, core, true);
     set_enabled(MAINTENANCE_INTID, core, true);
     if let GicVersion::V2 = version() {

@@ -226,6 +226,8 @@ pub fn enable_partitioner_interrupt(spi: u32, core: usize, handler: fn()) {
     OWN_HANDLER.call_once(|| handler);
     // An SMMU's wired interrupts are pulses: edge-triggered.
     gic::set_edge(intid, core, true);
+    // Above every domain interrupt (see `vgic::PARTITIONER_PRIORITY`).
+    gic::set_priority(intid, core, vgic::PARTITIONER_PRIORITY);
     gic::route(intid, core, crate::board().cpus[core]);
     OWN_CORE.store(core, Ordering::Release);
     OWN_INTID.store(intid, Ordering::Release);
@@ -249,6 +251,8 @@ pub fn enable_console_input(spi: u32, core: usize) {
         }
     };
     gic::set_edge(intid, core, false);
+    // Above every domain interrupt (see `vgic::PARTITIONER_PRIORITY`).
+    gic::set_priority(intid, core, vgic::PARTITIONER_PRIORITY);
     gic::route(intid, core, crate::board().cpus[core]);
     CONSOLE_CORE.store(core, Ordering::Release);
     CONSOLE_INTID.store(intid, Ordering::Release);
@@ -372,6 +376,25 @@ impl PhysGic for Phys<'_> {
     }
 }
 
+/// Run `f` with the physical GIC as domain `di`'s model must see it: with
+/// its virtual console's interrupt ([`VCONSOLE_INTID`]) as that console's
+/// [`VirtualLine`] if it has one (locked after the model, if the caller
+/// holds that), else the hardware alone: a domain without a virtual console
+/// may own the physical SPI of that number, which must then reach the
+/// hardware like any other.
+fn with_phys<R>(di: usize, d: &DomainPlan, f: impl FnOnce(&mut dyn PhysGic) -> R) -> R {
+    let mut phys = Phys { d };
+    if d.virtual_console.is_some() {
+        let mut line = VLINE[di].lock();
+        f(&mut WithLine {
+            phys: &mut phys,
+            line: &mut line,
+        })
+    } else {
+        f(&mut phys)
+    }
+}
+
 /// GICv2: map the virtual CPU interface (GICV) where the domain expects its
 /// CPU interface. Nothing to do on GICv3, whose CPU interface is system
 /// registers.
@@ -398,15 +421,8 @@ pub fn init_domain(di: usize, d: &DomainPlan) {
             OWNER[(spi + 32) as usize].store(di as u8 + 1, Ordering::Release);
         }
     }
-    let mut phys = Phys { d };
     let mut vd = VDistributor::new(&dom);
-    vd.reset(
-        &dom,
-        &mut WithLine {
-            phys: &mut phys,
-            line: &mut VLINE[di].lock(),
-        },
-    );
+    with_phys(di, d, |phys| vd.reset(&dom, phys));
     refresh_copies(&dom, d, &vd);
     VGIC[di].call_once(|| (dom, Mutex::new(vd)));
 }
@@ -451,18 +467,9 @@ fn refresh_copies(dom: &vgic::Domain, d: &DomainPlan, vd: &VDistributor) {
 /// inactive, nothing queued for its cores.
 pub fn reset_domain(di: usize, d: &DomainPlan) {
     if let Some((dom, vd)) = model(di) {
-        let mut phys = Phys { d };
         let mut vd = vd.lock();
-        let mut line = VLINE[di].lock();
-        vd.reset(
-            dom,
-            &mut WithLine {
-                phys: &mut phys,
-                line: &mut line,
-            },
-        );
-        line.set_level(false);
-        drop(line);
+        with_phys(di, d, |phys| vd.reset(dom, phys));
+        VLINE[di].lock().set_level(false);
         refresh_copies(dom, d, &vd);
     }
     for &c in d.cpus.iter() {
@@ -486,13 +493,7 @@ pub fn reset_vcpu() {
     let (di, d, vcpu) = domain::current();
     if let Some((dom, vd)) = model(di) {
         let mut vd = vd.lock();
-        let mut line = VLINE[di].lock();
-        let mut phys = WithLine {
-            phys: &mut Phys { d },
-            line: &mut line,
-        };
-        vd.reset_vcpu(dom, &mut phys, vcpu);
-        drop(line);
+        with_phys(di, d, |phys| vd.reset_vcpu(dom, phys, vcpu));
         refresh_copies(dom, d, &vd);
     }
     gic::set_virtual_interface(true, false);
@@ -552,9 +553,18 @@ pub fn set_console_line(di: usize, d: &DomainPlan, level: bool) {
 }
 
 fn sync_console_line(di: usize, d: &DomainPlan) {
+    let Some((dom, vd)) = model(di) else {
+        return;
+    };
     let (wanted, vcpu) = {
+        // The model first (the lock order), for the line's virtual priority.
+        let vd = vd.lock();
         let mut line = VLINE[di].lock();
-        (line.delivery(), line.vcpu())
+        let wanted = line.delivery().map(|vcpu| {
+            let phys = Phys { d };
+            (vcpu, vd.priority(dom, &phys, vcpu, VCONSOLE_INTID))
+        });
+        (wanted, line.vcpu())
     };
     match wanted {
         Some((vcpu, priority)) => {
@@ -751,11 +761,29 @@ fn lr_mask() -> u64 {
     }
 }
 
+/// Whether one of the `used` list registers of this core holds physical
+/// interrupt `intid` (`vgic::lr_holds_physical`): only when the domain
+/// cleared its active state itself (`ICACTIVER`) while it was there, and
+/// it was taken again. It then goes into no second list register.
+fn held_by_lr(mut used: u64, intid: u32) -> bool {
+    let v = gic::version();
+    while used != 0 {
+        let i = used.trailing_zeros() as usize;
+        used &= used - 1;
+        if vgic::lr_holds_physical(v, gic::read_lr(i), intid) {
+            return true;
+        }
+    }
+    false
+}
+
 /// The fast path for a physical interrupt taken on the core of the vCPU it
 /// is for: straight into a free list register, unless others are waiting
 /// (they may come first) or none is free. A physically backed interrupt
-/// cannot already be in a list register: its physical side is still active
-/// until the guest ends it. False if it must be queued instead.
+/// is normally not in a list register already (its physical side stays
+/// active until the guest ends it); if the domain cleared that active
+/// state itself, the entry still there takes it ([`held_by_lr`]). False
+/// if it must be queued instead.
 fn inject_here(virq: &Virq) -> bool {
     // Others only ever add to this core's queue (and then kick it); its list
     // registers are this core's alone.
@@ -763,6 +791,10 @@ fn inject_here(virq: &Virq) -> bool {
         return false;
     }
     let free = gic::empty_lrs() & lr_mask();
+    if held_by_lr(!free & lr_mask(), virq.intid) {
+        // Merged: that entry's end deactivates it.
+        return true;
+    }
     if free == 0 {
         return false;
     }
@@ -953,6 +985,11 @@ fn flush_queue(core: usize) {
     let mut free = gic::empty_lrs() & mask;
     let mut after_eoi = false;
     while let Some(&virq) = q.peek() {
+        if virq.hw && held_by_lr(!free & mask, virq.intid) {
+            // Already in a list register (see `inject_here`): merged.
+            q.pop();
+            continue;
+        }
         if !virq.hw {
             match merge(v, !free & mask, &virq) {
                 Held::Merged => {
@@ -1066,22 +1103,15 @@ pub fn emulate_mmio(
     if !in_dist && !in_redist {
         return false;
     }
-    let mut phys = Phys { d };
     let value = frame.reg(a.reg);
     let outcome = {
         let mut vd = vd.lock();
-        let mut line = VLINE[di].lock();
-        let mut phys = WithLine {
-            phys: &mut phys,
-            line: &mut line,
-        };
-        let outcome = match (in_dist, write) {
-            (true, false) => vd.read(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size),
-            (true, true) => vd.write(dom, &mut phys, vcpu, ipa - VGICD_IPA, a.size, value),
-            (false, false) => vd.read_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size),
-            (false, true) => vd.write_redist(dom, &mut phys, vcpu, ipa - VGICR_IPA, a.size, value),
-        };
-        drop(line);
+        let outcome = with_phys(di, d, |phys| match (in_dist, write) {
+            (true, false) => vd.read(dom, phys, vcpu, ipa - VGICD_IPA, a.size),
+            (true, true) => vd.write(dom, phys, vcpu, ipa - VGICD_IPA, a.size, value),
+            (false, false) => vd.read_redist(dom, phys, vcpu, ipa - VGICR_IPA, a.size),
+            (false, true) => vd.write_redist(dom, phys, vcpu, ipa - VGICR_IPA, a.size, value),
+        });
         if write {
             refresh_copies(dom, d, &vd);
         }
