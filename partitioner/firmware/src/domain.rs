@@ -580,6 +580,9 @@ pub fn launch(core: usize) -> ! {
     // FP/SIMD untrapped, as just set), and its virtual CPU interface too:
     // nothing a previous run left behind survives a restart or a CPU_ON.
     crate::el1::reset();
+    // No set/way operation of the core's previous run counts as done for
+    // this one (that one's last exit may have been one, taken by a stop).
+    CORES[core].set_way.store(SET_WAY_NONE, Ordering::Relaxed);
     irq::reset_vcpu();
     gic::reset_virtual_cpu_interface();
     mmu::install_stage2(DOMAINS[di - 1].root.load(Ordering::Acquire), d.vmid);
