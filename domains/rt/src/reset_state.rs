@@ -319,6 +319,43 @@ pub fn entry_dirty(mut report: impl FnMut(&str, u64)) -> usize {
     dirty
 }
 
+/// Whether the core has the RAS extension (ID_AA64PFR0_EL1.RAS), and so
+/// DISR_EL1.
+fn has_ras() -> bool {
+    (read_sysreg!("id_aa64pfr0_el1") >> 28) & 0xf != 0
+}
+
+/// Registers outside the entry snapshot, read where the runtime never
+/// touches them: the debug claim tags (DBGCLAIMCLR_EL1 reads them) and,
+/// with RAS, the deferred interrupt status (DISR_EL1, which a domain's
+/// EL1 reaches as the partitioner's VDISR_EL2). Both reset to zero.
+/// Reports each one that is not, and returns how many.
+pub fn other_dirty(mut report: impl FnMut(&str, u64)) -> usize {
+    let mut dirty = 0;
+    let claim = read_sysreg!("S2_0_C7_C9_6") & 0xff;
+    if claim != 0 {
+        report("dbgclaim", claim);
+        dirty += 1;
+    }
+    if has_ras() {
+        let disr = read_sysreg!("S3_0_C12_C1_1");
+        if disr != 0 {
+            report("disr_el1", disr);
+            dirty += 1;
+        }
+    }
+    dirty
+}
+
+/// Leaves the registers [`other_dirty`] checks away from their reset
+/// values: every claim tag set, and (with RAS) DISR_EL1.A with a syndrome.
+pub fn dirty_other() {
+    write_sysreg!("S2_0_C7_C8_6", 0xff); // DBGCLAIMSET_EL1
+    if has_ras() {
+        write_sysreg!("S3_0_C12_C1_1", (1 << 31) | 0x11); // DISR_EL1
+    }
+}
+
 // GICv2 CPU interface registers (the domain's virtual one).
 const GICC_BPR: usize = 0x08;
 const GICC_RPR: usize = 0x14;
