@@ -744,6 +744,11 @@ pub const TEST_IMAGES: &[(&str, &str, Tamper)] = &[
     ),
     ("sgi-suspend", "tests/configs/sgi-suspend.dts", Tamper::None),
     (
+        "set-way-flood",
+        "tests/configs/set-way-flood.dts",
+        Tamper::None,
+    ),
+    (
         "supplied-tree",
         "tests/configs/supplied-tree.dts",
         Tamper::None,

@@ -25,6 +25,7 @@ pub fn check_reset_state(dtb: Option<usize>) {
     check_scratch(dtb);
     let report = |name: &str, v: u64| say!("reset-state: dirty {name}={v:#x}");
     let mut dirty = reset_state::entry_dirty(report);
+    dirty += reset_state::other_dirty(report);
     if let Some(info) = gic::discover() {
         dirty += irq::masked(|| reset_state::gic_dirty(&info, report));
     }
@@ -73,6 +74,7 @@ pub fn run_reset_state(info: &gic::GicInfo, dtb: Option<usize>) -> ! {
     );
     say!("reset-state: dirtying every register, then SYSTEM_RESET");
     irq::disable();
+    reset_state::dirty_other();
     if !reset_state::dirty_gic_interface(info, SGI_SELF) {
         say!("reset-state: could not leave sgi {SGI_SELF} active");
     }

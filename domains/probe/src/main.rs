@@ -35,6 +35,16 @@
 //! <name>: cpu checks done
 //! ```
 //!
+//! With the word `set-way-flood`, after everything else it loops for
+//! ever: a `DC CISW` (trapped, carried out by the partitioner as a clean of
+//! the domain's whole memory) then a PSCI call (another exit, so the next
+//! `DC CISW` is carried out in full again), with a line every 64 rounds:
+//!
+//! ```text
+//! <name>: set-way-flood started
+//! <name>: set-way-flood <n> rounds
+//! ```
+//!
 //! With the word `thumb-el0`, after the attacks (before the cpu checks) it
 //! runs a little hand-assembled Thumb program in AArch32 User mode (EL0)
 //! that stores the characters of a line, one 16-bit `STR` each, to the
@@ -311,6 +321,23 @@ fn power_flood(name: &str, n: u64) {
         n + 1 - started,
         bulkhead_rt::time::uptime_ms()
     );
+}
+
+/// `set-way-flood`: set/way cache maintenance as often as it costs the
+/// partitioner the most, for ever: a `DC CISW`, then another exit (a PSCI
+/// call), so that every `DC CISW` is the first of a "loop" and has the
+/// domain's whole memory cleaned. Every 64 rounds a line says it is alive.
+fn set_way_flood(name: &str) -> ! {
+    println!("{name}: set-way-flood started");
+    let mut round: u64 = 0;
+    loop {
+        for _ in 0..64 {
+            bulkhead_rt::hardening::dc_cisw();
+            bulkhead_rt::psci::version();
+        }
+        round += 64;
+        println!("{name}: set-way-flood {round} rounds");
+    }
 }
 
 /// QEMU's `edu` PCI device: its DMA engine's registers in BAR0 and its
@@ -624,6 +651,12 @@ fn main(_dtb: usize) -> ! {
     }
     if let Some(n) = word(bootargs, "power-flood=").and_then(|v| v.parse().ok()) {
         power_flood(name, n);
+    }
+    if bootargs
+        .split_ascii_whitespace()
+        .any(|w| w == "set-way-flood")
+    {
+        set_way_flood(name);
     }
     if bootargs.split_ascii_whitespace().any(|w| w == "system-off") {
         println!("{name}: system-off");

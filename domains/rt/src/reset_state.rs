@@ -319,6 +319,64 @@ pub fn entry_dirty(mut report: impl FnMut(&str, u64)) -> usize {
     dirty
 }
 
+/// Whether the core has the RAS extension (ID_AA64PFR0_EL1.RAS), and so
+/// DISR_EL1.
+fn has_ras() -> bool {
+    (read_sysreg!("id_aa64pfr0_el1") >> 28) & 0xf != 0
+}
+
+/// Whether the domain has its core's PMU: a PMUv3p5 or later
+/// (ID_AA64DFR0_EL1.PMUVer >= 6, not 0xf), which Bulkhead gives the domain
+/// (on older ones every PMU register traps and reads as zero), with at
+/// least one event counter (PMCR_EL0.N).
+fn has_own_pmu() -> bool {
+    let pmu = (read_sysreg!("id_aa64dfr0_el1") >> 8) & 0xf;
+    (6..0xf).contains(&pmu) && (read_sysreg!("pmcr_el0") >> 11) & 0x1f != 0
+}
+
+/// Registers outside the entry snapshot, read where the runtime never
+/// touches them: the debug claim tags (DBGCLAIMCLR_EL1 reads them), with
+/// RAS the deferred interrupt status (DISR_EL1, which a domain's EL1
+/// reaches as the partitioner's VDISR_EL2), and with a PMU of its own the
+/// first event counter's event type (PMEVTYPER0_EL0). All reset to zero.
+/// Reports each one that is not, and returns how many.
+pub fn other_dirty(mut report: impl FnMut(&str, u64)) -> usize {
+    let mut dirty = 0;
+    if has_own_pmu() {
+        let t = read_sysreg!("S3_3_C14_C12_0");
+        if t != 0 {
+            report("pmevtyper0_el0", t);
+            dirty += 1;
+        }
+    }
+    let claim = read_sysreg!("S2_0_C7_C9_6") & 0xff;
+    if claim != 0 {
+        report("dbgclaim", claim);
+        dirty += 1;
+    }
+    if has_ras() {
+        let disr = read_sysreg!("S3_0_C12_C1_1");
+        if disr != 0 {
+            report("disr_el1", disr);
+            dirty += 1;
+        }
+    }
+    dirty
+}
+
+/// Leaves the registers [`other_dirty`] checks away from their reset
+/// values: every claim tag set, (with RAS) DISR_EL1.A with a syndrome,
+/// (with its own PMU) event counter 0 counting cycles.
+pub fn dirty_other() {
+    write_sysreg!("S2_0_C7_C8_6", 0xff); // DBGCLAIMSET_EL1
+    if has_own_pmu() {
+        write_sysreg!("S3_3_C14_C12_0", 0x11); // PMEVTYPER0_EL0: CPU_CYCLES
+    }
+    if has_ras() {
+        write_sysreg!("S3_0_C12_C1_1", (1 << 31) | 0x11); // DISR_EL1
+    }
+}
+
 // GICv2 CPU interface registers (the domain's virtual one).
 const GICC_BPR: usize = 0x08;
 const GICC_RPR: usize = 0x14;

@@ -20,6 +20,7 @@ pub mod pci;
 pub mod plan;
 pub mod psci;
 pub mod ratelimit;
+pub mod setway;
 pub mod smmuv3;
 pub mod speculation;
 pub mod stage2;

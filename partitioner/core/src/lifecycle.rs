@@ -79,6 +79,13 @@ pub fn pointer_auth(isar1: u64, isar2: u64) -> PointerAuth {
     }
 }
 
+/// Whether the CPU has the RAS extension, from ID_AA64PFR0_EL1 (RAS
+/// \[31:28\]): then a domain's EL1 reads and writes DISR_EL1 as
+/// VDISR_EL2 (HCR_EL2.AMO), which a vCPU start must reset.
+pub fn has_ras(pfr0: u64) -> bool {
+    (pfr0 >> 28) & 0xf != 0
+}
+
 /// Number of breakpoint and watchpoint register pairs, from
 /// ID_AA64DFR0_EL1 (BRPs \[15:12\] and WRPs \[23:20\], each the count minus one).
 pub fn debug_register_pairs(dfr0: u64) -> (usize, usize) {
@@ -175,6 +182,16 @@ mod tests {
         assert!(!pointer_auth(0, 1 << 8).address_keys);
         // Other fields (e.g. DPB, JSCVT, LRCPC) mean nothing here.
         assert_eq!(pointer_auth(0xf | (0xf << 12) | (0xf << 16), 0), none);
+    }
+
+    #[test]
+    fn ras_from_pfr0() {
+        // cortex-a72: EL0-EL3 AArch64/AArch32, FP, AdvSIMD, no RAS.
+        assert!(!has_ras(0x2222));
+        // QEMU max: RAS v1p1 (2) among everything else.
+        assert!(has_ras(0x1201_1111_1111_2222));
+        assert!(has_ras(1 << 28));
+        assert!(!has_ras((0xf << 24) | (0xf << 32)), "neighbouring fields");
     }
 
     #[test]

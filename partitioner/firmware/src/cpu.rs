@@ -147,8 +147,9 @@ macro_rules! msr {
 
 /// Put the core's PMU and SVE/SME state into their cold-boot state, so
 /// nothing of a domain's previous life (or of whoever ran on the core
-/// before) survives a (re)start: counters stopped and zeroed, streaming
-/// mode and ZA off, every SVE predicate and the first-fault register clear.
+/// before) survives a (re)start: counters stopped and zeroed, their event
+/// types and filters cleared, streaming mode and ZA off, every SVE
+/// predicate and the first-fault register clear.
 /// (The EL1 system registers, debug registers and FP/SIMD are reset by
 /// `el1::reset`.)
 fn reset_core_extensions(f: &CpuFeatures) {
@@ -159,8 +160,14 @@ fn reset_core_extensions(f: &CpuFeatures) {
         msr!("pmintenclr_el1", !0);
         msr!("pmovsclr_el0", !0);
         msr!("pmuserenr_el0", 0);
-        msr!("pmselr_el0", 0);
         msr!("pmccfiltr_el0", 0);
+        // Every event counter's event type and filter (PMEVTYPER<n>_EL0,
+        // through the selector): a domain with the PMU sets them.
+        for n in 0..u64::from(f.pmu_counters) {
+            msr!("pmselr_el0", n);
+            msr!("pmxevtyper_el0", 0);
+        }
+        msr!("pmselr_el0", 0);
     }
     if f.sme {
         // SVCR = 0: out of streaming mode (which zeroes the SVE state) and

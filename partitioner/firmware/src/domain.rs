@@ -14,7 +14,7 @@ use bulkhead_core::plan::{DomainPlan, FaultPolicy, Mapping, Plan, MAX_CPUS, MAX_
 use bulkhead_core::trap::{self, Exit, Syndrome};
 use bulkhead_core::vconsole::VirtualConsole;
 use bulkhead_core::{dtb, stage2};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use log::{error, info, warn};
 use spin::{Mutex, Once};
 
@@ -107,9 +107,13 @@ pub(crate) struct Core {
     boot: AtomicBool,
     /// A request another core left for this one (see [`kick`]).
     request: AtomicUsize,
-    /// The domain's set/way maintenance since its last other exit has
-    /// already been carried out (see [`set_way`]).
-    set_way_done: AtomicBool,
+    /// Where the domain's set/way maintenance since its last other exit
+    /// stands: [`SET_WAY_NONE`], [`SET_WAY_DONE`] or [`SET_WAY_PARTIAL`]
+    /// (see [`set_way`]). Any other exit stores [`SET_WAY_NONE`] (also the
+    /// assembly SGI fast path, as a zero byte).
+    set_way: AtomicU8,
+    /// With [`SET_WAY_PARTIAL`]: where the clean resumes.
+    set_way_cursor: Mutex<bulkhead_core::setway::Cursor>,
 }
 
 impl Core {
@@ -121,7 +125,11 @@ impl Core {
             start: Mutex::new((0, 0)),
             boot: AtomicBool::new(false),
             request: AtomicUsize::new(REQ_NONE),
-            set_way_done: AtomicBool::new(false),
+            set_way: AtomicU8::new(SET_WAY_NONE),
+            set_way_cursor: Mutex::new(bulkhead_core::setway::Cursor {
+                region: 0,
+                offset: 0,
+            }),
         }
     }
 }
@@ -133,11 +141,17 @@ pub(crate) static CORES: [Core; MAX_CPUS] = [const { Core::new() }; MAX_CPUS];
 pub(crate) const CORE_STRIDE: usize = core::mem::size_of::<Core>();
 /// Where a [`Core`]'s `request` is (0: [`REQ_NONE`]).
 pub(crate) const REQUEST_OFFSET: usize = core::mem::offset_of!(Core, request);
-/// Where a [`Core`]'s `state` and `set_way_done` are.
+/// Where a [`Core`]'s `state` and `set_way` are.
 pub(crate) const STATE_OFFSET: usize = core::mem::offset_of!(Core, state);
-pub(crate) const SET_WAY_DONE_OFFSET: usize = core::mem::offset_of!(Core, set_way_done);
+pub(crate) const SET_WAY_OFFSET: usize = core::mem::offset_of!(Core, set_way);
 const _: () = assert!(REQ_NONE == 0 && CORE_STRIDE < 4096 && REQUEST_OFFSET < 4096);
-const _: () = assert!(STATE_OFFSET < 4096 && SET_WAY_DONE_OFFSET < 4096);
+const _: () = assert!(STATE_OFFSET < 4096 && SET_WAY_OFFSET < 4096 && SET_WAY_NONE == 0);
+/// [`Core::set_way`]: no set/way operation since the last other exit; one
+/// carried out in full; one whose clean gave way to an interrupt and
+/// resumes when the instruction traps again.
+const SET_WAY_NONE: u8 = 0;
+const SET_WAY_DONE: u8 = 1;
+const SET_WAY_PARTIAL: u8 = 2;
 
 /// Mutable per-domain state.
 struct DomainState {
@@ -564,6 +578,9 @@ pub fn launch(core: usize) -> ! {
     // FP/SIMD untrapped, as just set), and its virtual CPU interface too:
     // nothing a previous run left behind survives a restart or a CPU_ON.
     crate::el1::reset();
+    // No set/way operation of the core's previous run counts as done for
+    // this one (that one's last exit may have been one, taken by a stop).
+    CORES[core].set_way.store(SET_WAY_NONE, Ordering::Relaxed);
     irq::reset_vcpu();
     gic::reset_virtual_cpu_interface();
     mmu::install_stage2(DOMAINS[di - 1].root.load(Ordering::Acquire), d.vmid);
@@ -621,8 +638,8 @@ pub fn handle_sync(frame: &mut TrapFrame) {
     let exit = trap::decode(esr);
     if !matches!(exit, Exit::SysReg { op0: 1, .. }) {
         CORES[this_core()]
-            .set_way_done
-            .store(false, Ordering::Relaxed);
+            .set_way
+            .store(SET_WAY_NONE, Ordering::Relaxed);
     }
     match exit {
         Exit::DataAbort {
@@ -733,8 +750,12 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                     Cause::Sysreg
                 },
             );
+            // A set/way operation whose clean gave way to an interrupt is
+            // not complete: it is not stepped over, and resumes when it
+            // traps again.
+            let mut complete = true;
             if let Some(op) = trap::set_way_op(op0, op1, crn, crm, op2) {
-                set_way(di, d, op, reg);
+                complete = set_way(di, d, op, reg);
             } else if !irq::emulate_sysreg(
                 di,
                 d,
@@ -748,7 +769,9 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                     frame.set_reg(reg, 0);
                 }
             }
-            step_over(frame, step);
+            if complete {
+                step_over(frame, step);
+            }
         }
         Exit::Coproc(c) if trap::from_aarch32_el0(frame.spsr) => {
             // An AArch32 process (EL0 under the domain's AArch64 kernel)
@@ -869,7 +892,7 @@ fn sgi_trap(esr: u64, frame: &mut TrapFrame) -> bool {
         return false;
     }
     exits::count(core, Cause::Sgi);
-    CORES[core].set_way_done.store(false, Ordering::Relaxed);
+    CORES[core].set_way.store(SET_WAY_NONE, Ordering::Relaxed);
     step_over(frame, trap::instruction_len(esr));
     irq::flush();
     true
@@ -884,16 +907,38 @@ fn sgi_trap(esr: u64, frame: &mut TrapFrame) -> bool {
 /// data). A loop issues one operation per set and way: the first one does
 /// the work, the rest of the loop (until the domain exits to EL2 for any
 /// other reason) costs only the trap.
-fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
+///
+/// The clean goes in pieces and gives way to a pending physical interrupt
+/// (`bulkhead_core::setway`): this core may take the partitioner's own
+/// interrupts (its console's input, the IOMMU's reports) and its domain's
+/// stop request, none of which may wait for a clean of the whole RAM, over
+/// and over, when the domain repeats the operation after every other exit.
+/// False then: the operation is not complete, the instruction is not
+/// stepped over, and it resumes the clean when it traps again, after the
+/// interrupt.
+fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) -> bool {
+    use bulkhead_core::setway::{self, Cursor, Progress};
     let core = this_core();
-    if CORES[core].set_way_done.swap(true, Ordering::Relaxed) {
-        return;
+    let state = CORES[core].set_way.load(Ordering::Relaxed);
+    if state == SET_WAY_DONE {
+        return true;
     }
+    let mut cursor = if state == SET_WAY_PARTIAL {
+        *CORES[core].set_way_cursor.lock()
+    } else {
+        Cursor::default()
+    };
     mmu::map_domain_ram(d);
-    for m in d.ram.iter() {
-        mmu::clean_to_poc(m.pa, m.size);
-    }
+    let progress = setway::clean(&d.ram, &mut cursor, mmu::clean_to_poc, interrupt_pending);
     mmu::unmap_domain_ram(d);
+    if progress == Progress::GaveWay {
+        *CORES[core].set_way_cursor.lock() = cursor;
+        CORES[core]
+            .set_way
+            .store(SET_WAY_PARTIAL, Ordering::Relaxed);
+        return false;
+    }
+    CORES[core].set_way.store(SET_WAY_DONE, Ordering::Relaxed);
     let first = !core::mem::replace(&mut DOMAINS[di].state.lock().reported_set_way, true);
     if first {
         info!(
@@ -903,6 +948,17 @@ fn set_way(di: usize, d: &DomainPlan, op: &str, reg: u8) {
             u64::from(reg)
         );
     }
+    true
+}
+
+/// Whether a physical interrupt (or SError) waits for this core: taken
+/// as soon as it returns to its domain (EL2 runs with them masked).
+fn interrupt_pending() -> bool {
+    // ISR_EL1 read at EL2 shows the physical A, I and F lines.
+    let isr: u64;
+    // SAFETY: reading ISR_EL1 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack)) };
+    isr & 0x1c0 != 0
 }
 
 /// The faulting guest-physical address of a stage-2 abort.

@@ -2,7 +2,8 @@
 //! cold boot. Called by `domain::launch` on the vCPU's own core, before it
 //! enters the domain, whether the domain boots, restarts or starts the vCPU
 //! with PSCI CPU_ON. Nothing a previous run left in a register the domain
-//! can see survives: system registers, timers, FP/SIMD, the pointer
+//! can see survives: system registers, timers, FP/SIMD, the debug claim
+//! tags, the deferred SError status (with RAS), the pointer
 //! authentication keys the CPU has (decided from its ID registers, as
 //! `bulkhead_core::lifecycle` reads them). The virtual CPU interface of the
 //! GIC is reset by `gic::reset_virtual_cpu_interface`.
@@ -37,6 +38,10 @@ fn read_id(which: IdReg) -> u64 {
         IdReg::Isar2 => unsafe {
             core::arch::asm!("mrs {}, S3_0_C0_C6_2", out(reg) v, options(nomem, nostack, preserves_flags))
         },
+        // SAFETY: as above.
+        IdReg::Pfr0 => unsafe {
+            core::arch::asm!("mrs {}, id_aa64pfr0_el1", out(reg) v, options(nomem, nostack, preserves_flags))
+        },
     }
     v
 }
@@ -45,6 +50,7 @@ enum IdReg {
     Dfr0,
     Isar1,
     Isar2,
+    Pfr0,
 }
 
 /// Put every EL1/EL0 register of this core's vCPU in its reset state. Must
@@ -106,6 +112,18 @@ pub fn reset() {
     let (breakpoints, watchpoints) = lifecycle::debug_register_pairs(read_id(IdReg::Dfr0));
     for n in 0..breakpoints.max(watchpoints) {
         zero_debug_pair(n, n < breakpoints, n < watchpoints);
+    }
+    // The debug claim tags (set through DBGCLAIMSET_EL1, which EL1 reaches
+    // with MDCR_EL2.TDA clear): all eight cleared.
+    // SAFETY: DBGCLAIMCLR_EL1 only clears claim tags, software-defined
+    // bits with no effect on execution, of the domain about to run here.
+    unsafe {
+        core::arch::asm!("msr S2_0_C7_C9_6, {}", in(reg) 0xffu64, options(nomem, nostack, preserves_flags))
+    };
+    if lifecycle::has_ras(read_id(IdReg::Pfr0)) {
+        // VDISR_EL2: what the domain's EL1 reads and writes as DISR_EL1
+        // (HCR_EL2.AMO set), a register of its own otherwise untouched.
+        zero!("S3_4_C12_C1_1");
     }
     zero_fp_simd();
     // SAFETY: a barrier; the writes above take effect before the domain runs.

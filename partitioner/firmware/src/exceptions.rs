@@ -375,12 +375,12 @@ sgi_fast_done:
     ldr     x3, [x0, #{sgi_slot}]
     add     x3, x3, #1
     str     x3, [x0, #{sgi_slot}]
-    // CORES[core].set_way_done = false (an exit other than set/way)
+    // CORES[core].set_way = SET_WAY_NONE (an exit other than set/way)
     adrp    x0, {cores}
     add     x0, x0, :lo12:{cores}
     mov     x3, #{core_stride}
     madd    x0, x2, x3, x0
-    strb    wzr, [x0, #{set_way_done}]
+    strb    wzr, [x0, #{set_way}]
     mrs     x0, elr_el2
     add     x0, x0, #4                      // an AArch64 MSR, or see sgir_done
     msr     elr_el2, x0
@@ -871,7 +871,7 @@ irq_return:
     sgi_on = sym crate::irq::SGI_ON,
     core_state = const crate::domain::STATE_OFFSET,
     on = const crate::domain::ON,
-    set_way_done = const crate::domain::SET_WAY_DONE_OFFSET,
+    set_way = const crate::domain::SET_WAY_OFFSET,
     sgi_slot = const crate::exits::SGI_SLOT_OFFSET,
 );
 

@@ -96,13 +96,17 @@ pub fn cpu_on(core: usize) -> i64 {
             firmware_call(conduit, CPU_ON, mpidr, entry, core as u64)
         }
         CpuStart::SpinTable { mailboxes } => {
+            // A core without a mailbox never leaves the boot firmware's
+            // loop: refused, and never marked released (else the next
+            // start would only "wake" it, report success, and leave its
+            // vCPU pending for ever).
+            let Some(&mailbox) = mailboxes.get(core) else {
+                return bulkhead_core::psci::INVALID_PARAMETERS;
+            };
             if RELEASED[core].swap(true, Ordering::AcqRel) {
                 // Parked in `park`: wake it.
                 WAKE[core].store(true, Ordering::Release);
             } else {
-                let Some(&mailbox) = mailboxes.get(core) else {
-                    return bulkhead_core::psci::INVALID_PARAMETERS;
-                };
                 let entry = crate::boot::spin_table_entry(core);
                 // SAFETY: the mailbox is this core's spin-table slot, mapped
                 // as device memory at EL2 (`mmu`) and written only here; the
