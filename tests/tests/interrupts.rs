@@ -165,6 +165,11 @@ fn attacks_are_stopped(gic: u32) {
         first_run.contains("attacker: attack: cpu_on mpidr 0x2 -> -2"),
         "{first_run}"
     );
+    // CPU_ON of its own vCPU at an entry point outside its RAM.
+    assert!(
+        first_run.contains("attacker: attack: cpu_on own vcpu 0 at 0x0 -> -9"),
+        "{first_run}"
+    );
     assert!(
         first_run.contains("attacker: psci: vendor-smc -> -1"),
         "{first_run}"

@@ -92,6 +92,8 @@
 //!       aff1=1 list 0-15, aff2=1 list 0-15, aff3=1 list 0-15;
 //!       GICv2: sgir self, sgir all-but-self, sgir list=0xff
 //! attack: cpu_on mpidr <#x> -> <ret>        expected -2 (INVALID_PARAMETERS)
+//! attack: cpu_on own vcpu 0 at 0x0 -> <ret>  expected -9 (INVALID_ADDRESS:
+//!       an entry point outside the domain's RAM)
 //! relist: spi <n> held high, its active state cleared <k> times
 //! relist: spi <n> delivered <d> time(s)
 //! relist: timer delivered <d> time(s)      (then the same with its virtual timer)
@@ -1400,6 +1402,8 @@ fn main(_dtb: usize) -> ! {
     if let Some(mpidr) = config.attack_cpu_on {
         let ret = psci::cpu_on(mpidr, smp::entry(), 0);
         say!("attack: cpu_on mpidr {mpidr:#x} -> {ret}");
+        let ret = psci::cpu_on(0, 0, 0);
+        say!("attack: cpu_on own vcpu 0 at 0x0 -> {ret}");
     }
     if config.uart_echo {
         if have_gic {

@@ -27,6 +27,8 @@ pub const INVALID_PARAMETERS: i64 = -2;
 pub const DENIED: i64 = -3;
 pub const ALREADY_ON: i64 = -4;
 pub const ON_PENDING: i64 = -5;
+/// PSCI 1.0 on: the entry point is in no memory the caller has.
+pub const INVALID_ADDRESS: i64 = -9;
 
 /// PSCI 1.1.
 pub const PSCI_VERSION_VALUE: i64 = 0x1_0001;

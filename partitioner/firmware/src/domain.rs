@@ -1196,13 +1196,13 @@ fn alloc_free_reason(why: &PowerOnFailed) -> heapless::String<96> {
 /// Start vCPU `vcpu` of domain `d` at `entry` (PSCI CPU_ON from the domain).
 pub fn start_vcpu(d: &DomainPlan, vcpu: usize, entry: u64, ctx: u64) -> i64 {
     use bulkhead_core::psci::{
-        ALREADY_ON, INVALID_PARAMETERS, ON_PENDING as RET_ON_PENDING, SUCCESS,
+        ALREADY_ON, INVALID_ADDRESS, INVALID_PARAMETERS, ON_PENDING as RET_ON_PENDING, SUCCESS,
     };
     let Some(core) = core_of(d, vcpu) else {
         return INVALID_PARAMETERS;
     };
     if d.ram_at(entry).is_none() {
-        return INVALID_PARAMETERS;
+        return INVALID_ADDRESS;
     }
     match CORES[core]
         .state
