@@ -6,6 +6,7 @@
 
 pub mod board;
 pub mod config;
+pub mod console;
 pub mod dtb;
 pub mod dtb_check;
 pub mod entropy;

@@ -6,24 +6,62 @@
 //! in the order the cores asked (see [`TURN`]).
 
 use crate::uart::ConsoleUart;
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
+use bulkhead_core::console::Transmit;
 use bulkhead_core::ticket::TicketLock;
 use core::fmt::{self, Write};
+use spin::Mutex;
 
-/// The console UART as a `fmt::Write` sink (each `\n` sent as `\r\n`).
-struct Out(&'static dyn ConsoleUart);
+/// The console UART as a `fmt::Write` sink (each `\n` sent as `\r\n`),
+/// each byte waiting a bounded time for room ([`STALL_MS`], see
+/// `bulkhead_core::console`).
+struct Out<'a> {
+    uart: &'static dyn ConsoleUart,
+    tx: &'a mut Transmit,
+}
 
-impl Out {
-    fn put_bytes(&self, bytes: &[u8]) {
+/// Longest wait for room for one byte before the console counts as
+/// stalled. A working UART makes room in a byte's time (87 us at 115200
+/// baud, 1 ms at 9600); a terminal or emulator backend that reads late
+/// may hold the FIFO full much longer, and a line must not be lost for
+/// that: a second is far beyond both, and a stall costs it only once.
+const STALL_MS: u64 = 1000;
+
+/// The transmitter's state, taken with the console's turn (see [`TURN`]).
+static TX: Mutex<Transmit> = Mutex::new(Transmit::new());
+
+impl Out<'_> {
+    fn put(&mut self, b: u8) {
+        // A counter frequency left at 0 by the boot firmware: take 1 MHz.
+        let limit = CNTFRQ_EL0.get().max(1_000_000) * STALL_MS / 1000;
+        let uart = self.uart;
+        if self.tx.room(|| uart.tx_full(), || CNTPCT_EL0.get(), limit) {
+            uart.write(b);
+        }
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if b == b'\n' {
-                self.0.put(b'\r');
+                self.put(b'\r');
             }
-            self.0.put(b);
+            self.put(b);
+        }
+    }
+
+    /// Before a line: how many bytes a stalled transmitter cost, once it
+    /// has room again.
+    fn report_dropped(&mut self) {
+        if let Some(n) = self.tx.take_dropped() {
+            let _ = writeln!(
+                self,
+                "bulkhead: warning: console: {n} bytes lost while its UART did not drain"
+            );
         }
     }
 }
 
-impl Write for Out {
+impl Write for Out<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.put_bytes(s.as_bytes());
         Ok(())
@@ -73,10 +111,6 @@ impl Write for LineBuf {
     }
 }
 
-fn uart() -> Option<Out> {
-    crate::uart::get().map(Out)
-}
-
 /// Start the console on the board's console UART.
 pub fn init(console: bulkhead_core::board::Uart) {
     crate::uart::init(console);
@@ -118,10 +152,15 @@ pub fn receive(mut f: impl FnMut(u8)) {
 
 /// Send `parts` as one line (each `\n` as `\r\n`), in this core's turn.
 fn send(parts: &[&[u8]]) {
-    let Some(uart) = uart() else { return };
+    let Some(uart) = crate::uart::get() else {
+        return;
+    };
     let _turn = TURN.lock();
+    let mut tx = TX.lock();
+    let mut out = Out { uart, tx: &mut tx };
+    out.report_dropped();
     for part in parts {
-        uart.put_bytes(part);
+        out.put_bytes(part);
     }
 }
 
@@ -130,12 +169,15 @@ pub fn line(prefix: &str, args: fmt::Arguments) {
     let mut buf = LineBuf::new();
     if writeln!(buf, "{prefix}{args}").is_ok() {
         send(&[buf.as_bytes()]);
-    } else if let Some(mut uart) = uart() {
+    } else if let Some(uart) = crate::uart::get() {
         // Too long to format first: format it while it goes out.
         let _turn = TURN.lock();
-        let _ = uart.write_str(prefix);
-        let _ = uart.write_fmt(args);
-        let _ = uart.write_str("\n");
+        let mut tx = TX.lock();
+        let mut out = Out { uart, tx: &mut tx };
+        out.report_dropped();
+        let _ = out.write_str(prefix);
+        let _ = out.write_fmt(args);
+        let _ = out.write_str("\n");
     }
 }
 
@@ -143,7 +185,9 @@ pub fn line(prefix: &str, args: fmt::Arguments) {
 /// while for the console to be free, then print anyway (at worst two lines
 /// mix). Never takes a ticket it might not give back: the caller halts.
 pub fn emergency_line(prefix: &str, args: fmt::Arguments) {
-    let Some(mut uart) = uart() else { return };
+    let Some(uart) = crate::uart::get() else {
+        return;
+    };
     let mut turn = None;
     for _ in 0..10_000_000 {
         turn = TURN.try_lock();
@@ -152,9 +196,19 @@ pub fn emergency_line(prefix: &str, args: fmt::Arguments) {
         }
         core::hint::spin_loop();
     }
-    let _ = uart.write_str(prefix);
-    let _ = uart.write_fmt(args);
-    let _ = uart.write_str("\n");
+    // The shared state if it is free; else (its holder died) one of this
+    // line's own, which waits for a stalled transmitter once.
+    let mut own = Transmit::new();
+    let mut shared = TX.try_lock();
+    let tx = match shared.as_deref_mut() {
+        Some(tx) => tx,
+        None => &mut own,
+    };
+    let mut out = Out { uart, tx };
+    let _ = out.write_str(prefix);
+    let _ = out.write_fmt(args);
+    let _ = out.write_str("\n");
+    drop(shared);
     drop(turn);
 }
 

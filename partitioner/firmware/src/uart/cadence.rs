@@ -75,8 +75,11 @@ impl Cadence {
 }
 
 impl super::ConsoleUart for Cadence {
-    fn put(&self, b: u8) {
-        while self.regs().sr.get() & SR_TXFULL != 0 {}
+    fn tx_full(&self) -> bool {
+        self.regs().sr.get() & SR_TXFULL != 0
+    }
+
+    fn write(&self, b: u8) {
         self.regs().fifo.set(b as u32);
     }
 

@@ -67,8 +67,11 @@ impl ImxUart {
 }
 
 impl super::ConsoleUart for ImxUart {
-    fn put(&self, b: u8) {
-        while self.regs().uts.get() & UTS_TXFULL != 0 {}
+    fn tx_full(&self) -> bool {
+        self.regs().uts.get() & UTS_TXFULL != 0
+    }
+
+    fn write(&self, b: u8) {
         self.regs().utxd.set(b as u32);
     }
 

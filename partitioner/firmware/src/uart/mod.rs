@@ -12,9 +12,13 @@ use spin::Once;
 
 /// What the console needs of a UART: polled transmit, and receive with an
 /// interrupt (for `Ctrl-a` commands and the virtual consoles' input).
+/// How long a byte may wait for room is the console's decision
+/// (`crate::console`), not the driver's.
 pub trait ConsoleUart: Sync {
-    /// Send one byte, waiting while the transmitter is full.
-    fn put(&self, byte: u8);
+    /// Whether the transmitter has no room for another byte.
+    fn tx_full(&self) -> bool;
+    /// Send one byte (the caller has seen room for it).
+    fn write(&self, byte: u8);
     /// One received byte, if any is waiting.
     fn get(&self) -> Option<u8>;
     /// Raise the UART's interrupt while received bytes wait.

@@ -47,8 +47,11 @@ impl Pl011 {
 }
 
 impl super::ConsoleUart for Pl011 {
-    fn put(&self, b: u8) {
-        while self.regs().fr.get() & FR_TXFF != 0 {}
+    fn tx_full(&self) -> bool {
+        self.regs().fr.get() & FR_TXFF != 0
+    }
+
+    fn write(&self, b: u8) {
         self.regs().dr.set(b as u32);
     }
 
