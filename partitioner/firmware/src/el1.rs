@@ -120,6 +120,10 @@ pub fn reset() {
     unsafe {
         core::arch::asm!("msr S2_0_C7_C9_6, {}", in(reg) 0xffu64, options(nomem, nostack, preserves_flags))
     };
+    // MDCCINT_EL1: the debug communications channel's interrupt enables
+    // (RX, TX), EL1's own with MDCR_EL2.TDCC clear. (QEMU models it as
+    // read-as-zero, so no test under QEMU sees it kept.)
+    zero!("S2_0_C0_C2_0");
     if lifecycle::has_ras(read_id(IdReg::Pfr0)) {
         // VDISR_EL2: what the domain's EL1 reads and writes as DISR_EL1
         // (HCR_EL2.AMO set), a register of its own otherwise untouched.
